@@ -1,0 +1,254 @@
+"""The generic folder layout: the loader for the built-in demo data and for users' own data.
+
+Layout::
+
+    ROOT/images/<id>.jpg|.jpeg|.png   the photo; any PIL mode is converted to RGB
+    ROOT/masks/<id>.png               class index per pixel (PIL mode "L" or "P"), 255 = ignore
+    ROOT/classes.txt                  one class name per line (line i = class i)
+    ROOT/splits/<name>.txt            one <id> per line (train, val, labeled, unlabeled, ...)
+
+Image conversion: grayscale ("1", "L", "LA"), palette ("P", "PA"), RGBA, CMYK and YCbCr
+images become RGB through PIL (an alpha channel is dropped, the colour kept as stored);
+16-bit grayscale is rescaled to 8 bits. EXIF orientation is not applied: masks are assumed to
+match the stored pixel grid, as in the public segmentation datasets.
+
+Masks are read as stored: for a palette ("P") PNG the palette indices are the classes, for a
+grayscale ("L") PNG the values are. An RGB mask is refused: a colour rendering of the labels
+is not a class-index mask.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from dualteacher.data.transforms import EvalTransform, Transform
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+IGNORE_INDEX = 255
+_MAX_LISTED = 10
+
+
+class DataError(ValueError):
+    """A dataset on disk is missing files or holds invalid content; the message names the file."""
+
+
+def _list_some(items: Sequence[str]) -> str:
+    """The first few items, one per line, then how many more there are."""
+    shown = "\n  ".join(items[:_MAX_LISTED])
+    more = len(items) - _MAX_LISTED
+    return "  " + shown + (f"\n  ... and {more} more" if more > 0 else "")
+
+
+def read_classes(root: Path) -> list[str]:
+    """Class names from ``ROOT/classes.txt`` (line i names class i; trailing blank lines ignored)."""
+    path = Path(root) / "classes.txt"
+    if not path.is_file():
+        raise DataError(f"class list not found: {path}")
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        raise DataError(f"class list is empty: {path}")
+    if "" in names:
+        raise DataError(f"blank class name on line {names.index('') + 1} of {path}")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise DataError(f"class names listed twice in {path}: {', '.join(duplicates)}")
+    return names
+
+
+def split_path(root: Path, name: str) -> Path:
+    """Path of split ``name`` (``"train"`` or ``"train.txt"``) under ``ROOT/splits``."""
+    filename = name if name.endswith(".txt") else f"{name}.txt"
+    return Path(root) / "splits" / filename
+
+
+def read_split(root: Path, name: str) -> list[str]:
+    """Sample ids of split ``name``: one per line, surrounding blanks stripped, empty lines skipped."""
+    path = split_path(root, name)
+    if not path.is_file():
+        raise DataError(f"split file not found: {path}")
+    ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    ids = [i for i in ids if i]
+    seen: set[str] = set()
+    for sample_id in ids:
+        if sample_id in seen:
+            raise DataError(f"id {sample_id!r} appears twice in {path}")
+        seen.add(sample_id)
+    return ids
+
+
+def find_image(root: Path, sample_id: str) -> Path:
+    """The image file of ``sample_id`` (``images/<id>`` with a .jpg, .jpeg or .png extension)."""
+    stem = Path(root) / "images" / sample_id
+    for ext in IMAGE_EXTENSIONS:
+        candidate = stem.with_name(stem.name + ext)
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"image not found: {stem}.jpg (or .jpeg/.png)")
+
+
+def load_image(path: Path) -> Image.Image:
+    """An image file as an RGB PIL image (see the module docstring for the conversions)."""
+    with Image.open(path) as image:
+        if image.mode.startswith("I;16"):
+            wide = np.asarray(image).astype(np.uint32)
+            gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)
+            return Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2))
+        if image.mode in ("I", "F"):
+            raise DataError(f"unsupported image mode {image.mode!r} (32-bit) in {path}")
+        if image.mode in ("P", "PA"):
+            image = image.convert("RGBA")
+        return image.convert("RGB")
+
+
+def load_mask(path: Path, image_path: Path, image_size: tuple[int, int]) -> Image.Image:
+    """A class-index mask as a mode-"L" PIL image; refuses colour masks and size mismatches."""
+    with Image.open(path) as mask:
+        if mask.mode in ("RGB", "RGBA"):
+            raise DataError(f"mask is a colour ({mask.mode}) image, not a class-index mask: {path}")
+        if mask.mode not in ("L", "P"):
+            raise DataError(f"mask must be an 8-bit grayscale or palette PNG, got mode {mask.mode!r}: {path}")
+        if mask.size != image_size:
+            raise DataError(
+                f"mask size {mask.size[0]}x{mask.size[1]} differs from image size "
+                f"{image_size[0]}x{image_size[1]}: {path} vs {image_path}"
+            )
+        return Image.fromarray(np.asarray(mask, dtype=np.uint8))
+
+
+class _DirectoryIndex:
+    """File names per directory, listed once: cheap existence checks for many ids."""
+
+    def __init__(self) -> None:
+        self._listings: dict[Path, frozenset[str]] = {}
+
+    def exists(self, path: Path) -> bool:
+        parent = path.parent
+        if parent not in self._listings:
+            try:
+                self._listings[parent] = frozenset(os.listdir(parent))
+            except (FileNotFoundError, NotADirectoryError):
+                self._listings[parent] = frozenset()
+        return path.name in self._listings[parent]
+
+
+class FolderDataset(Dataset):
+    """Samples of the folder layout, keyed by ``index`` or ``(index, aug_seed)``.
+
+    The transform receives ``np.random.default_rng(aug_seed)`` (``aug_seed = index`` for a plain
+    integer key), so augmentation depends only on the key, never on the worker that loads it.
+    A sample is a dict with ``"image"`` (uint8 [3,H,W]), ``"index"`` (int) and, when
+    ``labeled``, ``"mask"`` (int64 [H,W], 255 = ignore), otherwise ``"valid"`` (bool [H,W],
+    False on padding). Unlabelled samples never read a mask, even when one exists.
+    With ``num_classes`` set, mask values outside ``[0, num_classes)`` other than 255 are errors.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        ids: list[str],
+        *,
+        labeled: bool,
+        transform: Transform | Callable | None = None,
+        num_classes: int | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.ids = list(ids)
+        self.labeled = labeled
+        self.transform = transform if transform is not None else EvalTransform()
+        self.num_classes = num_classes
+        index = _DirectoryIndex()
+        missing: list[str] = []
+        self.image_paths: list[Path] = []
+        self.mask_paths: list[Path] = []
+        for sample_id in self.ids:
+            stem = self.root / "images" / sample_id
+            found = [p for p in (stem.with_name(stem.name + e) for e in IMAGE_EXTENSIONS) if index.exists(p)]
+            if found:
+                self.image_paths.append(found[0])
+            else:
+                missing.append(f"{stem}.jpg (or .jpeg/.png)")
+            if labeled:
+                mask_path = self.root / "masks" / f"{sample_id}.png"
+                self.mask_paths.append(mask_path)
+                if not index.exists(mask_path):
+                    missing.append(str(mask_path))
+        if missing:
+            kind = "labelled" if labeled else "unlabelled"
+            raise DataError(f"{len(missing)} file(s) missing for the {kind} samples under {self.root}:\n{_list_some(missing)}")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | int]:
+        if isinstance(key, tuple):
+            index, aug_seed = int(key[0]), int(key[1])
+        else:
+            index = int(key)
+            if index < 0:
+                index += len(self)
+            aug_seed = index
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        rng = np.random.default_rng(aug_seed)
+        image_path = self.image_paths[index]
+        image = load_image(image_path)
+        mask = load_mask(self.mask_paths[index], image_path, image.size) if self.labeled else None
+        if mask is not None and self.num_classes is not None:
+            self._check_classes(mask, self.mask_paths[index])
+        image_t, mask_t, valid_t = self.transform(image, mask, rng)
+        sample: dict[str, torch.Tensor | int] = {"image": image_t, "index": index}
+        if self.labeled:
+            sample["mask"] = mask_t
+        else:
+            sample["valid"] = valid_t
+        return sample
+
+    def _check_classes(self, mask: Image.Image, path: Path) -> None:
+        values = np.unique(np.asarray(mask))
+        bad = values[(values >= self.num_classes) & (values != IGNORE_INDEX)]
+        if bad.size:
+            raise DataError(
+                f"mask values {bad.tolist()} are not classes 0..{self.num_classes - 1} nor {IGNORE_INDEX}: {path}"
+            )
+
+
+def collate_eval(samples: list[dict]) -> dict[str, torch.Tensor]:
+    """Batch samples of different sizes: images padded with 0, masks with 255, ``valid`` with False.
+
+    ``"sizes"`` ([B,2], long) holds each image's (H, W) before padding; labelled batches also
+    carry ``"mask_sizes"``, which differ from ``"sizes"`` only if the image was resized.
+    """
+    count = len(samples)
+    sizes = torch.tensor([list(s["image"].shape[-2:]) for s in samples], dtype=torch.long)
+    height, width = (int(v) for v in sizes.max(dim=0).values)
+    images = torch.zeros((count, 3, height, width), dtype=torch.uint8)
+    for i, s in enumerate(samples):
+        images[i, :, : s["image"].shape[1], : s["image"].shape[2]] = s["image"]
+    batch: dict[str, torch.Tensor] = {
+        "image": images,
+        "sizes": sizes,
+        "index": torch.tensor([int(s["index"]) for s in samples], dtype=torch.long),
+    }
+    if "mask" in samples[0]:
+        mask_sizes = torch.tensor([list(s["mask"].shape) for s in samples], dtype=torch.long)
+        mh, mw = (int(v) for v in mask_sizes.max(dim=0).values)
+        masks = torch.full((count, mh, mw), IGNORE_INDEX, dtype=torch.long)
+        for i, s in enumerate(samples):
+            masks[i, : s["mask"].shape[0], : s["mask"].shape[1]] = s["mask"]
+        batch["mask"] = masks
+        batch["mask_sizes"] = mask_sizes
+    if "valid" in samples[0]:
+        valid = torch.zeros((count, height, width), dtype=torch.bool)
+        for i, s in enumerate(samples):
+            valid[i, : s["valid"].shape[0], : s["valid"].shape[1]] = s["valid"]
+        batch["valid"] = valid
+    return batch

@@ -1,0 +1,82 @@
+"""Labelled/unlabelled splits: nesting across budgets, sizes, parsing, files on disk."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from dualteacher.data.folder import read_split
+from dualteacher.data.splits import budget_tag, make_split, parse_labeled, write_split
+
+IDS = [f"img_{i:04d}" for i in range(2975)]
+
+
+def test_fractions_are_nested_disjoint_and_cover_the_pool() -> None:
+    sets = {}
+    for frac in (1 / 16, 1 / 8, 1 / 4, 1 / 2):
+        labeled, unlabeled = make_split(IDS, frac, seed=7)
+        assert not set(labeled) & set(unlabeled)
+        assert sorted(labeled + unlabeled) == IDS
+        assert labeled == sorted(labeled) and unlabeled == sorted(unlabeled)
+        sets[frac] = set(labeled)
+    assert [len(sets[f]) for f in (1 / 16, 1 / 8, 1 / 4, 1 / 2)] == [186, 372, 744, 1488]
+    assert sets[1 / 16] < sets[1 / 8] < sets[1 / 4] < sets[1 / 2]
+    assert set(make_split(IDS, 92, seed=7)[0]) < sets[1 / 16]
+
+
+def test_split_depends_on_seed_only() -> None:
+    shuffled = IDS[:]
+    random.Random(0).shuffle(shuffled)
+    assert make_split(shuffled, 0.125, seed=3) == make_split(IDS, 0.125, seed=3)
+    assert make_split(IDS, 0.125, seed=3) != make_split(IDS, 0.125, seed=4)
+    assert len(make_split(IDS[:10], 0.1, seed=0)[0]) == 1
+    assert make_split(IDS[:10], 1.0, seed=0) == (IDS[:10], [])
+
+
+@pytest.mark.parametrize(
+    ("budget", "message"),
+    [(0, "at least 1"), (11, "only 10"), (1.5, r"\(0, 1\]"), (0.0, r"\(0, 1\]"), (True, "int count")],
+)
+def test_bad_budgets_are_refused(budget: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_split(IDS[:10], budget, seed=0)
+
+
+def test_duplicate_ids_are_refused() -> None:
+    with pytest.raises(ValueError, match="img_0001"):
+        make_split(IDS[:5] + ["img_0001"], 2, seed=0)
+
+
+def test_parse_labeled() -> None:
+    assert parse_labeled("92") == 92 and isinstance(parse_labeled("92"), int)
+    assert parse_labeled("0.125") == 0.125
+    assert parse_labeled(" 1/16 ") == 0.0625
+    assert parse_labeled("1") == 1 and isinstance(parse_labeled("1"), int)
+    assert parse_labeled("1.0") == 1.0 and isinstance(parse_labeled("1.0"), float)
+    for bad in ("0", "1/0", "16/1", "abc", "-3", "1.5", ""):
+        with pytest.raises(ValueError):
+            parse_labeled(bad)
+
+
+def test_budget_tags() -> None:
+    assert budget_tag(92) == "92"
+    assert budget_tag(1 / 16) == "1-16" == budget_tag(0.0625)
+    assert budget_tag(0.3) == "3-10"
+
+
+def test_write_split_files(tmp_path: Path) -> None:
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "train.txt").write_text("".join(f"{i}\n" for i in IDS[:100]))
+    lab_path, unl_path = write_split(tmp_path, "1/16", seed=2)
+    assert lab_path.name == "labeled_1-16_seed2.txt" and unl_path.name == "unlabeled_1-16_seed2.txt"
+    labeled, unlabeled = make_split(IDS[:100], 1 / 16, seed=2)
+    assert read_split(tmp_path, "labeled_1-16_seed2") == labeled and len(labeled) == 7
+    assert read_split(tmp_path, "unlabeled_1-16_seed2") == unlabeled
+    paths = write_split(tmp_path, 12, seed=2, name="mine")
+    assert [p.name for p in paths] == ["labeled_mine.txt", "unlabeled_mine.txt"]
+    assert len(read_split(tmp_path, "labeled_mine")) == 12
+    assert sorted(p.name for p in (tmp_path / "splits").iterdir()) == [
+        "labeled_1-16_seed2.txt", "labeled_mine.txt", "train.txt", "unlabeled_1-16_seed2.txt", "unlabeled_mine.txt",
+    ]
