@@ -1,0 +1,335 @@
+"""Segmentation networks built by name through segmentation_models_pytorch (SMP).
+
+Conventions fixed here:
+
+* Plain ``resnet18/34/50/101/152`` are built as timm ResNets (``tu-resnetN.tv_in1k``) rather
+  than SMP's own ResNets, because SMP's ResNets silently ignore drop-path. The architecture and
+  state-dict keys are torchvision's, so torchvision checkpoints load unchanged, and
+  ``weights="imagenet"`` fetches the torchvision ImageNet weights (timm's ``tv_in1k`` tag).
+  Note that timm zero-initialises the last BatchNorm of every residual branch at random init.
+* ``drop_path`` is always honoured or refused: timm encoders (``tu-*``) receive it as
+  ``drop_path_rate`` (ramped over blocks by timm), MiT encoders are reset to it (SMP would
+  otherwise always use 0.1), and any other encoder raises ``ValueError`` when it is > 0.
+* Inputs whose sides are not multiples of :attr:`SegModel.stride` are zero-padded at the
+  bottom/right and the logits are cropped back, so logits always match the input size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import segmentation_models_pytorch as smp
+import timm
+import torch
+import torch.nn.functional as F
+from segmentation_models_pytorch.base import SegmentationModel
+from timm.layers import DropPath
+from torch import Tensor, nn
+
+from dualteacher.pretrained import (
+    EFFICIENTNET_LITE0,
+    EFFICIENTNET_LITE0_MEAN_STD,
+    EFFICIENTNET_LITE0_TIMM_NAME,
+    efficientnet_lite0_imagenet_state_dict,
+    load_into,
+    load_state_dict_file,
+)
+
+IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+ARCHITECTURES: dict[str, type[SegmentationModel]] = {
+    "deeplabv3plus": smp.DeepLabV3Plus,
+    "segformer": smp.Segformer,
+    "unet": smp.Unet,
+    "fpn": smp.FPN,
+}
+DEEPLAB_ATROUS_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
+TIMM_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+# Keys of classifier checkpoints that a segmentation backbone never has.
+_HEAD_PREFIXES = ("fc.", "classifier.", "head.", "last_linear.")
+
+
+def resolve_encoder_name(encoder: str) -> str:
+    """The SMP encoder name actually built for ``encoder`` (plain ResNets become timm ResNets)."""
+    return f"tu-{encoder}.tv_in1k" if encoder in TIMM_RESNETS else encoder
+
+
+def _arch_key(arch: str) -> str:
+    key = arch.lower().replace("_", "").replace("-", "").replace("+", "plus")
+    if key not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {arch!r}; supported: {sorted(ARCHITECTURES)}")
+    return key
+
+
+def _timm_name(encoder: str) -> str | None:
+    return encoder[3:] if encoder.startswith("tu-") else None
+
+
+def _is_mit(encoder: str) -> bool:
+    return encoder.startswith("mit_b")
+
+
+class SegModel(nn.Module):
+    """An SMP segmentation network with padding to its stride, a feature/decoder split and
+    adjustable drop-path.
+
+    Attributes:
+        net: the wrapped SMP model (``encoder``, ``decoder``, ``segmentation_head``).
+        arch: normalised architecture key, e.g. ``"deeplabv3plus"``.
+        encoder_name: the SMP encoder name that was built (see :func:`resolve_encoder_name`).
+        num_classes: number of output channels.
+        stride: input sides are padded up to a multiple of this.
+        drop_path: the current drop-path rate.
+    """
+
+    def __init__(
+        self,
+        net: SegmentationModel,
+        *,
+        arch: str,
+        encoder_name: str,
+        num_classes: int,
+        drop_path_factors: dict[str, float],
+        drop_path: float,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.arch = arch
+        self.encoder_name = encoder_name
+        self.num_classes = num_classes
+        self.stride = int(net.encoder.output_stride)
+        self._drop_path_factors = drop_path_factors
+        self.drop_path = 0.0
+        self.set_drop_path(drop_path)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits ``[B, num_classes, H, W]`` for normalised images ``x`` ``[B, 3, H, W]``."""
+        return self.decode(self.features(x), size=(x.shape[-2], x.shape[-1]))
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """Encoder feature maps of the padded input, in SMP's order (finest first).
+
+        Index 0 is the padded input itself and, for MiT encoders, index 1 is an empty
+        0-channel placeholder; the decoders of the supported architectures ignore both.
+        """
+        height, width = x.shape[-2:]
+        pad_h, pad_w = (-height) % self.stride, (-width) % self.stride
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        return self.net.encoder(x)
+
+    def decode(self, features: Sequence[Tensor], size: tuple[int, int] | None = None) -> Tensor:
+        """Logits from (possibly perturbed) :meth:`features`, cropped to ``size`` = input (H, W).
+
+        Without ``size`` the logits have the padded size.
+        """
+        logits = self.net.segmentation_head(self.net.decoder(list(features)))
+        if size is not None:
+            logits = logits[..., : size[0], : size[1]]
+        return logits
+
+    def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(encoder parameters, decoder and head parameters), together covering every parameter."""
+        encoder = list(self.net.encoder.parameters())
+        encoder_ids = {id(p) for p in encoder}
+        return encoder, [p for p in self.parameters() if id(p) not in encoder_ids]
+
+    def set_drop_path(self, rate: float) -> None:
+        """Set the encoder's stochastic-depth rate, keeping the encoder's ramp over blocks.
+
+        Raises ``ValueError`` if ``rate > 0`` and the encoder has no drop-path layers (timm
+        encoders only have them when built with ``drop_path > 0``).
+        """
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"drop_path must be in [0, 1), got {rate}")
+        if rate > 0 and not self._drop_path_factors:
+            raise ValueError(
+                f"Encoder {self.encoder_name!r} has no drop-path layers; "
+                "build it with drop_path > 0 (timm encoders) or use a MiT/timm encoder."
+            )
+        for name, factor in self._drop_path_factors.items():
+            self.get_submodule(name).drop_prob = factor * rate
+        self.drop_path = rate
+
+
+def build_model(
+    arch: str,
+    encoder: str,
+    num_classes: int,
+    *,
+    weights: str | None = None,
+    output_stride: int = 16,
+    drop_path: float = 0.0,
+    decoder_channels: int | None = None,
+) -> SegModel:
+    """Build a segmentation network by name.
+
+    Args:
+        arch: ``deeplabv3plus`` (also ``DeepLabV3+``), ``segformer``, ``unet`` or ``fpn``.
+        encoder: an SMP encoder name (``resnet50``, ``mit_b2``, ``tu-<timm name>``, ...).
+        num_classes: output channels.
+        weights: ``None`` (random init), ``"imagenet"`` (the library hub; needs internet),
+            ``"efficientnet-lite0"`` (built-in ImageNet weights, encoder
+            ``tu-tf_efficientnet_lite0`` only) or a path to a backbone checkpoint
+            (``.safetensors``/``.pth``/``.pt``; classifier-head keys are ignored, any other
+            mismatch raises :class:`~dualteacher.pretrained.WeightsMismatchError`).
+        output_stride: DeepLabV3+ only, 16 (atrous rates 6/12/18) or 8 (12/24/36); the other
+            architectures always use the encoder's full stride and ignore it.
+        drop_path: encoder stochastic-depth rate (see the module docstring).
+        decoder_channels: decoder width (DeepLabV3+ decoder, SegFormer MLP, FPN pyramid with
+            half of it for the segmentation branch, UNet first stage halving per stage);
+            ``None`` keeps SMP's default.
+    """
+    key = _arch_key(arch)
+    name = resolve_encoder_name(encoder)
+    timm_name = _timm_name(name)
+    _check_encoder(name, timm_name, drop_path, weights)
+    kwargs = _arch_kwargs(key, output_stride, decoder_channels)
+    if timm_name is not None and drop_path > 0:
+        kwargs["drop_path_rate"] = drop_path
+    net = _construct(ARCHITECTURES[key], name, timm_name, num_classes, weights, kwargs)
+    backbone = net.encoder.model if timm_name is not None else net.encoder
+    if weights == EFFICIENTNET_LITE0:
+        _load_backbone(backbone, efficientnet_lite0_imagenet_state_dict(), timm_name)
+    elif weights not in (None, "imagenet"):
+        _load_backbone(backbone, load_state_dict_file(weights), timm_name)
+    factors = _drop_path_factors(net, name, drop_path)
+    return SegModel(
+        net,
+        arch=key,
+        encoder_name=name,
+        num_classes=num_classes,
+        drop_path_factors=factors,
+        drop_path=drop_path,
+    )
+
+
+def _check_encoder(name: str, timm_name: str | None, drop_path: float, weights: str | None) -> None:
+    if timm_name is not None:
+        if not timm.is_model(timm_name):
+            raise ValueError(f"Unknown timm model {timm_name!r} (encoder {name!r})")
+    elif name not in smp.encoders.get_encoder_names():
+        raise ValueError(f"Unknown encoder {name!r}; see segmentation_models_pytorch encoders")
+    if not 0.0 <= drop_path < 1.0:
+        raise ValueError(f"drop_path must be in [0, 1), got {drop_path}")
+    if drop_path > 0 and timm_name is None and not _is_mit(name):
+        raise ValueError(
+            f"Encoder {name!r} cannot apply drop_path={drop_path}: use a timm encoder "
+            "('tu-<name>'), a plain resnetN (built with timm) or a MiT encoder."
+        )
+    if weights == EFFICIENTNET_LITE0 and timm_name != EFFICIENTNET_LITE0_TIMM_NAME:
+        raise ValueError(
+            f"weights={EFFICIENTNET_LITE0!r} needs encoder 'tu-{EFFICIENTNET_LITE0_TIMM_NAME}', "
+            f"got {name!r}"
+        )
+
+
+def _arch_kwargs(key: str, output_stride: int, decoder_channels: int | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    if key == "deeplabv3plus":
+        if output_stride not in DEEPLAB_ATROUS_RATES:
+            raise ValueError(f"DeepLabV3+ output_stride must be 8 or 16, got {output_stride}")
+        kwargs["encoder_output_stride"] = output_stride
+        kwargs["decoder_atrous_rates"] = DEEPLAB_ATROUS_RATES[output_stride]
+    if decoder_channels is not None:
+        c = decoder_channels
+        if key == "fpn" and c % 64:
+            raise ValueError(f"FPN decoder_channels must be a multiple of 64 (GroupNorm), got {c}")
+        kwargs.update(
+            {
+                "deeplabv3plus": {"decoder_channels": c},
+                "segformer": {"decoder_segmentation_channels": c},
+                "unet": {"decoder_channels": (c, c // 2, c // 4, c // 8, c // 16)},
+                "fpn": {"decoder_pyramid_channels": c, "decoder_segmentation_channels": c // 2},
+            }[key]
+        )
+    return kwargs
+
+
+def _construct(
+    cls: type[SegmentationModel],
+    name: str,
+    timm_name: str | None,
+    num_classes: int,
+    weights: str | None,
+    kwargs: dict[str, Any],
+) -> SegmentationModel:
+    hub_weights: str | bool | None = None
+    if weights == "imagenet":
+        hub_weights = True if timm_name is not None else "imagenet"
+    try:
+        return cls(encoder_name=name, encoder_weights=hub_weights, classes=num_classes, **kwargs)
+    except OSError as error:  # huggingface_hub's offline/HTTP errors are OSErrors
+        if hub_weights is None:
+            raise
+        raise RuntimeError(
+            f"Could not fetch 'imagenet' weights for encoder {name!r} from the model hub "
+            f"(no internet?): {error}. Download them on a connected machine and pass the local "
+            "file path as weights=..., or use weights=None. Setting HF_HUB_OFFLINE=1 makes "
+            "this fail fast instead of retrying."
+        ) from error
+
+
+def _load_backbone(
+    backbone: nn.Module, state_dict: dict[str, Tensor], timm_name: str | None
+) -> None:
+    load_into(
+        backbone,
+        state_dict,
+        ignorable=_timm_head_keys(timm_name) if timm_name is not None else (),
+        ignorable_prefixes=_HEAD_PREFIXES,
+    )
+
+
+def _timm_head_keys(timm_name: str) -> set[str]:
+    """Keys of the full timm classifier that its features-only version lacks."""
+    with torch.device("meta"):
+        full = timm.create_model(timm_name, pretrained=False).state_dict()
+        trunk = timm.create_model(timm_name, pretrained=False, features_only=True).state_dict()
+    return set(full) - set(trunk)
+
+
+def _drop_path_factors(net: SegmentationModel, name: str, drop_path: float) -> dict[str, float]:
+    """Each DropPath module's rate relative to the nominal encoder rate."""
+    if _is_mit(name):
+        net.encoder.reset_drop_path(1.0)
+        scale = 1.0
+    elif drop_path > 0:
+        scale = drop_path
+    else:
+        return {}
+    factors = {
+        f"net.encoder.{module_name}": module.drop_prob / scale
+        for module_name, module in net.encoder.named_modules()
+        if isinstance(module, DropPath)
+    }
+    if drop_path > 0 and not factors:
+        raise ValueError(f"Encoder {name!r} accepted drop_path but has no DropPath layers")
+    return factors
+
+
+def default_normalization(
+    encoder: str, weights: str | None = None
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """(mean, std) that the encoder's pretrained weights expect, for inputs scaled to [0, 1]."""
+    if weights == EFFICIENTNET_LITE0:
+        return EFFICIENTNET_LITE0_MEAN_STD
+    name = resolve_encoder_name(encoder)
+    timm_name = _timm_name(name)
+    if timm_name is not None and timm.is_model(timm_name):
+        cfg = timm.models.get_pretrained_cfg(timm_name)
+        if cfg is not None:
+            return _triple(cfg.mean), _triple(cfg.std)
+    if "tf_efficientnet_lite" in name:
+        return EFFICIENTNET_LITE0_MEAN_STD
+    return IMAGENET_MEAN_STD
+
+
+def _triple(values: Sequence[float]) -> tuple[float, float, float]:
+    first, second, third = values
+    return float(first), float(second), float(third)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameter elements in ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
