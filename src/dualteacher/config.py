@@ -1,0 +1,314 @@
+"""Typed experiment settings: YAML in, dotted command-line overrides, validation, YAML out.
+
+Every section is a dataclass; unknown keys and values of the wrong type are errors that
+name the offending key (``train.epohcs``), so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key."""
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how it is read and weakly augmented."""
+
+    dataset: str = "folder"
+    root: str = ""
+    labeled_split: str = "labeled"
+    unlabeled_split: str = "unlabeled"
+    val_split: str = "val"
+    crop_size: int = 64
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    flip: bool = True
+    ignore_index: int = 255
+    workers: int = 2
+    val_batch_size: int = 16
+
+
+@dataclass
+class ModelConfig:
+    """Network architecture; see :func:`dualteacher.models.build_model`."""
+
+    arch: str = "deeplabv3plus"
+    encoder: str = "resnet50"
+    weights: str | None = None
+    output_stride: int = 16
+    decoder_channels: int | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and learning-rate schedule (linear warm-up, then poly decay to 0)."""
+
+    name: str = "adamw"
+    lr: float = 6e-5
+    head_lr_mult: float = 10.0
+    weight_decay: float = 0.01
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_iters: int = 0
+    warmup_ratio: float = 1e-6
+    poly_power: float = 1.0
+    grad_clip: float | None = None
+
+
+@dataclass
+class MethodConfig:
+    """Semi-supervised method and its settings (documented in the README)."""
+
+    name: str = "supervised"
+    threshold: float = 0.95
+    threshold_mode: str = "pixel"
+    unsup_weight: float = 1.0
+    icl_weight: float = 0.2
+    student_drop_path: float = 0.1
+    num_teachers: int = 2
+    shift_period: int = 1
+    mixings: tuple[str, ...] = ("cutmix", "classmix")
+    ema_momentum: float = 0.99
+    ema_warmup: bool = True
+    restart_per_shift: bool = True
+    ema_buffers: bool = True
+    teacher_init: str = "student"
+    cutmix_p: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """Length of the run, batch sizes, evaluation and what is kept."""
+
+    epochs: int = 10
+    iters_per_epoch: int | None = None
+    batch_size: int = 8
+    unlabeled_batch_size: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    eval_every: int = 1
+    log_every: int = 10
+    keep: str = "best"
+    probe_images: int = 16
+    deterministic: bool = True
+
+
+@dataclass
+class Config:
+    """A whole experiment."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run_dir: str = "runs/default"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python view (tuples become lists) suitable for YAML/JSON."""
+        return _plain(dataclasses.asdict(self))
+
+
+METHODS = ("supervised", "mean_teacher", "dual_teacher")
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "optim.name": ("adamw", "sgd"),
+    "method.name": METHODS,
+    "method.threshold_mode": ("pixel", "fraction", "none"),
+    "method.teacher_init": ("student", "independent"),
+    "train.keep": ("best", "student", "teacher"),
+}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    """Convert ``value`` to ``annotation`` or raise a ConfigError naming ``key``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(key, value, arg)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported setting type {annotation!r}")
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {prefix}{unknown[0]} (known in {prefix.rstrip('.') or 'config'}: "
+            f"{', '.join(sorted(known))})"
+        )
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(f"{prefix}{name}", value, hint)
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """Turn ``a.b=value`` into ``{"a": {"b": value}}`` (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value (e.g. train.epochs=40)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{key}: cannot parse value {raw!r}: {err}") from err
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def validate(cfg: Config) -> Config:
+    """Check value ranges and choices; raise ConfigError naming the key."""
+    flat = {
+        "optim.name": cfg.optim.name,
+        "method.name": cfg.method.name,
+        "method.threshold_mode": cfg.method.threshold_mode,
+        "method.teacher_init": cfg.method.teacher_init,
+        "train.keep": cfg.train.keep,
+    }
+    for key, value in flat.items():
+        if value not in _CHOICES[key]:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(_CHOICES[key])}")
+    checks = [
+        ("data.crop_size", cfg.data.crop_size >= 8, "must be >= 8"),
+        ("data.workers", cfg.data.workers >= 0, "must be >= 0"),
+        ("data.scale_range", 0 < cfg.data.scale_range[0] <= cfg.data.scale_range[1], "needs 0 < min <= max"),
+        ("data.val_batch_size", cfg.data.val_batch_size >= 1, "must be >= 1"),
+        ("model.output_stride", cfg.model.output_stride in (8, 16, 32), "must be 8, 16 or 32"),
+        ("optim.lr", cfg.optim.lr > 0, "must be > 0"),
+        ("optim.head_lr_mult", cfg.optim.head_lr_mult > 0, "must be > 0"),
+        ("optim.weight_decay", cfg.optim.weight_decay >= 0, "must be >= 0"),
+        ("optim.warmup_iters", cfg.optim.warmup_iters >= 0, "must be >= 0"),
+        ("method.threshold", 0.0 <= cfg.method.threshold <= 1.0, "must be in [0, 1]"),
+        ("method.icl_weight", cfg.method.icl_weight >= 0, "must be >= 0"),
+        ("method.unsup_weight", cfg.method.unsup_weight >= 0, "must be >= 0"),
+        ("method.student_drop_path", 0.0 <= cfg.method.student_drop_path < 1.0, "must be in [0, 1)"),
+        ("method.num_teachers", cfg.method.num_teachers >= 1, "must be >= 1"),
+        ("method.shift_period", cfg.method.shift_period >= 1, "must be >= 1"),
+        ("method.ema_momentum", 0.0 <= cfg.method.ema_momentum < 1.0, "must be in [0, 1)"),
+        ("method.cutmix_p", 0.0 <= cfg.method.cutmix_p <= 1.0, "must be in [0, 1]"),
+        ("train.epochs", cfg.train.epochs >= 1, "must be >= 1"),
+        ("train.iters_per_epoch", cfg.train.iters_per_epoch is None or cfg.train.iters_per_epoch >= 1, "must be >= 1"),
+        ("train.batch_size", cfg.train.batch_size >= 1, "must be >= 1"),
+        ("train.unlabeled_batch_size", (cfg.train.unlabeled_batch_size or 1) >= 1, "must be >= 1"),
+        ("train.eval_every", cfg.train.eval_every >= 1, "must be >= 1"),
+        ("train.log_every", cfg.train.log_every >= 1, "must be >= 1"),
+        ("train.probe_images", cfg.train.probe_images >= 0, "must be >= 0"),
+    ]
+    for key, ok, why in checks:
+        if not ok:
+            raise ConfigError(f"{key}: {why}")
+    unknown_mix = [m for m in cfg.method.mixings if m not in ("cutmix", "classmix", "none")]
+    if unknown_mix:
+        raise ConfigError(f"method.mixings: unknown mixing {unknown_mix[0]!r} (cutmix, classmix, none)")
+    if cfg.method.name == "dual_teacher" and len(cfg.method.mixings) not in (1, cfg.method.num_teachers):
+        raise ConfigError(
+            f"method.mixings: give one mixing per teacher ({cfg.method.num_teachers}) or a single one for all"
+        )
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML experiment file (optional), apply ``key=value`` overrides and validate."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections")
+        values = loaded or {}
+    for text in overrides:
+        values = _merge(values, parse_override(text))
+    return validate(_build(Config, values, ""))
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Rebuild a validated Config from :meth:`Config.to_dict` output."""
+    return validate(_build(Config, values, ""))
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved configuration as YAML."""
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

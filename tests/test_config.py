@@ -1,0 +1,60 @@
+"""Configuration: YAML + overrides, errors that name the key, round trip."""
+
+from pathlib import Path
+
+import pytest
+
+from dualteacher.config import ConfigError, config_from_dict, load_config, save_config
+
+
+def test_overrides_apply_and_parse_types(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("train:\n  epochs: 3\nmethod:\n  name: dual_teacher\n")
+    cfg = load_config(path, ["train.epochs=40", "optim.lr=1e-3", "method.mixings=[classmix, cutmix]", "model.weights=null"])
+    assert cfg.train.epochs == 40
+    assert cfg.optim.lr == pytest.approx(1e-3)
+    assert cfg.method.mixings == ("classmix", "cutmix")
+    assert cfg.method.name == "dual_teacher"
+    assert cfg.model.weights is None
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("train.epohcs=3", "train.epohcs"),
+        ("trian.epochs=3", "trian"),
+        ("train.epochs=three", "train.epochs"),
+        ("train.epochs=0", "train.epochs"),
+        ("method.name=fixmatch", "method.name"),
+        ("method.threshold=1.5", "method.threshold"),
+        ("method.mixings=[cutmix, blend]", "method.mixings"),
+        ("data.scale_range=[1.0]", "data.scale_range"),
+        ("train.deterministic=maybe", "train.deterministic"),
+        ("noequals", "key=value"),
+    ],
+)
+def test_bad_settings_name_the_key(override: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle.replace("[", r"\[")):
+        load_config(None, [override])
+
+
+def test_unknown_key_in_yaml_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("model:\n  encdoer: resnet50\n")
+    with pytest.raises(ConfigError, match="model.encdoer"):
+        load_config(path)
+
+
+def test_yaml_is_read_safely(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("run_dir: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+
+
+def test_resolved_config_round_trips(tmp_path: Path) -> None:
+    cfg = load_config(None, ["method.name=mean_teacher", "data.scale_range=[0.5, 1.5]"])
+    save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert again == cfg
+    assert config_from_dict(cfg.to_dict()) == cfg
