@@ -1,0 +1,94 @@
+"""Honest evaluation: a confusion matrix over the whole val set at the labels' own resolution.
+
+mIoU averages IoU over the classes that occur in the ground truth or the prediction; a class
+absent from both has no defined IoU and is excluded (instead of counting as 0 or 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from .augment import normalize
+
+
+def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
+    """``[C, C]`` int64 counts, rows = ground truth, columns = prediction; ignored pixels skipped."""
+    keep = target != ignore_index
+    index = target[keep].long() * num_classes + pred[keep].long()
+    return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+@dataclass
+class Metrics:
+    """Scores derived from a confusion matrix."""
+
+    miou: float
+    pixel_accuracy: float
+    iou: list[float | None]
+
+    def as_dict(self, class_names: list[str] | None = None) -> dict[str, object]:
+        names = class_names or [str(i) for i in range(len(self.iou))]
+        return {
+            "miou": self.miou,
+            "pixel_accuracy": self.pixel_accuracy,
+            "iou": {n: v for n, v in zip(names, self.iou)},
+        }
+
+
+def metrics_from_confusion(conf: Tensor) -> Metrics:
+    """mIoU over classes present in ground truth or prediction, per-class IoU, pixel accuracy."""
+    conf = conf.double().cpu()
+    tp = conf.diag()
+    gt = conf.sum(1)
+    pred = conf.sum(0)
+    union = gt + pred - tp
+    present = union > 0
+    iou = torch.where(present, tp / union.clamp(min=1), torch.zeros_like(tp))
+    miou = float(iou[present].mean()) if bool(present.any()) else 0.0
+    total = float(conf.sum())
+    return Metrics(
+        miou=miou,
+        pixel_accuracy=float(tp.sum()) / total if total else 0.0,
+        iou=[float(v) if p else None for v, p in zip(iou.tolist(), present.tolist())],
+    )
+
+
+Predictor = Callable[[Tensor], Tensor]
+
+
+def logits_predictor(model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> Predictor:
+    """Wrap a network so it maps images in [0, 1] to logits at the input resolution."""
+
+    def predict(images: Tensor) -> Tensor:
+        return model(normalize(images, mean, std))
+
+    return predict
+
+
+@torch.no_grad()
+def evaluate(
+    predictor: Predictor,
+    batches: Iterable[dict[str, Tensor]],
+    num_classes: int,
+    device: torch.device,
+    ignore_index: int = 255,
+) -> tuple[Metrics, Tensor]:
+    """Score ``predictor`` over every batch; under DDP the confusion matrix is summed over ranks.
+
+    Each batch holds uint8 ``image`` [B,3,H,W] and ``mask`` [B,H,W] at original resolution
+    (padding marked with ``ignore_index``), as made by ``collate_eval``.
+    """
+    conf = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+    for batch in batches:
+        images = batch["image"].to(device, non_blocking=True).float().div_(255)
+        masks = batch["mask"].to(device, non_blocking=True)
+        pred = predictor(images).argmax(1)
+        conf += confusion_matrix(pred, masks, num_classes, ignore_index)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(conf)
+    return metrics_from_confusion(conf), conf.cpu()
