@@ -1,0 +1,336 @@
+"""The training loop shared by every method: schedule, evaluation, logging, checkpoints, resume.
+
+Randomness is a pure function of (seed, iteration, rank): the weak augmentation of every sample
+is seeded from its position in the sampler stream, and the device-side randomness (strong
+augmentation, mixing, drop-path) is re-seeded at every iteration. A run resumed from a
+checkpoint therefore continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from . import distributed
+from .augment import normalize
+from .checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_module,
+    load_optimizer,
+    module_tensors,
+    optimizer_tensors,
+    save_checkpoint,
+)
+from .config import Config, save_config
+from .data.build import SplitData, eval_loader, open_splits, stream_loader
+from .data.folder import load_image
+from .diagnostics import coupling_metrics
+from .evaluate import Metrics, evaluate, logits_predictor
+from .methods import Batch, Method, MethodContext, build_method
+from .models import build_model, default_normalization
+from .optim import build_optimizer, lr_factor, set_lr
+from .runlog import RunLog, rewind_log
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed derived from integers (stable across platforms and Python versions)."""
+    return int(np.random.SeedSequence([p & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint32).view(np.uint64)[0] >> 1)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present (the local rank's GPU under torchrun), else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        return torch.device("cuda", distributed.local_rank())
+    return torch.device(name)
+
+
+def normalization(cfg: Config) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """The configured mean/std, or the encoder's own."""
+    mean, std = default_normalization(cfg.model.encoder, cfg.model.weights)
+    return tuple(cfg.model.mean or mean), tuple(cfg.model.std or std)  # type: ignore[return-value]
+
+
+def model_builder(cfg: Config, num_classes: int):
+    """A function ``drop_path -> network`` for the configured architecture."""
+
+    def build(drop_path: float) -> nn.Module:
+        return build_model(
+            cfg.model.arch,
+            cfg.model.encoder,
+            num_classes,
+            weights=cfg.model.weights,
+            output_stride=cfg.model.output_stride,
+            drop_path=drop_path,
+            decoder_channels=cfg.model.decoder_channels,
+        )
+
+    return build
+
+
+class Trainer:
+    """Runs one experiment described by a :class:`Config` in ``cfg.run_dir``."""
+
+    def __init__(self, cfg: Config, *, resume: bool = True, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.progress = progress
+        self.rank, self.world = distributed.setup()
+        self.device = resolve_device(cfg.train.device)
+        self.run_dir = Path(cfg.run_dir)
+        torch.manual_seed(cfg.train.seed)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = not cfg.train.deterministic
+
+        self.data: SplitData = open_splits(cfg.data, need_unlabeled=cfg.method.name != "supervised")
+        self.num_classes = len(self.data.classes)
+        self.mean, self.std = normalization(cfg)
+        ctx = MethodContext(
+            cfg=cfg.method,
+            build=model_builder(cfg, self.num_classes),
+            num_classes=self.num_classes,
+            mean=self.mean,
+            std=self.std,
+            ignore_index=cfg.data.ignore_index,
+        )
+        self.method: Method = build_method(ctx).to(self.device)
+        self.method.net = distributed.wrap(self.method.student, self.device)
+        self.optimizer = build_optimizer(self.method.student, cfg.optim)
+
+        t = cfg.train
+        self.batch_l = t.batch_size
+        self.batch_u = t.unlabeled_batch_size or t.batch_size
+        self.iters_per_epoch = t.iters_per_epoch or max(1, len(self.data.labeled) // (self.batch_l * self.world))
+        self.total_iters = t.epochs * self.iters_per_epoch
+        self.iteration = 0
+        self.best: dict[str, Any] = {"miou": -1.0}
+        self.history: list[dict[str, Any]] = []
+        self.probe = self._probe_images()
+        if resume:
+            self._maybe_resume()
+
+    # ----------------------------------------------------------------- set-up helpers
+    def _probe_images(self) -> list[Tensor]:
+        """A fixed set of unlabelled (or val) images, normalised, for the coupling diagnostics."""
+        source = self.data.unlabeled if self.data.unlabeled is not None else self.data.val
+        count = min(self.cfg.train.probe_images, len(source))
+        step = max(len(source) // max(count, 1), 1)
+        out = []
+        for i in range(count):
+            image = torch.from_numpy(np.array(load_image(source.image_paths[i * step]))).permute(2, 0, 1)
+            out.append(normalize(image[None].to(self.device).float().div(255), self.mean, self.std))
+        return out
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "last.safetensors"
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "best.safetensors"
+
+    def _maybe_resume(self) -> None:
+        if not self.last_path.exists():
+            return
+        tensors, state = load_checkpoint(self.last_path)
+        for role, module in self.method.modules().items():
+            load_module(module, tensors, f"model/{role}")
+        load_optimizer(self.optimizer, tensors, state["optimizer"])
+        self.method.load_state_dict(state["method"])
+        self.iteration = state["iteration"]
+        self.best = state["best"]
+        self.history = state["history"]
+        if self.rank == 0:
+            rewind_log(self.run_dir, self.iteration)
+            tqdm.write(f"resuming {self.run_dir} from {self.last_path.name} at iteration {self.iteration}")
+
+    # ----------------------------------------------------------------- checkpoints
+    def _save_last(self) -> None:
+        tensors: dict[str, Tensor] = {}
+        for role, module in self.method.modules().items():
+            tensors.update(module_tensors(f"model/{role}", module))
+        optim_tensors, optim_meta = optimizer_tensors(self.optimizer)
+        tensors.update(optim_tensors)
+        state = {
+            "kind": "train",
+            "iteration": self.iteration,
+            "method": self.method.state_dict(),
+            "optimizer": optim_meta,
+            "best": self.best,
+            "history": self.history,
+            **self._model_card(),
+        }
+        save_checkpoint(self.last_path, tensors, state)
+
+    def _model_card(self) -> dict[str, Any]:
+        """What inference needs to rebuild and use a network from a checkpoint alone."""
+        return {
+            "config": self.cfg.to_dict(),
+            "classes": self.data.classes,
+            "num_classes": self.num_classes,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    def _save_best(self, role: str, metrics: Metrics) -> None:
+        module = self.method.modules()[role]
+        state = {
+            "kind": "model",
+            "role": role,
+            "iteration": self.iteration,
+            "metrics": metrics.as_dict(self.data.classes),
+            **self._model_card(),
+        }
+        save_checkpoint(self.best_path, module_tensors("model", module), state)
+
+    # ----------------------------------------------------------------- evaluation
+    def _eligible(self, role: str) -> bool:
+        keep = self.cfg.train.keep
+        return keep == "best" or (keep == "student") == (role == "student")
+
+    def evaluate_all(self) -> dict[str, Any]:
+        """Val mIoU of the student and every teacher, plus coupling diagnostics."""
+        loader = eval_loader(
+            self.data.val, self.cfg.data.val_batch_size, workers=min(self.cfg.data.workers, 2),
+            rank=self.rank, world_size=self.world,
+        )
+        record: dict[str, Any] = {"type": "eval", "iteration": self.iteration, "epoch": self.iteration / self.iters_per_epoch}
+        modules = self.method.modules()
+        self.method.student.eval()
+        for role, module in modules.items():
+            metrics, _ = evaluate(logits_predictor(module, self.mean, self.std), loader, self.num_classes, self.device, self.cfg.data.ignore_index)
+            record[f"{role}/miou"] = metrics.miou
+            record[f"{role}/pixel_accuracy"] = metrics.pixel_accuracy
+            if self._eligible(role) and metrics.miou > self.best["miou"]:
+                self.best = {"miou": metrics.miou, "role": role, "iteration": self.iteration}
+                if self.rank == 0:
+                    self._save_best(role, metrics)
+            if role == "student":
+                record["student/iou"] = metrics.as_dict(self.data.classes)["iou"]
+        record.update(coupling_metrics(self.method.student, self.method.teachers(), self.probe))
+        self.method.student.train()
+        return record
+
+    # ----------------------------------------------------------------- the loop
+    def _batches(self) -> tuple[Iterator[dict[str, Tensor]], Iterator[dict[str, Tensor]] | None]:
+        workers = self.cfg.data.workers
+        pin = self.device.type == "cuda"
+        seed = self.cfg.train.seed
+        lab = stream_loader(
+            self.data.labeled, self.batch_l, derive_seed(seed, 1), workers=workers,
+            start=self.iteration * self.batch_l, rank=self.rank, world_size=self.world, pin_memory=pin,
+        )
+        unl = None
+        if self.method.uses_unlabeled:
+            assert self.data.unlabeled is not None
+            unl = stream_loader(
+                self.data.unlabeled, self.batch_u, derive_seed(seed, 2), workers=workers,
+                start=self.iteration * self.batch_u, rank=self.rank, world_size=self.world, pin_memory=pin,
+            )
+        return lab, unl
+
+    def _to_batch(self, raw: dict[str, Tensor]) -> Batch:
+        image = raw["image"].to(self.device, non_blocking=True).float().div_(255)
+        mask = raw["mask"].to(self.device, non_blocking=True) if "mask" in raw else None
+        valid = raw["valid"].to(self.device, non_blocking=True) if "valid" in raw else None
+        return Batch(image=image, mask=mask, valid=valid)
+
+    def fit(self, stop_at: int | None = None) -> dict[str, Any]:
+        """Train to the configured length (continuing a resumed run); return the last eval record.
+
+        ``stop_at`` ends the run early after that iteration, with a checkpoint, as an
+        interruption would.
+        """
+        end = min(stop_at, self.total_iters) if stop_at is not None else self.total_iters
+        cfg = self.cfg
+        log = RunLog(self.run_dir, enabled=self.rank == 0)
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+        lab_iter, unl_iter = self._batches()
+        images_per_iter = (self.batch_l + (self.batch_u if unl_iter is not None else 0)) * self.world
+        self.method.student.train()
+        sums: dict[str, Tensor] = {}
+        window_start, window_iters = time.perf_counter(), 0
+        bar = tqdm(total=self.total_iters, initial=self.iteration, disable=not self.progress or self.rank != 0,
+                   dynamic_ncols=True, desc=cfg.method.name)
+        record: dict[str, Any] = self.history[-1] if self.history else {}
+        started_epoch = -1
+        while self.iteration < end:
+            epoch = self.iteration // self.iters_per_epoch
+            if epoch != started_epoch:
+                self.method.start_epoch(epoch)
+                started_epoch = epoch
+            lr = set_lr(self.optimizer, lr_factor(self.iteration, self.total_iters, cfg.optim))
+            torch.manual_seed(derive_seed(cfg.train.seed, self.iteration, self.rank, 3))
+            gen = torch.Generator(self.device).manual_seed(derive_seed(cfg.train.seed, self.iteration, self.rank, 4))
+            labeled = self._to_batch(next(lab_iter))
+            unlabeled = self._to_batch(next(unl_iter)) if unl_iter is not None else None
+
+            loss, parts = self.method.step(labeled, unlabeled, gen)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.grad_clip:
+                nn.utils.clip_grad_norm_(self.method.student.parameters(), cfg.optim.grad_clip)
+            self.optimizer.step()
+            self.method.after_optimizer_step()
+            self.iteration += 1
+            window_iters += 1
+            for key, value in {"loss": loss.detach(), **parts}.items():
+                sums[key] = sums.get(key, 0) + value
+
+            if self.iteration % cfg.train.log_every == 0 or self.iteration == self.total_iters:
+                elapsed = time.perf_counter() - window_start
+                train = {k: float(v) / window_iters for k, v in sums.items()}
+                if not math.isfinite(train["loss"]):
+                    raise FloatingPointError(
+                        f"non-finite training loss at iteration {self.iteration}: "
+                        + ", ".join(f"{k}={v}" for k, v in train.items())
+                    )
+                train.update(lr=lr, images_per_s=window_iters * images_per_iter / elapsed)
+                log.write({"type": "train", "iteration": self.iteration, "epoch": epoch, **train})
+                bar.set_postfix(loss=f"{train['loss']:.3f}", lr=f"{lr:.2e}", ips=f"{train['images_per_s']:.0f}")
+                sums, window_start, window_iters = {}, time.perf_counter(), 0
+            bar.update(1)
+
+            end_of_epoch = self.iteration % self.iters_per_epoch == 0
+            done_epochs = self.iteration // self.iters_per_epoch
+            if end_of_epoch and (done_epochs % cfg.train.eval_every == 0 or self.iteration == self.total_iters):
+                record = self.evaluate_all()
+                record["epoch"] = done_epochs
+                self.history.append(record)
+                log.write(record)
+                if self.rank == 0:
+                    tqdm.write(self._summary(record))
+            if self.rank == 0 and (end_of_epoch or self.iteration == end):
+                self._save_last()
+        bar.close()
+        log.close()
+        distributed.barrier()
+        return record
+
+    def _summary(self, record: dict[str, Any]) -> str:
+        parts = [f"epoch {record['epoch']}"]
+        parts += [f"{k.split('/')[0]} mIoU {v:.4f}" for k, v in record.items() if k.endswith("/miou")]
+        return " | ".join(parts)
+
+
+def train(cfg: Config, *, resume: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Build a :class:`Trainer` for ``cfg`` and run it; return the final evaluation record."""
+    trainer = Trainer(cfg, resume=resume, progress=progress)
+    try:
+        return trainer.fit()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

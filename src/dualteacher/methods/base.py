@@ -1,0 +1,148 @@
+"""The small interface every training method implements, and the pieces they share.
+
+A method owns its networks (a student and any teachers), computes one iteration's loss from a
+labelled and an unlabelled batch, and updates its teachers after the optimiser step. The
+engine owns everything else: data, optimiser, schedule, evaluation, checkpoints, logging.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..augment import apply_mix, make_mix_mask, normalize, random_partner
+from ..config import MethodConfig
+
+ModelBuilder = Callable[[float], nn.Module]
+"""Builds a fresh network with the given drop-path (stochastic depth) rate."""
+
+
+@dataclass
+class Batch:
+    """Images in [0, 1] on the device; ``mask`` (labelled) or ``valid`` (unlabelled) per pixel."""
+
+    image: Tensor
+    mask: Tensor | None = None
+    valid: Tensor | None = None
+
+
+@dataclass
+class MethodContext:
+    """What a method needs to build its networks and losses."""
+
+    cfg: MethodConfig
+    build: ModelBuilder
+    num_classes: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    ignore_index: int = 255
+
+
+class Method(ABC):
+    """Base class: a student trained by gradients, optional teachers, one ``step`` per iteration."""
+
+    name = "base"
+    uses_unlabeled = True
+
+    def __init__(self, ctx: MethodContext, student_drop_path: float) -> None:
+        self.ctx = ctx
+        self.cfg = ctx.cfg
+        self.student = ctx.build(student_drop_path)
+        self.net: nn.Module = self.student
+
+    def to(self, device: torch.device) -> "Method":
+        for module in self.modules().values():
+            module.to(device)
+        return self
+
+    def norm(self, images: Tensor) -> Tensor:
+        """Normalise images in [0, 1] for the networks."""
+        return normalize(images, self.ctx.mean, self.ctx.std)
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Every network of the method by role; the keys name them in checkpoints and logs."""
+        return {"student": self.student}
+
+    def teachers(self) -> dict[str, nn.Module]:
+        """The teacher networks by role (empty for single-model methods)."""
+        return {}
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called before the first iteration of every epoch."""
+
+    @abstractmethod
+    def step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+        """Return the loss to back-propagate and detached tensors to log."""
+
+    def after_optimizer_step(self) -> None:
+        """Called after every optimiser step (EMA updates live here)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state beyond network weights."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
+
+
+def make_teacher(ctx: MethodContext, student: nn.Module) -> nn.Module:
+    """A full-depth teacher: a copy of the student, or independently initialised if configured."""
+    teacher = ctx.build(0.0)
+    if ctx.cfg.teacher_init == "student":
+        teacher.load_state_dict(student.state_dict())
+    teacher.eval()
+    teacher.requires_grad_(False)
+    return teacher
+
+
+@torch.no_grad()
+def pseudo_label(teacher: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
+    """Teacher confidence and argmax class per pixel (eval mode, no gradients, one pass)."""
+    probs = teacher(images).float().softmax(1)
+    conf, label = probs.max(1)
+    return conf, label
+
+
+def confident_fraction(conf: Tensor, valid: Tensor, threshold: float) -> Tensor:
+    """Share of valid unlabelled pixels whose teacher confidence reaches the threshold (for logs)."""
+    return ((conf >= threshold) & valid).sum() / valid.sum().clamp(min=1)
+
+
+@dataclass
+class MixedView:
+    """An unlabelled batch after mixing: images, pseudo-labels, confidences, valid pixels."""
+
+    image: Tensor
+    label: Tensor
+    conf: Tensor
+    valid: Tensor
+
+
+def mix(
+    kind: str,
+    image: Tensor,
+    label: Tensor,
+    conf: Tensor,
+    valid: Tensor,
+    gen: torch.Generator,
+    *,
+    num_classes: int,
+    cutmix_p: float = 1.0,
+) -> MixedView:
+    """Mix each image with a partner of the batch; one mask moves images, labels, confidences
+    and valid-pixel maps together, so every mixed label is the label of the pixel it took."""
+    if kind == "none":
+        return MixedView(image, label, conf, valid)
+    perm = random_partner(image.shape[0], gen)
+    mask = make_mix_mask(kind, torch.where(valid, label, 255), perm, gen, p=cutmix_p, num_classes=num_classes)
+    return MixedView(
+        apply_mix(mask, perm, image),
+        apply_mix(mask, perm, label),
+        apply_mix(mask, perm, conf),
+        apply_mix(mask, perm, valid),
+    )

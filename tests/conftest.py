@@ -1,0 +1,44 @@
+"""Shared fixtures: a tiny digit-scenes dataset generated once per test session."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dualteacher.data.digits import generate_digit_scenes
+from dualteacher.data.splits import write_split
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """48x48 digit scenes: 64 train (1/8 labelled), 16 val."""
+    root = tmp_path_factory.mktemp("digits") / "data"
+    generate_digit_scenes(root, num_train=64, num_val=16, size=48, seed=0)
+    labeled, unlabeled = write_split(root, "1/8", 0)
+    return {"root": str(root), "labeled": labeled.stem, "unlabeled": unlabeled.stem}
+
+
+def tiny_overrides(data: dict[str, str], run_dir: Path, method: str = "supervised", **extra: object) -> list[str]:
+    """Settings for a run of a few iterations of a small random-init model on ``tiny_data``."""
+    settings = {
+        "data.root": data["root"],
+        "data.labeled_split": data["labeled"],
+        "data.unlabeled_split": data["unlabeled"],
+        "data.crop_size": 48,
+        "data.workers": 0,
+        "data.val_batch_size": 8,
+        "model.encoder": "tu-tf_efficientnet_lite0",
+        "model.decoder_channels": 32,
+        "method.name": method,
+        "optim.lr": 0.002,
+        "train.epochs": 2,
+        "train.iters_per_epoch": 3,
+        "train.batch_size": 4,
+        "train.log_every": 1,
+        "train.probe_images": 4,
+        "run_dir": str(run_dir),
+    }
+    settings.update({k.replace("__", "."): v for k, v in extra.items()})
+    return [f"{k}={v}" for k, v in settings.items()]
