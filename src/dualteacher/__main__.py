@@ -1,0 +1,7 @@
+"""``python -m dualteacher`` (also what ``torchrun -m dualteacher`` runs)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
