@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny digit-scenes dataset generated once per test session."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,8 @@ import torch
 from dualteacher.data.digits import generate_digit_scenes
 from dualteacher.data.splits import write_split
 
-torch.set_num_threads(2)
+if "OMP_NUM_THREADS" not in os.environ:
+    torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="session")

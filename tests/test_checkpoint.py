@@ -62,6 +62,8 @@ def test_optimizer_state_round_trip(tmp_path: Path) -> None:
     loaded, meta2 = load_checkpoint(tmp_path / "o.safetensors")
     fresh = torch.optim.AdamW(model.parameters(), lr=0.1)
     load_optimizer(fresh, loaded, meta2)
-    for a, b in zip(opt.state_dict()["state"].values(), fresh.state_dict()["state"].values()):
-        for k in a:
-            assert torch.equal(a[k], b[k]), (k, a[k], b[k])
+    before, after = opt.state_dict()["state"], fresh.state_dict()["state"]
+    assert before.keys() == after.keys()
+    for pid in before:
+        for k in before[pid]:
+            assert torch.equal(before[pid][k], after[pid][k]), (pid, k)

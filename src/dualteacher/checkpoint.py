@@ -131,4 +131,4 @@ def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor],
             state.setdefault(int(pid), {})[name] = value
     for pid, entries in meta["scalars"].items():
         state.setdefault(int(pid), {}).update(entries)
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    optimizer.load_state_dict({"state": dict(sorted(state.items())), "param_groups": meta["param_groups"]})
