@@ -15,6 +15,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config and not Path(config).exists():
         config, overrides = None, [config, *overrides]
+    flags = {"data.dataset": args.dataset, "data.root": args.data, "data.splits_dir": args.splits_dir}
+    overrides += [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
     cfg = load_config(config, overrides)
     last = Path(cfg.run_dir) / "last.safetensors"
     if last.exists() and args.no_resume:
@@ -27,16 +29,37 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from .config import config_from_dict
     from .inference import load_model
+    from .inference_modes import EvalSettings
 
     model = load_model(args.checkpoint, role=args.model, device=args.device)
-    data = args.data or model.state["config"]["data"]["root"]
-    metrics = model.eval_dataset(data, args.split, batch_size=args.batch_size)
-    result = {"checkpoint": str(args.checkpoint), "model": model.role, "split": args.split, **metrics.as_dict(model.classes)}
+    defaults = EvalSettings.from_config(config_from_dict(model.state["config"]).data)
+    try:
+        settings = EvalSettings(
+            mode=args.mode or defaults.mode,
+            tile=args.tile or defaults.tile,
+            stride=args.stride if args.stride is not None else (defaults.stride if args.tile is None else None),
+            flip=defaults.flip if args.flip is None else args.flip,
+            scales=tuple(args.scales) if args.scales else defaults.scales,
+            resize=tuple(args.resize) if args.resize else defaults.resize,
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    metrics = model.eval_dataset(
+        args.data, args.split, dataset=args.dataset, splits_dir=args.splits_dir, settings=settings,
+        batch_size=args.batch_size, workers=args.workers,
+    )
+    dataset = args.dataset or model.state["config"]["data"]["dataset"]
+    result = {
+        "checkpoint": str(args.checkpoint), "model": model.role, "dataset": dataset, "split": args.split,
+        "mode": settings.mode, **metrics.as_dict(model.classes),
+    }
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        print(f"{args.checkpoint} [{model.role}] on {args.split}: mIoU {metrics.miou:.4f}, "
+        print(f"{args.checkpoint} [{model.role}] on {dataset} {args.split} ({settings.mode}): mIoU {metrics.miou:.4f}, "
               f"pixel accuracy {metrics.pixel_accuracy:.4f}")
         for name, iou in result["iou"].items():
             print(f"  {name:<24} {'absent' if iou is None else f'{iou:.4f}'}")
@@ -44,9 +67,23 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_split(args: argparse.Namespace) -> int:
-    from .data.splits import parse_labeled, write_split
+    from .data.registry import open_source
+    from .data.split_files import import_split, split_source
 
-    labeled, unlabeled = write_split(Path(args.data), parse_labeled(args.labeled), args.seed, source=args.source)
+    source = open_source(args.dataset, args.data, args.splits_dir)
+    if args.import_labeled is not None:
+        if not args.name:
+            print("error: --import needs --name (the lists become labeled_<name>.txt and unlabeled_<name>.txt)",
+                  file=sys.stderr)
+            return 2
+        labeled, unlabeled = import_split(
+            source, args.import_labeled, args.name, unlabeled_file=args.import_unlabeled, pool=args.source
+        )
+    else:
+        if args.import_unlabeled is not None:
+            print("error: --import-unlabeled goes with --import", file=sys.stderr)
+            return 2
+        labeled, unlabeled = split_source(source, args.labeled, args.seed, pool=args.source, name=args.name)
     print(f"wrote {labeled} and {unlabeled}")
     return 0
 
@@ -66,8 +103,87 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import load_model
+    from .predict import predict_files, safe_name
+
+    model = load_model(args.checkpoint, role=args.model, device=args.device)
+    tile = args.tile or model.tile
+    if args.stride is not None and args.stride > tile:
+        print(f"error: --stride {args.stride} is larger than the tile ({tile})", file=sys.stderr)
+        return 2
+    records = predict_files(
+        model, args.inputs, args.out, batch_size=args.batch_size, mode=args.mode, tile=tile,
+        stride=args.stride, overlay=args.overlay, probs=args.probs, progress=not args.quiet,
+    )
+    renamed = [r for r in records if Path(r["mask"]).stem != safe_name(Path(r["input"]).stem)]
+    for r in renamed:
+        print(f"note: {r['input']} shares its name with another input; wrote {r['mask']}", file=sys.stderr)
+    print(f"wrote {len(records)} class map(s) to {args.out} (listed in predictions.json)")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import time
+
+    from .export import check_onnx, export_onnx
+    from .inference import load_model
+
+    model = load_model(args.checkpoint, role=args.model)
+    start = time.perf_counter()
+    card = export_onnx(model, args.onnx)
+    print(f"wrote {args.onnx} and {card} in {time.perf_counter() - start:.1f} s")
+    if not args.no_check:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            print("error: checking the export needs onnxruntime (pip install 'dualteacher[export]'); "
+                  "pass --no-check to skip it", file=sys.stderr)
+            return 2
+        side = model.tile + model.stride // 2 + 1
+        result = check_onnx(model, args.onnx, [(2, model.tile, model.tile), (1, side, side + 7)])
+        print(f"onnxruntime vs PyTorch: max |logit difference| {result['max_abs_diff']:.2e}, "
+              f"argmax mismatch {result['argmax_mismatch']:.2%}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .plots import report_figure
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "metrics.jsonl").is_file():
+        print(f"error: {run_dir} holds no metrics.jsonl (is it a run directory?)", file=sys.stderr)
+        return 2
+    path = report_figure(run_dir, args.out or run_dir / "report.png")
+    print(f"wrote {path}")
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _data_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """``--dataset``, ``--data`` and ``--splits-dir``, shared by the data-reading commands."""
+    from .config import DATASETS
+
+    parser.add_argument("--dataset", choices=DATASETS,
+                        default="folder" if required else None,
+                        help="dataset layout (default: " + ("folder)" if required else "the config's data.dataset)"))
+    parser.add_argument("--data", required=required,
+                        help="dataset root: the folder layout's root, VOCdevkit/VOC2012, the Cityscapes root or "
+                             "ADEChallengeData2016" + ("" if required else " (default: the config's data.root)"))
+    parser.add_argument("--splits-dir", help="where split lists live (default: ROOT/splits for folder, "
+                                             "./splits/<dataset> for the benchmarks)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
+    from .config import EVAL_MODES
+
     parser = argparse.ArgumentParser(prog="dualteacher", description="Semi-supervised semantic segmentation with Dual Teacher.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -76,23 +192,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. method.name=dual_teacher")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue a run directory that holds a checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _data_options(p, required=False)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="score a checkpoint on a split of a dataset")
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("--data", help="dataset root (default: the one the model was trained on)")
+    _data_options(p, required=False)
     p.add_argument("--split", default="val")
     p.add_argument("--model", help="which network of a training checkpoint: student (default), teacher1, ...")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--mode", choices=EVAL_MODES,
+                   help="whole image, centre crop (image and label) or sliding window (default: data.eval_mode)")
+    p.add_argument("--tile", type=_positive, help="centre-crop / window size (default: data.eval_tile or crop_size)")
+    p.add_argument("--stride", type=_positive, help="slide: step between windows (default: 2/3 of the tile)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="average with the horizontally flipped image (default: data.eval_flip)")
+    p.add_argument("--scales", type=float, nargs="+", help="multi-scale test: e.g. 0.75 1 1.25 (default: data.eval_scales)")
+    p.add_argument("--resize", type=_positive, nargs=2, metavar=("LONG", "SHORT"),
+                   help="keep-ratio resize before prediction, e.g. 2048 512 (default: data.eval_resize)")
+    p.add_argument("--batch-size", type=_positive, help="default: data.val_batch_size of the checkpoint")
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("split", help="write nested labelled/unlabelled lists from splits/train.txt")
-    p.add_argument("--data", required=True, help="dataset root (generic folder layout)")
-    p.add_argument("--labeled", required=True, help="a count (92) or a fraction (1/16, 0.125)")
+    p = sub.add_parser("split", help="write nested labelled/unlabelled lists, or import public split files")
+    _data_options(p, required=True)
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--labeled", help="a count (92) or a fraction (1/16, 0.125) of the source split")
+    budget.add_argument("--import", dest="import_labeled", type=Path, metavar="FILE",
+                        help="a labelled list to import (UniMatch/U2PL 'image mask' lines, or ids / file names)")
+    p.add_argument("--import-unlabeled", type=Path, metavar="FILE", help="its unlabelled list (default: the rest of the pool)")
+    p.add_argument("--name", help="list names: labeled_<name>.txt (default for --labeled: <budget>_seed<seed>)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--source", default="train", help="split to draw from (default: train)")
+    p.add_argument("--source", default="train", help="split to draw the labelled images from (default: train)")
     p.set_defaults(func=_cmd_split)
 
     p = sub.add_parser("make-digits", help="write the built-in digit-scenes dataset to a folder")
@@ -110,6 +242,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("predict", help="class maps (palette PNGs) for images, folders or globs")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("inputs", nargs="+", help="image files, folders (not recursive) or quoted globs ('data/**/*.jpg')")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--model", help="which network of a training checkpoint: student (default), teacher1, ...")
+    p.add_argument("--mode", choices=["whole", "slide"], default="whole",
+                   help="whole image at once (default) or overlapping tiles for large images")
+    p.add_argument("--tile", type=_positive, help="slide: tile size (default: the training crop size)")
+    p.add_argument("--stride", type=_positive, help="slide: step between tiles (default: 2/3 of the tile)")
+    p.add_argument("--batch-size", type=_positive, default=4)
+    p.add_argument("--overlay", action="store_true", help="also write overlays/<name>.png (image + class colours)")
+    p.add_argument("--probs", action="store_true", help="also write probs/<name>.npy (float16 [C,H,W] probabilities)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("export", help="export a checkpoint's network to ONNX (needs the 'export' extra)")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--onnx", required=True, type=Path, help="output .onnx file (a .json with classes goes next to it)")
+    p.add_argument("--model", help="which network of a training checkpoint: student (default), teacher1, ...")
+    p.add_argument("--no-check", action="store_true", help="skip comparing onnxruntime's output with PyTorch's")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("report", help="plot a run's curves (losses, LR, mIoU, coupling) into one PNG")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--out", type=Path, help="output PNG (default: RUN_DIR/report.png)")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

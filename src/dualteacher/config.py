@@ -22,7 +22,16 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    """Where the data is and how it is read and weakly augmented."""
+    """Where the data is, how it is read and weakly augmented, and how val images are predicted.
+
+    ``dataset`` is ``folder``, ``voc``, ``voc_aug``, ``cityscapes`` or ``ade20k``; split lists
+    live in ``splits_dir`` (empty: ``ROOT/splits`` for ``folder``, ``./splits/<dataset>``
+    otherwise). Evaluation: ``eval_mode`` ``whole`` | ``center`` | ``slide`` with window
+    ``eval_tile`` (default: ``crop_size``) and ``eval_stride`` (default: 2/3 of the tile),
+    ``eval_flip`` and ``eval_scales`` test-time augmentation, and ``eval_resize`` = (long,
+    short), a keep-ratio resize of every val image before prediction (mmseg's
+    ``Resize(scale=(2048, 512), keep_ratio=True)``); see :mod:`dualteacher.inference_modes`.
+    """
 
     dataset: str = "folder"
     root: str = ""
@@ -35,6 +44,13 @@ class DataConfig:
     ignore_index: int = 255
     workers: int = 2
     val_batch_size: int = 16
+    splits_dir: str = ""
+    eval_mode: str = "whole"
+    eval_tile: int | None = None
+    eval_stride: int | None = None
+    eval_flip: bool = False
+    eval_scales: tuple[float, ...] = (1.0,)
+    eval_resize: tuple[int, int] | None = None
 
 
 @dataclass
@@ -89,7 +105,12 @@ class MethodConfig:
 
 @dataclass
 class TrainConfig:
-    """Length of the run, batch sizes, evaluation and what is kept."""
+    """Length of the run, batch sizes, evaluation and what is kept.
+
+    Without ``iters_per_epoch`` an epoch is one pass over the labelled set
+    (``epoch_over: labeled``, the official Dual Teacher code) or over the unlabelled set
+    (``epoch_over: unlabeled``, the UniMatch/U2PL protocol for VOC and Cityscapes).
+    """
 
     epochs: int = 10
     iters_per_epoch: int | None = None
@@ -102,6 +123,7 @@ class TrainConfig:
     keep: str = "best"
     probe_images: int = 16
     deterministic: bool = True
+    epoch_over: str = "labeled"
 
 
 @dataclass
@@ -121,7 +143,12 @@ class Config:
 
 
 METHODS = ("supervised", "mean_teacher", "dual_teacher")
+DATASETS = ("folder", "voc", "voc_aug", "cityscapes", "ade20k")
+EVAL_MODES = ("whole", "center", "slide")
 _CHOICES: dict[str, tuple[str, ...]] = {
+    "data.dataset": DATASETS,
+    "data.eval_mode": EVAL_MODES,
+    "train.epoch_over": ("labeled", "unlabeled"),
     "optim.name": ("adamw", "sgd"),
     "method.name": METHODS,
     "method.threshold_mode": ("pixel", "fraction", "none"),
@@ -237,6 +264,9 @@ def parse_override(text: str) -> dict[str, Any]:
 def validate(cfg: Config) -> Config:
     """Check value ranges and choices; raise ConfigError naming the key."""
     flat = {
+        "data.dataset": cfg.data.dataset,
+        "data.eval_mode": cfg.data.eval_mode,
+        "train.epoch_over": cfg.train.epoch_over,
         "optim.name": cfg.optim.name,
         "method.name": cfg.method.name,
         "method.threshold_mode": cfg.method.threshold_mode,
@@ -251,6 +281,12 @@ def validate(cfg: Config) -> Config:
         ("data.workers", cfg.data.workers >= 0, "must be >= 0"),
         ("data.scale_range", 0 < cfg.data.scale_range[0] <= cfg.data.scale_range[1], "needs 0 < min <= max"),
         ("data.val_batch_size", cfg.data.val_batch_size >= 1, "must be >= 1"),
+        ("data.eval_tile", cfg.data.eval_tile is None or cfg.data.eval_tile >= 8, "must be >= 8"),
+        ("data.eval_stride", cfg.data.eval_stride is None or 1 <= cfg.data.eval_stride <= (cfg.data.eval_tile or cfg.data.crop_size),
+         "must be in [1, eval_tile]"),
+        ("data.eval_scales", len(cfg.data.eval_scales) >= 1 and all(s > 0 for s in cfg.data.eval_scales),
+         "needs at least one scale, all > 0"),
+        ("data.eval_resize", cfg.data.eval_resize is None or min(cfg.data.eval_resize) >= 1, "needs [long, short] >= 1"),
         ("model.output_stride", cfg.model.output_stride in (8, 16, 32), "must be 8, 16 or 32"),
         ("optim.lr", cfg.optim.lr > 0, "must be > 0"),
         ("optim.head_lr_mult", cfg.optim.head_lr_mult > 0, "must be > 0"),

@@ -50,8 +50,17 @@ METHOD_SETTINGS = {
 }
 
 
-def demo_config(data_root: Path, labeled: str, unlabeled: str, method: str, run_dir: Path, iterations: int, seed: int) -> Config:
-    """The demo's settings for one method."""
+def demo_config(
+    data_root: Path,
+    labeled: str,
+    unlabeled: str,
+    method: str,
+    run_dir: Path,
+    iterations: int,
+    seed: int,
+    extra: list[str] | tuple[str, ...] = (),
+) -> Config:
+    """The demo's settings for one method (``extra`` overrides go last)."""
     return load_config(
         None,
         [
@@ -64,6 +73,7 @@ def demo_config(data_root: Path, labeled: str, unlabeled: str, method: str, run_
             f"train.epochs={max(1, iterations // ITERS_PER_EPOCH)}",
             f"train.seed={seed}",
             f"run_dir={run_dir}",
+            *extra,
         ],
     )
 

@@ -8,7 +8,6 @@ checkpoint therefore continues exactly as the uninterrupted run would have.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterator
@@ -24,7 +23,6 @@ from tqdm import tqdm
 from . import distributed
 from .augment import normalize
 from .checkpoint import (
-    CheckpointError,
     load_checkpoint,
     load_module,
     load_optimizer,
@@ -37,9 +35,11 @@ from .data.build import SplitData, eval_loader, open_splits, stream_loader
 from .data.folder import load_image
 from .diagnostics import coupling_metrics
 from .evaluate import Metrics, evaluate, logits_predictor
+from .inference_modes import EvalSettings, build_predictor
 from .methods import Batch, Method, MethodContext, build_method
 from .models import build_model, default_normalization
 from .optim import build_optimizer, lr_factor, set_lr
+from .plots import PICTURE_IMAGES, teacher_picture
 from .runlog import RunLog, rewind_log
 
 
@@ -93,7 +93,8 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = not cfg.train.deterministic
 
-        self.data: SplitData = open_splits(cfg.data, need_unlabeled=cfg.method.name != "supervised")
+        over_unlabeled = cfg.train.epoch_over == "unlabeled"
+        self.data: SplitData = open_splits(cfg.data, need_unlabeled=cfg.method.name != "supervised" or over_unlabeled)
         self.num_classes = len(self.data.classes)
         self.mean, self.std = normalization(cfg)
         ctx = MethodContext(
@@ -111,7 +112,8 @@ class Trainer:
         t = cfg.train
         self.batch_l = t.batch_size
         self.batch_u = t.unlabeled_batch_size or t.batch_size
-        self.iters_per_epoch = t.iters_per_epoch or max(1, len(self.data.labeled) // (self.batch_l * self.world))
+        pool, batch = (self.data.unlabeled, self.batch_u) if over_unlabeled else (self.data.labeled, self.batch_l)
+        self.iters_per_epoch = t.iters_per_epoch or max(1, len(pool) // (batch * self.world))
         self.total_iters = t.epochs * self.iters_per_epoch
         self.iteration = 0
         self.best: dict[str, Any] = {"miou": -1.0}
@@ -199,17 +201,20 @@ class Trainer:
         keep = self.cfg.train.keep
         return keep == "best" or (keep == "student") == (role == "student")
 
-    def evaluate_all(self) -> dict[str, Any]:
-        """Val mIoU of the student and every teacher, plus coupling diagnostics."""
+    def evaluate_all(self, log: RunLog | None = None) -> dict[str, Any]:
+        """Val mIoU of the student and every teacher, plus coupling diagnostics; with ``log``, a
+        picture of the pseudo-labels of the teacher on shift."""
         loader = eval_loader(
             self.data.val, self.cfg.data.val_batch_size, workers=min(self.cfg.data.workers, 2),
             rank=self.rank, world_size=self.world,
         )
         record: dict[str, Any] = {"type": "eval", "iteration": self.iteration, "epoch": self.iteration / self.iters_per_epoch}
         modules = self.method.modules()
+        settings = EvalSettings.from_config(self.cfg.data)
         self.method.student.eval()
         for role, module in modules.items():
-            metrics, _ = evaluate(logits_predictor(module, self.mean, self.std), loader, self.num_classes, self.device, self.cfg.data.ignore_index)
+            predictor = build_predictor(logits_predictor(module, self.mean, self.std), settings, self.num_classes)
+            metrics, _ = evaluate(predictor, loader, self.num_classes, self.device, self.cfg.data.ignore_index)
             record[f"{role}/miou"] = metrics.miou
             record[f"{role}/pixel_accuracy"] = metrics.pixel_accuracy
             if self._eligible(role) and metrics.miou > self.best["miou"]:
@@ -219,6 +224,11 @@ class Trainer:
             if role == "student":
                 record["student/iou"] = metrics.as_dict(self.data.classes)["iou"]
         record.update(coupling_metrics(self.method.student, self.method.teachers(), self.probe))
+        teacher = self.method.active_teacher()
+        if log is not None and log.enabled and teacher is not None and self.probe:
+            picture = teacher_picture(self.method.student, self.method.teachers()[teacher], teacher, self.probe[:PICTURE_IMAGES],
+                                      self.mean, self.std, self.cfg.method.threshold, self.iteration)
+            log.add_image("pseudo_labels", picture, self.iteration)
         self.method.student.train()
         return record
 
@@ -307,7 +317,7 @@ class Trainer:
             end_of_epoch = self.iteration % self.iters_per_epoch == 0
             done_epochs = self.iteration // self.iters_per_epoch
             if end_of_epoch and (done_epochs % cfg.train.eval_every == 0 or self.iteration == self.total_iters):
-                record = self.evaluate_all()
+                record = self.evaluate_all(log)
                 record["epoch"] = done_epochs
                 self.history.append(record)
                 log.write(record)

@@ -70,6 +70,47 @@ def logits_predictor(model: nn.Module, mean: tuple[float, ...], std: tuple[float
     return predict
 
 
+def window_starts(size: int, tile: int, stride: int) -> list[int]:
+    """Start offsets of windows of length ``tile`` every ``stride`` pixels covering ``size``,
+    the last one aligned to the end; a single window at 0 when ``size <= tile``."""
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, stride))
+    return starts + [size - tile]
+
+
+def sliding_window_logits(
+    predict_fn: Predictor, images: Tensor, tile: int, stride: int | None = None, num_classes: int | None = None
+) -> Tensor:
+    """Score ``images`` [B,3,H,W] window by window: softmax probabilities averaged over overlaps.
+
+    Windows are ``tile`` x ``tile`` crops every ``stride`` pixels (default 2/3 of the tile), the
+    last one in each direction aligned to the image edge; a side shorter than the tile is taken
+    whole (the network pads it). Returns the log of the averaged probabilities, [B,C,H,W], so
+    that ``argmax`` and ``softmax`` of the result behave as for plain logits. ``num_classes`` is
+    taken from the first window when not given.
+    """
+    if tile < 1:
+        raise ValueError(f"tile must be at least 1, got {tile}")
+    stride = stride if stride is not None else max(1, tile * 2 // 3)
+    if not 1 <= stride <= tile:
+        raise ValueError(f"stride must be in [1, tile={tile}], got {stride}")
+    batch, _, height, width = images.shape
+    probs: Tensor | None = None
+    count = torch.zeros(1, 1, height, width, device=images.device)
+    for top in window_starts(height, tile, stride):
+        for left in window_starts(width, tile, stride):
+            rows, cols = slice(top, top + tile), slice(left, left + tile)
+            window = predict_fn(images[:, :, rows, cols]).float().softmax(1)
+            if probs is None:
+                channels = num_classes if num_classes is not None else window.shape[1]
+                probs = torch.zeros(batch, channels, height, width, device=images.device)
+            probs[:, :, rows, cols] += window
+            count[:, :, rows, cols] += 1
+    assert probs is not None
+    return (probs / count).clamp_min(torch.finfo(torch.float32).tiny).log()
+
+
 @torch.no_grad()
 def evaluate(
     predictor: Predictor,

@@ -1,4 +1,14 @@
-"""Load a trained network from a checkpoint alone, and score it on a dataset split."""
+"""Load a trained network from a checkpoint alone, score it on a dataset split, predict on images.
+
+Images given to :meth:`LoadedModel.predict` are read as follows: a path is opened with PIL; a
+PIL image (or opened path) is turned upright by its EXIF orientation, then converted to RGB
+(grayscale and palette images expanded, an alpha channel dropped, 16-bit grayscale rescaled
+to 8 bits); a numpy array must be uint8 ``[H, W]`` (grayscale), ``[H, W, 3]`` (RGB) or
+``[H, W, 4]`` (RGBA, alpha dropped) and is taken as given. Predictions are made at the
+image's own resolution: ``whole`` runs the full image at once (padded to the network's
+stride), ``slide`` runs overlapping ``tile`` x ``tile`` windows (default: the training crop
+size) and averages their probabilities.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +16,61 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image, ImageOps
 from torch import Tensor, nn
 
 from .augment import normalize
 from .checkpoint import CheckpointError, load_checkpoint, load_module
+from .colors import palette
 from .config import config_from_dict
-from .data.build import eval_loader
-from .data.folder import FolderDataset, read_split
-from .data.transforms import EvalTransform
-from .evaluate import Metrics, evaluate
+from .data.folder import DataError
+from .data.registry import open_source
+from .evaluate import Metrics, Predictor
+from .inference_modes import EvalSettings, build_predictor, evaluate_split
 from .models import build_model
+
+MODES = ("whole", "slide")
+ImageInput = str | Path | Image.Image | np.ndarray
+
+
+def pil_to_rgb(image: Image.Image) -> np.ndarray:
+    """An upright (EXIF-transposed) ``[H, W, 3]`` uint8 RGB array of a PIL image of any mode."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I;16"):
+        wide = np.asarray(image).astype(np.uint32)
+        gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if image.mode in ("I", "F"):
+        raise ValueError(f"unsupported image mode {image.mode!r} (32-bit); convert it to 8 bits first")
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    return np.asarray(image.convert("RGB"))
+
+
+def image_array(image: ImageInput) -> np.ndarray:
+    """Any accepted input (see the module docstring) as an ``[H, W, 3]`` uint8 RGB array."""
+    if isinstance(image, (str, Path)):
+        with Image.open(image) as opened:
+            return pil_to_rgb(opened)
+    if isinstance(image, Image.Image):
+        return pil_to_rgb(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise ValueError(f"numpy images must be uint8, got {image.dtype}")
+        if image.ndim == 2:
+            return np.repeat(image[:, :, None], 3, axis=2)
+        if image.ndim == 3 and image.shape[2] in (1, 3, 4):
+            return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
+        raise ValueError(f"numpy images must be [H, W], [H, W, 3] or [H, W, 4], got shape {image.shape}")
+    raise TypeError(f"expected a path, PIL image or numpy array, got {type(image).__name__}")
+
+
+def to_batch(images: list[np.ndarray], device: torch.device) -> Tensor:
+    """Same-sized ``[H, W, 3]`` uint8 arrays as a float ``[B, 3, H, W]`` batch in [0, 1]."""
+    stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+    return stacked.to(device).float().div_(255)
 
 
 @dataclass
@@ -30,18 +84,69 @@ class LoadedModel:
     role: str
     state: dict[str, Any]
     device: torch.device
+    palette: np.ndarray
+    tile: int
+
+    @property
+    def stride(self) -> int:
+        """Input sides are padded (bottom/right) to a multiple of this inside the network."""
+        return int(self.network.stride)
 
     @torch.no_grad()
     def logits(self, images: Tensor) -> Tensor:
         """Logits for a float batch in [0, 1], ``[B, 3, H, W]``, at the input resolution."""
         return self.network(normalize(images.to(self.device), self.mean, self.std))
 
-    def eval_dataset(self, root: str | Path, split: str = "val", *, batch_size: int = 16, workers: int = 0) -> Metrics:
-        """mIoU, per-class IoU and pixel accuracy of this model on ``ROOT/splits/<split>.txt``."""
-        root = Path(root)
-        dataset = FolderDataset(root, read_split(root, split), labeled=True, transform=EvalTransform())
-        loader = eval_loader(dataset, batch_size, workers=workers)
-        metrics, _ = evaluate(self.logits, loader, len(self.classes), self.device)
+    def predictor(self, mode: str = "whole", tile: int | None = None, stride: int | None = None) -> Predictor:
+        """A function from a float batch in [0, 1] to logits (``slide``: log mean probabilities)."""
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+        settings = EvalSettings(mode=mode, tile=tile or self.tile, stride=stride)
+        return build_predictor(self.logits, settings, len(self.classes))
+
+    def predict(
+        self, image: ImageInput, *, mode: str = "whole", tile: int | None = None, stride: int | None = None
+    ) -> np.ndarray:
+        """The ``[H, W]`` class map of one image at its own (upright) resolution.
+
+        ``image`` is a path, a PIL image or a uint8 numpy array (see the module docstring). The
+        result is uint8 when the classes fit in it (up to 256), int64 otherwise.
+        """
+        batch = to_batch([image_array(image)], self.device)
+        pred = self.predictor(mode, tile, stride)(batch).argmax(1)[0].cpu().numpy()
+        return pred.astype(np.uint8 if len(self.classes) <= 256 else np.int64)
+
+    def eval_dataset(
+        self,
+        root: str | Path | None = None,
+        split: str = "val",
+        *,
+        dataset: str | None = None,
+        splits_dir: str | None = None,
+        settings: EvalSettings | None = None,
+        batch_size: int | None = None,
+        workers: int = 0,
+    ) -> Metrics:
+        """mIoU, per-class IoU and pixel accuracy of this model on ``split`` of a dataset.
+
+        Unset arguments default to what the model was trained with (dataset, root, splits
+        directory, evaluation protocol, val batch size).
+        """
+        trained = config_from_dict(self.state["config"]).data
+        dataset = dataset or trained.dataset
+        root = root or trained.root
+        if splits_dir is None:
+            same_data = dataset == trained.dataset and str(root) == trained.root
+            splits_dir = trained.splits_dir if same_data else ""
+        source = open_source(dataset, root, splits_dir)
+        if len(source.classes) != len(self.classes):
+            raise DataError(
+                f"the model predicts {len(self.classes)} classes but {dataset} at {root} has {len(source.classes)}"
+            )
+        metrics, _ = evaluate_split(
+            self.logits, source, split, settings or EvalSettings.from_config(trained), self.device,
+            batch_size=batch_size or trained.val_batch_size, workers=workers,
+        )
         return metrics
 
 
@@ -79,4 +184,6 @@ def load_model(path: str | Path, role: str | None = None, device: str | torch.de
         role=role,
         state=state,
         device=device,
+        palette=palette(len(state["classes"])),
+        tile=int(cfg.data.eval_tile or cfg.data.crop_size),
     )

@@ -12,6 +12,21 @@ Conventions fixed here:
   otherwise always use 0.1), and any other encoder raises ``ValueError`` when it is > 0.
 * Inputs whose sides are not multiples of :attr:`SegModel.stride` are zero-padded at the
   bottom/right and the logits are cropped back, so logits always match the input size.
+* ``dpt`` (SMP's DPT head on a timm ViT, e.g. ``tu-vit_base_patch14_dinov2`` for DINOv2
+  ViT-B/14) follows UniMatch V2's DPT: the class token is ignored (``readout="ignore"``), the
+  four token maps are resized by 4, 2, 1 and 1/2 whatever the patch size (SMP derives these
+  factors from the patch size, which breaks patch 14), and the logits are resized bilinearly
+  to the input size. The ViT accepts any input size (``dynamic_img_size``, position
+  embeddings interpolated); inputs are padded to twice the patch size (28 for /14) so the
+  token grid is even, as the decoder's x2 fusion steps need.
+* Deep-stem ResNets (all timm, ``tu-<name>``, with ImageNet weights): SSS codebases replace
+  the 7x7 stem conv by three 3x3 convs. ``resnet101s`` has the 64-64-128 deep stem and plain
+  strided 1x1-conv shortcuts of UniMatch's ResNet (the PSPNet-style "deep base"; same layer
+  names, so UniMatch's backbone files may load with ``weights=path``: not verified here);
+  ``resnet101c`` is mmseg's ResNet-V1c (32-32-64 deep stem, plain shortcuts); ``resnet101d``
+  (ResNet-D) is V1c plus a 2x2 average pool before the 1x1 shortcut conv of downsampling
+  blocks, so its features differ from V1c/V1s. The same holds for 50/152. The shipped
+  configs use ``tu-resnet101s``.
 """
 
 from __future__ import annotations
@@ -24,6 +39,8 @@ import timm
 import torch
 import torch.nn.functional as F
 from segmentation_models_pytorch.base import SegmentationModel
+from segmentation_models_pytorch.base.initialization import initialize_decoder
+from segmentation_models_pytorch.decoders.dpt.decoder import DPTDecoder
 from timm.layers import DropPath
 from torch import Tensor, nn
 
@@ -42,11 +59,13 @@ ARCHITECTURES: dict[str, type[SegmentationModel]] = {
     "segformer": smp.Segformer,
     "unet": smp.Unet,
     "fpn": smp.FPN,
+    "dpt": smp.DPT,
 }
 DEEPLAB_ATROUS_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
 TIMM_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-# Keys of classifier checkpoints that a segmentation backbone never has.
-_HEAD_PREFIXES = ("fc.", "classifier.", "head.", "last_linear.")
+# Keys of classifier checkpoints that a segmentation backbone never has (and DINOv2's
+# masked-image-modelling token, present in Meta's released DINOv2 checkpoints).
+_HEAD_PREFIXES = ("fc.", "classifier.", "head.", "last_linear.", "mask_token")
 
 
 def resolve_encoder_name(encoder: str) -> str:
@@ -97,7 +116,9 @@ class SegModel(nn.Module):
         self.arch = arch
         self.encoder_name = encoder_name
         self.num_classes = num_classes
-        self.stride = int(net.encoder.output_stride)
+        self.tokens = arch == "dpt"
+        # DPT: the decoder halves and doubles the token grid, which must therefore be even.
+        self.stride = int(net.encoder.output_stride) * (2 if self.tokens else 1)
         self._drop_path_factors = drop_path_factors
         self.drop_path = 0.0
         self.set_drop_path(drop_path)
@@ -111,11 +132,14 @@ class SegModel(nn.Module):
 
         Index 0 is the padded input itself and, for MiT encoders, index 1 is an empty
         0-channel placeholder; the decoders of the supported architectures ignore both.
+        For ``dpt`` the list holds the four token maps ``[B, D, H/patch, W/patch]`` only.
         """
         height, width = x.shape[-2:]
         pad_h, pad_w = (-height) % self.stride, (-width) % self.stride
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
+        if self.tokens:
+            return list(self.net.encoder(x)[0])
         return self.net.encoder(x)
 
     def decode(self, features: Sequence[Tensor], size: tuple[int, int] | None = None) -> Tensor:
@@ -123,7 +147,15 @@ class SegModel(nn.Module):
 
         Without ``size`` the logits have the padded size.
         """
-        logits = self.net.segmentation_head(self.net.decoder(list(features)))
+        if self.tokens:
+            hidden = self.net.decoder(list(features), [None] * len(features))
+            logits = self.net.segmentation_head(hidden)
+            patch = int(self.net.encoder.output_stride)
+            padded = (features[0].shape[-2] * patch, features[0].shape[-1] * patch)
+            if logits.shape[-2:] != padded:
+                logits = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)
+        else:
+            logits = self.net.segmentation_head(self.net.decoder(list(features)))
         if size is not None:
             logits = logits[..., : size[0], : size[1]]
         return logits
@@ -165,7 +197,8 @@ def build_model(
     """Build a segmentation network by name.
 
     Args:
-        arch: ``deeplabv3plus`` (also ``DeepLabV3+``), ``segformer``, ``unet`` or ``fpn``.
+        arch: ``deeplabv3plus`` (also ``DeepLabV3+``), ``segformer``, ``unet``, ``fpn`` or
+            ``dpt`` (timm ViT encoders only, e.g. ``tu-vit_base_patch14_dinov2``).
         encoder: an SMP encoder name (``resnet50``, ``mit_b2``, ``tu-<timm name>``, ...).
         num_classes: output channels.
         weights: ``None`` (random init), ``"imagenet"`` (the library hub; needs internet),
@@ -177,17 +210,20 @@ def build_model(
             architectures always use the encoder's full stride and ignore it.
         drop_path: encoder stochastic-depth rate (see the module docstring).
         decoder_channels: decoder width (DeepLabV3+ decoder, SegFormer MLP, FPN pyramid with
-            half of it for the segmentation branch, UNet first stage halving per stage);
-            ``None`` keeps SMP's default.
+            half of it for the segmentation branch, UNet first stage halving per stage, DPT
+            fusion width c with reassemble widths (c, 2c, 4c, 4c)); ``None`` keeps SMP's
+            default (DPT: 256).
     """
     key = _arch_key(arch)
     name = resolve_encoder_name(encoder)
     timm_name = _timm_name(name)
-    _check_encoder(name, timm_name, drop_path, weights)
+    _check_encoder(key, name, timm_name, drop_path, weights)
     kwargs = _arch_kwargs(key, output_stride, decoder_channels)
     if timm_name is not None and drop_path > 0:
         kwargs["drop_path_rate"] = drop_path
     net = _construct(ARCHITECTURES[key], name, timm_name, num_classes, weights, kwargs)
+    if key == "dpt":
+        _fix_dpt_decoder(net)
     backbone = net.encoder.model if timm_name is not None else net.encoder
     if weights == EFFICIENTNET_LITE0:
         _load_backbone(backbone, efficientnet_lite0_imagenet_state_dict(), timm_name)
@@ -204,7 +240,7 @@ def build_model(
     )
 
 
-def _check_encoder(name: str, timm_name: str | None, drop_path: float, weights: str | None) -> None:
+def _check_encoder(arch_key: str, name: str, timm_name: str | None, drop_path: float, weights: str | None) -> None:
     if timm_name is not None:
         if not timm.is_model(timm_name):
             raise ValueError(f"Unknown timm model {timm_name!r} (encoder {name!r})")
@@ -217,6 +253,8 @@ def _check_encoder(name: str, timm_name: str | None, drop_path: float, weights: 
             f"Encoder {name!r} cannot apply drop_path={drop_path}: use a timm encoder "
             "('tu-<name>'), a plain resnetN (built with timm) or a MiT encoder."
         )
+    if arch_key == "dpt" and timm_name is None:
+        raise ValueError(f"DPT needs a timm ViT encoder ('tu-vit_...'), got {name!r}")
     if weights == EFFICIENTNET_LITE0 and timm_name != EFFICIENTNET_LITE0_TIMM_NAME:
         raise ValueError(
             f"weights={EFFICIENTNET_LITE0!r} needs encoder 'tu-{EFFICIENTNET_LITE0_TIMM_NAME}', "
@@ -231,6 +269,8 @@ def _arch_kwargs(key: str, output_stride: int, decoder_channels: int | None) -> 
             raise ValueError(f"DeepLabV3+ output_stride must be 8 or 16, got {output_stride}")
         kwargs["encoder_output_stride"] = output_stride
         kwargs["decoder_atrous_rates"] = DEEPLAB_ATROUS_RATES[output_stride]
+    if key == "dpt":
+        kwargs.update(decoder_readout="ignore", dynamic_img_size=True)
     if decoder_channels is not None:
         c = decoder_channels
         if key == "fpn" and c % 64:
@@ -241,6 +281,7 @@ def _arch_kwargs(key: str, output_stride: int, decoder_channels: int | None) -> 
                 "segformer": {"decoder_segmentation_channels": c},
                 "unet": {"decoder_channels": (c, c // 2, c // 4, c // 8, c // 16)},
                 "fpn": {"decoder_pyramid_channels": c, "decoder_segmentation_channels": c // 2},
+                "dpt": {"decoder_fusion_channels": c, "decoder_intermediate_channels": (c, 2 * c, 4 * c, 4 * c)},
             }[key]
         )
     return kwargs
@@ -268,6 +309,27 @@ def _construct(
             "file path as weights=..., or use weights=None. Setting HF_HUB_OFFLINE=1 makes "
             "this fail fast instead of retrying."
         ) from error
+
+
+def _fix_dpt_decoder(net: SegmentationModel) -> None:
+    """Rebuild SMP's DPT decoder with the resize factors 4, 2, 1, 1/2 for any patch size.
+
+    SMP derives the factors from the patch size (stride / 4, / 8, ...), which for patch 14
+    gives factors whose maps cannot be fused; a patch-16 ViT already gets these factors.
+    """
+    strides = list(net.encoder.output_strides)
+    if all(s == 16 for s in strides):
+        return
+    old = net.decoder
+    net.decoder = DPTDecoder(
+        encoder_out_channels=net.encoder.out_channels,
+        encoder_output_strides=[16] * len(strides),
+        encoder_has_prefix_tokens=net.encoder.has_prefix_tokens,
+        readout="ignore",
+        intermediate_channels=[block.project_to_out_channel.out_channels for block in old.reassemble_blocks],
+        fusion_channels=old.fusion_blocks[0].project.out_channels,
+    )
+    initialize_decoder(net.decoder)
 
 
 def _load_backbone(

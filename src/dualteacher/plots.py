@@ -1,7 +1,9 @@
-"""Figures: the demo comparison (mIoU curves, coupling curves, predictions on val scenes)."""
+"""Figures: the demo comparison (mIoU curves, coupling curves, predictions on val scenes), a run's
+report (every curve of its ``metrics.jsonl``) and the pseudo-label pictures drawn during training."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -11,61 +13,58 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
 
+from .colors import colorize, palette  # noqa: E402
 from .data.folder import find_image, load_image, read_split  # noqa: E402
 from .inference import load_model  # noqa: E402
 from .runlog import read_log  # noqa: E402
-
-
-def palette(num_classes: int) -> np.ndarray:
-    """``[256, 3]`` uint8 colours: the PASCAL VOC bit-interleaving scheme, 255 (ignore) white."""
-    colours = np.zeros((256, 3), dtype=np.uint8)
-    for i in range(256):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        colours[i] = (r, g, b)
-    colours[255] = (255, 255, 255)
-    return colours
 
 
 def _eval_records(run_dir: Path) -> list[dict]:
     return [r for r in read_log(run_dir) if r.get("type") == "eval"]
 
 
+def plot_miou(ax: plt.Axes, runs: dict[str, Path]) -> None:
+    """Val mIoU over iterations: the student solid, each teacher dashed in the same colour."""
+    for label, run_dir in runs.items():
+        recs = _eval_records(run_dir)
+        its = [r["iteration"] for r in recs]
+        line = ax.plot(its, [r["student/miou"] for r in recs], label=f"{label} student")[0]
+        teacher_keys = sorted({k for r in recs for k in r if k.endswith("/miou") and not k.startswith("student")})
+        for key in teacher_keys:
+            ax.plot(its, [r.get(key, np.nan) for r in recs], "--", color=line.get_color(), alpha=0.6,
+                    label=f"{label} {key.split('/')[0]}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("val mIoU")
+    ax.set_title("val mIoU over training")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+
+
+def plot_coupling(ax: plt.Axes, runs: dict[str, Path], metric: str = "disagreement") -> None:
+    """A coupling metric (``disagreement``, ``kl`` or ``param_distance``) of every teacher over iterations."""
+    for label, run_dir in runs.items():
+        recs = _eval_records(run_dir)
+        keys = sorted({k for r in recs for k in r if k.startswith("coupling/") and k.endswith(f"/{metric}")})
+        for key in keys:
+            ax.plot([r["iteration"] for r in recs], [r.get(key, np.nan) for r in recs],
+                    label=f"{label} {key.split('/')[1]}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(f"teacher-student {metric.replace('_', ' ')}")
+    ax.set_title(f"coupling: {metric.replace('_', ' ')} (0 = teacher copies student)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+
+
 def demo_figure(out: Path, methods: list[str], data_root: Path, scenes: int = 4) -> Path:
     """Write ``out/demo.png``: mIoU over training, coupling over training, example predictions."""
     fig = plt.figure(figsize=(15, 4 + 2.2 * scenes))
     grid = fig.add_gridspec(1 + scenes, len(methods) + 2, height_ratios=[2.2] + [1.0] * scenes)
-
-    ax = fig.add_subplot(grid[0, : (len(methods) + 2) // 2])
-    for method in methods:
-        recs = _eval_records(out / method)
-        its = [r["iteration"] for r in recs]
-        line = ax.plot(its, [r["student/miou"] for r in recs], label=f"{method} student")[0]
-        teacher_keys = sorted({k for r in recs for k in r if k.endswith("/miou") and not k.startswith("student")})
-        for key in teacher_keys:
-            ax.plot(its, [r.get(key, np.nan) for r in recs], "--", color=line.get_color(), alpha=0.6,
-                    label=f"{method} {key.split('/')[0]}")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("val mIoU")
-    ax.set_title("val mIoU over training")
-    ax.legend(fontsize=7)
-
-    ax = fig.add_subplot(grid[0, (len(methods) + 2) // 2 :])
-    for method in methods:
-        recs = _eval_records(out / method)
-        keys = sorted({k for r in recs for k in r if k.startswith("coupling/") and k.endswith("/disagreement")})
-        for key in keys:
-            ax.plot([r["iteration"] for r in recs], [r.get(key, np.nan) for r in recs],
-                    label=f"{method} {key.split('/')[1]}")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("teacher-student argmax disagreement")
-    ax.set_title("coupling on unlabelled probe images (0 = teacher copies student)")
-    ax.legend(fontsize=7)
+    half = (len(methods) + 2) // 2
+    runs = {m: out / m for m in methods}
+    plot_miou(fig.add_subplot(grid[0, :half]), runs)
+    plot_coupling(fig.add_subplot(grid[0, half:]), runs)
 
     models = {m: load_model(out / m / "best.safetensors") for m in methods}
     colours = palette(len(next(iter(models.values())).classes))
@@ -89,3 +88,125 @@ def demo_figure(out: Path, methods: list[str], data_root: Path, scenes: int = 4)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def coupling_figure(runs: dict[str, Path], path: Path) -> Path:
+    """Three panels for a set of runs: val mIoU, argmax disagreement and parameter distance."""
+    fig, axes = plt.subplots(1, 3, figsize=(18, 4.5))
+    plot_miou(axes[0], runs)
+    plot_coupling(axes[1], runs, "disagreement")
+    plot_coupling(axes[2], runs, "param_distance")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _train_records(run_dir: Path) -> list[dict]:
+    return [r for r in read_log(run_dir) if r.get("type", "train") == "train"]
+
+
+def plot_train_curve(ax: plt.Axes, run_dir: Path, keys: Sequence[str], title: str, log_scale: bool = False) -> None:
+    """Training-log fields over iterations, one line per key present in the log."""
+    recs = _train_records(run_dir)
+    for key in keys:
+        points = [(r["iteration"], r[key]) for r in recs if key in r]
+        if points:
+            ax.plot(*zip(*points), label=key)
+    ax.set_xlabel("iteration")
+    ax.set_title(title)
+    if log_scale and ax.lines:
+        ax.set_yscale("log")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+
+
+def report_figure(run_dir: Path, path: Path) -> Path:
+    """One PNG with every curve of a run: losses, learning rate, share of confident pseudo-labels,
+    val mIoU of each network, and teacher-student disagreement and parameter distance."""
+    run_dir = Path(run_dir)
+    losses = sorted({k for r in _train_records(run_dir) for k in r if k.startswith("loss")})
+    fig, axes = plt.subplots(2, 3, figsize=(18, 9))
+    plot_train_curve(axes[0, 0], run_dir, losses, "training losses (mean over each log window)")
+    plot_train_curve(axes[0, 1], run_dir, ["lr"], "learning rate (base group)")
+    plot_train_curve(axes[0, 2], run_dir, ["confident"], "share of unlabelled pixels above the threshold")
+    runs = {run_dir.name: run_dir}
+    plot_miou(axes[1, 0], runs)
+    plot_coupling(axes[1, 1], runs, "disagreement")
+    plot_coupling(axes[1, 2], runs, "param_distance")
+    for ax in axes.flat:
+        if not ax.lines:
+            ax.text(0.5, 0.5, "not in this run's log", ha="center", va="center", transform=ax.transAxes, color="grey")
+    fig.suptitle(str(run_dir))
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+PICTURE_IMAGES = 4
+
+
+def pseudo_label_grid(
+    images: Sequence[np.ndarray],
+    pseudo: Sequence[np.ndarray],
+    conf: Sequence[np.ndarray],
+    student: Sequence[np.ndarray],
+    threshold: float,
+    colours: np.ndarray,
+    title: str,
+) -> np.ndarray:
+    """An ``[H, W, 3]`` uint8 picture, one row per image: the image, the teacher's pseudo-label,
+    its confident pixels (white: confidence >= ``threshold``) and the student's prediction."""
+    rows = len(images)
+    fig, axes = plt.subplots(rows, 4, figsize=(8, 2.1 * rows + 0.5), squeeze=False)
+    for row in range(rows):
+        confident = conf[row] >= threshold
+        panels = [
+            ("image", images[row]),
+            ("teacher pseudo-label", colorize(pseudo[row], colours)),
+            (f"confidence >= {threshold:g}", np.repeat(confident[:, :, None], 3, axis=2).astype(np.uint8) * 255),
+            ("student prediction", colorize(student[row], colours)),
+        ]
+        for col, (name, picture) in enumerate(panels):
+            ax = axes[row, col]
+            ax.imshow(picture, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(name, fontsize=8)
+        axes[row, 2].set_xlabel(f"{confident.mean():.0%} confident", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.canvas.draw()
+    picture = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return picture
+
+
+@torch.no_grad()
+def teacher_picture(
+    student: nn.Module,
+    teacher: nn.Module,
+    teacher_name: str,
+    probe: Sequence[Tensor],
+    mean: Sequence[float],
+    std: Sequence[float],
+    threshold: float,
+    iteration: int,
+) -> np.ndarray:
+    """:func:`pseudo_label_grid` for normalised probe images ``[1, 3, H, W]`` (networks in eval mode)."""
+    images, pseudo, conf, pred = [], [], [], []
+    m = torch.tensor(mean).view(1, -1, 1, 1)
+    s = torch.tensor(std).view(1, -1, 1, 1)
+    for x in probe:
+        probs = teacher(x).float().softmax(1)[0]
+        confidence, label = probs.max(0)
+        images.append((x.cpu() * s + m).clamp(0, 1).mul(255).round().byte()[0].permute(1, 2, 0).numpy())
+        pseudo.append(label.cpu().numpy())
+        conf.append(confidence.cpu().numpy())
+        pred.append(student(x)[0].argmax(0).cpu().numpy())
+    title = f"iteration {iteration}: pseudo-labels of {teacher_name} (on shift) and the student"
+    return pseudo_label_grid(images, pseudo, conf, pred, threshold, palette(256), title)

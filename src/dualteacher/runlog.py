@@ -1,4 +1,5 @@
-"""Run records: metrics as JSON lines plus the same scalars in TensorBoard (rank 0 only)."""
+"""Run records: metrics as JSON lines plus the same scalars in TensorBoard (rank 0 only);
+pictures as PNG files under ``pictures/`` plus TensorBoard images."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import json
 import numbers
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from PIL import Image
 
 
 class RunLog:
@@ -19,6 +23,7 @@ class RunLog:
 
             run_dir.mkdir(parents=True, exist_ok=True)
             self.path = run_dir / "metrics.jsonl"
+            self.pictures = run_dir / "pictures"
             self.writer = SummaryWriter(str(run_dir / "tensorboard"))
 
     def write(self, record: dict[str, Any]) -> None:
@@ -34,6 +39,16 @@ class RunLog:
                 continue
             tag = key if "/" in key else f"{kind}/{key}"
             self.writer.add_scalar(tag, float(value), step)
+
+    def add_image(self, tag: str, image: np.ndarray, step: int) -> Path | None:
+        """Save an ``[H, W, 3]`` uint8 picture as ``pictures/<tag>_<step>.png`` and in TensorBoard."""
+        if not self.enabled:
+            return None
+        self.pictures.mkdir(exist_ok=True)
+        path = self.pictures / f"{tag}_{step:06d}.png"
+        Image.fromarray(image).save(path)
+        self.writer.add_image(tag, image, step, dataformats="HWC")
+        return path
 
     def close(self) -> None:
         if self.writer is not None:

@@ -1,29 +1,40 @@
-"""Data: the generic folder layout, the built-in digit-scenes demo, splits and CPU transforms."""
+"""Data: the generic folder layout, PASCAL VOC / Cityscapes / ADE20K, the built-in digit-scenes
+demo, splits and CPU transforms."""
 
 from dualteacher.data.digits import ensure_digit_scenes, generate_digit_scenes
 from dualteacher.data.folder import (
     DataError,
+    FileListDataset,
     FolderDataset,
     collate_eval,
     find_image,
     read_classes,
     read_split,
 )
+from dualteacher.data.registry import DATASETS, open_source
+from dualteacher.data.source import DataSource
+from dualteacher.data.split_files import import_split, split_source
 from dualteacher.data.splits import make_split, parse_labeled, write_split
 from dualteacher.data.transforms import EvalTransform, WeakTransform
 
 __all__ = [
+    "DATASETS",
     "DataError",
+    "DataSource",
     "EvalTransform",
+    "FileListDataset",
     "FolderDataset",
     "WeakTransform",
     "collate_eval",
     "ensure_digit_scenes",
     "find_image",
     "generate_digit_scenes",
+    "import_split",
     "make_split",
+    "open_source",
     "parse_labeled",
     "read_classes",
     "read_split",
+    "split_source",
     "write_split",
 ]

@@ -10,8 +10,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import DataConfig
-from .folder import DataError, FolderDataset, collate_eval, read_classes, read_split
+from .folder import DataError, FileListDataset, collate_eval
+from .registry import open_source
 from .sampler import ShardSampler, ShuffledStreamSampler
+from .source import DataSource
 from .transforms import EvalTransform, WeakTransform
 
 
@@ -21,40 +23,48 @@ class SplitData:
 
     root: Path
     classes: list[str]
-    labeled: FolderDataset
-    unlabeled: FolderDataset | None
-    val: FolderDataset
+    labeled: FileListDataset
+    unlabeled: FileListDataset | None
+    val: FileListDataset
+    source: DataSource
+
+
+def source_from_config(cfg: DataConfig) -> DataSource:
+    """The reader of ``data.dataset`` on ``data.root`` (layout checked), splits in ``data.splits_dir``."""
+    if not cfg.root:
+        raise DataError("data.root is not set: point it at a dataset folder (see README, 'Your own data')")
+    return open_source(cfg.dataset, cfg.root, cfg.splits_dir)
+
+
+def val_transform(cfg: DataConfig) -> EvalTransform:
+    """The val transform of ``data.eval_mode``: in ``center`` mode a centre crop of
+    ``eval_tile`` (default ``crop_size``), image and label alike; otherwise none."""
+    return EvalTransform(center_crop=(cfg.eval_tile or cfg.crop_size) if cfg.eval_mode == "center" else None)
 
 
 def open_splits(cfg: DataConfig, *, need_unlabeled: bool) -> SplitData:
-    """Open the labelled, unlabelled and val splits, validating the layout up front."""
-    if cfg.dataset != "folder":
-        raise DataError(f"data.dataset: unknown dataset {cfg.dataset!r} (available: folder)")
-    if not cfg.root:
-        raise DataError("data.root is not set: point it at a dataset folder (see README, 'Your own data')")
-    root = Path(cfg.root).expanduser()
-    if not root.is_dir():
-        raise DataError(f"data.root {root} is not a directory")
-    classes = read_classes(root)
-    n = len(classes)
+    """Open the labelled, unlabelled and val splits, validating the layout and files up front."""
+    source = source_from_config(cfg)
+    classes = source.classes
     weak = WeakTransform(cfg.crop_size, tuple(cfg.scale_range), cfg.flip, cfg.ignore_index)
-    labeled_ids = read_split(root, cfg.labeled_split)
-    val_ids = read_split(root, cfg.val_split)
+    labeled_ids = source.split_ids(cfg.labeled_split)
+    val_ids = source.split_ids(cfg.val_split)
     overlap = sorted(set(labeled_ids) & set(val_ids))
     if overlap:
         raise DataError(
-            f"{len(overlap)} ids are in both splits/{cfg.labeled_split}.txt and splits/{cfg.val_split}.txt "
+            f"{len(overlap)} ids are in both the {cfg.labeled_split!r} and the {cfg.val_split!r} split "
             f"(e.g. {overlap[0]!r}): validation would score training images"
         )
     unlabeled = None
     if need_unlabeled:
-        unlabeled = FolderDataset(root, read_split(root, cfg.unlabeled_split), labeled=False, transform=weak)
+        unlabeled = source.dataset(source.split_ids(cfg.unlabeled_split), labeled=False, transform=weak)
     return SplitData(
-        root=root,
+        root=source.root,
         classes=classes,
-        labeled=FolderDataset(root, labeled_ids, labeled=True, transform=weak, num_classes=n),
+        labeled=source.dataset(labeled_ids, labeled=True, transform=weak),
         unlabeled=unlabeled,
-        val=FolderDataset(root, val_ids, labeled=True, transform=EvalTransform(), num_classes=n),
+        val=source.dataset(val_ids, labeled=True, transform=val_transform(cfg)),
+        source=source,
     )
 
 

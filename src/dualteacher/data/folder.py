@@ -1,5 +1,9 @@
 """The generic folder layout: the loader for the built-in demo data and for users' own data.
 
+:class:`FileListDataset` holds the machinery shared with the standard benchmarks
+(:mod:`dualteacher.data.standard`): explicit image/mask paths, an optional label mapping,
+seeded transforms; :class:`FolderDataset` resolves the paths of the folder layout.
+
 Layout::
 
     ROOT/images/<id>.jpg|.jpeg|.png   the photo; any PIL mode is converted to RGB
@@ -72,7 +76,12 @@ def split_path(root: Path, name: str) -> Path:
 
 def read_split(root: Path, name: str) -> list[str]:
     """Sample ids of split ``name``: one per line, surrounding blanks stripped, empty lines skipped."""
-    path = split_path(root, name)
+    return read_id_list(split_path(root, name))
+
+
+def read_id_list(path: Path) -> list[str]:
+    """Ids listed in ``path``, one per line; blank lines skipped, a repeated id is an error."""
+    path = Path(path)
     if not path.is_file():
         raise DataError(f"split file not found: {path}")
     ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
@@ -140,50 +149,54 @@ class _DirectoryIndex:
         return path.name in self._listings[parent]
 
 
-class FolderDataset(Dataset):
-    """Samples of the folder layout, keyed by ``index`` or ``(index, aug_seed)``.
+def missing_files_error(root: Path, missing: Sequence[str], labeled: bool) -> DataError:
+    """The error for files that a list of samples needs but that are not on disk."""
+    kind = "labelled" if labeled else "unlabelled"
+    return DataError(f"{len(missing)} file(s) missing for the {kind} samples under {root}:\n{_list_some(list(missing))}")
+
+
+def find_missing(paths: Sequence[Path]) -> list[str]:
+    """The paths of ``paths`` that are not files (each directory is listed once)."""
+    index = _DirectoryIndex()
+    return [str(p) for p in paths if not index.exists(p)]
+
+
+class FileListDataset(Dataset):
+    """Samples given as explicit image and mask paths, keyed by ``index`` or ``(index, aug_seed)``.
 
     The transform receives ``np.random.default_rng(aug_seed)`` (``aug_seed = index`` for a plain
     integer key), so augmentation depends only on the key, never on the worker that loads it.
     A sample is a dict with ``"image"`` (uint8 [3,H,W]), ``"index"`` (int) and, when
     ``labeled``, ``"mask"`` (int64 [H,W], 255 = ignore), otherwise ``"valid"`` (bool [H,W],
     False on padding). Unlabelled samples never read a mask, even when one exists.
-    With ``num_classes`` set, mask values outside ``[0, num_classes)`` other than 255 are errors.
+    ``label_map`` (uint8 [256]) translates stored mask values to classes (e.g. Cityscapes
+    label ids to train ids); with ``num_classes`` set, translated values outside
+    ``[0, num_classes)`` other than 255 are errors. The paths are not checked here: use
+    :func:`find_missing` (the dataset readers do, up front).
     """
 
     def __init__(
         self,
-        root: Path,
         ids: list[str],
+        image_paths: list[Path],
+        mask_paths: list[Path] | None,
         *,
         labeled: bool,
         transform: Transform | Callable | None = None,
         num_classes: int | None = None,
+        label_map: np.ndarray | None = None,
     ) -> None:
-        self.root = Path(root)
+        if len(image_paths) != len(ids) or (labeled and (mask_paths is None or len(mask_paths) != len(ids))):
+            raise ValueError("one image path (and, when labelled, one mask path) is needed per id")
+        if label_map is not None and (label_map.shape != (256,) or label_map.dtype != np.uint8):
+            raise ValueError("label_map must be a uint8 array of 256 entries")
         self.ids = list(ids)
+        self.image_paths = list(image_paths)
+        self.mask_paths = list(mask_paths) if labeled and mask_paths is not None else []
         self.labeled = labeled
         self.transform = transform if transform is not None else EvalTransform()
         self.num_classes = num_classes
-        index = _DirectoryIndex()
-        missing: list[str] = []
-        self.image_paths: list[Path] = []
-        self.mask_paths: list[Path] = []
-        for sample_id in self.ids:
-            stem = self.root / "images" / sample_id
-            found = [p for p in (stem.with_name(stem.name + e) for e in IMAGE_EXTENSIONS) if index.exists(p)]
-            if found:
-                self.image_paths.append(found[0])
-            else:
-                missing.append(f"{stem}.jpg (or .jpeg/.png)")
-            if labeled:
-                mask_path = self.root / "masks" / f"{sample_id}.png"
-                self.mask_paths.append(mask_path)
-                if not index.exists(mask_path):
-                    missing.append(str(mask_path))
-        if missing:
-            kind = "labelled" if labeled else "unlabelled"
-            raise DataError(f"{len(missing)} file(s) missing for the {kind} samples under {self.root}:\n{_list_some(missing)}")
+        self.label_map = label_map
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -202,6 +215,8 @@ class FolderDataset(Dataset):
         image_path = self.image_paths[index]
         image = load_image(image_path)
         mask = load_mask(self.mask_paths[index], image_path, image.size) if self.labeled else None
+        if mask is not None and self.label_map is not None:
+            mask = Image.fromarray(self.label_map[np.asarray(mask)])
         if mask is not None and self.num_classes is not None:
             self._check_classes(mask, self.mask_paths[index])
         image_t, mask_t, valid_t = self.transform(image, mask, rng)
@@ -216,9 +231,49 @@ class FolderDataset(Dataset):
         values = np.unique(np.asarray(mask))
         bad = values[(values >= self.num_classes) & (values != IGNORE_INDEX)]
         if bad.size:
+            mapped = " (after the label mapping)" if self.label_map is not None else ""
             raise DataError(
-                f"mask values {bad.tolist()} are not classes 0..{self.num_classes - 1} nor {IGNORE_INDEX}: {path}"
+                f"mask values{mapped} {bad.tolist()} are not classes 0..{self.num_classes - 1} nor {IGNORE_INDEX}: {path}"
             )
+
+
+class FolderDataset(FileListDataset):
+    """Samples of the folder layout (``images/<id>.*``, ``masks/<id>.png``); missing files are errors.
+
+    See :class:`FileListDataset` for the sample format and the ``(index, aug_seed)`` keys.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        ids: list[str],
+        *,
+        labeled: bool,
+        transform: Transform | Callable | None = None,
+        num_classes: int | None = None,
+    ) -> None:
+        self.root = Path(root)
+        index = _DirectoryIndex()
+        missing: list[str] = []
+        image_paths: list[Path] = []
+        mask_paths: list[Path] = []
+        for sample_id in ids:
+            stem = self.root / "images" / sample_id
+            found = [p for p in (stem.with_name(stem.name + e) for e in IMAGE_EXTENSIONS) if index.exists(p)]
+            if found:
+                image_paths.append(found[0])
+            else:
+                missing.append(f"{stem}.jpg (or .jpeg/.png)")
+            if labeled:
+                mask_path = self.root / "masks" / f"{sample_id}.png"
+                mask_paths.append(mask_path)
+                if not index.exists(mask_path):
+                    missing.append(str(mask_path))
+        if missing:
+            raise missing_files_error(self.root, missing, labeled)
+        super().__init__(
+            ids, image_paths, mask_paths, labeled=labeled, transform=transform, num_classes=num_classes
+        )
 
 
 def collate_eval(samples: list[dict]) -> dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dualteacher.data.folder import read_split, split_path
+from dualteacher.data.folder import read_split
 
 _MAX_DENOMINATOR = 100_000
 
@@ -114,8 +114,15 @@ def write_split(
     budget = parse_labeled(labeled) if isinstance(labeled, str) else labeled
     labeled_ids, unlabeled_ids = make_split(read_split(root, source), budget, seed)
     suffix = name if name is not None else f"{budget_tag(budget)}_seed{seed}"
-    labeled_path = split_path(root, f"labeled_{suffix}")
-    unlabeled_path = split_path(root, f"unlabeled_{suffix}")
+    return write_lists(Path(root) / "splits", suffix, labeled_ids, unlabeled_ids)
+
+
+def write_lists(directory: Path, suffix: str, labeled_ids: list[str], unlabeled_ids: list[str]) -> tuple[Path, Path]:
+    """Write ``labeled_<suffix>.txt`` and ``unlabeled_<suffix>.txt`` into ``directory`` (created if needed)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    labeled_path = directory / f"labeled_{suffix}.txt"
+    unlabeled_path = directory / f"unlabeled_{suffix}.txt"
     _write_lines_atomic(labeled_path, labeled_ids)
     _write_lines_atomic(unlabeled_path, unlabeled_ids)
     return labeled_path, unlabeled_path

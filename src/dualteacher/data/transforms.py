@@ -89,17 +89,29 @@ class EvalTransform:
 
     With ``resize_short`` the image alone is resized (bilinear) so that its short side has that
     length; the mask is never resized, since scores are computed at the label resolution.
-    ``valid`` is all True, at the (possibly resized) image size.
+    With ``center_crop`` = c, image and mask are first cut to their central
+    ``min(c, H) x min(c, W)`` region (the "centre crop" evaluation protocol: the cropped region
+    is scored against the cropped label). ``valid`` is all True, at the output image size.
     """
 
-    def __init__(self, resize_short: int | None = None) -> None:
+    def __init__(self, resize_short: int | None = None, center_crop: int | None = None) -> None:
         if resize_short is not None and resize_short < 1:
             raise ValueError(f"resize_short must be at least 1, got {resize_short}")
+        if center_crop is not None and center_crop < 1:
+            raise ValueError(f"center_crop must be at least 1, got {center_crop}")
         self.resize_short = resize_short
+        self.center_crop = center_crop
 
     def __call__(
         self, image: Image.Image, mask: Image.Image | None, rng: np.random.Generator | None = None
     ) -> TransformOutput:
+        if self.center_crop is not None:
+            width, height = image.size
+            crop_w, crop_h = min(self.center_crop, width), min(self.center_crop, height)
+            box = ((width - crop_w) // 2, (height - crop_h) // 2)
+            box = (box[0], box[1], box[0] + crop_w, box[1] + crop_h)
+            image = image.crop(box)
+            mask = None if mask is None else mask.crop(box)
         if self.resize_short is not None:
             width, height = image.size
             factor = self.resize_short / min(width, height)

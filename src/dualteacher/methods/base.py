@@ -72,6 +72,10 @@ class Method(ABC):
         """The teacher networks by role (empty for single-model methods)."""
         return {}
 
+    def active_teacher(self) -> str | None:
+        """Role of the teacher making pseudo-labels in the current epoch (None without teachers)."""
+        return None
+
     def start_epoch(self, epoch: int) -> None:
         """Called before the first iteration of every epoch."""
 

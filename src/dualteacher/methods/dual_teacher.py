@@ -51,6 +51,9 @@ class DualTeacher(Method):
     def teachers(self) -> dict[str, nn.Module]:
         return {f"teacher{i + 1}": t for i, t in enumerate(self.pool.modules())}
 
+    def active_teacher(self) -> str:
+        return f"teacher{self.pool.active_index(self.epoch) + 1}"
+
     def start_epoch(self, epoch: int) -> None:
         self.epoch = epoch
         self.pool.start_epoch(epoch)

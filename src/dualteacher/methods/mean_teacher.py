@@ -42,6 +42,9 @@ class MeanTeacher(Method):
     def teachers(self) -> dict[str, nn.Module]:
         return {"teacher": self.pool.modules()[0]}
 
+    def active_teacher(self) -> str:
+        return "teacher"
+
     def start_epoch(self, epoch: int) -> None:
         self.pool.start_epoch(epoch)
 

@@ -1,0 +1,133 @@
+"""A dataset on disk as the rest of the code sees it: class names, named splits, files per id.
+
+Every reader (the generic folder layout here, the standard benchmarks in
+:mod:`dualteacher.data.standard`) is a :class:`DataSource`. A split is a list of sample ids;
+the reader's *built-in* splits (e.g. ``train``/``val`` of PASCAL VOC) come from the official
+layout, every other split name is a file ``<splits_dir>/<name>.txt`` with one id per line (the
+lists written by ``dualteacher split``). The samples of a list of ids become a
+:class:`~dualteacher.data.folder.FileListDataset`, so all readers share one loading,
+augmentation and collation path.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from dualteacher.data.folder import (
+    IMAGE_EXTENSIONS,
+    DataError,
+    FileListDataset,
+    FolderDataset,
+    read_classes,
+    read_id_list,
+)
+from dualteacher.data.transforms import Transform
+
+
+class DataSource(ABC):
+    """Base class of the dataset readers; subclasses set :attr:`name` and the hooks below."""
+
+    name: str = ""
+    builtin_splits: tuple[str, ...] = ()
+    label_map: np.ndarray | None = None
+
+    def __init__(self, root: str | Path, splits_dir: str | Path) -> None:
+        self.root = Path(root).expanduser()
+        self.splits_dir = Path(splits_dir).expanduser()
+        if not self.root.is_dir():
+            raise DataError(f"data root {self.root} is not a directory ({self.layout_hint()})")
+        self.check_layout()
+
+    # ---------------------------------------------------------------- hooks
+    def layout_hint(self) -> str:
+        """One line telling the user which folder ROOT should be."""
+        return ""
+
+    def check_layout(self) -> None:
+        """Raise :class:`DataError` naming every missing folder/file of the official layout."""
+
+    @property
+    @abstractmethod
+    def classes(self) -> list[str]:
+        """Class names; index i names class i."""
+
+    def builtin_ids(self, split: str) -> list[str]:
+        """Ids of a built-in split (one of :attr:`builtin_splits`)."""
+        raise DataError(f"{self.name}: no built-in split {split!r}")
+
+    @abstractmethod
+    def dataset(
+        self,
+        ids: list[str],
+        *,
+        labeled: bool,
+        transform: Transform | Callable | None = None,
+        check_classes: bool = True,
+    ) -> FileListDataset:
+        """The samples of ``ids``; every file they need is checked up front."""
+
+    @abstractmethod
+    def entry_id(self, entry: str) -> str:
+        """The sample id named by one entry of an imported split file.
+
+        ``entry`` is the first field of a line: an id, a file name (``2007_000033.jpg``) or an
+        image path relative to the dataset root (the UniMatch/U2PL format).
+        """
+
+    # ---------------------------------------------------------------- shared
+    def split_ids(self, split: str) -> list[str]:
+        """Ids of ``split``: built in, or read from ``<splits_dir>/<split>.txt``."""
+        if split in self.builtin_splits:
+            return self.builtin_ids(split)
+        return read_id_list(self.split_file(split))
+
+    def split_file(self, split: str) -> Path:
+        """Where a split list named ``split`` is stored."""
+        filename = split if split.endswith(".txt") else f"{split}.txt"
+        return self.splits_dir / filename
+
+    def default_unlabeled_pool(self, labeled_pool: str) -> str:
+        """The split whose remaining ids become the unlabelled set when labelling ``labeled_pool``."""
+        return labeled_pool
+
+
+def strip_image_suffix(name: str) -> str:
+    """``name`` without a trailing .jpg/.jpeg/.png (any case)."""
+    for ext in IMAGE_EXTENSIONS:
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+class FolderSource(DataSource):
+    """The generic folder layout (see :mod:`dualteacher.data.folder`); every split is a file."""
+
+    name = "folder"
+
+    def layout_hint(self) -> str:
+        return "expected ROOT/images, ROOT/masks, ROOT/classes.txt and ROOT/splits"
+
+    @property
+    def classes(self) -> list[str]:
+        return read_classes(self.root)
+
+    def dataset(
+        self,
+        ids: list[str],
+        *,
+        labeled: bool,
+        transform: Transform | Callable | None = None,
+        check_classes: bool = True,
+    ) -> FileListDataset:
+        num_classes = len(self.classes) if labeled and check_classes else None
+        return FolderDataset(self.root, ids, labeled=labeled, transform=transform, num_classes=num_classes)
+
+    def entry_id(self, entry: str) -> str:
+        parts = PurePosixPath(entry.replace("\\", "/")).parts
+        if parts and parts[0] == "images":
+            return strip_image_suffix("/".join(parts[1:]))
+        return strip_image_suffix(entry)

@@ -1,0 +1,116 @@
+"""Write labelled/unlabelled lists for any dataset reader: drawn with a seed, or imported.
+
+Drawn lists are nested across budgets for one seed (see :mod:`dualteacher.data.splits`).
+The unlabelled list is the reader's unlabelled pool minus the labelled ids: the labelled
+pool itself, except for classic PASCAL VOC, whose labelled ids come from the 1,464 ``train``
+images and whose unlabelled ids are the rest of the 10,582 ``train_aug`` pool when it is
+available (the UniMatch/U2PL protocol).
+
+Imported files may hold one entry per line in either public format:
+
+* UniMatch/U2PL: ``<image path> <mask path>`` relative to the dataset root
+  (``JPEGImages/2007_000033.jpg SegmentationClass/2007_000033.png``);
+* a plain list of ids or file names (``2007_000033``, ``ADE_train_00000001.jpg``).
+
+Only the first field of a line is used; the reader maps it to its sample id.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from dualteacher.data.folder import DataError
+from dualteacher.data.source import DataSource
+from dualteacher.data.splits import budget_tag, make_split, parse_labeled, write_lists
+
+_SHOWN = 5
+
+
+def split_source(
+    source: DataSource,
+    labeled: int | float | str,
+    seed: int,
+    *,
+    pool: str = "train",
+    name: str | None = None,
+) -> tuple[Path, Path]:
+    """Draw ``labeled`` ids of split ``pool`` with ``seed``; write both lists; return their paths.
+
+    The files are ``<splits_dir>/labeled_<name>.txt`` and ``unlabeled_<name>.txt``; ``name``
+    defaults to ``<tag>_seed<seed>`` (``92_seed0``, ``1-16_seed0``).
+    """
+    budget = parse_labeled(labeled) if isinstance(labeled, str) else labeled
+    try:
+        labeled_ids, rest = make_split(source.split_ids(pool), budget, seed)
+    except ValueError as error:
+        raise DataError(f"cannot split {source.name} {pool!r}: {error}") from error
+    unlabeled_pool = source.default_unlabeled_pool(pool)
+    if unlabeled_pool == pool:
+        unlabeled_ids = rest
+    else:
+        chosen = set(labeled_ids)
+        unlabeled_ids = sorted(i for i in source.split_ids(unlabeled_pool) if i not in chosen)
+    suffix = name if name is not None else f"{budget_tag(budget)}_seed{seed}"
+    return write_lists(source.splits_dir, suffix, labeled_ids, unlabeled_ids)
+
+
+def read_entries(path: str | Path) -> list[str]:
+    """The first whitespace-separated field of every non-blank line of ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"split file to import not found: {path}")
+    return [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _imported_ids(source: DataSource, path: str | Path) -> list[str]:
+    ids = [source.entry_id(entry) for entry in read_entries(path)]
+    if not ids:
+        raise DataError(f"{path} lists no images")
+    repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if repeated:
+        raise DataError(f"{path} lists {len(repeated)} image(s) twice, e.g. {', '.join(repeated[:_SHOWN])}")
+    return sorted(ids)
+
+
+def _outside(ids: list[str], allowed: set[str]) -> list[str]:
+    return [i for i in ids if i not in allowed]
+
+
+def import_split(
+    source: DataSource,
+    labeled_file: str | Path,
+    name: str,
+    *,
+    unlabeled_file: str | Path | None = None,
+    pool: str = "train",
+) -> tuple[Path, Path]:
+    """Import a public labelled list (and optionally its unlabelled list) as split ``name``.
+
+    Labelled ids must belong to split ``pool``; without ``unlabeled_file`` the unlabelled ids
+    are the unlabelled pool minus the labelled ids (as for :func:`split_source`). Imported
+    unlabelled ids must not be labelled or val ids.
+    """
+    labeled_ids = _imported_ids(source, labeled_file)
+    foreign = _outside(labeled_ids, set(source.split_ids(pool)))
+    if foreign:
+        raise DataError(
+            f"{len(foreign)} labelled image(s) of {labeled_file} are not in the {source.name} {pool!r} split, "
+            f"e.g. {', '.join(foreign[:_SHOWN])}"
+        )
+    chosen = set(labeled_ids)
+    if unlabeled_file is None:
+        unlabeled_ids = sorted(i for i in source.split_ids(source.default_unlabeled_pool(pool)) if i not in chosen)
+    else:
+        unlabeled_ids = _imported_ids(source, unlabeled_file)
+        clash = [i for i in unlabeled_ids if i in chosen]
+        if clash:
+            raise DataError(f"{len(clash)} image(s) are both labelled and unlabelled, e.g. {', '.join(clash[:_SHOWN])}")
+        if "val" in source.builtin_splits:
+            val = set(source.split_ids("val"))
+            leaked = [i for i in unlabeled_ids if i in val]
+            if leaked:
+                raise DataError(
+                    f"{len(leaked)} image(s) of {unlabeled_file} are val images, e.g. {', '.join(leaked[:_SHOWN])}"
+                )
+    return write_lists(source.splits_dir, name, labeled_ids, unlabeled_ids)

@@ -1,0 +1,143 @@
+"""Evaluation modes: how a network predicts a val image, and scoring a dataset split under a mode.
+
+* ``whole``: the full image at once (the network pads it to its stride and crops back).
+* ``center``: image *and label* are cut to their central ``tile x tile`` region (smaller sides
+  are kept whole) and that region is predicted whole and scored against the cropped label.
+  This is the "center crop" protocol some SSS papers report on VOC; it is not comparable to
+  whole-image scores.
+* ``slide``: overlapping ``tile x tile`` windows every ``stride`` pixels (default 2/3 of the
+  tile), the last window aligned to the image edge; softmax probabilities are averaged where
+  windows overlap (:func:`dualteacher.evaluate.sliding_window_logits`).
+
+Test-time augmentation on top of any mode: ``flip`` adds the horizontally mirrored image;
+``scales`` runs the image rescaled by each factor (bilinear) and ``resize`` = (long, short)
+first rescales every image by ``min(long / max(H, W), short / min(H, W))`` (mmseg's keep-ratio
+``Resize``, e.g. (2048, 512) for ADE20K). Every view's probabilities are resized back to the
+input size and averaged. Scores are always computed at the label's own resolution over the
+whole split.
+
+A predictor maps a float batch in [0, 1] ``[B, 3, H, W]`` to ``[B, C, H, W]``: plain logits in
+``whole``/``center`` mode without TTA, otherwise the log of the averaged probabilities (same
+argmax; softmax gives the probabilities back). A batch of images of different sizes is padded
+to a common size before it reaches the predictor; use a val batch size of 1 when images
+differ in size (VOC, ADE20K) so that windows, resizing and padding see one image at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .config import EVAL_MODES, DataConfig
+from .data.build import eval_loader
+from .data.source import DataSource
+from .data.transforms import EvalTransform
+from .evaluate import Metrics, Predictor, evaluate, sliding_window_logits
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """One evaluation protocol; see the module docstring."""
+
+    mode: str = "whole"
+    tile: int = 512
+    stride: int | None = None
+    flip: bool = False
+    scales: tuple[float, ...] = (1.0,)
+    resize: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in EVAL_MODES:
+            raise ValueError(f"unknown evaluation mode {self.mode!r}; choose from {', '.join(EVAL_MODES)}")
+        if self.tile < 1:
+            raise ValueError(f"tile must be at least 1, got {self.tile}")
+        if self.stride is not None and not 1 <= self.stride <= self.tile:
+            raise ValueError(f"stride must be in [1, tile={self.tile}], got {self.stride}")
+        if not self.scales or any(s <= 0 for s in self.scales):
+            raise ValueError(f"scales must be positive, got {self.scales}")
+        if self.resize is not None and min(self.resize) < 1:
+            raise ValueError(f"resize needs (long, short) >= 1, got {self.resize}")
+
+    @classmethod
+    def from_config(cls, data: DataConfig) -> EvalSettings:
+        """The protocol configured in ``data.eval_*`` (tile defaults to ``data.crop_size``)."""
+        return cls(
+            mode=data.eval_mode,
+            tile=data.eval_tile or data.crop_size,
+            stride=data.eval_stride,
+            flip=data.eval_flip,
+            scales=tuple(data.eval_scales),
+            resize=tuple(data.eval_resize) if data.eval_resize is not None else None,  # type: ignore[arg-type]
+        )
+
+    @property
+    def is_plain(self) -> bool:
+        """True when the predictor is the network alone (no windows, no TTA)."""
+        return self.mode != "slide" and not self.flip and self.scales == (1.0,) and self.resize is None
+
+    def transform(self) -> EvalTransform:
+        """The val transform: a centre crop in ``center`` mode, nothing otherwise."""
+        return EvalTransform(center_crop=self.tile if self.mode == "center" else None)
+
+
+def resize_factor(height: int, width: int, resize: tuple[int, int] | None) -> float:
+    """mmseg's keep-ratio factor for ``resize`` = (long, short); 1 without ``resize``."""
+    if resize is None:
+        return 1.0
+    long_side, short_side = max(resize), min(resize)
+    return min(long_side / max(height, width), short_side / min(height, width))
+
+
+def build_predictor(predict: Predictor, settings: EvalSettings, num_classes: int | None = None) -> Predictor:
+    """Wrap ``predict`` (images in [0, 1] -> logits at input size) into the protocol ``settings``."""
+    if settings.is_plain:
+        return predict
+
+    def view(images: Tensor) -> Tensor:
+        if settings.mode == "slide":
+            return sliding_window_logits(predict, images, settings.tile, settings.stride, num_classes)
+        return predict(images)
+
+    def run(images: Tensor) -> Tensor:
+        height, width = images.shape[-2:]
+        base = resize_factor(height, width, settings.resize)
+        total: Tensor | None = None
+        views = 0
+        for scale in settings.scales:
+            size = (max(1, round(height * base * scale)), max(1, round(width * base * scale)))
+            scaled = images if size == (height, width) else F.interpolate(
+                images, size=size, mode="bilinear", align_corners=False
+            )
+            for flipped in (False, True) if settings.flip else (False,):
+                probs = view(scaled.flip(-1) if flipped else scaled).float().softmax(1)
+                if flipped:
+                    probs = probs.flip(-1)
+                if size != (height, width):
+                    probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
+                total = probs if total is None else total + probs
+                views += 1
+        assert total is not None
+        return (total / views).clamp_min(torch.finfo(torch.float32).tiny).log()
+
+    return run
+
+
+def evaluate_split(
+    predict: Predictor,
+    source: DataSource,
+    split: str,
+    settings: EvalSettings,
+    device: torch.device,
+    *,
+    batch_size: int = 1,
+    workers: int = 0,
+    ignore_index: int = 255,
+) -> tuple[Metrics, Tensor]:
+    """Score ``predict`` on ``split`` of ``source`` under ``settings``: (metrics, confusion matrix)."""
+    num_classes = len(source.classes)
+    dataset = source.dataset(source.split_ids(split), labeled=True, transform=settings.transform())
+    loader = eval_loader(dataset, batch_size, workers=workers)
+    return evaluate(build_predictor(predict, settings, num_classes), loader, num_classes, device, ignore_index)
