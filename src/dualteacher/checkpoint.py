@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,42 @@ def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor],
     for pid, entries in meta["scalars"].items():
         state.setdefault(int(pid), {}).update(entries)
     optimizer.load_state_dict({"state": dict(sorted(state.items())), "param_groups": meta["param_groups"]})
+
+
+STAGED = ".next.safetensors"
+
+
+def rotation(run_dir: Path, keep: int) -> list[Path]:
+    """Training checkpoints of a run, newest first: ``last``, ``last-1``, … ``last-(keep-1)``."""
+    return [run_dir / ("last.safetensors" if i == 0 else f"last-{i}.safetensors") for i in range(keep)]
+
+
+def save_rotating(run_dir: Path, tensors: dict[str, Tensor], state: dict[str, Any], keep: int) -> Path:
+    """Write a new ``last.safetensors``, keeping the previous ``keep - 1`` as ``last-1`` … .
+
+    The new file is complete on disk (as ``.next.safetensors``) before any rename; a crash
+    between the renames leaves every file whole, and :func:`load_latest` looks at the staged
+    file first.
+    """
+    paths = rotation(run_dir, keep)
+    staged = run_dir / STAGED
+    save_checkpoint(staged, tensors, state)
+    for older, newer in zip(reversed(paths[1:]), reversed(paths[:-1])):
+        if newer.exists():
+            os.replace(newer, older)
+    os.replace(staged, paths[0])
+    return paths[0]
+
+
+def load_latest(run_dir: Path, keep: int, warn: Callable[[str], None]) -> tuple[Path, dict[str, Tensor], dict[str, Any]] | None:
+    """The newest training checkpoint that loads and verifies; bad ones are reported and skipped."""
+    for path in [run_dir / STAGED, *rotation(run_dir, max(keep, 1))]:
+        if not path.exists():
+            continue
+        try:
+            tensors, state = load_checkpoint(path)
+        except CheckpointError as err:
+            warn(f"skipping {path.name}: {err}")
+            continue
+        return path, tensors, state
+    return None

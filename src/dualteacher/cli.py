@@ -18,13 +18,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     flags = {"data.dataset": args.dataset, "data.root": args.data, "data.splits_dir": args.splits_dir}
     overrides += [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
     cfg = load_config(config, overrides)
-    last = Path(cfg.run_dir) / "last.safetensors"
-    if last.exists() and args.no_resume:
-        print(f"error: {cfg.run_dir} already holds a checkpoint ({last.name}); choose another run_dir "
+    run_dir = Path(cfg.run_dir)
+    existing = sorted(run_dir.glob("last*.safetensors")) + sorted(run_dir.glob(".next.safetensors"))
+    if existing and args.no_resume:
+        print(f"error: {cfg.run_dir} already holds a checkpoint ({existing[0].name}); choose another run_dir "
               "or drop --no-resume to continue it", file=sys.stderr)
         return 2
+    if args.resume and not existing:
+        print(f"error: --resume: {cfg.run_dir} holds no training checkpoint (last*.safetensors)", file=sys.stderr)
+        return 2
     record = train(cfg, resume=not args.no_resume, progress=not args.quiet)
-    print(json.dumps({k: v for k, v in record.items() if k.endswith("miou")}, indent=1))
+    print(json.dumps({k: v for k, v in record.items() if k.endswith("miou") or k == "interrupted"}, indent=1))
     return 0
 
 
@@ -190,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model from a YAML config (any key overridable: train.epochs=40)")
     p.add_argument("config", nargs="?", help="experiment YAML (configs/...)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. method.name=dual_teacher")
+    p.add_argument("--resume", action="store_true",
+                   help="require a checkpoint in run_dir to continue from (a run dir with one is resumed anyway)")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue a run directory that holds a checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _data_options(p, required=False)
@@ -282,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ConfigError, DataError, CheckpointError) as err:
+    except (ConfigError, DataError, CheckpointError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

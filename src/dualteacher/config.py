@@ -110,6 +110,10 @@ class TrainConfig:
     Without ``iters_per_epoch`` an epoch is one pass over the labelled set
     (``epoch_over: labeled``, the official Dual Teacher code) or over the unlabelled set
     (``epoch_over: unlabeled``, the UniMatch/U2PL protocol for VOC and Cityscapes).
+    A training checkpoint is written at the end of every epoch, every ``checkpoint_every``
+    iterations (0: epochs only) and at the end; the newest ``keep_checkpoints`` are kept.
+    With ``nan_guard`` a step whose gradients are not finite is skipped and counted, and
+    ``max_bad_steps`` such steps in a row stop the run.
     """
 
     epochs: int = 10
@@ -124,6 +128,10 @@ class TrainConfig:
     probe_images: int = 16
     deterministic: bool = True
     epoch_over: str = "labeled"
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    nan_guard: bool = True
+    max_bad_steps: int = 5
 
 
 @dataclass
@@ -307,6 +315,9 @@ def validate(cfg: Config) -> Config:
         ("train.eval_every", cfg.train.eval_every >= 1, "must be >= 1"),
         ("train.log_every", cfg.train.log_every >= 1, "must be >= 1"),
         ("train.probe_images", cfg.train.probe_images >= 0, "must be >= 0"),
+        ("train.checkpoint_every", cfg.train.checkpoint_every >= 0, "must be >= 0 (0: at the end of every epoch only)"),
+        ("train.keep_checkpoints", cfg.train.keep_checkpoints >= 1, "must be >= 1"),
+        ("train.max_bad_steps", cfg.train.max_bad_steps >= 1, "must be >= 1"),
     ]
     for key, ok, why in checks:
         if not ok:

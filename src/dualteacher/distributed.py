@@ -41,3 +41,10 @@ def barrier() -> None:
     """Wait for every rank (no-op when not distributed)."""
     if dist.is_initialized():
         dist.barrier()
+
+
+def reduce_device() -> torch.device:
+    """Where small collective tensors live: the current GPU with NCCL, the CPU with gloo."""
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")

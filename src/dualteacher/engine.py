@@ -9,6 +9,8 @@ checkpoint therefore continues exactly as the uninterrupted run would have.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,12 +25,13 @@ from tqdm import tqdm
 from . import distributed
 from .augment import normalize
 from .checkpoint import (
-    load_checkpoint,
+    load_latest,
     load_module,
     load_optimizer,
     module_tensors,
     optimizer_tensors,
     save_checkpoint,
+    save_rotating,
 )
 from .config import Config, save_config
 from .data.build import SplitData, eval_loader, open_splits, stream_loader
@@ -41,6 +44,37 @@ from .models import build_model, default_normalization
 from .optim import build_optimizer, lr_factor, set_lr
 from .plots import PICTURE_IMAGES, teacher_picture
 from .runlog import RunLog, rewind_log
+
+
+class StopSignals:
+    """Turns SIGTERM/SIGINT into a flag checked between iterations (restored on exit)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self.previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.name = signal.Signals(signum).name
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def received(self, distributed_run: bool) -> str | None:
+        """The signal's name once one arrived; under DDP, as soon as any rank got one."""
+        if not distributed_run:
+            return self.name
+        flag = torch.tensor([0 if self.name is None else 1], device=distributed.reduce_device())
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return (self.name or "SIGTERM") if int(flag) else None
 
 
 def derive_seed(*parts: int) -> int:
@@ -118,6 +152,8 @@ class Trainer:
         self.iteration = 0
         self.best: dict[str, Any] = {"miou": -1.0}
         self.history: list[dict[str, Any]] = []
+        self.skipped_steps = 0
+        self.resumed_from: Path | None = None
         self.probe = self._probe_images()
         if resume:
             self._maybe_resume()
@@ -135,17 +171,14 @@ class Trainer:
         return out
 
     @property
-    def last_path(self) -> Path:
-        return self.run_dir / "last.safetensors"
-
-    @property
     def best_path(self) -> Path:
         return self.run_dir / "best.safetensors"
 
     def _maybe_resume(self) -> None:
-        if not self.last_path.exists():
+        found = load_latest(self.run_dir, self.cfg.train.keep_checkpoints, tqdm.write)
+        if found is None:
             return
-        tensors, state = load_checkpoint(self.last_path)
+        path, tensors, state = found
         for role, module in self.method.modules().items():
             load_module(module, tensors, f"model/{role}")
         load_optimizer(self.optimizer, tensors, state["optimizer"])
@@ -153,12 +186,15 @@ class Trainer:
         self.iteration = state["iteration"]
         self.best = state["best"]
         self.history = state["history"]
+        self.skipped_steps = state["skipped_steps"]
+        self.resumed_from = path
         if self.rank == 0:
             rewind_log(self.run_dir, self.iteration)
-            tqdm.write(f"resuming {self.run_dir} from {self.last_path.name} at iteration {self.iteration}")
+            tqdm.write(f"resuming {self.run_dir} from {path.name} at iteration {self.iteration}")
 
     # ----------------------------------------------------------------- checkpoints
-    def _save_last(self) -> None:
+    def save_training_state(self) -> Path:
+        """Write everything the run depends on as the newest training checkpoint (rank 0)."""
         tensors: dict[str, Tensor] = {}
         for role, module in self.method.modules().items():
             tensors.update(module_tensors(f"model/{role}", module))
@@ -171,9 +207,10 @@ class Trainer:
             "optimizer": optim_meta,
             "best": self.best,
             "history": self.history,
+            "skipped_steps": self.skipped_steps,
             **self._model_card(),
         }
-        save_checkpoint(self.last_path, tensors, state)
+        return save_rotating(self.run_dir, tensors, state, self.cfg.train.keep_checkpoints)
 
     def _model_card(self) -> dict[str, Any]:
         """What inference needs to rebuild and use a network from a checkpoint alone."""
@@ -256,11 +293,42 @@ class Trainer:
         valid = raw["valid"].to(self.device, non_blocking=True) if "valid" in raw else None
         return Batch(image=image, mask=mask, valid=valid)
 
+    def _optimizer_step(self, loss: Tensor, parts: dict[str, Tensor], bad_in_a_row: int) -> int:
+        """Back-propagate and step; with the NaN guard, skip a step whose gradients are not finite.
+
+        Returns the new count of consecutive skipped steps. The guard costs one device sync per
+        iteration (reading the gradient norm's finiteness).
+        """
+        cfg = self.cfg
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in self.method.student.parameters() if p.grad is not None]
+        if cfg.optim.grad_clip:
+            norm = nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+        elif cfg.train.nan_guard:
+            norm = nn.utils.get_total_norm([p.grad for p in params])
+        if cfg.train.nan_guard and not bool(torch.isfinite(norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            bad_in_a_row += 1
+            if bad_in_a_row >= cfg.train.max_bad_steps:
+                terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in {"loss": loss, **parts}.items())
+                raise FloatingPointError(
+                    f"{bad_in_a_row} steps in a row with non-finite gradients, the last at iteration "
+                    f"{self.iteration} ({terms}); the last good checkpoint is untouched"
+                )
+            return bad_in_a_row
+        self.optimizer.step()
+        self.method.after_optimizer_step()
+        return 0
+
     def fit(self, stop_at: int | None = None) -> dict[str, Any]:
         """Train to the configured length (continuing a resumed run); return the last eval record.
 
         ``stop_at`` ends the run early after that iteration, with a checkpoint, as an
-        interruption would.
+        interruption would. SIGTERM or SIGINT (what schedulers send before pre-emption) end the
+        run after the current iteration with a checkpoint; the record then names the signal
+        under ``"interrupted"``.
         """
         end = min(stop_at, self.total_iters) if stop_at is not None else self.total_iters
         cfg = self.cfg
@@ -272,59 +340,69 @@ class Trainer:
         images_per_iter = (self.batch_l + (self.batch_u if unl_iter is not None else 0)) * self.world
         self.method.student.train()
         sums: dict[str, Tensor] = {}
-        window_start, window_iters = time.perf_counter(), 0
+        window_start, window_iters, window_steps, bad_in_a_row = time.perf_counter(), 0, 0, 0
         bar = tqdm(total=self.total_iters, initial=self.iteration, disable=not self.progress or self.rank != 0,
                    dynamic_ncols=True, desc=cfg.method.name)
         record: dict[str, Any] = self.history[-1] if self.history else {}
         started_epoch = -1
-        while self.iteration < end:
-            epoch = self.iteration // self.iters_per_epoch
-            if epoch != started_epoch:
-                self.method.start_epoch(epoch)
-                started_epoch = epoch
-            lr = set_lr(self.optimizer, lr_factor(self.iteration, self.total_iters, cfg.optim))
-            torch.manual_seed(derive_seed(cfg.train.seed, self.iteration, self.rank, 3))
-            gen = torch.Generator(self.device).manual_seed(derive_seed(cfg.train.seed, self.iteration, self.rank, 4))
-            labeled = self._to_batch(next(lab_iter))
-            unlabeled = self._to_batch(next(unl_iter)) if unl_iter is not None else None
+        with StopSignals() as stop:
+            while self.iteration < end:
+                epoch = self.iteration // self.iters_per_epoch
+                if epoch != started_epoch:
+                    self.method.start_epoch(epoch)
+                    started_epoch = epoch
+                lr = set_lr(self.optimizer, lr_factor(self.iteration, self.total_iters, cfg.optim))
+                torch.manual_seed(derive_seed(cfg.train.seed, self.iteration, self.rank, 3))
+                gen = torch.Generator(self.device).manual_seed(derive_seed(cfg.train.seed, self.iteration, self.rank, 4))
+                labeled = self._to_batch(next(lab_iter))
+                unlabeled = self._to_batch(next(unl_iter)) if unl_iter is not None else None
 
-            loss, parts = self.method.step(labeled, unlabeled, gen)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.optim.grad_clip:
-                nn.utils.clip_grad_norm_(self.method.student.parameters(), cfg.optim.grad_clip)
-            self.optimizer.step()
-            self.method.after_optimizer_step()
-            self.iteration += 1
-            window_iters += 1
-            for key, value in {"loss": loss.detach(), **parts}.items():
-                sums[key] = sums.get(key, 0) + value
+                loss, parts = self.method.step(labeled, unlabeled, gen)
+                skipped_before = self.skipped_steps
+                bad_in_a_row = self._optimizer_step(loss, parts, bad_in_a_row)
+                self.iteration += 1
+                window_iters += 1
+                if self.skipped_steps == skipped_before:
+                    window_steps += 1
+                    for key, value in {"loss": loss.detach(), **parts}.items():
+                        sums[key] = sums.get(key, 0) + value
 
-            if self.iteration % cfg.train.log_every == 0 or self.iteration == self.total_iters:
-                elapsed = time.perf_counter() - window_start
-                train = {k: float(v) / window_iters for k, v in sums.items()}
-                if not math.isfinite(train["loss"]):
-                    raise FloatingPointError(
-                        f"non-finite training loss at iteration {self.iteration}: "
-                        + ", ".join(f"{k}={v}" for k, v in train.items())
-                    )
-                train.update(lr=lr, images_per_s=window_iters * images_per_iter / elapsed)
-                log.write({"type": "train", "iteration": self.iteration, "epoch": epoch, **train})
-                bar.set_postfix(loss=f"{train['loss']:.3f}", lr=f"{lr:.2e}", ips=f"{train['images_per_s']:.0f}")
-                sums, window_start, window_iters = {}, time.perf_counter(), 0
-            bar.update(1)
+                if self.iteration % cfg.train.log_every == 0 or self.iteration == self.total_iters:
+                    elapsed = time.perf_counter() - window_start
+                    train = {k: float(v) / max(window_steps, 1) for k, v in sums.items()}
+                    if "loss" in train and not math.isfinite(train["loss"]):
+                        raise FloatingPointError(
+                            f"non-finite training loss at iteration {self.iteration}: "
+                            + ", ".join(f"{k}={v}" for k, v in train.items())
+                        )
+                    train.update(lr=lr, images_per_s=window_iters * images_per_iter / elapsed,
+                                 skipped_steps=self.skipped_steps)
+                    log.write({"type": "train", "iteration": self.iteration, "epoch": epoch, **train})
+                    bar.set_postfix(loss=f"{train.get('loss', float('nan')):.3f}", lr=f"{lr:.2e}",
+                                    ips=f"{train['images_per_s']:.0f}")
+                    sums, window_start, window_iters, window_steps = {}, time.perf_counter(), 0, 0
+                bar.update(1)
 
-            end_of_epoch = self.iteration % self.iters_per_epoch == 0
-            done_epochs = self.iteration // self.iters_per_epoch
-            if end_of_epoch and (done_epochs % cfg.train.eval_every == 0 or self.iteration == self.total_iters):
-                record = self.evaluate_all(log)
-                record["epoch"] = done_epochs
-                self.history.append(record)
-                log.write(record)
-                if self.rank == 0:
-                    tqdm.write(self._summary(record))
-            if self.rank == 0 and (end_of_epoch or self.iteration == end):
-                self._save_last()
+                end_of_epoch = self.iteration % self.iters_per_epoch == 0
+                done_epochs = self.iteration // self.iters_per_epoch
+                if end_of_epoch and (done_epochs % cfg.train.eval_every == 0 or self.iteration == self.total_iters):
+                    record = self.evaluate_all(log)
+                    record["epoch"] = done_epochs
+                    self.history.append(record)
+                    log.write(record)
+                    if self.rank == 0:
+                        tqdm.write(self._summary(record))
+                interrupted = stop.received(self.world > 1)
+                every = cfg.train.checkpoint_every
+                periodic = end_of_epoch or bool(every and self.iteration % every == 0)
+                due = self.iteration == end or (periodic and bad_in_a_row == 0)
+                if self.rank == 0 and (due or interrupted):
+                    self.save_training_state()
+                if interrupted:
+                    tqdm.write(f"stopped by {interrupted} after iteration {self.iteration}; checkpoint written "
+                               f"to {self.run_dir}: run the same command to continue")
+                    record = {**record, "interrupted": interrupted}
+                    break
         bar.close()
         log.close()
         distributed.barrier()
