@@ -31,3 +31,20 @@ def test_bad_input_is_a_clear_error(tiny_data, tmp_path: Path, capsys) -> None:
     assert "classes.txt" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "missing.safetensors")]) == 2
     assert "missing.safetensors does not exist" in capsys.readouterr().err
+
+
+def test_training_refuses_to_start_on_fatal_data_problems(tiny_data, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    from conftest import tiny_overrides
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data["root"], root)
+    labeled = (root / "splits" / f"{tiny_data['labeled']}.txt").read_text().split()
+    (root / "splits" / "broken.txt").write_text("\n".join([*labeled, labeled[0], "val_0000"]) + "\n")
+    (root / "masks" / f"{labeled[1]}.png").unlink()
+    overrides = tiny_overrides({**tiny_data, "root": str(root), "labeled": "broken"}, tmp_path / "run")
+    assert main(["train", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert labeled[0] in err and "val_0000" in err and f"{labeled[1]}.png" in err
+    assert not (tmp_path / "run").exists()

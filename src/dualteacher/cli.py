@@ -92,6 +92,27 @@ def _cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check_data(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .data.check import check_config, training_splits
+
+    config, overrides = args.config, list(args.overrides)
+    if config is not None and "=" in config and not Path(config).exists():
+        config, overrides = None, [config, *overrides]
+    flags = {
+        "data.dataset": args.dataset, "data.root": args.data, "data.splits_dir": args.splits_dir,
+        "data.labeled_split": args.labeled_split, "data.unlabeled_split": args.unlabeled_split,
+        "data.val_split": args.val_split,
+    }
+    overrides += [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
+    cfg = load_config(config, overrides)
+    splits = training_splits(cfg, unlabeled=True if args.unlabeled_split is not None else None)
+    report = check_config(cfg, splits, full=args.full, workers=args.workers,
+                          progress=not args.quiet and sys.stderr.isatty())
+    print(report.to_json() if args.json else report.format(limit=args.limit))
+    return 1 if report.errors else 0
+
+
 def _cmd_make_digits(args: argparse.Namespace) -> int:
     from .data.digits import generate_digit_scenes
 
@@ -232,6 +253,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--source", default="train", help="split to draw the labelled images from (default: train)")
     p.set_defaults(func=_cmd_split)
+
+    p = sub.add_parser("check-data", help="list every problem of a dataset's files, masks and splits (exit 1: errors)")
+    p.add_argument("config", nargs="?", help="experiment YAML whose data section (and method) name the splits")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. data.val_split=val")
+    _data_options(p, required=False)
+    p.add_argument("--labeled-split", help="labelled split (default: the config's data.labeled_split)")
+    p.add_argument("--unlabeled-split", help="unlabelled split; checked when given or when the method uses one")
+    p.add_argument("--val-split", help="val split (default: the config's data.val_split)")
+    p.add_argument("--full", action="store_true",
+                   help="also decode every file, check mask values and count classes (slower)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--workers", type=int, default=0, help="processes reading files (default: 0, in this process)")
+    p.add_argument("--limit", type=_positive, default=10, help="findings printed per kind (default: 10)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_check_data)
 
     p = sub.add_parser("make-digits", help="write the built-in digit-scenes dataset to a folder")
     p.add_argument("--out", required=True, type=Path)

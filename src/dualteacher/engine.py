@@ -35,7 +35,8 @@ from .checkpoint import (
 )
 from .config import Config, save_config
 from .data.build import SplitData, eval_loader, open_splits, stream_loader
-from .data.folder import load_image
+from .data.check import needs_unlabeled, preflight
+from .data.folder import DataError, load_image
 from .diagnostics import coupling_metrics
 from .evaluate import Metrics, evaluate, logits_predictor
 from .inference_modes import EvalSettings, build_predictor
@@ -128,7 +129,13 @@ class Trainer:
             torch.backends.cudnn.benchmark = not cfg.train.deterministic
 
         over_unlabeled = cfg.train.epoch_over == "unlabeled"
-        self.data: SplitData = open_splits(cfg.data, need_unlabeled=cfg.method.name != "supervised" or over_unlabeled)
+        report = preflight(cfg)
+        if report.errors:
+            raise DataError(report.format(severities=("error", "warning"))
+                            + "\nrun `dualteacher check-data ... --full` to also decode every file")
+        if report.warnings and self.rank == 0:
+            tqdm.write(report.format(severities=("warning",)))
+        self.data: SplitData = open_splits(cfg.data, need_unlabeled=needs_unlabeled(cfg))
         self.num_classes = len(self.data.classes)
         self.mean, self.std = normalization(cfg)
         ctx = MethodContext(

@@ -161,6 +161,31 @@ def find_missing(paths: Sequence[Path]) -> list[str]:
     return [str(p) for p in paths if not index.exists(p)]
 
 
+def folder_files(root: Path, ids: Sequence[str], *, labeled: bool) -> tuple[list[Path], list[Path], list[str]]:
+    """Image and mask paths of ``ids`` in the folder layout, and the files that are missing.
+
+    An image is the first of ``images/<id>.jpg|.jpeg|.png`` that exists (``.jpg`` when none
+    does); masks are ``masks/<id>.png``, listed only when ``labeled``.
+    """
+    index = _DirectoryIndex()
+    missing: list[str] = []
+    image_paths: list[Path] = []
+    mask_paths: list[Path] = []
+    for sample_id in ids:
+        stem = Path(root) / "images" / sample_id
+        candidates = [stem.with_name(stem.name + e) for e in IMAGE_EXTENSIONS]
+        found = [p for p in candidates if index.exists(p)]
+        image_paths.append(found[0] if found else candidates[0])
+        if not found:
+            missing.append(f"{stem}.jpg (or .jpeg/.png)")
+        if labeled:
+            mask_path = Path(root) / "masks" / f"{sample_id}.png"
+            mask_paths.append(mask_path)
+            if not index.exists(mask_path):
+                missing.append(str(mask_path))
+    return image_paths, mask_paths, missing
+
+
 class FileListDataset(Dataset):
     """Samples given as explicit image and mask paths, keyed by ``index`` or ``(index, aug_seed)``.
 
@@ -253,22 +278,7 @@ class FolderDataset(FileListDataset):
         num_classes: int | None = None,
     ) -> None:
         self.root = Path(root)
-        index = _DirectoryIndex()
-        missing: list[str] = []
-        image_paths: list[Path] = []
-        mask_paths: list[Path] = []
-        for sample_id in ids:
-            stem = self.root / "images" / sample_id
-            found = [p for p in (stem.with_name(stem.name + e) for e in IMAGE_EXTENSIONS) if index.exists(p)]
-            if found:
-                image_paths.append(found[0])
-            else:
-                missing.append(f"{stem}.jpg (or .jpeg/.png)")
-            if labeled:
-                mask_path = self.root / "masks" / f"{sample_id}.png"
-                mask_paths.append(mask_path)
-                if not index.exists(mask_path):
-                    missing.append(str(mask_path))
+        image_paths, mask_paths, missing = folder_files(self.root, ids, labeled=labeled)
         if missing:
             raise missing_files_error(self.root, missing, labeled)
         super().__init__(

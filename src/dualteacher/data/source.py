@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -22,10 +23,24 @@ from dualteacher.data.folder import (
     DataError,
     FileListDataset,
     FolderDataset,
+    folder_files,
     read_classes,
     read_id_list,
 )
 from dualteacher.data.transforms import Transform
+
+
+@dataclass(frozen=True, eq=False)
+class SampleFiles:
+    """The files of a list of ids, one entry per id, not checked for existence.
+
+    ``masks`` is None for unlabelled lists; ``label_map`` (uint8 [256], or None) translates
+    stored mask values to classes.
+    """
+
+    images: list[Path]
+    masks: list[Path] | None
+    label_map: np.ndarray | None = None
 
 
 class DataSource(ABC):
@@ -58,6 +73,10 @@ class DataSource(ABC):
     def builtin_ids(self, split: str) -> list[str]:
         """Ids of a built-in split (one of :attr:`builtin_splits`)."""
         raise DataError(f"{self.name}: no built-in split {split!r}")
+
+    @abstractmethod
+    def files(self, ids: list[str], *, labeled: bool) -> SampleFiles:
+        """Where the image (and, when ``labeled``, the mask) of each id is; nothing is checked."""
 
     @abstractmethod
     def dataset(
@@ -125,6 +144,10 @@ class FolderSource(DataSource):
     ) -> FileListDataset:
         num_classes = len(self.classes) if labeled and check_classes else None
         return FolderDataset(self.root, ids, labeled=labeled, transform=transform, num_classes=num_classes)
+
+    def files(self, ids: list[str], *, labeled: bool) -> SampleFiles:
+        images, masks, _ = folder_files(self.root, ids, labeled=labeled)
+        return SampleFiles(images, masks if labeled else None)
 
     def entry_id(self, entry: str) -> str:
         parts = PurePosixPath(entry.replace("\\", "/")).parts

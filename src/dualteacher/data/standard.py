@@ -46,7 +46,7 @@ from dualteacher.data.folder import (
     missing_files_error,
     read_id_list,
 )
-from dualteacher.data.source import DataSource, strip_image_suffix
+from dualteacher.data.source import DataSource, SampleFiles, strip_image_suffix
 from dualteacher.data.transforms import Transform
 
 VOC_CLASSES = (
@@ -113,7 +113,8 @@ def _file_stem(entry: str) -> str:
 
 
 class _CheckedSource(DataSource):
-    """Shared parts: a fixed class list, an up-front layout check and the file check of a list."""
+    """Shared parts: a fixed class list, an up-front layout check and the dataset of a list
+    (its files checked up front); subclasses say where the files are (:meth:`files`)."""
 
     class_names: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
@@ -127,23 +128,21 @@ class _CheckedSource(DataSource):
         if missing:
             raise _layout_error(self.name, self.root, missing, self.layout_hint())
 
-    def _files_dataset(
+    def dataset(
         self,
         ids: list[str],
-        images: list[Path],
-        masks: list[Path] | None,
         *,
         labeled: bool,
-        transform: Transform | Callable | None,
-        check_classes: bool,
-        label_map: np.ndarray | None,
+        transform: Transform | Callable | None = None,
+        check_classes: bool = True,
     ) -> FileListDataset:
-        missing = find_missing(images + (masks if labeled and masks is not None else []))
+        files = self.files(ids, labeled=labeled)
+        missing = find_missing(files.images + (files.masks if labeled and files.masks is not None else []))
         if missing:
             raise missing_files_error(self.root, missing, labeled)
         return FileListDataset(
-            ids, images, masks, labeled=labeled, transform=transform,
-            num_classes=len(self.class_names) if check_classes else None, label_map=label_map,
+            ids, files.images, files.masks, labeled=labeled, transform=transform,
+            num_classes=len(self.class_names) if check_classes else None, label_map=files.label_map,
         )
 
 
@@ -188,19 +187,9 @@ class VOC(_CheckedSource):
         """The mask file of each id."""
         return [self.root / "SegmentationClass" / f"{i}.png" for i in ids]
 
-    def dataset(
-        self,
-        ids: list[str],
-        *,
-        labeled: bool,
-        transform: Transform | Callable | None = None,
-        check_classes: bool = True,
-    ) -> FileListDataset:
+    def files(self, ids: list[str], *, labeled: bool) -> SampleFiles:
         images = [self.root / "JPEGImages" / f"{i}.jpg" for i in ids]
-        masks = self.mask_paths(ids) if labeled else None
-        return self._files_dataset(
-            ids, images, masks, labeled=labeled, transform=transform, check_classes=check_classes, label_map=None
-        )
+        return SampleFiles(images, self.mask_paths(ids) if labeled else None)
 
     def entry_id(self, entry: str) -> str:
         return _file_stem(entry)
@@ -251,24 +240,15 @@ class Cityscapes(_CheckedSource):
             raise DataError(f"{self.name}: no *{suffix} images under {folder}/<city>/")
         return ids
 
-    def dataset(
-        self,
-        ids: list[str],
-        *,
-        labeled: bool,
-        transform: Transform | Callable | None = None,
-        check_classes: bool = True,
-    ) -> FileListDataset:
+    def files(self, ids: list[str], *, labeled: bool) -> SampleFiles:
         images = [self.root / "leftImg8bit" / f"{i}_leftImg8bit.png" for i in ids]
-        masks, label_map = None, None
-        if labeled:
-            masks = [self.root / "gtFine" / f"{i}_gtFine_labelTrainIds.png" for i in ids]
-            if find_missing(masks):
-                masks = [self.root / "gtFine" / f"{i}_gtFine_labelIds.png" for i in ids]
-                label_map = self.label_map
-        return self._files_dataset(
-            ids, images, masks, labeled=labeled, transform=transform, check_classes=check_classes, label_map=label_map
-        )
+        if not labeled:
+            return SampleFiles(images, None)
+        masks = [self.root / "gtFine" / f"{i}_gtFine_labelTrainIds.png" for i in ids]
+        if not find_missing(masks):
+            return SampleFiles(images, masks)
+        masks = [self.root / "gtFine" / f"{i}_gtFine_labelIds.png" for i in ids]
+        return SampleFiles(images, masks, self.label_map)
 
     def entry_id(self, entry: str) -> str:
         path = entry.replace("\\", "/")
@@ -306,20 +286,10 @@ class ADE20K(_CheckedSource):
     def _folder(sample_id: str) -> str:
         return "validation" if sample_id.startswith("ADE_val_") else "training"
 
-    def dataset(
-        self,
-        ids: list[str],
-        *,
-        labeled: bool,
-        transform: Transform | Callable | None = None,
-        check_classes: bool = True,
-    ) -> FileListDataset:
+    def files(self, ids: list[str], *, labeled: bool) -> SampleFiles:
         images = [self.root / "images" / self._folder(i) / f"{i}.jpg" for i in ids]
         masks = [self.root / "annotations" / self._folder(i) / f"{i}.png" for i in ids] if labeled else None
-        return self._files_dataset(
-            ids, images, masks, labeled=labeled, transform=transform, check_classes=check_classes,
-            label_map=self.label_map,
-        )
+        return SampleFiles(images, masks, self.label_map)
 
     def entry_id(self, entry: str) -> str:
         return _file_stem(entry)
