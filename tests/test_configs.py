@@ -12,7 +12,13 @@ CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_config_is_valid(path: Path) -> None:
-    load_config(path)
+    cfg = load_config(path)
+    assert cfg.run_dir.startswith("runs/") and cfg.data.root, path.name
+
+
+def test_configs_do_not_share_run_directories() -> None:
+    run_dirs = [load_config(p).run_dir for p in CONFIGS]
+    assert len(run_dirs) == len(set(run_dirs))
 
 
 @pytest.mark.parametrize("method", ["supervised", "mean_teacher", "dual_teacher"])
