@@ -7,6 +7,7 @@ name the offending key (``train.epohcs``), so a typo never silently falls back t
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +21,13 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the key."""
 
 
+def default_workers() -> int:
+    """Data-loading processes per rank: the CPUs this process may use, shared among the ranks on
+    this node (``LOCAL_WORLD_SIZE`` under torchrun), at most 8 and at least 1."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))))
+
+
 @dataclass
 class DataConfig:
     """Where the data is, how it is read and weakly augmented, and how val images are predicted.
@@ -31,6 +39,7 @@ class DataConfig:
     ``eval_flip`` and ``eval_scales`` test-time augmentation, and ``eval_resize`` = (long,
     short), a keep-ratio resize of every val image before prediction (mmseg's
     ``Resize(scale=(2048, 512), keep_ratio=True)``); see :mod:`dualteacher.inference_modes`.
+    ``workers`` (data-loading processes per rank) defaults to :func:`default_workers`.
     """
 
     dataset: str = "folder"
@@ -42,7 +51,7 @@ class DataConfig:
     scale_range: tuple[float, float] = (0.5, 2.0)
     flip: bool = True
     ignore_index: int = 255
-    workers: int = 2
+    workers: int = field(default_factory=default_workers)
     val_batch_size: int = 16
     splits_dir: str = ""
     eval_mode: str = "whole"
@@ -113,7 +122,9 @@ class TrainConfig:
     A training checkpoint is written at the end of every epoch, every ``checkpoint_every``
     iterations (0: epochs only) and at the end; the newest ``keep_checkpoints`` are kept.
     With ``nan_guard`` a step whose gradients are not finite is skipped and counted, and
-    ``max_bad_steps`` such steps in a row stop the run.
+    ``max_bad_steps`` such steps in a row stop the run. ``amp`` is the autocast precision on CUDA
+    (``auto`` = bf16; ``fp16`` adds a checkpointed GradScaler; the CPU always trains in float32);
+    ``channels_last`` stores the networks and input batches in NHWC memory order.
     """
 
     epochs: int = 10
@@ -132,6 +143,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
     nan_guard: bool = True
     max_bad_steps: int = 5
+    amp: str = "auto"
+    channels_last: bool = False
 
 
 @dataclass
@@ -162,6 +175,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "method.threshold_mode": ("pixel", "fraction", "none"),
     "method.teacher_init": ("student", "independent"),
     "train.keep": ("best", "student", "teacher"),
+    "train.amp": ("auto", "bf16", "fp16", "off"),
 }
 
 
@@ -280,6 +294,7 @@ def validate(cfg: Config) -> Config:
         "method.threshold_mode": cfg.method.threshold_mode,
         "method.teacher_init": cfg.method.teacher_init,
         "train.keep": cfg.train.keep,
+        "train.amp": cfg.train.amp,
     }
     for key, value in flat.items():
         if value not in _CHOICES[key]:

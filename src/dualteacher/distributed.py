@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import torch
@@ -48,3 +49,66 @@ def reduce_device() -> torch.device:
     if dist.is_initialized() and dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def is_distributed() -> bool:
+    """True inside a process group of more than one rank."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+@torch.no_grad()
+def average_buffers(module: nn.Module) -> None:
+    """All-reduce-average the floating-point buffers (BatchNorm running statistics) over ranks.
+
+    Without SyncBatchNorm (gloo on CPU) every rank's forward updates its running statistics from
+    its own shard of the batch, so replicas drift apart; DDP only re-broadcasts rank 0's buffers
+    at the start of the next forward, after the EMA teachers have already averaged the drifted
+    ones. Averaging (rather than broadcasting rank 0's) keeps every rank's statistics in the
+    estimate. One flattened all-reduce per call; integer buffers are left alone (they advance
+    identically on every rank). No-op when not distributed.
+    """
+    if not is_distributed():
+        return
+    buffers = [b for b in module.buffers() if b.is_floating_point()]
+    if not buffers:
+        return
+    flat = torch.cat([b.detach().reshape(-1).double() for b in buffers])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for b in buffers:
+        b.copy_(flat[offset : offset + b.numel()].view_as(b))
+        offset += b.numel()
+
+
+def checksum(modules: dict[str, nn.Module]) -> dict[str, str]:
+    """A SHA-256 of every parameter and buffer's bytes, per module name (bitwise identity)."""
+    out = {}
+    for name, module in modules.items():
+        digest = hashlib.sha256()
+        for key, tensor in module.state_dict().items():
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        out[name] = digest.hexdigest()
+    return out
+
+
+class ReplicaMismatch(RuntimeError):
+    """Data-parallel replicas of a network are no longer bitwise identical."""
+
+
+def verify_replicas(modules: dict[str, nn.Module]) -> None:
+    """Raise :class:`ReplicaMismatch` on every rank if any named module differs between ranks.
+
+    All ranks must call it (it all-gathers one checksum per module); a no-op when not
+    distributed. Costs one copy of the weights to host memory and a hash, so call it at
+    evaluation time, not every iteration.
+    """
+    if not is_distributed():
+        return
+    mine = checksum(modules)
+    gathered: list[dict[str, str] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, mine)
+    differ = sorted({name for other in gathered if other is not None for name in mine if other.get(name) != mine[name]})
+    if differ:
+        raise ReplicaMismatch(f"replicas differ across ranks for: {', '.join(differ)}")

@@ -4,6 +4,10 @@ Randomness is a pure function of (seed, iteration, rank): the weak augmentation 
 is seeded from its position in the sampler stream, and the device-side randomness (strong
 augmentation, mixing, drop-path) is re-seeded at every iteration. A run resumed from a
 checkpoint therefore continues exactly as the uninterrupted run would have.
+
+Precision: on CUDA the method step (student and teacher forwards, losses) runs under autocast,
+bf16 by default (``train.amp``); fp16 adds a GradScaler whose state is checkpointed. The CPU
+path is always float32.
 """
 
 from __future__ import annotations
@@ -92,6 +96,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.amp`` on ``device``: ``auto`` is bf16 on CUDA; CPU is always float32 (None)."""
+    if device.type != "cuda" or name == "off":
+        return None
+    return AMP_DTYPES["bf16" if name == "auto" else name]
+
+
 def normalization(cfg: Config) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """The configured mean/std, or the encoder's own."""
     mean, std = default_normalization(cfg.model.encoder, cfg.model.weights)
@@ -147,7 +161,13 @@ class Trainer:
             ignore_index=cfg.data.ignore_index,
         )
         self.method: Method = build_method(ctx).to(self.device)
+        self.channels_last = cfg.train.channels_last
+        if self.channels_last:
+            for module in self.method.modules().values():
+                module.to(memory_format=torch.channels_last)
         self.method.net = distributed.wrap(self.method.student, self.device)
+        self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.optimizer = build_optimizer(self.method.student, cfg.optim)
 
         t = cfg.train
@@ -194,6 +214,8 @@ class Trainer:
         self.best = state["best"]
         self.history = state["history"]
         self.skipped_steps = state["skipped_steps"]
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.resumed_from = path
         if self.rank == 0:
             rewind_log(self.run_dir, self.iteration)
@@ -215,6 +237,7 @@ class Trainer:
             "best": self.best,
             "history": self.history,
             "skipped_steps": self.skipped_steps,
+            "scaler": self.scaler.state_dict(),
             **self._model_card(),
         }
         return save_rotating(self.run_dir, tensors, state, self.cfg.train.keep_checkpoints)
@@ -247,7 +270,9 @@ class Trainer:
 
     def evaluate_all(self, log: RunLog | None = None) -> dict[str, Any]:
         """Val mIoU of the student and every teacher, plus coupling diagnostics; with ``log``, a
-        picture of the pseudo-labels of the teacher on shift."""
+        picture of the pseudo-labels of the teacher on shift. Under DDP it first checks that every
+        network is bitwise identical on all ranks (:func:`distributed.verify_replicas`)."""
+        distributed.verify_replicas(self.method.modules())
         loader = eval_loader(
             self.data.val, self.cfg.data.val_batch_size, workers=min(self.cfg.data.workers, 2),
             rank=self.rank, world_size=self.world,
@@ -296,28 +321,56 @@ class Trainer:
 
     def _to_batch(self, raw: dict[str, Tensor]) -> Batch:
         image = raw["image"].to(self.device, non_blocking=True).float().div_(255)
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
         mask = raw["mask"].to(self.device, non_blocking=True) if "mask" in raw else None
         valid = raw["valid"].to(self.device, non_blocking=True) if "valid" in raw else None
         return Batch(image=image, mask=mask, valid=valid)
+
+    def _step_scaled(self, loss: Tensor) -> bool:
+        """fp16: back-propagate the scaled loss and let the GradScaler step; True if it skipped.
+
+        The scaler already skips steps with inf/NaN gradients (and halves its scale), so the NaN
+        guard does not check again: it only counts the scaler's skips.
+        """
+        self.scaler.scale(loss).backward()
+        distributed.average_buffers(self.method.student)
+        if self.cfg.optim.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for p in self.method.student.parameters() if p.grad is not None]
+            nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+        scale = self.scaler.get_scale()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return self.scaler.get_scale() < scale
 
     def _optimizer_step(self, loss: Tensor, parts: dict[str, Tensor], bad_in_a_row: int) -> int:
         """Back-propagate and step; with the NaN guard, skip a step whose gradients are not finite.
 
         Returns the new count of consecutive skipped steps. The guard costs one device sync per
-        iteration (reading the gradient norm's finiteness).
+        iteration (reading the gradient norm's finiteness). Under DDP the student's BatchNorm
+        running statistics are averaged over ranks before the teachers' EMA reads them. With
+        fp16 the GradScaler decides the skips; they count towards ``max_bad_steps`` only once
+        its scale has fallen below 1 (an overflow is then no longer the explanation).
         """
         cfg = self.cfg
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        params = [p for p in self.method.student.parameters() if p.grad is not None]
-        if cfg.optim.grad_clip:
-            norm = nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-        elif cfg.train.nan_guard:
-            norm = nn.utils.get_total_norm([p.grad for p in params])
-        if cfg.train.nan_guard and not bool(torch.isfinite(norm)):
+        if self.scaler.is_enabled():
+            skipped = self._step_scaled(loss)
+            genuine = skipped and self.scaler.get_scale() < 1.0
+        else:
+            loss.backward()
+            distributed.average_buffers(self.method.student)
+            params = [p for p in self.method.student.parameters() if p.grad is not None]
+            if cfg.optim.grad_clip:
+                norm = nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+            elif cfg.train.nan_guard:
+                norm = nn.utils.get_total_norm([p.grad for p in params])
+            skipped = genuine = cfg.train.nan_guard and not bool(torch.isfinite(norm))
+        if skipped:
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
-            bad_in_a_row += 1
+            bad_in_a_row = bad_in_a_row + 1 if genuine else 0
             if bad_in_a_row >= cfg.train.max_bad_steps:
                 terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in {"loss": loss, **parts}.items())
                 raise FloatingPointError(
@@ -325,7 +378,8 @@ class Trainer:
                     f"{self.iteration} ({terms}); the last good checkpoint is untouched"
                 )
             return bad_in_a_row
-        self.optimizer.step()
+        if not self.scaler.is_enabled():
+            self.optimizer.step()
         self.method.after_optimizer_step()
         return 0
 
@@ -364,7 +418,8 @@ class Trainer:
                 labeled = self._to_batch(next(lab_iter))
                 unlabeled = self._to_batch(next(unl_iter)) if unl_iter is not None else None
 
-                loss, parts = self.method.step(labeled, unlabeled, gen)
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    loss, parts = self.method.step(labeled, unlabeled, gen)
                 skipped_before = self.skipped_steps
                 bad_in_a_row = self._optimizer_step(loss, parts, bad_in_a_row)
                 self.iteration += 1

@@ -1,0 +1,190 @@
+"""What one training iteration costs, per method, against the passes it cannot avoid.
+
+Builds real :class:`~dualteacher.engine.Trainer` objects on generated digit scenes at the
+requested size (random-init model, no downloads) and times, on the same machine in one run:
+
+  supervised / Mean Teacher / Dual Teacher step   ``method.step`` + ``Trainer._optimizer_step``
+                                                 (EMA update included), under the run's autocast
+  teacher forward                                the active teacher, no grad, on the unlabelled batch
+  student fwd+bwd 3B                             one student pass + backward on [labelled, unlabelled,
+                                                 unlabelled] (the shape of Dual Teacher's pass)
+
+and reports Dual Teacher step / (teacher forward + student fwd+bwd 3B), the overhead of strong
+augmentation, mixing, losses, optimiser step and EMA (target <= 1.10), Dual Teacher / supervised,
+the input pipeline's images/s (the training DataLoader with ``data.workers`` processes) against
+what a Dual Teacher step consumes (target >= 2x headroom), and peak memory: on CUDA
+``torch.cuda.max_memory_allocated`` per measurement; on CPU the process's peak resident set
+(``getrusage`` maxrss, which only grows, so it is the peak up to and including that line).
+
+Batches are fetched once and reused, so step times exclude data loading. Medians over
+``--repeats`` after ``--warmup`` iterations.
+
+    python benchmarks/step_cost.py --arch deeplabv3plus --encoder tu-tf_efficientnet_lite0 --size 64 --batch 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from dualteacher.config import default_workers, load_config
+from dualteacher.data.digits import generate_digit_scenes
+from dualteacher.data.splits import write_split
+from dualteacher.engine import Trainer
+from dualteacher.methods import Batch
+from dualteacher.methods.base import pseudo_label
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_time(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
+    """Median wall time of ``fn`` in seconds (device synchronised around each call)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_memory(device: torch.device) -> str:
+    """Peak since the last reset (CUDA) or the process's peak RSS so far (CPU), in MiB."""
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+        torch.cuda.reset_peak_memory_stats(device)
+        return f"{peak:.0f} MiB alloc"
+    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB rss"
+
+
+def make_trainer(args: argparse.Namespace, data: Path, splits: list[str], method: str, run_dir: Path) -> Trainer:
+    overrides = [
+        f"data.root={data}", f"data.labeled_split={splits[0]}", f"data.unlabeled_split={splits[1]}",
+        f"data.crop_size={args.size}", f"data.workers={args.workers}",
+        f"model.arch={args.arch}", f"model.encoder={args.encoder}",
+        f"method.name={method}", f"train.batch_size={args.batch}", f"train.device={args.device}",
+        f"train.amp={args.amp}", f"train.channels_last={str(args.channels_last).lower()}",
+        "train.epochs=1", "train.iters_per_epoch=1000", f"run_dir={run_dir}",
+    ]
+    return Trainer(load_config(None, overrides), resume=False, progress=False)
+
+
+def fixed_batches(trainer: Trainer) -> tuple[Batch, Batch | None]:
+    lab_iter, unl_iter = trainer._batches()
+    labeled = trainer._to_batch(next(lab_iter))
+    return labeled, trainer._to_batch(next(unl_iter)) if unl_iter is not None else None
+
+
+def step_fn(trainer: Trainer) -> Callable[[], object]:
+    """One full training iteration on fixed batches, as ``Trainer.fit`` runs it."""
+    labeled, unlabeled = fixed_batches(trainer)
+    trainer.method.start_epoch(0)
+    trainer.method.student.train()
+    gen = torch.Generator(trainer.device).manual_seed(0)
+    amp = trainer.amp_dtype
+
+    def run() -> None:
+        with torch.autocast(trainer.device.type, dtype=amp, enabled=amp is not None):
+            loss, parts = trainer.method.step(labeled, unlabeled, gen)
+        trainer._optimizer_step(loss, parts, 0)
+
+    return run
+
+
+def pass_fns(trainer: Trainer) -> tuple[Callable[[], object], Callable[[], object]]:
+    """The teacher's no-grad forward on the unlabelled batch; the student's fwd+bwd on 3B images."""
+    labeled, unlabeled = fixed_batches(trainer)
+    assert unlabeled is not None
+    method, amp, device = trainer.method, trainer.amp_dtype, trainer.device
+    method.start_epoch(0)
+    teacher = method.pool.active
+    images = method.norm(torch.cat([labeled.image, unlabeled.image, unlabeled.image]))
+
+    def teacher_forward() -> None:
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            pseudo_label(teacher, method.norm(unlabeled.image))
+
+    def student_pass() -> None:
+        method.student.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            loss = method.net(images).float().mean()
+        loss.backward()
+
+    return teacher_forward, student_pass
+
+
+def pipeline_rate(trainer: Trainer, batches: int) -> float:
+    """Images/s the training DataLoaders deliver (labelled + unlabelled), workers warmed up."""
+    lab_iter, unl_iter = trainer._batches()
+    for _ in range(2):
+        next(lab_iter), next(unl_iter)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(lab_iter), next(unl_iter)
+    return batches * (trainer.batch_l + trainer.batch_u) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", default="deeplabv3plus")
+    parser.add_argument("--encoder", default="tu-tf_efficientnet_lite0")
+    parser.add_argument("--size", type=int, default=64, help="square crop size")
+    parser.add_argument("--batch", type=int, default=8, help="labelled = unlabelled batch size")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"))
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--workers", type=int, default=default_workers(), help="DataLoader workers (default: data.workers)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        generate_digit_scenes(data, num_train=8 * args.batch, num_val=4, size=args.size, seed=0)
+        splits = [path.stem for path in write_split(data, "1/2", 0)]
+        rows: list[tuple[str, float, str]] = []
+        times: dict[str, float] = {}
+        for method in ("supervised", "mean_teacher", "dual_teacher"):
+            trainer = make_trainer(args, data, splits, method, Path(tmp) / method)
+            device = trainer.device
+            peak_memory(device)
+            times[method] = median_time(step_fn(trainer), device, args.warmup, args.repeats)
+            rows.append((f"{method} step", times[method], peak_memory(device)))
+        teacher_forward, student_pass = pass_fns(trainer)
+        for name, fn in (("teacher forward (no grad, B)", teacher_forward), ("student fwd+bwd (3B)", student_pass)):
+            times[name] = median_time(fn, device, args.warmup, args.repeats)
+            rows.append((name, times[name], peak_memory(device)))
+        rate = pipeline_rate(trainer, batches=max(8, args.repeats))
+
+    necessary = times["teacher forward (no grad, B)"] + times["student fwd+bwd (3B)"]
+    consumption = 2 * args.batch / times["dual_teacher"]
+    print(f"{args.arch} / {args.encoder}, {args.size}x{args.size}, batch {args.batch}+{args.batch}, "
+          f"device {device}, amp {trainer.amp_dtype or 'off'}, channels_last {args.channels_last}, "
+          f"torch threads {torch.get_num_threads()}")
+    print(f"| {'measurement':<30} | {'median ms':>10} | {'peak memory':>16} |")
+    print(f"|{'-' * 32}|{'-' * 12}|{'-' * 18}|")
+    for name, seconds, memory in rows:
+        print(f"| {name:<30} | {seconds * 1e3:>10.1f} | {memory:>16} |")
+    print(f"| {'sum of necessary passes':<30} | {necessary * 1e3:>10.1f} | {'':>16} |")
+    print()
+    print(f"Dual Teacher step / necessary passes: {times['dual_teacher'] / necessary:.2f}  (target <= 1.10)")
+    print(f"Dual Teacher step / supervised step:  {times['dual_teacher'] / times['supervised']:.2f}")
+    print(f"input pipeline: {rate:.0f} images/s with {args.workers} workers; a Dual Teacher step consumes "
+          f"{consumption:.0f} images/s: headroom {rate / consumption:.1f}x  (target >= 2x)")
+
+
+if __name__ == "__main__":
+    main()
