@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--fractions", nargs="+", default=["1/16", "1/8"])
     parser.add_argument("--variants", nargs="+", default=["supervised", "mean_teacher", "dual_teacher"], choices=list(VARIANTS))
     parser.add_argument("--no-upper-bound", action="store_true", help="skip the fully-labelled supervised runs")
+    parser.add_argument("--report-only", action="store_true", help="train nothing: tabulate the finished runs")
     args = parser.parse_args()
 
     root = ensure_digit_scenes()
@@ -116,20 +117,21 @@ def main() -> None:
         else:
             lab_path, unl_path = write_split(root, budget, seed)
             labeled, unlabeled, name = lab_path.stem, unl_path.stem, f"{budget_tag(budget)}_seed{seed}_{variant}"
-        summary = run_one(
-            root, labeled, unlabeled, variant, args.runs / name, args.out / "summaries" / f"{name}.json",
-            args.iterations, seed,
-        )
+        summary_path = args.out / "summaries" / f"{name}.json"
+        if args.report_only and not summary_path.exists():
+            continue
+        summary = run_one(root, labeled, unlabeled, variant, args.runs / name, summary_path, args.iterations, seed)
         results.append({**summary, "fraction": fraction})
         print(json.dumps(results[-1]), flush=True)
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
-        table = write_table(results, args.fractions, args.variants, args.out / "table.md")
-    print(table)
+        write_table(results, args.fractions, args.variants, args.out / "table.md")
+    print(write_table(results, args.fractions, args.variants, args.out / "table.md"))
 
     from dualteacher.plots import coupling_figure
 
     first = budget_tag(parse_labeled(args.fractions[0]))
-    runs = {v: args.runs / f"{first}_seed{args.seeds[0]}_{v}" for v in args.variants if v != "supervised"}
+    runs = {v: args.runs / f"{first}_seed{args.seeds[0]}_{v}" for v in args.variants}
+    runs = {v: run for v, run in runs.items() if (run / "metrics.jsonl").exists()}
     print(f"figure: {coupling_figure(runs, args.out / 'coupling.png')}")
 
 

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import tiny_overrides
-from dualteacher.checkpoint import CheckpointError, load_checkpoint, save_rotating
+from dualteacher.checkpoint import load_checkpoint, save_rotating
 from dualteacher.config import load_config
 from dualteacher.engine import Trainer
 
