@@ -66,7 +66,7 @@ class Method(ABC):
 
     def modules(self) -> dict[str, nn.Module]:
         """Every network of the method by role; the keys name them in checkpoints and logs."""
-        return {"student": self.student}
+        return {"student": self.student, **self.teachers()}
 
     def teachers(self) -> dict[str, nn.Module]:
         """The teacher networks by role (empty for single-model methods)."""

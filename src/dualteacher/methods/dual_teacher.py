@@ -45,9 +45,6 @@ class DualTeacher(Method):
         self.strong = StrongAugConfig()
         self.epoch = 0
 
-    def modules(self) -> dict[str, nn.Module]:
-        return {"student": self.student, **self.teachers()}
-
     def teachers(self) -> dict[str, nn.Module]:
         return {f"teacher{i + 1}": t for i, t in enumerate(self.pool.modules())}
 

@@ -36,9 +36,6 @@ class MeanTeacher(Method):
         )
         self.strong = StrongAugConfig()
 
-    def modules(self) -> dict[str, nn.Module]:
-        return {"student": self.student, **self.teachers()}
-
     def teachers(self) -> dict[str, nn.Module]:
         return {"teacher": self.pool.modules()[0]}
 
