@@ -21,7 +21,7 @@ def test_configs_do_not_share_run_directories() -> None:
     assert len(run_dirs) == len(set(run_dirs))
 
 
-@pytest.mark.parametrize("method", ["supervised", "mean_teacher", "dual_teacher"])
+@pytest.mark.parametrize("method", ["supervised", "mean_teacher", "dual_teacher", "fixmatch", "unimatch"])
 def test_digit_configs_match_the_demo(method: str) -> None:
     shipped = load_config(Path(__file__).parents[1] / "configs" / f"digits_{method}.yaml")
     demo = demo_config(

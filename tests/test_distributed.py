@@ -139,9 +139,8 @@ def test_sharded_evaluation_scores_every_val_image_once(ranks: list[dict]) -> No
         assert result["scored_pixels"] == result["labelled_pixels"] > 0
 
 
-def test_torchrun_dual_teacher_keeps_replicas_identical(tiny_data, tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    overrides = tiny_overrides(tiny_data, run, "dual_teacher", train__batch_size=2)
+def torchrun_train(overrides: list[str]) -> None:
+    """``dualteacher train`` under torchrun with WORLD gloo processes of one thread each."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
@@ -149,8 +148,23 @@ def test_torchrun_dual_teacher_keeps_replicas_identical(tiny_data, tmp_path: Pat
         check=False, env=env, capture_output=True, text=True, timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_torchrun_dual_teacher_keeps_replicas_identical(tiny_data, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    overrides = tiny_overrides(tiny_data, run, "dual_teacher", train__batch_size=2)
+    torchrun_train(overrides)
     # verify_replicas ran at both evaluations (it raises otherwise) and both epochs were scored.
     evals = [r for r in read_log(run) if r["type"] == "eval"]
     assert [r["epoch"] for r in evals] == [1, 2]
     assert all(0.0 <= r["teacher1/miou"] <= 1.0 for r in evals)
     assert (run / "last.safetensors").exists() and (run / "best.safetensors").exists()
+
+
+def test_torchrun_unimatch_syncs_both_streams(tiny_data, tmp_path: Path) -> None:
+    # UniMatch runs the DDP-wrapped network twice per step, once with the feature-perturbation
+    # stream; unsynchronised gradients would make the replicas differ at evaluation.
+    run = tmp_path / "run"
+    overrides = tiny_overrides(tiny_data, run, "unimatch", train__batch_size=2, train__epochs=1)
+    torchrun_train(overrides)
+    assert [r["epoch"] for r in read_log(run) if r["type"] == "eval"] == [1]

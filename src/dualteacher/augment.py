@@ -1,4 +1,5 @@
-"""Batched, generator-driven augmentations: normalisation, strong photometric views, CutMix/ClassMix.
+"""Batched, generator-driven augmentations: normalisation, strong photometric views, CutMix/ClassMix,
+and channel dropout of feature maps.
 
 Everything works on whole batches of tensors on any device. All randomness comes from an explicit
 ``torch.Generator``; random numbers are drawn on the generator's device and moved to the data's
@@ -21,6 +22,7 @@ __all__ = [
     "StrongAugConfig",
     "apply_mix",
     "beta_integer",
+    "channel_dropout",
     "classmix_mask",
     "color_jitter",
     "cutmix_mask",
@@ -196,6 +198,22 @@ def strong_photometric(x: Tensor, gen: torch.Generator, cfg: StrongAugConfig) ->
     size = cfg.blur_kernel or _blur_kernel_size(cfg.blur_sigma[1], height, width)
     x = torch.where(blur_on, gaussian_blur(x, sigma, size), x)
     return x.clamp(0.0, 1.0)
+
+
+def channel_dropout(features: Sequence[Tensor], p: float, gen: torch.Generator) -> list[Tensor]:
+    """Zero whole channels of every feature map [B, C, ...] with probability ``p`` per (image,
+    channel), scaling the kept ones by 1/(1 − p) (``nn.Dropout2d``, but reproducible from ``gen``).
+
+    Maps with no channels pass through unchanged.
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"channel dropout probability must be in [0, 1), got {p}")
+    out = []
+    for f in features:
+        keep = torch.rand(f.shape[:2], generator=gen, device=gen.device).to(f.device) >= p
+        scale = keep.to(f.dtype) / (1.0 - p)
+        out.append(f * scale.view(*f.shape[:2], *([1] * (f.dim() - 2))))
+    return out
 
 
 def beta_integer(shape: Sequence[int], a: float, b: float, gen: torch.Generator) -> Tensor:

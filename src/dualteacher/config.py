@@ -110,6 +110,7 @@ class MethodConfig:
     ema_buffers: bool = True
     teacher_init: str = "student"
     cutmix_p: float = 1.0
+    fp_dropout: float = 0.5
 
 
 @dataclass
@@ -163,7 +164,7 @@ class Config:
         return _plain(dataclasses.asdict(self))
 
 
-METHODS = ("supervised", "mean_teacher", "dual_teacher")
+METHODS = ("supervised", "mean_teacher", "dual_teacher", "fixmatch", "unimatch")
 DATASETS = ("folder", "voc", "voc_aug", "cityscapes", "ade20k")
 EVAL_MODES = ("whole", "center", "slide")
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -323,6 +324,7 @@ def validate(cfg: Config) -> Config:
         ("method.shift_period", cfg.method.shift_period >= 1, "must be >= 1"),
         ("method.ema_momentum", 0.0 <= cfg.method.ema_momentum < 1.0, "must be in [0, 1)"),
         ("method.cutmix_p", 0.0 <= cfg.method.cutmix_p <= 1.0, "must be in [0, 1]"),
+        ("method.fp_dropout", 0.0 <= cfg.method.fp_dropout < 1.0, "must be in [0, 1)"),
         ("train.epochs", cfg.train.epochs >= 1, "must be >= 1"),
         ("train.iters_per_epoch", cfg.train.iters_per_epoch is None or cfg.train.iters_per_epoch >= 1, "must be >= 1"),
         ("train.batch_size", cfg.train.batch_size >= 1, "must be >= 1"),

@@ -47,6 +47,8 @@ METHOD_SETTINGS = {
     "supervised": [],
     "mean_teacher": ["method.mixings=[cutmix]", "method.student_drop_path=0.0"],
     "dual_teacher": [],
+    "fixmatch": ["method.mixings=[cutmix]", "method.student_drop_path=0.0"],
+    "unimatch": ["method.mixings=[cutmix]", "method.student_drop_path=0.0"],
 }
 
 

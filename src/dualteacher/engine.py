@@ -180,6 +180,7 @@ class Trainer:
         self.best: dict[str, Any] = {"miou": -1.0}
         self.history: list[dict[str, Any]] = []
         self.skipped_steps = 0
+        self.train_seconds = 0.0
         self.resumed_from: Path | None = None
         self.probe = self._probe_images()
         if resume:
@@ -214,6 +215,7 @@ class Trainer:
         self.best = state["best"]
         self.history = state["history"]
         self.skipped_steps = state["skipped_steps"]
+        self.train_seconds = state.get("train_seconds", 0.0)
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.resumed_from = path
@@ -237,6 +239,7 @@ class Trainer:
             "best": self.best,
             "history": self.history,
             "skipped_steps": self.skipped_steps,
+            "train_seconds": self.train_seconds,
             "scaler": self.scaler.state_dict(),
             **self._model_card(),
         }
@@ -408,6 +411,7 @@ class Trainer:
         started_epoch = -1
         with StopSignals() as stop:
             while self.iteration < end:
+                step_start = time.perf_counter()
                 epoch = self.iteration // self.iters_per_epoch
                 if epoch != started_epoch:
                     self.method.start_epoch(epoch)
@@ -444,12 +448,14 @@ class Trainer:
                                     ips=f"{train['images_per_s']:.0f}")
                     sums, window_start, window_iters, window_steps = {}, time.perf_counter(), 0, 0
                 bar.update(1)
+                self.train_seconds += time.perf_counter() - step_start
 
                 end_of_epoch = self.iteration % self.iters_per_epoch == 0
                 done_epochs = self.iteration // self.iters_per_epoch
                 if end_of_epoch and (done_epochs % cfg.train.eval_every == 0 or self.iteration == self.total_iters):
                     record = self.evaluate_all(log)
                     record["epoch"] = done_epochs
+                    record["train_seconds"] = self.train_seconds
                     self.history.append(record)
                     log.write(record)
                     if self.rank == 0:

@@ -31,7 +31,7 @@ Conventions fixed here:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import segmentation_models_pytorch as smp
@@ -66,6 +66,10 @@ TIMM_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 # Keys of classifier checkpoints that a segmentation backbone never has (and DINOv2's
 # masked-image-modelling token, present in Meta's released DINOv2 checkpoints).
 _HEAD_PREFIXES = ("fc.", "classifier.", "head.", "last_linear.", "mask_token")
+
+
+FeaturePerturbation = Callable[[list[Tensor]], list[Tensor]]
+"""Maps encoder feature maps (see :meth:`SegModel.features`) to perturbed ones."""
 
 
 def resolve_encoder_name(encoder: str) -> str:
@@ -123,9 +127,20 @@ class SegModel(nn.Module):
         self.drop_path = 0.0
         self.set_drop_path(drop_path)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits ``[B, num_classes, H, W]`` for normalised images ``x`` ``[B, 3, H, W]``."""
-        return self.decode(self.features(x), size=(x.shape[-2], x.shape[-1]))
+    def forward(self, x: Tensor, perturb: FeaturePerturbation | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits ``[B, num_classes, H, W]`` for normalised images ``x`` ``[B, 3, H, W]``.
+
+        With ``perturb``, the encoder runs once and the decoder twice: returns the clean logits
+        and the logits decoded from ``perturb(features)`` (UniMatch's feature-perturbation
+        stream; ``perturb`` may also select a sub-batch). Going through ``forward`` keeps both
+        streams inside DistributedDataParallel's gradient hooks.
+        """
+        size = (x.shape[-2], x.shape[-1])
+        features = self.features(x)
+        logits = self.decode(features, size=size)
+        if perturb is None:
+            return logits
+        return logits, self.decode(perturb(features), size=size)
 
     def features(self, x: Tensor) -> list[Tensor]:
         """Encoder feature maps of the padded input, in SMP's order (finest first).

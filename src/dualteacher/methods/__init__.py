@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from .base import Batch, Method, MethodContext
 from .dual_teacher import DualTeacher
+from .fixmatch import FixMatch
 from .mean_teacher import MeanTeacher
 from .supervised import Supervised
+from .unimatch import UniMatch
 
 METHODS: dict[str, type[Method]] = {
     "supervised": Supervised,
     "mean_teacher": MeanTeacher,
     "dual_teacher": DualTeacher,
+    "fixmatch": FixMatch,
+    "unimatch": UniMatch,
 }
 
 

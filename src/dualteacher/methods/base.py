@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..augment import apply_mix, make_mix_mask, normalize, random_partner
+from ..augment import StrongAugConfig, apply_mix, make_mix_mask, normalize, random_partner, strong_photometric
 from ..config import MethodConfig
+from ..losses import pseudo_label_loss, supervised_ce
 
 ModelBuilder = Callable[[float], nn.Module]
 """Builds a fresh network with the given drop-path (stochastic depth) rate."""
@@ -54,6 +55,7 @@ class Method(ABC):
         self.cfg = ctx.cfg
         self.student = ctx.build(student_drop_path)
         self.net: nn.Module = self.student
+        self.strong = StrongAugConfig()
 
     def to(self, device: torch.device) -> "Method":
         for module in self.modules().values():
@@ -82,6 +84,25 @@ class Method(ABC):
     @abstractmethod
     def step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         """Return the loss to back-propagate and detached tensors to log."""
+
+    def learn_mixed_strong(
+        self, labeled: Batch, unlabeled: Batch, conf: Tensor, pseudo: Tensor, gen: torch.Generator
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The FixMatch-style step shared by Mean Teacher and FixMatch: a strong photometric view
+        of the unlabelled batch, mixed (first of ``method.mixings``) with its pseudo-labels, learnt
+        in one pass together with the labelled batch: ``CE(labelled) + unsup_weight * L_mix``."""
+        c = self.cfg
+        strong = strong_photometric(unlabeled.image, gen, self.strong)
+        mixed = mix(c.mixings[0], strong, pseudo, conf, unlabeled.valid, gen, num_classes=self.ctx.num_classes, cutmix_p=c.cutmix_p)
+        n = labeled.image.shape[0]
+        logits = self.net(self.norm(torch.cat([labeled.image, mixed.image])))
+        loss_sup = supervised_ce(logits[:n], labeled.mask, self.ctx.ignore_index)
+        loss_mix = pseudo_label_loss(logits[n:], mixed.label, mixed.conf, mixed.valid, c.threshold, c.threshold_mode)
+        return loss_sup + c.unsup_weight * loss_mix, {
+            "loss_sup": loss_sup.detach(),
+            "loss_mix": loss_mix.detach(),
+            "confident": confident_fraction(conf, unlabeled.valid, c.threshold),
+        }
 
     def after_optimizer_step(self) -> None:
         """Called after every optimiser step (EMA updates live here)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..augment import StrongAugConfig, strong_photometric
+from ..augment import strong_photometric
 from ..losses import pseudo_label_loss, supervised_ce
 from ..teachers import TeacherPool
 from .base import Batch, Method, MethodContext, confident_fraction, make_teacher, mix, pseudo_label
@@ -42,7 +42,6 @@ class DualTeacher(Method):
             ema_buffers=c.ema_buffers,
         )
         self.mixings = list(c.mixings) * (c.num_teachers if len(c.mixings) == 1 else 1)
-        self.strong = StrongAugConfig()
         self.epoch = 0
 
     def teachers(self) -> dict[str, nn.Module]:

@@ -4,7 +4,8 @@ One EMA teacher, persistent over the whole run, makes pseudo-labels on the weak 
 student learns them on the strongly augmented, mixed view (the first mixing of
 ``method.mixings``). This is the coupled student-teacher baseline the Dual Teacher paper
 argues against, kept as fair as possible: only the teacher switching and the consistency
-term on the un-mixed strong view are missing.
+term on the un-mixed strong view are missing. After the teacher's pseudo-labels, the step is
+:meth:`Method.learn_mixed_strong`, the same as FixMatch's.
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..augment import StrongAugConfig, strong_photometric
-from ..losses import pseudo_label_loss, supervised_ce
 from ..teachers import TeacherPool
-from .base import Batch, Method, MethodContext, confident_fraction, make_teacher, mix, pseudo_label
+from .base import Batch, Method, MethodContext, make_teacher, pseudo_label
 
 
 class MeanTeacher(Method):
@@ -34,7 +33,6 @@ class MeanTeacher(Method):
             warmup=c.ema_warmup,
             ema_buffers=c.ema_buffers,
         )
-        self.strong = StrongAugConfig()
 
     def teachers(self) -> dict[str, nn.Module]:
         return {"teacher": self.pool.modules()[0]}
@@ -47,21 +45,8 @@ class MeanTeacher(Method):
 
     def step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         assert unlabeled is not None and unlabeled.valid is not None
-        c = self.cfg
         conf, pseudo = pseudo_label(self.pool.active, self.norm(unlabeled.image))
-        strong = strong_photometric(unlabeled.image, gen, self.strong)
-        mixed = mix(c.mixings[0], strong, pseudo, conf, unlabeled.valid, gen, num_classes=self.ctx.num_classes, cutmix_p=c.cutmix_p)
-
-        n = labeled.image.shape[0]
-        logits = self.net(self.norm(torch.cat([labeled.image, mixed.image])))
-        loss_sup = supervised_ce(logits[:n], labeled.mask, self.ctx.ignore_index)
-        loss_mix = pseudo_label_loss(logits[n:], mixed.label, mixed.conf, mixed.valid, c.threshold, c.threshold_mode)
-        loss = loss_sup + c.unsup_weight * loss_mix
-        return loss, {
-            "loss_sup": loss_sup.detach(),
-            "loss_mix": loss_mix.detach(),
-            "confident": confident_fraction(conf, unlabeled.valid, c.threshold),
-        }
+        return self.learn_mixed_strong(labeled, unlabeled, conf, pseudo, gen)
 
     def after_optimizer_step(self) -> None:
         self.pool.update(self.student)
