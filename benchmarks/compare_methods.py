@@ -7,8 +7,8 @@ seed, under two budgets:
   equal wall-clock   every method trains for the training time the reference method
                      (``--reference``, Dual Teacher) needed for ``--iterations`` iterations:
                      method m gets round(N · s_ref / s_m) iterations, s the mean seconds per
-                     training iteration measured in the equal-iterations runs (evaluation
-                     excluded); the schedule (warm-up + poly) is fitted to that length.
+                     training iteration measured in the same seed's equal-iterations runs
+                     (evaluation excluded); the schedule (warm-up + poly) is fitted to that length.
 
 Extra variants (``--variants``, e.g. ``dual_teacher_persistent``) and the fully-labelled
 supervised upper bound (``--upper-bound``) run under the equal-iterations budget only.
@@ -241,7 +241,8 @@ def main() -> None:
             plan.append(job("all", seed, "supervised_all", "iterations", n))
         results += launch(plan)
         if "time" in args.budgets:
-            speed = {v: _mean(r["s_per_it"] for r in results if r["variant"] == v and r["budget"] == "iterations")
+            speed = {v: _mean(r["s_per_it"] for r in results
+                              if r["variant"] == v and r["budget"] == "iterations" and r["seed"] == seed)
                      for v in args.methods}
             timed = []
             for f in args.fractions:

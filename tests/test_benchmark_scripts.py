@@ -1,0 +1,58 @@
+"""The benchmark scripts' own logic: schedules, tables and the pseudo-label quality measure."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_overrides
+from dualteacher.config import load_config
+from dualteacher.engine import train
+from dualteacher.inference import load_model
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+def script(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("iterations", [1, 49, 300, 733, 1000, 2517])
+def test_schedule_fits_the_budget_in_demo_sized_epochs(iterations: int) -> None:
+    settings = dict(s.split("=") for s in script("compare_methods").schedule(iterations))
+    epochs, per_epoch = int(settings["train.epochs"]), int(settings["train.iters_per_epoch"])
+    assert abs(epochs * per_epoch - iterations) <= max(epochs // 2, 0)
+    assert iterations < 25 or 33 <= per_epoch <= 75
+
+
+def test_table_has_mean_and_std_over_seeds_and_the_upper_bound_in_every_column(tmp_path: Path) -> None:
+    cm = script("compare_methods")
+    row = {"budget": "iterations", "iterations": 100, "s_per_it": 0.5, "train_seconds": 50.0, "total_seconds": 60.0,
+           "peak_memory_mb": 900.0}
+    results = [
+        {**row, "variant": "fixmatch", "fraction": "1/16", "seed": 0, "student_miou": 0.4},
+        {**row, "variant": "fixmatch", "fraction": "1/16", "seed": 1, "student_miou": 0.6},
+        {**row, "variant": "supervised_all", "fraction": "all", "seed": 0, "student_miou": 0.9},
+    ]
+    text = cm.write_table(results, ["1/16", "1/8"], ["fixmatch"], tmp_path / "t.md")
+    assert "| fixmatch | 100 | 0.5000 ± 0.1414 | – | 0.500 | 50 | 60 | 900 |" in text
+    assert "| supervised, all scenes labelled | 100 | 0.9000 (1 seed) | 0.9000 (1 seed) |" in text
+    assert "Equal wall-clock" not in text
+
+
+def test_pseudo_label_quality_at_threshold_zero_is_pixel_accuracy(tiny_data, tmp_path: Path) -> None:
+    train(load_config(None, tiny_overrides(tiny_data, tmp_path, "dual_teacher")), progress=False)
+    quality = script("pseudo_label_quality").quality
+    checkpoint = tmp_path / "last.safetensors"
+    everything = quality(checkpoint, "teacher1", tiny_data["unlabeled"], 0.0, None)
+    assert everything["confident_share"] == pytest.approx(1.0)
+    assert all(c == pytest.approx(1.0) for c in everything["coverage"] if c > 0)
+    metrics = load_model(checkpoint, "teacher1").eval_dataset(split=tiny_data["unlabeled"])
+    assert everything["confident_accuracy"] == pytest.approx(metrics.pixel_accuracy, abs=1e-6)
+    strict = quality(checkpoint, "teacher1", tiny_data["unlabeled"], 0.99, None)
+    assert strict["confident_share"] < everything["confident_share"]
