@@ -160,6 +160,12 @@ def write_table(results: list[dict], fractions: list[str], variants: list[str], 
     return text
 
 
+def _mean_curve(curves: list[list[list[float]]]) -> tuple[list[float], list[float]]:
+    """Mean (training seconds, mIoU) per evaluation over runs of one schedule."""
+    points = min(len(c) for c in curves)
+    return [_mean(c[i][0] for c in curves) for i in range(points)], [_mean(c[i][1] for c in curves) for i in range(points)]
+
+
 def write_figure(results: list[dict], fractions: list[str], variants: list[str], path: Path) -> Path:
     """Student val mIoU against training time, one panel per fraction: equal-iteration runs as
     lines (mean over seeds per evaluation), equal-wall-clock finals as stars."""
@@ -174,15 +180,13 @@ def write_figure(results: list[dict], fractions: list[str], variants: list[str],
             runs = [r for r in results if r["variant"] == variant and r["fraction"] == fraction]
             curves = [r["curve"] for r in runs if r["budget"] == "iterations"]
             if curves:
-                points = min(len(c) for c in curves)
-                xs = [_mean(c[i][0] for c in curves) for i in range(points)]
-                ys = [_mean(c[i][1] for c in curves) for i in range(points)]
-                line = ax.plot(xs, ys, marker="o", ms=3, label=f"{variant} ({len(curves)} seeds)")[0]
+                line = ax.plot(*_mean_curve(curves), marker="o", ms=3, label=f"{variant} (seeds: {len(curves)})")[0]
                 timed = [r for r in runs if r["budget"] == "time"]
                 if timed:
+                    ax.plot(*_mean_curve([r["curve"] for r in timed]), "--", lw=1, color=line.get_color())
                     ax.plot(_mean(r["train_seconds"] for r in timed), _mean(r["student_miou"] for r in timed), "*",
                             ms=13, color=line.get_color(), markeredgecolor="black")
-        ax.set_title(f"{fraction} labelled: lines equal iterations, stars equal wall-clock")
+        ax.set_title(f"{fraction} labelled: solid equal iterations, dashed/star equal wall-clock", fontsize=10)
         ax.set_xlabel("training wall-clock (s, evaluation excluded)")
         ax.set_ylabel("student val mIoU")
         ax.grid(alpha=0.3)
