@@ -25,7 +25,7 @@ def test_overrides_apply_and_parse_types(tmp_path: Path) -> None:
         ("trian.epochs=3", "trian"),
         ("train.epochs=three", "train.epochs"),
         ("train.epochs=0", "train.epochs"),
-        ("method.name=fixmatch", "method.name"),
+        ("method.name=cps", "method.name"),
         ("method.threshold=1.5", "method.threshold"),
         ("method.mixings=[cutmix, blend]", "method.mixings"),
         ("data.scale_range=[1.0]", "data.scale_range"),
