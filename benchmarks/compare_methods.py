@@ -248,18 +248,18 @@ def main() -> None:
             speed = {v: _mean(r["s_per_it"] for r in results
                               if r["variant"] == v and r["budget"] == "iterations" and r["seed"] == seed)
                      for v in args.methods}
-            timed = []
+            timed, references = [], []
             for f in args.fractions:
                 ref = next((r for r in results if r["budget"] == "iterations" and r["variant"] == args.reference
                             and r["fraction"] == f and r["seed"] == seed), None)
                 if ref is None:
                     continue
-                for v in args.methods:
-                    if v == args.reference:
-                        results.append({**ref, "budget": "time"})
-                    else:
-                        timed.append(job(f, seed, v, "time", max(1, round(n * speed[args.reference] / speed[v]))))
-            results += launch(timed)
+                timed += [job(f, seed, v, "time", max(1, round(n * speed[args.reference] / speed[v])))
+                          for v in args.methods if v != args.reference]
+                references.append({**ref, "budget": "time"})
+            done = launch(timed)
+            if done or not timed:
+                results += references + done
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
         write_table(results, args.fractions, variants, args.out / "table.md")
