@@ -23,7 +23,8 @@ memory is its own: peak RSS on the CPU, peak allocated tensor memory on CUDA. Wr
 Runs with a summary are reused and interrupted ones resume from their checkpoint, so the script
 can be stopped and started again.
 
-    python benchmarks/compare_methods.py --iterations 300 --seeds 0 1 2 --fractions 1/16 1/8 --jobs 2
+    python benchmarks/compare_methods.py --iterations 1000 --seeds 0 1 2 --fractions 1/16 1/8 --jobs 2 \\
+        --variants dual_teacher_persistent
 """
 
 from __future__ import annotations
@@ -201,7 +202,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/compare"))
     parser.add_argument("--runs", type=Path, default=Path("runs/compare"))
-    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--fractions", nargs="+", default=["1/16", "1/8"])
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)

@@ -50,10 +50,11 @@ class Method(ABC):
     name = "base"
     uses_unlabeled = True
 
-    def __init__(self, ctx: MethodContext, student_drop_path: float) -> None:
+    def __init__(self, ctx: MethodContext, student_drop_path: float | None = None) -> None:
+        """``student_drop_path`` None takes ``method.student_drop_path``."""
         self.ctx = ctx
         self.cfg = ctx.cfg
-        self.student = ctx.build(student_drop_path)
+        self.student = ctx.build(ctx.cfg.student_drop_path if student_drop_path is None else student_drop_path)
         self.net: nn.Module = self.student
         self.strong = StrongAugConfig()
 
@@ -127,9 +128,14 @@ def make_teacher(ctx: MethodContext, student: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def pseudo_label(teacher: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
-    """Teacher confidence and argmax class per pixel (eval mode, no gradients, one pass)."""
-    probs = teacher(images).float().softmax(1)
-    conf, label = probs.max(1)
+    """Confidence and argmax class per pixel from one pass without gradients (teachers are in eval
+    mode; FixMatch labels with its own network in train mode)."""
+    return confidence_and_label(teacher(images))
+
+
+def confidence_and_label(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """Softmax confidence and argmax class per pixel of ``logits`` [B, C, H, W] (in float)."""
+    conf, label = logits.float().softmax(1).max(1)
     return conf, label
 
 

@@ -15,16 +15,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Batch, Method, MethodContext, pseudo_label
+from .base import Batch, Method, pseudo_label
 
 
 class FixMatch(Method):
     """A single network taught by its own confident weak-view predictions."""
 
     name = "fixmatch"
-
-    def __init__(self, ctx: MethodContext) -> None:
-        super().__init__(ctx, student_drop_path=ctx.cfg.student_drop_path)
 
     def step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         assert unlabeled is not None and unlabeled.valid is not None

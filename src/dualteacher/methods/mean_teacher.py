@@ -23,7 +23,7 @@ class MeanTeacher(Method):
     name = "mean_teacher"
 
     def __init__(self, ctx: MethodContext) -> None:
-        super().__init__(ctx, student_drop_path=ctx.cfg.student_drop_path)
+        super().__init__(ctx)
         c = self.cfg
         self.pool = TeacherPool(
             [make_teacher(ctx, self.student)],

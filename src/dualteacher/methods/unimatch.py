@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..augment import channel_dropout, strong_photometric
 from ..losses import pseudo_label_loss, supervised_ce
-from .base import Batch, Method, MethodContext, confident_fraction, mix
+from .base import Batch, Method, confidence_and_label, confident_fraction, mix
 
 FP_SHARE = 0.5
 """Share of the unlabelled loss taken by the feature-perturbation stream."""
@@ -36,9 +36,6 @@ class UniMatch(Method):
 
     name = "unimatch"
 
-    def __init__(self, ctx: MethodContext) -> None:
-        super().__init__(ctx, student_drop_path=ctx.cfg.student_drop_path)
-
     def step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         assert unlabeled is not None and unlabeled.valid is not None
         c = self.cfg
@@ -48,7 +45,7 @@ class UniMatch(Method):
             return channel_dropout([f[n:] for f in features], c.fp_dropout, gen)
 
         logits, logits_fp = self.net(self.norm(torch.cat([labeled.image, unlabeled.image])), perturb=perturb)
-        conf, pseudo = logits[n:].detach().float().softmax(1).max(1)
+        conf, pseudo = confidence_and_label(logits[n:].detach())
 
         views = [
             mix(c.mixings[0], strong_photometric(unlabeled.image, gen, self.strong), pseudo, conf, valid, gen,
