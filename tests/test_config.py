@@ -18,6 +18,15 @@ def test_overrides_apply_and_parse_types(tmp_path: Path) -> None:
     assert cfg.model.weights is None
 
 
+def test_a_bare_off_is_the_choice_not_a_boolean(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("train:\n  amp: off\n")
+    assert load_config(path).train.amp == "off"
+    assert load_config(None, ["train.amp=off"]).train.amp == "off"
+    with pytest.raises(ConfigError, match="data.eval_mode"):
+        load_config(None, ["data.eval_mode=off"])
+
+
 @pytest.mark.parametrize(
     ("override", "needle"),
     [

@@ -232,6 +232,8 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     if annotation is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
+        if isinstance(value, bool) and ("on" if value else "off") in _CHOICES.get(key, ()):
+            return "on" if value else "off"  # YAML reads a bare off/on as a boolean
         raise ConfigError(f"{key}: expected a string, got {value!r}")
     raise ConfigError(f"{key}: unsupported setting type {annotation!r}")
 
