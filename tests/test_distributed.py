@@ -140,8 +140,12 @@ def test_sharded_evaluation_scores_every_val_image_once(ranks: list[dict]) -> No
 
 
 def torchrun_train(overrides: list[str]) -> None:
-    """``dualteacher train`` under torchrun with WORLD gloo processes of one thread each."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    """``dualteacher train`` under torchrun with WORLD gloo processes of one thread each.
+
+    The device is left to ``auto``: on a machine with one GPU both ranks share it over gloo, so
+    the same tests cover DDP with CUDA tensors and SyncBatchNorm there.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", distributed.BACKEND_ENV: "gloo"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
          "-m", "dualteacher", "train", *overrides, "--quiet"],
@@ -168,3 +172,30 @@ def test_torchrun_unimatch_syncs_both_streams(tiny_data, tmp_path: Path) -> None
     overrides = tiny_overrides(tiny_data, run, "unimatch", train__batch_size=2, train__epochs=1)
     torchrun_train(overrides)
     assert [r["epoch"] for r in read_log(run) if r["type"] == "eval"] == [1]
+
+
+def test_backend_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(distributed.BACKEND_ENV, "mpi")
+    with pytest.raises(ValueError, match="DUALTEACHER_DIST_BACKEND='mpi'"):
+        distributed.backend()
+    monkeypatch.setenv(distributed.BACKEND_ENV, " GLOO ")
+    assert distributed.backend() == "gloo"
+    monkeypatch.delenv(distributed.BACKEND_ENV)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert distributed.backend() == "gloo"
+    monkeypatch.setenv(distributed.BACKEND_ENV, "nccl")
+    with pytest.raises(RuntimeError, match="needs CUDA"):
+        distributed.backend()
+
+
+def test_nccl_with_more_processes_than_gpus_stops_before_joining(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(distributed.BACKEND_ENV, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.gpu_index() == 0
+    with pytest.raises(RuntimeError, match="only 1 GPU.*--nproc_per_node=1.*DUALTEACHER_DIST_BACKEND=gloo"):
+        distributed.setup()
+    assert not dist.is_initialized()

@@ -10,19 +10,47 @@ import torch.distributed as dist
 from torch import nn
 
 
+BACKEND_ENV = "DUALTEACHER_DIST_BACKEND"
+
+
 def local_rank() -> int:
-    """This process's GPU index on its node (0 outside torchrun)."""
+    """This process's index on its node (0 outside torchrun)."""
     return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def backend() -> str:
+    """The collective backend: ``$DUALTEACHER_DIST_BACKEND`` if set, else NCCL with CUDA, gloo without."""
+    name = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if name and name not in ("nccl", "gloo"):
+        raise ValueError(f"{BACKEND_ENV}={name!r}: expected 'nccl' or 'gloo'")
+    if name == "nccl" and not torch.cuda.is_available():
+        raise RuntimeError(f"{BACKEND_ENV}=nccl needs CUDA, and no GPU is visible")
+    return name or ("nccl" if torch.cuda.is_available() else "gloo")
+
+
+def gpu_index() -> int:
+    """This process's GPU: its local rank, wrapped round the visible GPUs.
+
+    Wrapping lets more processes than GPUs share them, which only the gloo backend allows; NCCL
+    refuses two ranks on one GPU, so :func:`setup` stops such a run first with a clear message.
+    """
+    return local_rank() % max(1, torch.cuda.device_count())
 
 
 def setup() -> tuple[int, int]:
     """Join the process group torchrun describes in the environment; return (rank, world size)."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(local_rank())
-        dist.init_process_group(backend)
+        name = backend()
+        if name == "nccl":
+            per_node, gpus = int(os.environ.get("LOCAL_WORLD_SIZE", 1)), torch.cuda.device_count()
+            if per_node > gpus:
+                raise RuntimeError(
+                    f"torchrun started {per_node} processes on this node but only {gpus} GPU(s) are visible; "
+                    f"NCCL needs one GPU per process: use --nproc_per_node={gpus}, or set {BACKEND_ENV}=gloo "
+                    "to share GPUs (slower, for testing)")
+            torch.cuda.set_device(gpu_index())
+        dist.init_process_group(name)
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1

@@ -92,7 +92,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
-        return torch.device("cuda", distributed.local_rank())
+        return torch.device("cuda", distributed.gpu_index())
     return torch.device(name)
 
 
