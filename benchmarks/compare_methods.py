@@ -21,7 +21,9 @@ memory is its own: peak RSS on the CPU, peak allocated tensor memory on CUDA. Wr
   OUT/results.json           every run's summary (also OUT/summaries/<run>.json, one per run)
 
 Runs with a summary are reused and interrupted ones resume from their checkpoint, so the script
-can be stopped and started again.
+can be stopped and started again. ``--set KEY=VALUE`` overrides go to every run (e.g.
+``train.amp=off`` on a GPU, to train in float32 like the CPU); each summary records them and the
+device. Without the equal-wall-clock budget every seed's runs share one pool (fraction by fraction).
 
     python benchmarks/compare_methods.py --iterations 1000 --seeds 0 1 2 --fractions 1/16 1/8 --jobs 2 \\
         --variants dual_teacher_persistent
@@ -72,6 +74,11 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def device_name() -> str:
+    """The hardware a run trains on, as the table reports it."""
+    return f"cuda: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "cpu"
+
+
 def run_one(job: dict) -> dict:
     """Train one run in this (fresh) process and summarise it; reuses a finished summary."""
     summary_path = Path(job["summary"])
@@ -81,7 +88,7 @@ def run_one(job: dict) -> dict:
     method, extra = VARIANTS[job["variant"]]
     run_dir = Path(job["run_dir"])
     cfg = demo_config(Path(job["root"]), job["labeled"], job["unlabeled"], method, run_dir, job["iterations"],
-                      job["seed"], [*schedule(job["iterations"]), *extra])
+                      job["seed"], [*schedule(job["iterations"]), *extra, *job["overrides"]])
     start = time.perf_counter()
     train(cfg, progress=False)
     evals = [r for r in read_log(run_dir) if r["type"] == "eval"]
@@ -97,6 +104,8 @@ def run_one(job: dict) -> dict:
         "total_seconds": time.perf_counter() - start,
         "peak_memory_mb": peak_memory_mb(),
         "threads": job["threads"],
+        "device": device_name(),
+        "overrides": job["overrides"],
         "curve": [[r["train_seconds"], r["student/miou"]] for r in evals],
     }
     summary_path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,7 +144,9 @@ def _mean(values: Iterable[float]) -> float:
 
 def write_table(results: list[dict], fractions: list[str], variants: list[str], path: Path) -> str:
     """Markdown: for each budget one row per variant, mIoU per fraction and the costs."""
-    lines = []
+    devices = sorted({f"{r.get('device', 'cpu')}" + (f" ({' '.join(r['overrides'])})" if r.get("overrides") else "")
+                      for r in results})
+    lines = [f"Trained on: {'; '.join(devices)}", ""] if devices else []
     for budget, title in (("iterations", "Equal iterations"), ("time", "Equal wall-clock")):
         rows = [r for r in results if r["budget"] == budget]
         if not rows:
@@ -214,11 +225,14 @@ def main() -> None:
     parser.add_argument("--upper-bound", action="store_true", help="also supervised with every train scene labelled")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (CPU threads are shared out)")
     parser.add_argument("--report-only", action="store_true", help="train nothing: tabulate the finished runs")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run")
     args = parser.parse_args()
     if "time" in args.budgets and args.reference not in args.methods:
         parser.error("--reference must be one of --methods for the equal-wall-clock budget")
 
     root = ensure_digit_scenes()
+    n = args.iterations
+    demo_config(root, "train", "train", "supervised", args.runs, n, 0, args.set)  # a bad --set fails here, not in a worker
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     variants = [*args.methods, *[v for v in args.variants if v not in args.methods]]
 
@@ -231,7 +245,7 @@ def main() -> None:
         name = f"{tag}_seed{seed}_{variant}_{budget}{iterations}"
         return {"variant": variant, "seed": seed, "fraction": fraction, "budget": budget, "iterations": iterations,
                 "root": str(root), "labeled": labeled, "unlabeled": unlabeled, "threads": threads,
-                "run_dir": str(args.runs / name), "summary": str(args.out / "summaries" / f"{name}.json")}
+                "overrides": args.set, "run_dir": str(args.runs / name), "summary": str(args.out / "summaries" / f"{name}.json")}
 
     def launch(jobs: list[dict]) -> list[dict]:
         if args.report_only:
@@ -239,31 +253,37 @@ def main() -> None:
         return run_all(jobs, args.jobs)
 
     results: list[dict] = []
-    n = args.iterations
-    for seed in args.seeds:
-        plan = [job(f, seed, v, "iterations", n) for f in args.fractions for v in variants]
-        if args.upper_bound:
-            plan.append(job("all", seed, "supervised_all", "iterations", n))
-        results += launch(plan)
-        if "time" in args.budgets:
-            speed = {v: _mean(r["s_per_it"] for r in results
-                              if r["variant"] == v and r["budget"] == "iterations" and r["seed"] == seed)
-                     for v in args.methods}
-            timed, references = [], []
-            for f in args.fractions:
-                ref = next((r for r in results if r["budget"] == "iterations" and r["variant"] == args.reference
-                            and r["fraction"] == f and r["seed"] == seed), None)
-                if ref is None:
-                    continue
-                timed += [job(f, seed, v, "time", max(1, round(n * speed[args.reference] / speed[v])))
-                          for v in args.methods if v != args.reference]
-                references.append({**ref, "budget": "time"})
-            done = launch(timed)
-            if done or not timed:
-                results += references + done
+
+    def plan(seeds: list[int]) -> list[dict]:
+        jobs = [job(f, seed, v, "iterations", n) for f in args.fractions for seed in seeds for v in variants]
+        return jobs + ([job("all", seed, "supervised_all", "iterations", n) for seed in seeds] if args.upper_bound else [])
+
+    def save() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
         write_table(results, args.fractions, variants, args.out / "table.md")
+
+    if "time" not in args.budgets:
+        results += launch(plan(args.seeds))
+    for seed in args.seeds if "time" in args.budgets else []:
+        results += launch(plan([seed]))
+        speed = {v: _mean(r["s_per_it"] for r in results
+                          if r["variant"] == v and r["budget"] == "iterations" and r["seed"] == seed)
+                 for v in args.methods}
+        timed, references = [], []
+        for f in args.fractions:
+            ref = next((r for r in results if r["budget"] == "iterations" and r["variant"] == args.reference
+                        and r["fraction"] == f and r["seed"] == seed), None)
+            if ref is None:
+                continue
+            timed += [job(f, seed, v, "time", max(1, round(n * speed[args.reference] / speed[v])))
+                      for v in args.methods if v != args.reference]
+            references.append({**ref, "budget": "time"})
+        done = launch(timed)
+        if done or not timed:
+            results += references + done
+        save()
+    save()
     print(write_table(results, args.fractions, variants, args.out / "table.md"))
     print(f"figure: {write_figure(results, args.fractions, variants, args.out / 'miou_vs_time.png')}")
     tag = budget_tag(parse_labeled(args.fractions[0]))

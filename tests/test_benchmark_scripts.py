@@ -43,6 +43,9 @@ def test_table_has_mean_and_std_over_seeds_and_the_upper_bound_in_every_column(t
     assert "| fixmatch | 100 | 0.5000 ± 0.1414 | – | 0.500 | 50 | 60 | 900 |" in text
     assert "| supervised, all scenes labelled | 100 | 0.9000 (1 seed) | 0.9000 (1 seed) |" in text
     assert "Equal wall-clock" not in text
+    assert text.startswith("Trained on: cpu\n")
+    gpu = [{**results[0], "device": "cuda: NVIDIA H200", "overrides": ["train.amp=off"]}, results[1]]
+    assert "Trained on: cpu; cuda: NVIDIA H200 (train.amp=off)" in cm.write_table(gpu, ["1/16"], ["fixmatch"], tmp_path / "g.md")
 
 
 def test_pseudo_label_quality_at_threshold_zero_is_pixel_accuracy(tiny_data, tmp_path: Path) -> None:
