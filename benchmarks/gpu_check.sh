@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The CUDA checks in one run on a machine with one GPU, each part capped in time:
+#   1. step cost at 512x512, batch 8+8: DeepLabV3+/ResNet-50 in float32, bf16 and
+#      bf16 + channels-last, SegFormer/MiT-B2 in bf16 (each process alone on the GPU);
+#   2. the CUDA-only tests and the torchrun tests (both ranks share the GPU over gloo, so DDP
+#      runs with CUDA tensors and SyncBatchNorm), beside the grid;
+#   3. the method comparison at 1/8 and 1/16 labelled, seeds 0-2, equal iterations, float32
+#      (train.amp=off, like the CPU runs), JOBS runs sharing the GPU, given whatever is left of
+#      TOTAL_SECONDS less 30 s; finished runs are tabulated (a stopped grid leaves a partial
+#      table, never a wrong one: unfinished runs have no summary).
+#
+#   benchmarks/gpu_check.sh OUT [TOTAL_SECONDS] [JOBS]      (ITERATIONS=1000, PYTHON=python3)
+set -u
+out=${1:?usage: benchmarks/gpu_check.sh OUT [TOTAL_SECONDS] [JOBS]}
+total_seconds=${2:-600}
+jobs=${3:-15}
+iterations=${ITERATIONS:-1000}
+python=${PYTHON:-python3}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+grid=(--iterations "$iterations" --seeds 0 1 2 --fractions 1/8 1/16 --budgets iterations --set train.amp=off
+      --out "$out/compare_gpu" --runs "$out/runs")
+
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  "$python" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
+  start=$SECONDS
+  "$python" -c "from dualteacher.data.digits import ensure_digit_scenes; print(ensure_digit_scenes())"
+  echo "digit scenes ready in $((SECONDS - start)) s"
+} > "$out/device.txt" 2>&1
+
+for setting in "deeplabv3plus resnet50 off" "deeplabv3plus resnet50 bf16" \
+               "deeplabv3plus resnet50 bf16 --channels-last" "segformer mit_b2 bf16"; do
+  read -r arch encoder amp layout <<< "$setting"
+  timeout 50 "$python" benchmarks/step_cost.py --arch "$arch" --encoder "$encoder" --amp "$amp" ${layout:-} \
+    --size 512 --batch 8 --warmup 3 --repeats 8
+  echo "exit status $?"
+  echo
+done > "$out/step_cost.txt" 2>&1
+
+grid_seconds=$((total_seconds - SECONDS - 30))
+timeout "$grid_seconds" "$python" benchmarks/compare_methods.py "${grid[@]}" --jobs "$jobs" > "$out/grid.log" 2>&1 &
+grid_pid=$!
+timeout 150 "$python" -m pytest -q -p no:cacheprovider -k "cuda or torchrun" \
+  tests/test_amp.py tests/test_augment.py tests/test_distributed.py > "$out/tests.log" 2>&1
+echo "pytest exit status $?" >> "$out/tests.log"
+wait "$grid_pid"
+echo "grid exit status $? (124: stopped at ${grid_seconds} s)" >> "$out/grid.log"
+"$python" benchmarks/compare_methods.py "${grid[@]}" --report-only > "$out/grid_report.log" 2>&1
