@@ -4,21 +4,27 @@
 #      bf16 + channels-last, SegFormer/MiT-B2 in bf16 (each process alone on the GPU);
 #   2. the CUDA-only tests and the torchrun tests (both ranks share the GPU over gloo, so DDP
 #      runs with CUDA tensors and SyncBatchNorm), beside the grid;
-#   3. the method comparison at 1/8 and 1/16 labelled, seeds 0-2, equal iterations, float32
-#      (train.amp=off, like the CPU runs), JOBS runs sharing the GPU, given whatever is left of
-#      TOTAL_SECONDS less 30 s; finished runs are tabulated (a stopped grid leaves a partial
-#      table, never a wrong one: unfinished runs have no summary).
+#   3. the method comparison (FRACTIONS, SEEDS, ITERATIONS; persistent Dual Teacher included),
+#      equal iterations, float32 (train.amp=off, like the CPU runs), one evaluation at the end
+#      (with many runs sharing the GPU, evaluations and start-up cost more than training), JOBS
+#      runs at a time, given whatever is left of TOTAL_SECONDS less 30 s; finished runs are
+#      tabulated (a stopped grid leaves a partial table, never a wrong one: unfinished runs
+#      have no summary).
 #
-#   benchmarks/gpu_check.sh OUT [TOTAL_SECONDS] [JOBS]      (ITERATIONS=1000, PYTHON=python3)
+#   benchmarks/gpu_check.sh OUT [TOTAL_SECONDS] [JOBS]
+#   environment: ITERATIONS=1000 SEEDS="0 1 2" FRACTIONS="1/8 1/16" PYTHON=python3
 set -u
 out=${1:?usage: benchmarks/gpu_check.sh OUT [TOTAL_SECONDS] [JOBS]}
 total_seconds=${2:-600}
-jobs=${3:-15}
+jobs=${3:-10}
 iterations=${ITERATIONS:-1000}
+read -r -a seeds <<< "${SEEDS:-0 1 2}"
+read -r -a fractions <<< "${FRACTIONS:-1/8 1/16}"
 python=${PYTHON:-python3}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-grid=(--iterations "$iterations" --seeds 0 1 2 --fractions 1/8 1/16 --budgets iterations --set train.amp=off
+grid=(--iterations "$iterations" --seeds "${seeds[@]}" --fractions "${fractions[@]}" --budgets iterations
+      --variants dual_teacher_persistent --set train.amp=off train.eval_every=1000000
       --out "$out/compare_gpu" --runs "$out/runs")
 
 {

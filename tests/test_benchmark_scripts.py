@@ -1,6 +1,8 @@
 """The benchmark scripts' own logic: schedules, tables and the pseudo-label quality measure."""
 
 import importlib.util
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -59,3 +61,11 @@ def test_pseudo_label_quality_at_threshold_zero_is_pixel_accuracy(tiny_data, tmp
     assert everything["confident_accuracy"] == pytest.approx(metrics.pixel_accuracy, abs=1e-6)
     strict = quality(checkpoint, "teacher1", tiny_data["unlabeled"], 0.99, None)
     assert strict["confident_share"] < everything["confident_share"]
+
+
+def test_gpu_check_script_parses_and_its_overrides_are_valid_settings() -> None:
+    path = BENCHMARKS / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
+    overrides = re.search(r"--set ((?:\S+=\S+ ?)+)", path.read_text()).group(1).split()
+    cfg = load_config(None, overrides)
+    assert cfg.train.amp == "off" and cfg.train.eval_every > 1000
