@@ -174,28 +174,27 @@ def test_torchrun_unimatch_syncs_both_streams(tiny_data, tmp_path: Path) -> None
     assert [r["epoch"] for r in read_log(run) if r["type"] == "eval"] == [1]
 
 
-def test_backend_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_backend_follows_the_device_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    monkeypatch.delenv(distributed.BACKEND_ENV, raising=False)
+    assert (distributed.backend(cpu), distributed.backend(gpu)) == ("gloo", "nccl")
+    monkeypatch.setenv(distributed.BACKEND_ENV, " GLOO ")
+    assert distributed.backend(gpu) == "gloo"
     monkeypatch.setenv(distributed.BACKEND_ENV, "mpi")
     with pytest.raises(ValueError, match="DUALTEACHER_DIST_BACKEND='mpi'"):
-        distributed.backend()
-    monkeypatch.setenv(distributed.BACKEND_ENV, " GLOO ")
-    assert distributed.backend() == "gloo"
-    monkeypatch.delenv(distributed.BACKEND_ENV)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert distributed.backend() == "gloo"
+        distributed.backend(cpu)
     monkeypatch.setenv(distributed.BACKEND_ENV, "nccl")
-    with pytest.raises(RuntimeError, match="needs CUDA"):
-        distributed.backend()
+    with pytest.raises(RuntimeError, match="needs a CUDA device.*cpu"):
+        distributed.backend(cpu)
 
 
 def test_nccl_with_more_processes_than_gpus_stops_before_joining(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(distributed.BACKEND_ENV, raising=False)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert distributed.gpu_index() == 0
     with pytest.raises(RuntimeError, match="only 1 GPU.*--nproc_per_node=1.*DUALTEACHER_DIST_BACKEND=gloo"):
-        distributed.setup()
+        distributed.setup(torch.device("cuda", 0))
     assert not dist.is_initialized()

@@ -18,14 +18,15 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", 0))
 
 
-def backend() -> str:
-    """The collective backend: ``$DUALTEACHER_DIST_BACKEND`` if set, else NCCL with CUDA, gloo without."""
+def backend(device: torch.device) -> str:
+    """The collective backend for a run on ``device``: ``$DUALTEACHER_DIST_BACKEND`` if set, else
+    NCCL for CUDA and gloo for the CPU."""
     name = os.environ.get(BACKEND_ENV, "").strip().lower()
     if name and name not in ("nccl", "gloo"):
         raise ValueError(f"{BACKEND_ENV}={name!r}: expected 'nccl' or 'gloo'")
-    if name == "nccl" and not torch.cuda.is_available():
-        raise RuntimeError(f"{BACKEND_ENV}=nccl needs CUDA, and no GPU is visible")
-    return name or ("nccl" if torch.cuda.is_available() else "gloo")
+    if name == "nccl" and device.type != "cuda":
+        raise RuntimeError(f"{BACKEND_ENV}=nccl needs a CUDA device, but this run trains on {device}")
+    return name or ("nccl" if device.type == "cuda" else "gloo")
 
 
 def gpu_index() -> int:
@@ -37,11 +38,12 @@ def gpu_index() -> int:
     return local_rank() % max(1, torch.cuda.device_count())
 
 
-def setup() -> tuple[int, int]:
-    """Join the process group torchrun describes in the environment; return (rank, world size)."""
+def setup(device: torch.device) -> tuple[int, int]:
+    """Join the process group torchrun describes in the environment, with the backend for
+    ``device``; return (rank, world size)."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world > 1 and not dist.is_initialized():
-        name = backend()
+        name = backend(device)
         if name == "nccl":
             per_node, gpus = int(os.environ.get("LOCAL_WORLD_SIZE", 1)), torch.cuda.device_count()
             if per_node > gpus:

@@ -135,8 +135,8 @@ class Trainer:
     def __init__(self, cfg: Config, *, resume: bool = True, progress: bool = True) -> None:
         self.cfg = cfg
         self.progress = progress
-        self.rank, self.world = distributed.setup()
         self.device = resolve_device(cfg.train.device)
+        self.rank, self.world = distributed.setup(self.device)
         self.run_dir = Path(cfg.run_dir)
         torch.manual_seed(cfg.train.seed)
         if self.device.type == "cuda":
