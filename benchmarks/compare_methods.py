@@ -115,6 +115,17 @@ def run_one(job: dict) -> dict:
     return summary
 
 
+def finished_summary(job: dict) -> dict | None:
+    """The summary of a finished run of ``job``, if any. An equal-wall-clock run is found whatever
+    its iteration count: that count came from the speeds measured when it ran, which a later
+    report (over more runs) would not reproduce exactly."""
+    path = Path(job["summary"])
+    if job["budget"] == "time":
+        found = sorted(path.parent.glob(path.name.replace(f"_time{job['iterations']}.json", "_time*.json")))
+        path = found[0] if found else path
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def run_all(jobs: list[dict], workers: int) -> list[dict]:
     """Run jobs ``workers`` at a time, each in a fresh spawned process; print each summary."""
     if not jobs:
@@ -249,7 +260,7 @@ def main() -> None:
 
     def launch(jobs: list[dict]) -> list[dict]:
         if args.report_only:
-            return [json.loads(Path(j["summary"]).read_text()) for j in jobs if Path(j["summary"]).exists()]
+            return [summary for summary in map(finished_summary, jobs) if summary is not None]
         return run_all(jobs, args.jobs)
 
     results: list[dict] = []

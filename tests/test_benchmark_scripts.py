@@ -69,3 +69,15 @@ def test_gpu_check_script_parses_and_its_overrides_are_valid_settings() -> None:
     overrides = re.search(r"--set ((?:\S+=\S+ ?)+)", path.read_text()).group(1).split()
     cfg = load_config(None, overrides)
     assert cfg.train.amp == "off" and cfg.train.eval_every > 1000
+
+
+def test_report_finds_equal_wall_clock_runs_whatever_their_iteration_count(tmp_path: Path) -> None:
+    cm = script("compare_methods")
+    (tmp_path / "1-16_seed0_fixmatch_time1423.json").write_text('{"student_miou": 0.5}')
+    (tmp_path / "1-16_seed0_fixmatch_iterations1000.json").write_text('{"student_miou": 0.4}')
+    job = {"budget": "time", "iterations": 1390, "summary": str(tmp_path / "1-16_seed0_fixmatch_time1390.json")}
+    assert cm.finished_summary(job) == {"student_miou": 0.5}
+    assert cm.finished_summary({**job, "summary": str(tmp_path / "1-16_seed1_fixmatch_time1390.json")}) is None
+    exact = {"budget": "iterations", "iterations": 1000, "summary": str(tmp_path / "1-16_seed0_fixmatch_iterations1000.json")}
+    assert cm.finished_summary(exact) == {"student_miou": 0.4}
+    assert cm.finished_summary({**exact, "iterations": 999, "summary": str(tmp_path / "x_iterations999.json")}) is None
