@@ -13,6 +13,7 @@
 #
 #   benchmarks/gpu_check.sh OUT [TOTAL_SECONDS] [JOBS]
 #   environment: ITERATIONS=1000 SEEDS="0 1 2" FRACTIONS="1/8 1/16" PYTHON=python3
+#                PARTS="step tests grid" (any subset, e.g. PARTS=grid to give the grid all the time)
 set -u
 out=${1:?usage: benchmarks/gpu_check.sh OUT [TOTAL_SECONDS] [JOBS]}
 total_seconds=${2:-600}
@@ -21,6 +22,7 @@ iterations=${ITERATIONS:-1000}
 read -r -a seeds <<< "${SEEDS:-0 1 2}"
 read -r -a fractions <<< "${FRACTIONS:-1/8 1/16}"
 python=${PYTHON:-python3}
+parts=" ${PARTS:-step tests grid} "
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 grid=(--iterations "$iterations" --seeds "${seeds[@]}" --fractions "${fractions[@]}" --budgets iterations
@@ -35,7 +37,7 @@ grid=(--iterations "$iterations" --seeds "${seeds[@]}" --fractions "${fractions[
   echo "digit scenes ready in $((SECONDS - start)) s"
 } > "$out/device.txt" 2>&1
 
-for setting in "deeplabv3plus resnet50 off" "deeplabv3plus resnet50 bf16" \
+[[ $parts == *" step "* ]] && for setting in "deeplabv3plus resnet50 off" "deeplabv3plus resnet50 bf16" \
                "deeplabv3plus resnet50 bf16 --channels-last" "segformer mit_b2 bf16"; do
   read -r arch encoder amp layout <<< "$setting"
   timeout 50 "$python" benchmarks/step_cost.py --arch "$arch" --encoder "$encoder" --amp "$amp" ${layout:-} \
@@ -45,11 +47,16 @@ for setting in "deeplabv3plus resnet50 off" "deeplabv3plus resnet50 bf16" \
 done > "$out/step_cost.txt" 2>&1
 
 grid_seconds=$((total_seconds - SECONDS - 30))
-timeout "$grid_seconds" "$python" benchmarks/compare_methods.py "${grid[@]}" --jobs "$jobs" > "$out/grid.log" 2>&1 &
-grid_pid=$!
-timeout 150 "$python" -m pytest -q -p no:cacheprovider -k "cuda or torchrun" \
-  tests/test_amp.py tests/test_augment.py tests/test_distributed.py > "$out/tests.log" 2>&1
-echo "pytest exit status $?" >> "$out/tests.log"
-wait "$grid_pid"
-echo "grid exit status $? (124: stopped at ${grid_seconds} s)" >> "$out/grid.log"
-"$python" benchmarks/compare_methods.py "${grid[@]}" --report-only > "$out/grid_report.log" 2>&1
+if [[ $parts == *" grid "* ]]; then
+  timeout "$grid_seconds" "$python" benchmarks/compare_methods.py "${grid[@]}" --jobs "$jobs" > "$out/grid.log" 2>&1 &
+fi
+if [[ $parts == *" tests "* ]]; then
+  timeout 150 "$python" -m pytest -q -p no:cacheprovider -k "cuda or torchrun" \
+    tests/test_amp.py tests/test_augment.py tests/test_distributed.py > "$out/tests.log" 2>&1
+  echo "pytest exit status $?" >> "$out/tests.log"
+fi
+if [[ $parts == *" grid "* ]]; then
+  wait
+  echo "grid stopped or finished after $((SECONDS)) s of this script (limit $total_seconds)" >> "$out/grid.log"
+  "$python" benchmarks/compare_methods.py "${grid[@]}" --report-only > "$out/grid_report.log" 2>&1
+fi
