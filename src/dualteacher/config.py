@@ -232,8 +232,9 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     if annotation is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        if isinstance(value, bool) and ("on" if value else "off") in _CHOICES.get(key, ()):
-            return "on" if value else "off"  # YAML reads a bare off/on as a boolean
+        word = {True: "on", False: "off"}.get(value) if isinstance(value, bool) else None
+        if word in _CHOICES.get(key, ()):
+            return word  # YAML reads a bare off/on as a boolean
         raise ConfigError(f"{key}: expected a string, got {value!r}")
     raise ConfigError(f"{key}: unsupported setting type {annotation!r}")
 
