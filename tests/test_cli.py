@@ -1,10 +1,13 @@
 """The command line: help is cheap, split writes nested lists, errors are clear."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
-from dualteacher.cli import main
+import pytest
+
+from dualteacher.cli import build_parser, main, parse_args, sub_commands
 from dualteacher.data.folder import read_split
 
 
@@ -48,3 +51,61 @@ def test_training_refuses_to_start_on_fatal_data_problems(tiny_data, tmp_path: P
     err = capsys.readouterr().err
     assert labeled[0] in err and "val_0000" in err and f"{labeled[1]}.png" in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("verb", ["train", "check-data"])
+@pytest.mark.parametrize("order", ["before", "between", "after"])
+def test_options_go_anywhere_among_config_and_overrides(verb: str, order: str) -> None:
+    words = {
+        "before": ["--quiet", "--dataset", "voc", "configs/x.yaml", "train.epochs=1", "data.workers=0"],
+        "between": ["configs/x.yaml", "--quiet", "train.epochs=1", "--dataset", "voc", "data.workers=0"],
+        "after": ["configs/x.yaml", "train.epochs=1", "data.workers=0", "--quiet", "--dataset", "voc"],
+    }[order]
+    args = parse_args([verb, *words])
+    assert args.command == verb and args.func.__name__ == f"_cmd_{verb.replace('-', '_')}"
+    assert args.config == "configs/x.yaml" and args.overrides == ["train.epochs=1", "data.workers=0"]
+    assert args.quiet and args.dataset == "voc"
+
+
+def test_every_verb_takes_options_between_its_positional_arguments() -> None:
+    args = parse_args(["predict", "--device", "cpu", "run/best.safetensors", "a.png", "--overlay", "b.png", "--out", "o"])
+    assert args.inputs == ["a.png", "b.png"] and args.overlay and args.out == Path("o")
+    args = parse_args(["eval", "--json", "run/best.safetensors", "--split", "test"])
+    assert args.checkpoint == Path("run/best.safetensors") and args.json and args.split == "test"
+    args = parse_args(["report", "--out", "r.png", "runs/x"])
+    assert args.run_dir == Path("runs/x") and args.out == Path("r.png")
+    for verb in sub_commands(build_parser()):  # each verb is parsed the same way (a new one must be listed here)
+        assert parse_args([verb, *MINIMAL[verb]]).command == verb
+
+
+MINIMAL = {  # the fewest words each verb accepts
+    "train": [], "check-data": [], "eval": ["c.safetensors"], "predict": ["c.safetensors", "a.png", "--out", "o"],
+    "export": ["c.safetensors", "--onnx", "m.onnx"], "report": ["runs/x"], "split": ["--data", "d", "--labeled", "4"],
+    "make-digits": ["--out", "d"], "demo": [],
+}
+
+
+@pytest.mark.parametrize("argv, unknown", [
+    (["train", "configs/x.yaml", "--quite", "train.epochs=1"], "--quite"),
+    (["check-data", "x.yaml", "--fast", "data.workers=0"], "--fast"),
+    (["predict", "c.safetensors", "a.png", "--overlya", "--out", "o"], "--overlya"),
+])
+def test_an_unknown_option_is_still_a_clear_error(argv: list[str], unknown: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(argv)
+    assert exit_.value.code == 2
+    assert f"dualteacher {argv[0]}: error: unrecognized arguments: {unknown}" in capsys.readouterr().err
+
+
+def test_an_unknown_verb_is_a_clear_error(capsys) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["trian", "configs/x.yaml"])
+    assert "invalid choice: 'trian'" in capsys.readouterr().err
+
+
+def test_check_data_with_options_between_overrides_runs(tiny_data, tmp_path: Path, capsys) -> None:
+    from conftest import tiny_overrides
+
+    overrides = tiny_overrides(tiny_data, tmp_path / "run")
+    assert main(["check-data", *overrides[:2], "--quiet", *overrides[2:4], "--json", *overrides[4:]]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"]

@@ -315,9 +315,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def sub_commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The parser of each sub-command of ``parser``, by name."""
+    return next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse a command line in which options may come before, between or after a sub-command's
+    positional arguments (``train configs/x.yaml --quiet train.epochs=1``). Unknown options, help
+    and a missing or unknown sub-command exit with argparse's message (status 2)."""
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    commands = sub_commands(parser)
+    if not argv or argv[0] not in commands:
+        return parser.parse_args(argv)
+    args = commands[argv[0]].parse_intermixed_args(argv[1:])
+    args.command = argv[0]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dualteacher`` console script."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     from .checkpoint import CheckpointError
     from .config import ConfigError
     from .data.folder import DataError
