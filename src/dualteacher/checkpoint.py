@@ -101,12 +101,20 @@ def module_tensors(prefix: str, module: nn.Module) -> dict[str, Tensor]:
 
 
 def load_module(module: nn.Module, tensors: dict[str, Tensor], prefix: str) -> None:
-    """Load the ``prefix/`` entries of ``tensors`` into ``module`` (strict)."""
+    """Load the ``prefix/`` entries of ``tensors`` into ``module`` (strict).
+
+    Raises :class:`CheckpointError` when there are none, or when their names or shapes do not
+    fit ``module`` (a network built with other settings).
+    """
     head = f"{prefix}/"
     sub = {k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)}
     if not sub:
         raise CheckpointError(f"checkpoint holds no weights for {prefix!r}")
-    module.load_state_dict(sub, strict=True)
+    try:
+        module.load_state_dict(sub, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"the checkpoint's {prefix!r} weights do not fit the network built from the "
+                              f"settings: {err}") from err
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -27,7 +27,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume and not existing:
         print(f"error: --resume: {cfg.run_dir} holds no training checkpoint (last*.safetensors)", file=sys.stderr)
         return 2
-    record = train(cfg, resume=not args.no_resume, progress=not args.quiet)
+    record = train(cfg, resume=not args.no_resume, allow_changes=args.resume_with_changes, progress=not args.quiet)
     print(json.dumps({k: v for k, v in record.items() if k.endswith("miou") or k == "interrupted"}, indent=1))
     return 0
 
@@ -218,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="require a checkpoint in run_dir to continue from (a run dir with one is resumed anyway)")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue a run directory that holds a checkpoint")
+    p.add_argument("--resume-with-changes", action="store_true",
+                   help="continue a checkpoint whose settings differ, if every change is safe (more epochs, cadence, "
+                        "device, ...); without it any difference is listed and refused")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _data_options(p, required=False)
     p.set_defaults(func=_cmd_train)

@@ -12,6 +12,7 @@ path is always float32.
 
 from __future__ import annotations
 
+import functools
 import math
 import signal
 import threading
@@ -48,7 +49,8 @@ from .methods import Batch, Method, MethodContext, build_method
 from .models import build_model, default_normalization
 from .optim import build_optimizer, lr_factor, set_lr
 from .plots import PICTURE_IMAGES, teacher_picture
-from .runlog import RunLog, rewind_log
+from .resume import compare, continued_anchor, data_fingerprint, decide
+from .runlog import RunLog, append_record, rewind_log
 
 
 class StopSignals:
@@ -130,10 +132,16 @@ def model_builder(cfg: Config, num_classes: int):
 
 
 class Trainer:
-    """Runs one experiment described by a :class:`Config` in ``cfg.run_dir``."""
+    """Runs one experiment described by a :class:`Config` in ``cfg.run_dir``.
 
-    def __init__(self, cfg: Config, *, resume: bool = True, progress: bool = True) -> None:
+    With ``resume``, a checkpoint in ``run_dir`` is continued; settings that differ from the
+    checkpoint's raise :class:`~dualteacher.resume.ResumeError` before anything is written, unless
+    every difference is safe and ``allow_changes`` (see :mod:`dualteacher.resume`).
+    """
+
+    def __init__(self, cfg: Config, *, resume: bool = True, allow_changes: bool = False, progress: bool = True) -> None:
         self.cfg = cfg
+        self.allow_changes = allow_changes
         self.progress = progress
         self.device = resolve_device(cfg.train.device)
         self.rank, self.world = distributed.setup(self.device)
@@ -176,6 +184,7 @@ class Trainer:
         pool, batch = (self.data.unlabeled, self.batch_u) if over_unlabeled else (self.data.labeled, self.batch_l)
         self.iters_per_epoch = t.iters_per_epoch or max(1, len(pool) // (batch * self.world))
         self.total_iters = t.epochs * self.iters_per_epoch
+        self.lr_anchor: tuple[int, float] | None = None
         self.iteration = 0
         self.best: dict[str, Any] = {"miou": -1.0}
         self.history: list[dict[str, Any]] = []
@@ -207,6 +216,8 @@ class Trainer:
         if found is None:
             return
         path, tensors, state = found
+        changes = compare(state, self.cfg, self.data.classes, self.iters_per_epoch, lambda: self.data_fingerprint)
+        decide(changes, allow=self.allow_changes, where=f"{path} (iteration {state['iteration']})")
         for role, module in self.method.modules().items():
             load_module(module, tensors, f"model/{role}")
         load_optimizer(self.optimizer, tensors, state["optimizer"])
@@ -218,10 +229,21 @@ class Trainer:
         self.train_seconds = state.get("train_seconds", 0.0)
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+        self.lr_anchor = continued_anchor(state, self.cfg.optim, self.iters_per_epoch, self.total_iters)
         self.resumed_from = path
         if self.rank == 0:
             rewind_log(self.run_dir, self.iteration)
-            tqdm.write(f"resuming {self.run_dir} from {path.name} at iteration {self.iteration}")
+            message = f"resuming {self.run_dir} from {path.name} at iteration {self.iteration}"
+            if changes:
+                append_record(self.run_dir, {"type": "resume", "iteration": self.iteration,
+                                             "changes": {c.key: [c.old, c.new] for c in changes}})
+                message += " with changes:" + "".join(f"\n  {c}" for c in changes)
+            tqdm.write(message)
+
+    @functools.cached_property
+    def data_fingerprint(self) -> dict[str, Any]:
+        """What tells this run's data from other data at another path (:func:`~dualteacher.resume.data_fingerprint`)."""
+        return data_fingerprint({"labeled": self.data.labeled, "unlabeled": self.data.unlabeled, "val": self.data.val})
 
     # ----------------------------------------------------------------- checkpoints
     def save_training_state(self) -> Path:
@@ -241,6 +263,9 @@ class Trainer:
             "skipped_steps": self.skipped_steps,
             "train_seconds": self.train_seconds,
             "scaler": self.scaler.state_dict(),
+            "schedule": {"iters_per_epoch": self.iters_per_epoch, "total_iters": self.total_iters,
+                         "anchor": None if self.lr_anchor is None else list(self.lr_anchor)},
+            "data": self.data_fingerprint,
             **self._model_card(),
         }
         return save_rotating(self.run_dir, tensors, state, self.cfg.train.keep_checkpoints)
@@ -416,7 +441,7 @@ class Trainer:
                 if epoch != started_epoch:
                     self.method.start_epoch(epoch)
                     started_epoch = epoch
-                lr = set_lr(self.optimizer, lr_factor(self.iteration, self.total_iters, cfg.optim))
+                lr = set_lr(self.optimizer, lr_factor(self.iteration, self.total_iters, cfg.optim, self.lr_anchor))
                 torch.manual_seed(derive_seed(cfg.train.seed, self.iteration, self.rank, 3))
                 gen = torch.Generator(self.device).manual_seed(derive_seed(cfg.train.seed, self.iteration, self.rank, 4))
                 labeled = self._to_batch(next(lab_iter))
@@ -482,9 +507,13 @@ class Trainer:
         return " | ".join(parts)
 
 
-def train(cfg: Config, *, resume: bool = True, progress: bool = True) -> dict[str, Any]:
-    """Build a :class:`Trainer` for ``cfg`` and run it; return the final evaluation record."""
-    trainer = Trainer(cfg, resume=resume, progress=progress)
+def train(cfg: Config, *, resume: bool = True, allow_changes: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Build a :class:`Trainer` for ``cfg`` and run it; return the final evaluation record.
+
+    Raises :class:`~dualteacher.resume.ResumeError` when ``run_dir`` holds a checkpoint written
+    with other settings that are not all safe and allowed (``allow_changes``).
+    """
+    trainer = Trainer(cfg, resume=resume, allow_changes=allow_changes, progress=progress)
     try:
         return trainer.fit()
     finally:

@@ -36,13 +36,19 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
 
 
-def lr_factor(iteration: int, total: int, cfg: OptimConfig) -> float:
-    """Linear warm-up from ``warmup_ratio`` over ``warmup_iters``, then poly decay to 0 at ``total``."""
+def lr_factor(iteration: int, total: int, cfg: OptimConfig, anchor: tuple[int, float] | None = None) -> float:
+    """Linear warm-up from ``warmup_ratio`` over ``warmup_iters``, then poly decay to 0 at ``total``.
+
+    The decay starts from factor 1 at ``warmup_iters``, or, with ``anchor = (start, factor)``, from
+    ``factor`` at iteration ``start``: a run resumed with another length continues from the LR it had
+    (:func:`dualteacher.resume.continued_anchor`) instead of jumping to the longer schedule's value.
+    """
+    start, peak = anchor if anchor is not None else (cfg.warmup_iters, 1.0)
     if iteration < cfg.warmup_iters:
         return cfg.warmup_ratio + (1.0 - cfg.warmup_ratio) * iteration / cfg.warmup_iters
-    span = max(total - cfg.warmup_iters, 1)
-    progress = min(max(iteration - cfg.warmup_iters, 0) / span, 1.0)
-    return (1.0 - progress) ** cfg.poly_power
+    span = max(total - start, 1)
+    progress = min(max(iteration - start, 0) / span, 1.0)
+    return peak * (1.0 - progress) ** cfg.poly_power
 
 
 def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> float:

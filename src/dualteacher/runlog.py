@@ -30,8 +30,7 @@ class RunLog:
         """Append one record; numeric fields become TensorBoard scalars at its iteration."""
         if not self.enabled:
             return
-        with self.path.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        append_record(self.path.parent, record)
         kind = record.get("type", "train")
         step = int(record.get("iteration", 0))
         for key, value in record.items():
@@ -53,6 +52,12 @@ class RunLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def append_record(run_dir: Path, record: dict[str, Any]) -> None:
+    """Append one JSON record to ``run_dir/metrics.jsonl``."""
+    with (Path(run_dir) / "metrics.jsonl").open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
 
 
 def read_log(run_dir: Path) -> list[dict[str, Any]]:
