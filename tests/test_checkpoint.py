@@ -8,7 +8,9 @@ import torch
 from dualteacher.checkpoint import (
     CheckpointError,
     load_checkpoint,
+    load_module,
     load_optimizer,
+    module_tensors,
     optimizer_tensors,
     save_checkpoint,
 )
@@ -67,3 +69,12 @@ def test_optimizer_state_round_trip(tmp_path: Path) -> None:
     for pid in before:
         for k in before[pid]:
             assert torch.equal(before[pid][k], after[pid][k]), (pid, k)
+
+
+def test_weights_that_do_not_fit_the_network_are_a_checkpoint_error() -> None:
+    tensors = module_tensors("model/student", torch.nn.Conv2d(8, 3, 1))
+    load_module(torch.nn.Conv2d(8, 3, 1), tensors, "model/student")
+    with pytest.raises(CheckpointError, match="'model/student' weights do not fit the network built from the settings"):
+        load_module(torch.nn.Conv2d(8, 4, 1), tensors, "model/student")
+    with pytest.raises(CheckpointError, match="no weights for 'model/teacher'"):
+        load_module(torch.nn.Conv2d(8, 3, 1), tensors, "model/teacher")
