@@ -20,6 +20,7 @@ import torch
 from dualteacher.config import config_from_dict
 from dualteacher.data.build import eval_loader
 from dualteacher.data.registry import open_source
+from dualteacher.evaluate import unpadded_groups
 from dualteacher.inference import load_model
 from dualteacher.inference_modes import EvalSettings
 
@@ -34,7 +35,8 @@ def quality(checkpoint: Path, role: str, split: str, threshold: float, limit: in
     dataset = source.dataset(ids, labeled=True, transform=EvalSettings.from_config(data).transform())
     k = len(model.classes)
     total, confident, correct = torch.zeros(k), torch.zeros(k), torch.zeros(k)
-    for batch in eval_loader(dataset, data.val_batch_size, workers=0):
+    groups = (g for batch in eval_loader(dataset, data.val_batch_size, workers=0) for g in unpadded_groups(batch))
+    for batch in groups:
         probs = model.logits(batch["image"].float().div(255)).softmax(1)
         conf, pred = probs.max(1)
         mask = batch["mask"].long()

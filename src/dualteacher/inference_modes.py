@@ -18,9 +18,10 @@ whole split.
 
 A predictor maps a float batch in [0, 1] ``[B, 3, H, W]`` to ``[B, C, H, W]``: plain logits in
 ``whole``/``center`` mode without TTA, otherwise the log of the averaged probabilities (same
-argmax; softmax gives the probabilities back). A batch of images of different sizes is padded
-to a common size before it reaches the predictor; use a val batch size of 1 when images
-differ in size (VOC, ADE20K) so that windows, resizing and padding see one image at a time.
+argmax; softmax gives the probabilities back). It is always called on images of one size:
+:func:`dualteacher.evaluate.evaluate` splits every val batch into groups of equal-size images
+without padding, so windows, resizing and the network see each image as if it were alone,
+whatever the val batch size.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from .checkpoint import atomic_write_bytes
 from .colors import overlay as blend
 from .data.folder import DataError
+from .evaluate import size_groups
 from .inference import LoadedModel, image_array, to_batch
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -162,7 +163,8 @@ def predict_files(
             chunk = list(range(start, min(start + batch_size, len(paths))))
             images = {i: _read(paths[i]) for i in chunk}
             chunk_records: dict[int, dict[str, Any]] = {}
-            for group in _same_size_groups(images):
+            for positions in size_groups([images[i].shape for i in chunk]):
+                group = [chunk[p] for p in positions]
                 logits = predictor(to_batch([images[i] for i in group], model.device))
                 masks = logits.argmax(1).cpu().numpy()
                 probabilities = logits.float().softmax(1).cpu().numpy().astype(np.float16) if probs else None
@@ -184,10 +186,3 @@ def predict_files(
     atomic_write_bytes(out / "predictions.json", json.dumps(manifest, indent=1).encode())
     return records
 
-
-def _same_size_groups(images: dict[int, np.ndarray]) -> list[list[int]]:
-    """Keys of ``images`` grouped by image size, in first-seen order."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for key, image in images.items():
-        groups.setdefault(image.shape, []).append(key)
-    return list(groups.values())
