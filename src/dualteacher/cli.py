@@ -53,7 +53,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         return 2
     metrics = model.eval_dataset(
         args.data, args.split, dataset=args.dataset, splits_dir=args.splits_dir, settings=settings,
-        batch_size=args.batch_size, workers=args.workers,
+        batch_size=args.batch_size, workers=args.workers, ignore_index=args.ignore_index,
     )
     dataset = args.dataset or model.state["config"]["data"]["dataset"]
     result = {
@@ -237,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resize", type=_positive, nargs=2, metavar=("LONG", "SHORT"),
                    help="keep-ratio resize before prediction, e.g. 2048 512 (default: data.eval_resize)")
     p.add_argument("--batch-size", type=_positive, help="default: data.val_batch_size of the checkpoint")
+    p.add_argument("--ignore-index", type=int, metavar="VALUE",
+                   help="folder layout: mask value of unlabelled pixels (default: the run's data.ignore_index)")
     p.add_argument("--workers", type=int, default=0, help="data-loading processes")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .augment import normalize
-from .data.folder import IGNORE_INDEX
+from .data.transforms import IGNORE_INDEX
 
 
 def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> Tensor:
@@ -153,7 +153,6 @@ def evaluate(
     batches: Iterable[dict[str, Tensor]],
     num_classes: int,
     device: torch.device,
-    ignore_index: int = IGNORE_INDEX,
 ) -> tuple[Metrics, Tensor]:
     """Score ``predictor`` over every batch; under DDP the confusion matrix is summed over ranks.
 
@@ -168,7 +167,7 @@ def evaluate(
             images = group["image"].to(device, non_blocking=True).float().div_(255)
             masks = group["mask"].to(device, non_blocking=True)
             pred = predictor(images).argmax(1)
-            conf += confusion_matrix(pred, masks, num_classes, ignore_index)
+            conf += confusion_matrix(pred, masks, num_classes)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(conf)
     return metrics_from_confusion(conf), conf.cpu()

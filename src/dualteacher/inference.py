@@ -27,6 +27,7 @@ from .colors import palette
 from .config import config_from_dict
 from .data.folder import DataError
 from .data.registry import open_source
+from .data.transforms import IGNORE_INDEX
 from .evaluate import Metrics, Predictor
 from .inference_modes import EvalSettings, build_predictor, evaluate_split
 from .models import build_model
@@ -126,11 +127,14 @@ class LoadedModel:
         settings: EvalSettings | None = None,
         batch_size: int | None = None,
         workers: int = 0,
+        ignore_index: int | None = None,
     ) -> Metrics:
         """mIoU, per-class IoU and pixel accuracy of this model on ``split`` of a dataset.
 
         Unset arguments default to what the model was trained with (dataset, root, splits
-        directory, evaluation protocol, val batch size).
+        directory, evaluation protocol, val batch size, and for the folder layout the mask value
+        of unlabelled pixels, ``data.ignore_index``). Raises :class:`DataError` for a dataset that
+        cannot be read or whose class count differs from the model's.
         """
         trained = config_from_dict(self.state["config"]).data
         dataset = dataset or trained.dataset
@@ -138,7 +142,9 @@ class LoadedModel:
         if splits_dir is None:
             same_data = dataset == trained.dataset and str(root) == trained.root
             splits_dir = trained.splits_dir if same_data else ""
-        source = open_source(dataset, root, splits_dir)
+        if ignore_index is None:
+            ignore_index = trained.ignore_index if dataset == "folder" else IGNORE_INDEX
+        source = open_source(dataset, root, splits_dir, ignore_index=ignore_index)
         if len(source.classes) != len(self.classes):
             raise DataError(
                 f"the model predicts {len(self.classes)} classes but {dataset} at {root} has {len(source.classes)}"

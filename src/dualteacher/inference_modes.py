@@ -135,10 +135,9 @@ def evaluate_split(
     *,
     batch_size: int = 1,
     workers: int = 0,
-    ignore_index: int = 255,
 ) -> tuple[Metrics, Tensor]:
     """Score ``predict`` on ``split`` of ``source`` under ``settings``: (metrics, confusion matrix)."""
     num_classes = len(source.classes)
     dataset = source.dataset(source.split_ids(split), labeled=True, transform=settings.transform())
     loader = eval_loader(dataset, batch_size, workers=workers)
-    return evaluate(build_predictor(predict, settings, num_classes), loader, num_classes, device, ignore_index)
+    return evaluate(build_predictor(predict, settings, num_classes), loader, num_classes, device)
