@@ -5,9 +5,11 @@ PIL image (or opened path) is turned upright by its EXIF orientation, then conve
 (grayscale and palette images expanded, an alpha channel dropped, 16-bit grayscale rescaled
 to 8 bits); a numpy array must be uint8 ``[H, W]`` (grayscale), ``[H, W, 3]`` (RGB) or
 ``[H, W, 4]`` (RGBA, alpha dropped) and is taken as given. Predictions are made at the
-image's own resolution: ``whole`` runs the full image at once (padded to the network's
-stride), ``slide`` runs overlapping ``tile`` x ``tile`` windows (default: the training crop
-size) and averages their probabilities.
+image's own resolution with the run's evaluation protocol (``data.eval_*``: mode, tile,
+stride, flip, scales, resize; a ``center`` protocol predicts the whole image), so a prediction
+is what the run's evaluation scored: ``whole`` runs the full image at once (padded to the
+network's stride), ``slide`` runs overlapping ``tile`` x ``tile`` windows (default: the
+training crop size) and averages their probabilities. Each setting can be overridden.
 """
 
 from __future__ import annotations
@@ -86,7 +88,12 @@ class LoadedModel:
     state: dict[str, Any]
     device: torch.device
     palette: np.ndarray
-    tile: int
+    protocol: EvalSettings
+
+    @property
+    def tile(self) -> int:
+        """The run's evaluation tile (``data.eval_tile``, default the training crop size)."""
+        return self.protocol.tile
 
     @property
     def stride(self) -> int:
@@ -98,23 +105,40 @@ class LoadedModel:
         """Logits for a float batch in [0, 1], ``[B, 3, H, W]``, at the input resolution."""
         return self.network(normalize(images.to(self.device), self.mean, self.std))
 
-    def predictor(self, mode: str = "whole", tile: int | None = None, stride: int | None = None) -> Predictor:
-        """A function from a float batch in [0, 1] to logits (``slide``: log mean probabilities)."""
-        if mode not in MODES:
+    def prediction_settings(
+        self,
+        mode: str | None = None,
+        tile: int | None = None,
+        stride: int | None = None,
+        *,
+        flip: bool | None = None,
+        scales: tuple[float, ...] | None = None,
+        resize: tuple[int, int] | None = None,
+    ) -> EvalSettings:
+        """The run's protocol for whole images (:meth:`EvalSettings.for_whole_images`) with every
+        given value replaced; ``mode`` is ``whole`` or ``slide``. Raises ValueError otherwise."""
+        if mode is not None and mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
-        settings = EvalSettings(mode=mode, tile=tile or self.tile, stride=stride)
-        return build_predictor(self.logits, settings, len(self.classes))
+        return self.protocol.for_whole_images().override(
+            mode=mode, tile=tile, stride=stride, flip=flip, scales=scales, resize=resize
+        )
+
+    def predictor(self, settings: EvalSettings | None = None) -> Predictor:
+        """A function from a float batch in [0, 1] of images of one size to logits, under
+        ``settings`` (default :meth:`prediction_settings`); log mean probabilities with windows or TTA."""
+        return build_predictor(self.logits, settings or self.prediction_settings(), len(self.classes))
 
     def predict(
-        self, image: ImageInput, *, mode: str = "whole", tile: int | None = None, stride: int | None = None
+        self, image: ImageInput, *, mode: str | None = None, tile: int | None = None, stride: int | None = None
     ) -> np.ndarray:
         """The ``[H, W]`` class map of one image at its own (upright) resolution.
 
-        ``image`` is a path, a PIL image or a uint8 numpy array (see the module docstring). The
-        result is uint8 when the classes fit in it (up to 256), int64 otherwise.
+        ``image`` is a path, a PIL image or a uint8 numpy array (see the module docstring);
+        ``mode``/``tile``/``stride`` override the run's protocol. The result is uint8 when the
+        classes fit in it (up to 256), int64 otherwise. Raises ValueError for an unknown mode.
         """
         batch = to_batch([image_array(image)], self.device)
-        pred = self.predictor(mode, tile, stride)(batch).argmax(1)[0].cpu().numpy()
+        pred = self.predictor(self.prediction_settings(mode, tile, stride))(batch).argmax(1)[0].cpu().numpy()
         return pred.astype(np.uint8 if len(self.classes) <= 256 else np.int64)
 
     def eval_dataset(
@@ -150,7 +174,7 @@ class LoadedModel:
                 f"the model predicts {len(self.classes)} classes but {dataset} at {root} has {len(source.classes)}"
             )
         metrics, _ = evaluate_split(
-            self.logits, source, split, settings or EvalSettings.from_config(trained), self.device,
+            self.logits, source, split, settings or self.protocol, self.device,
             batch_size=batch_size or trained.val_batch_size, workers=workers,
         )
         return metrics
@@ -191,5 +215,5 @@ def load_model(path: str | Path, role: str | None = None, device: str | torch.de
         state=state,
         device=device,
         palette=palette(len(state["classes"])),
-        tile=int(cfg.data.eval_tile or cfg.data.crop_size),
+        protocol=EvalSettings.from_config(cfg.data),
     )

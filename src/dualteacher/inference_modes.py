@@ -74,6 +74,35 @@ class EvalSettings:
             resize=tuple(data.eval_resize) if data.eval_resize is not None else None,  # type: ignore[arg-type]
         )
 
+    def override(
+        self,
+        *,
+        mode: str | None = None,
+        tile: int | None = None,
+        stride: int | None = None,
+        flip: bool | None = None,
+        scales: tuple[float, ...] | None = None,
+        resize: tuple[int, int] | None = None,
+    ) -> EvalSettings:
+        """These settings with every given (not None, not empty) value replaced.
+
+        A new ``tile`` without a new ``stride`` drops the old stride (the default, 2/3 of the
+        new tile). Raises ValueError for a combination that is not valid.
+        """
+        return EvalSettings(
+            mode=mode or self.mode,
+            tile=tile or self.tile,
+            stride=stride if stride is not None else (self.stride if tile is None else None),
+            flip=self.flip if flip is None else flip,
+            scales=tuple(scales) if scales else self.scales,
+            resize=tuple(resize) if resize else self.resize,  # type: ignore[arg-type]
+        )
+
+    def for_whole_images(self) -> EvalSettings:
+        """The protocol for predicting whole images: ``center`` (a crop of image and label) is
+        scored on part of the image only, so it predicts ``whole``; other modes are kept."""
+        return self.override(mode="whole") if self.mode == "center" else self
+
     @property
     def is_plain(self) -> bool:
         """True when the predictor is the network alone (no windows, no TTA)."""

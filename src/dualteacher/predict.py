@@ -35,6 +35,7 @@ from .colors import overlay as blend
 from .data.folder import DataError
 from .evaluate import size_groups
 from .inference import LoadedModel, image_array, to_batch
+from .inference_modes import EvalSettings
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _UNSAFE = re.compile(r"[^\w.-]")
@@ -135,22 +136,22 @@ def predict_files(
     out_dir: str | Path,
     *,
     batch_size: int = 4,
-    mode: str = "whole",
-    tile: int | None = None,
-    stride: int | None = None,
+    settings: EvalSettings | None = None,
     overlay: bool = False,
     probs: bool = False,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Predict every image of ``inputs`` and write the outputs under ``out_dir``.
 
-    Up to ``batch_size`` images are read at a time; those of equal size run as one batch.
-    Returns one record per input (its path, output files relative to ``out_dir``, size), the
-    same records that ``predictions.json`` lists.
+    Up to ``batch_size`` images are read at a time; those of equal size run as one batch, each
+    predicted as if it were alone. ``settings`` is the protocol (default: the run's,
+    :meth:`LoadedModel.prediction_settings`). Returns one record per input (its path, output
+    files relative to ``out_dir``, size), the same records that ``predictions.json`` lists.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    predictor = model.predictor(mode, tile, stride)
+    settings = settings or model.prediction_settings()
+    predictor = model.predictor(settings)
     paths = collect_inputs(inputs)
     names = output_names(paths)
     out = Path(out_dir)
@@ -182,7 +183,7 @@ def predict_files(
                     chunk_records[i] = record
             records.extend(chunk_records[i] for i in chunk)
             bar.update(len(chunk))
-    manifest = {"model": model.role, "classes": model.classes, "mode": mode, "images": records}
+    manifest = {"model": model.role, "classes": model.classes, "mode": settings.mode, "images": records}
     atomic_write_bytes(out / "predictions.json", json.dumps(manifest, indent=1).encode())
     return records
 
