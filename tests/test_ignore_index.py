@@ -37,7 +37,8 @@ def _scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarra
 
 @pytest.fixture(scope="module")
 def zero_unlabelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """12 train scenes (4 labelled) of 48x48 and 4 val scenes of different sizes; mask value 0 = unlabelled."""
+    """12 train scenes (4 labelled) of 48x48 and 4 held-out scenes of different sizes (split ``holdout``;
+    ``val`` lists two of them); mask value 0 = unlabelled."""
     root = tmp_path_factory.mktemp("zero") / "data"
     for folder in ("images", "masks", "splits"):
         (root / folder).mkdir(parents=True)
@@ -51,13 +52,15 @@ def zero_unlabelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     splits = {"labeled": range(4), "unlabeled": range(4, 12)}
     for split, ids in splits.items():
         (root / "splits" / f"{split}.txt").write_text("".join(f"t{i}\n" for i in ids))
-    (root / "splits" / "val.txt").write_text("".join(f"v{i}\n" for i in range(len(VAL_SIZES))))
+    (root / "splits" / "holdout.txt").write_text("".join(f"v{i}\n" for i in range(len(VAL_SIZES))))
+    (root / "splits" / "val.txt").write_text("v0\nv1\n")
     return root
 
 
 def _overrides(root: Path, run_dir: Path) -> list[str]:
     return [
-        f"data.root={root}", "data.ignore_index=0", "data.crop_size=32", "data.workers=0", "data.val_batch_size=4",
+        f"data.root={root}", "data.ignore_index=0", "data.val_split=holdout", "data.crop_size=32",
+        "data.workers=0", "data.val_batch_size=4",
         "model.encoder=resnet18", "model.decoder_channels=32", "method.name=dual_teacher", "optim.lr=0.01",
         "train.epochs=1", "train.iters_per_epoch=2", "train.batch_size=2", "train.probe_images=2",
         "train.keep=student", f"run_dir={run_dir}",
@@ -74,7 +77,7 @@ def test_training_eval_and_an_independent_scorer_agree(zero_unlabelled: Path, tm
         capsys.readouterr()
         assert main(["eval", str(best), "--json", *extra]) == 0
         scores.append(json.loads(capsys.readouterr().out)["miou"])
-    assert scores == [record["student/miou"]] * 2
+    assert scores == [record["student/miou"]] * 2  # the run's val split, ignore value and protocol
 
     model = load_model(best)
     unlabelled_ignored = torch.zeros(3, 3, dtype=torch.int64)

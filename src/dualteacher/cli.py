@@ -43,19 +43,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    split = args.split or model.default_split(args.dataset, args.data)
     metrics = model.eval_dataset(
-        args.data, args.split, dataset=args.dataset, splits_dir=args.splits_dir, settings=settings,
+        args.data, split, dataset=args.dataset, splits_dir=args.splits_dir, settings=settings,
         batch_size=args.batch_size, workers=args.workers, ignore_index=args.ignore_index,
     )
     dataset = args.dataset or model.state["config"]["data"]["dataset"]
     result = {
-        "checkpoint": str(args.checkpoint), "model": model.role, "dataset": dataset, "split": args.split,
+        "checkpoint": str(args.checkpoint), "model": model.role, "dataset": dataset, "split": split,
         "mode": settings.mode, **metrics.as_dict(model.classes),
     }
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        print(f"{args.checkpoint} [{model.role}] on {dataset} {args.split} ({settings.mode}): mIoU {metrics.miou:.4f}, "
+        print(f"{args.checkpoint} [{model.role}] on {dataset} {split} ({settings.mode}): mIoU {metrics.miou:.4f}, "
               f"pixel accuracy {metrics.pixel_accuracy:.4f}")
         for name, iou in result["iou"].items():
             print(f"  {name:<24} {'absent' if iou is None else f'{iou:.4f}'}")
@@ -220,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="score a checkpoint on a split of a dataset")
     p.add_argument("checkpoint", type=Path)
     _data_options(p, required=False)
-    p.add_argument("--split", default="val")
+    p.add_argument("--split", help="default: the run's data.val_split on its own data, else val")
     p.add_argument("--model", help="which network of a training checkpoint: student (default), teacher1, ...")
     p.add_argument("--mode", choices=EVAL_MODES,
                    help="whole image, centre crop (image and label) or sliding window (default: data.eval_mode)")

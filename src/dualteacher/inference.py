@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from .augment import normalize
 from .checkpoint import CheckpointError, load_checkpoint, load_module
 from .colors import palette
-from .config import config_from_dict
+from .config import DataConfig, config_from_dict
 from .data.folder import DataError
 from .data.registry import open_source
 from .data.transforms import IGNORE_INDEX
@@ -141,10 +141,25 @@ class LoadedModel:
         pred = self.predictor(self.prediction_settings(mode, tile, stride))(batch).argmax(1)[0].cpu().numpy()
         return pred.astype(np.uint8 if len(self.classes) <= 256 else np.int64)
 
+    @property
+    def trained_data(self) -> DataConfig:
+        """The ``data`` settings of the run that made this model."""
+        return config_from_dict(self.state["config"]).data
+
+    def is_trained_data(self, dataset: str | None = None, root: str | Path | None = None) -> bool:
+        """Whether ``dataset`` at ``root`` (None: the run's) is the data the run trained on."""
+        trained = self.trained_data
+        return (dataset or trained.dataset) == trained.dataset and str(root or trained.root) == trained.root
+
+    def default_split(self, dataset: str | None = None, root: str | Path | None = None) -> str:
+        """The split to score by default: the run's ``data.val_split`` on the data it was trained
+        on, ``val`` on any other."""
+        return self.trained_data.val_split if self.is_trained_data(dataset, root) else "val"
+
     def eval_dataset(
         self,
         root: str | Path | None = None,
-        split: str = "val",
+        split: str | None = None,
         *,
         dataset: str | None = None,
         splits_dir: str | None = None,
@@ -156,16 +171,16 @@ class LoadedModel:
         """mIoU, per-class IoU and pixel accuracy of this model on ``split`` of a dataset.
 
         Unset arguments default to what the model was trained with (dataset, root, splits
-        directory, evaluation protocol, val batch size, and for the folder layout the mask value
-        of unlabelled pixels, ``data.ignore_index``). Raises :class:`DataError` for a dataset that
+        directory, val split (:meth:`default_split`), evaluation protocol, val batch size, and for
+        the folder layout the mask value of unlabelled pixels, ``data.ignore_index``). Raises :class:`DataError` for a dataset that
         cannot be read or whose class count differs from the model's.
         """
-        trained = config_from_dict(self.state["config"]).data
+        trained = self.trained_data
+        if splits_dir is None:
+            splits_dir = trained.splits_dir if self.is_trained_data(dataset, root) else ""
+        split = split or self.default_split(dataset, root)
         dataset = dataset or trained.dataset
         root = root or trained.root
-        if splits_dir is None:
-            same_data = dataset == trained.dataset and str(root) == trained.root
-            splits_dir = trained.splits_dir if same_data else ""
         if ignore_index is None:
             ignore_index = trained.ignore_index if dataset == "folder" else IGNORE_INDEX
         source = open_source(dataset, root, splits_dir, ignore_index=ignore_index)
