@@ -20,6 +20,8 @@ import torch
 from dualteacher.config import config_from_dict
 from dualteacher.data.build import eval_loader
 from dualteacher.data.registry import open_source
+from dualteacher.data.transforms import IGNORE_INDEX
+from dualteacher.evaluate import unpadded_groups
 from dualteacher.inference import load_model
 from dualteacher.inference_modes import EvalSettings
 
@@ -29,16 +31,17 @@ def quality(checkpoint: Path, role: str, split: str, threshold: float, limit: in
     """Per-class coverage and accuracy of confident pixels, and the overall figures."""
     model = load_model(checkpoint, role)
     data = config_from_dict(model.state["config"]).data
-    source = open_source(data.dataset, data.root, data.splits_dir)
+    source = open_source(data.dataset, data.root, data.splits_dir, ignore_index=data.ignore_index)
     ids = source.split_ids(split)[:limit]
     dataset = source.dataset(ids, labeled=True, transform=EvalSettings.from_config(data).transform())
     k = len(model.classes)
     total, confident, correct = torch.zeros(k), torch.zeros(k), torch.zeros(k)
-    for batch in eval_loader(dataset, data.val_batch_size, workers=0):
+    groups = (g for batch in eval_loader(dataset, data.val_batch_size, workers=0) for g in unpadded_groups(batch))
+    for batch in groups:
         probs = model.logits(batch["image"].float().div(255)).softmax(1)
         conf, pred = probs.max(1)
         mask = batch["mask"].long()
-        valid = mask != data.ignore_index
+        valid = mask != IGNORE_INDEX
         sure = valid & (conf >= threshold)
         total += torch.bincount(mask[valid], minlength=k).float()
         confident += torch.bincount(mask[sure], minlength=k).float()

@@ -139,3 +139,15 @@ def test_scores_are_at_label_resolution_over_the_whole_split(tmp_path: Path) -> 
     assert slide.iou == pytest.approx(whole.iou) and flip.iou == pytest.approx(whole.iou)
     assert int(whole_conf.sum()) == sum((h - 3) * 50 for h in (36, 40, 44))  # every labelled pixel, once
     assert int(center_conf.sum()) == (31 + 32 + 32) * 32  # the central 32x32 regions minus ignored rows
+
+
+def test_override_replaces_only_what_is_given() -> None:
+    run = EvalSettings(mode="slide", tile=64, stride=40, flip=True, scales=(0.5, 1.0))
+    assert run.override() == run
+    assert run.override(mode="whole", flip=False) == EvalSettings(mode="whole", tile=64, stride=40, scales=(0.5, 1.0))
+    assert run.override(tile=32).stride is None  # the run's stride belonged to its tile
+    assert run.override(tile=32, stride=8).stride == 8
+    assert EvalSettings(mode="center", tile=48).for_whole_images() == EvalSettings(mode="whole", tile=48)
+    assert run.for_whole_images() is run
+    with pytest.raises(ValueError, match="stride"):
+        run.override(stride=80)

@@ -45,6 +45,8 @@ def test_onnx_graph_has_dynamic_axes_and_a_model_card(checkpoint: Path, exported
     assert card["classes"] == model.classes and card["palette"] == model.palette[:11].tolist()
     assert card["normalization"]["mean"] == list(model.mean) and card["normalization"]["applied_inside_model"]
     assert card["input"]["range"] == [0.0, 1.0] and card["input"]["layout"] == "NCHW"
+    assert card["protocol"] == {"mode": "whole", "tile": 48, "stride": None, "flip": False, "scales": [1.0],
+                                "resize": None}
 
 
 def test_export_command_checks_parity(checkpoint: Path, tmp_path: Path, capsys) -> None:  # noqa: F811

@@ -23,6 +23,7 @@ from dualteacher.evaluate import (
     sliding_window_logits,
     window_starts,
 )
+from dualteacher.inference_modes import EvalSettings, build_predictor
 from dualteacher.predict import class_map_png, output_names
 
 
@@ -219,3 +220,31 @@ def test_slide_mode_of_the_model(checkpoint: Path) -> None:
     assert tiled.shape == (40, 90) and tiled.dtype == np.uint8
     with pytest.raises(ValueError, match="unknown mode"):
         model.predict(image, mode="centre")
+
+
+def test_predict_follows_the_runs_evaluation_protocol(checkpoint: Path, tmp_path: Path) -> None:
+    tensors, state = load_checkpoint(checkpoint)
+    state["config"]["data"].update(eval_mode="slide", eval_tile=32, eval_stride=16, eval_flip=True)
+    slide = tmp_path / "slide.safetensors"
+    save_checkpoint(slide, tensors, state)
+    state["config"]["data"].update(eval_mode="center", eval_flip=False)
+    center = tmp_path / "center.safetensors"
+    save_checkpoint(center, tensors, state)
+
+    model = load_model(slide)
+    image = np.random.default_rng(0).integers(0, 256, (40, 90, 3), dtype=np.uint8)
+    batch = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    settings = EvalSettings(mode="slide", tile=32, stride=16, flip=True)
+    protocol = build_predictor(model.logits, settings, len(model.classes))
+    expected = protocol(batch).argmax(1)[0].numpy()
+    plain = model.logits(batch).argmax(1)[0].numpy()
+    assert (expected != plain).any()  # a meaningful comparison
+    np.testing.assert_array_equal(model.predict(image), expected)
+    Image.fromarray(image).save(tmp_path / "x.png")
+    assert main(["predict", str(slide), str(tmp_path / "x.png"), "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a" / "x.png")), expected)
+    assert main(["predict", str(slide), str(tmp_path / "x.png"), "--out", str(tmp_path / "b"), "--quiet",
+                 "--mode", "whole", "--no-flip"]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "b" / "x.png")), plain)
+    np.testing.assert_array_equal(load_model(center).predict(image), plain)  # a centre crop predicts whole images
+    assert main(["predict", str(slide), str(tmp_path / "x.png"), "--out", str(tmp_path / "c"), "--stride", "40"]) == 2

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .data.transforms import IGNORE_INDEX
+
 __all__ = [
     "MIXINGS",
     "StrongAugConfig",
@@ -267,7 +269,7 @@ def classmix_mask(
     labels: Tensor,
     perm: Tensor,
     gen: torch.Generator,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     num_classes: int | None = None,
 ) -> Tensor:
     """ClassMix masks: bool [B, H, W], True where image i takes the pixel of its partner ``perm[i]``.
@@ -338,7 +340,7 @@ def make_mix_mask(
     *,
     beta: tuple[float, float] = (4.0, 4.0),
     p: float = 1.0,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     num_classes: int | None = None,
 ) -> Tensor:
     """Mixing mask [B, H, W] by name: "cutmix", "classmix" or "none" (all False: no mixing).

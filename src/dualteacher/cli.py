@@ -33,37 +33,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .config import config_from_dict
     from .inference import load_model
-    from .inference_modes import EvalSettings
 
     model = load_model(args.checkpoint, role=args.model, device=args.device)
-    defaults = EvalSettings.from_config(config_from_dict(model.state["config"]).data)
     try:
-        settings = EvalSettings(
-            mode=args.mode or defaults.mode,
-            tile=args.tile or defaults.tile,
-            stride=args.stride if args.stride is not None else (defaults.stride if args.tile is None else None),
-            flip=defaults.flip if args.flip is None else args.flip,
-            scales=tuple(args.scales) if args.scales else defaults.scales,
-            resize=tuple(args.resize) if args.resize else defaults.resize,
+        settings = model.protocol.override(
+            mode=args.mode, tile=args.tile, stride=args.stride, flip=args.flip, scales=args.scales, resize=args.resize
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    split = args.split or model.default_split(args.dataset, args.data)
     metrics = model.eval_dataset(
-        args.data, args.split, dataset=args.dataset, splits_dir=args.splits_dir, settings=settings,
-        batch_size=args.batch_size, workers=args.workers,
+        args.data, split, dataset=args.dataset, splits_dir=args.splits_dir, settings=settings,
+        batch_size=args.batch_size, workers=args.workers, ignore_index=args.ignore_index,
     )
     dataset = args.dataset or model.state["config"]["data"]["dataset"]
     result = {
-        "checkpoint": str(args.checkpoint), "model": model.role, "dataset": dataset, "split": args.split,
+        "checkpoint": str(args.checkpoint), "model": model.role, "dataset": dataset, "split": split,
         "mode": settings.mode, **metrics.as_dict(model.classes),
     }
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        print(f"{args.checkpoint} [{model.role}] on {dataset} {args.split} ({settings.mode}): mIoU {metrics.miou:.4f}, "
+        print(f"{args.checkpoint} [{model.role}] on {dataset} {split} ({settings.mode}): mIoU {metrics.miou:.4f}, "
               f"pixel accuracy {metrics.pixel_accuracy:.4f}")
         for name, iou in result["iou"].items():
             print(f"  {name:<24} {'absent' if iou is None else f'{iou:.4f}'}")
@@ -133,13 +126,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict_files, safe_name
 
     model = load_model(args.checkpoint, role=args.model, device=args.device)
-    tile = args.tile or model.tile
-    if args.stride is not None and args.stride > tile:
-        print(f"error: --stride {args.stride} is larger than the tile ({tile})", file=sys.stderr)
+    try:
+        settings = model.prediction_settings(
+            args.mode, args.tile, args.stride, flip=args.flip, scales=args.scales, resize=args.resize
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     records = predict_files(
-        model, args.inputs, args.out, batch_size=args.batch_size, mode=args.mode, tile=tile,
-        stride=args.stride, overlay=args.overlay, probs=args.probs, progress=not args.quiet,
+        model, args.inputs, args.out, batch_size=args.batch_size, settings=settings,
+        overlay=args.overlay, probs=args.probs, progress=not args.quiet,
     )
     renamed = [r for r in records if Path(r["mask"]).stem != safe_name(Path(r["input"]).stem)]
     for r in renamed:
@@ -228,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="score a checkpoint on a split of a dataset")
     p.add_argument("checkpoint", type=Path)
     _data_options(p, required=False)
-    p.add_argument("--split", default="val")
+    p.add_argument("--split", help="default: the run's data.val_split on its own data, else val")
     p.add_argument("--model", help="which network of a training checkpoint: student (default), teacher1, ...")
     p.add_argument("--mode", choices=EVAL_MODES,
                    help="whole image, centre crop (image and label) or sliding window (default: data.eval_mode)")
@@ -240,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resize", type=_positive, nargs=2, metavar=("LONG", "SHORT"),
                    help="keep-ratio resize before prediction, e.g. 2048 512 (default: data.eval_resize)")
     p.add_argument("--batch-size", type=_positive, help="default: data.val_batch_size of the checkpoint")
+    p.add_argument("--ignore-index", type=int, metavar="VALUE",
+                   help="folder layout: mask value of unlabelled pixels (default: the run's data.ignore_index)")
     p.add_argument("--workers", type=int, default=0, help="data-loading processes")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -293,10 +291,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="image files, folders (not recursive) or quoted globs ('data/**/*.jpg')")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--model", help="which network of a training checkpoint: student (default), teacher1, ...")
-    p.add_argument("--mode", choices=["whole", "slide"], default="whole",
-                   help="whole image at once (default) or overlapping tiles for large images")
-    p.add_argument("--tile", type=_positive, help="slide: tile size (default: the training crop size)")
-    p.add_argument("--stride", type=_positive, help="slide: step between tiles (default: 2/3 of the tile)")
+    p.add_argument("--mode", choices=["whole", "slide"],
+                   help="whole image at once or overlapping tiles (default: the run's data.eval_mode; center: whole)")
+    p.add_argument("--tile", type=_positive, help="slide: tile size (default: data.eval_tile or crop_size)")
+    p.add_argument("--stride", type=_positive,
+                   help="slide: step between tiles (default: data.eval_stride, else 2/3 of the tile)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="average with the horizontally flipped image (default: data.eval_flip)")
+    p.add_argument("--scales", type=float, nargs="+", help="multi-scale: e.g. 0.75 1 1.25 (default: data.eval_scales)")
+    p.add_argument("--resize", type=_positive, nargs=2, metavar=("LONG", "SHORT"),
+                   help="keep-ratio resize before prediction, e.g. 2048 512 (default: data.eval_resize)")
     p.add_argument("--batch-size", type=_positive, default=4)
     p.add_argument("--overlay", action="store_true", help="also write overlays/<name>.png (image + class colours)")
     p.add_argument("--probs", action="store_true", help="also write probs/<name>.npy (float16 [C,H,W] probabilities)")

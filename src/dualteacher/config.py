@@ -40,6 +40,9 @@ class DataConfig:
     short), a keep-ratio resize of every val image before prediction (mmseg's
     ``Resize(scale=(2048, 512), keep_ratio=True)``); see :mod:`dualteacher.inference_modes`.
     ``workers`` (data-loading processes per rank) defaults to :func:`default_workers`.
+    ``ignore_index`` is the mask value of unlabelled pixels in the folder layout's files (e.g. 0
+    when class 0 means "unlabelled"); it is mapped to 255 when a mask is read, and 255 is always
+    ignored too. The standard benchmarks have their own convention and refuse any other value.
     """
 
     dataset: str = "folder"
@@ -308,6 +311,7 @@ def validate(cfg: Config) -> Config:
         ("data.workers", cfg.data.workers >= 0, "must be >= 0"),
         ("data.scale_range", 0 < cfg.data.scale_range[0] <= cfg.data.scale_range[1], "needs 0 < min <= max"),
         ("data.val_batch_size", cfg.data.val_batch_size >= 1, "must be >= 1"),
+        ("data.ignore_index", 0 <= cfg.data.ignore_index <= 255, "must be a mask value in [0, 255]"),
         ("data.eval_tile", cfg.data.eval_tile is None or cfg.data.eval_tile >= 8, "must be >= 8"),
         ("data.eval_stride", cfg.data.eval_stride is None or 1 <= cfg.data.eval_stride <= (cfg.data.eval_tile or cfg.data.crop_size),
          "must be in [1, eval_tile]"),

@@ -166,7 +166,6 @@ class Trainer:
             num_classes=self.num_classes,
             mean=self.mean,
             std=self.std,
-            ignore_index=cfg.data.ignore_index,
         )
         self.method: Method = build_method(ctx).to(self.device)
         self.channels_last = cfg.train.channels_last
@@ -311,7 +310,7 @@ class Trainer:
         self.method.student.eval()
         for role, module in modules.items():
             predictor = build_predictor(logits_predictor(module, self.mean, self.std), settings, self.num_classes)
-            metrics, _ = evaluate(predictor, loader, self.num_classes, self.device, self.cfg.data.ignore_index)
+            metrics, _ = evaluate(predictor, loader, self.num_classes, self.device)
             record[f"{role}/miou"] = metrics.miou
             record[f"{role}/pixel_accuracy"] = metrics.pixel_accuracy
             if self._eligible(role) and metrics.miou > self.best["miou"]:

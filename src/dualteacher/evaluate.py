@@ -2,11 +2,17 @@
 
 mIoU averages IoU over the classes that occur in the ground truth or the prediction; a class
 absent from both has no defined IoU and is excluded (instead of counting as 0 or 1).
+
+Every image is predicted as if it were alone: a batch of images of different sizes (padded to a
+common size by ``collate_eval``) is split into groups of equal size with the padding cut off
+(:func:`unpadded_groups`), because zero padding changes a network's output (padded pixels enter
+the receptive field, and global pooling such as DeepLabV3+'s ASPP image pooling averages over
+them). Images of one size still run as one batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -14,9 +20,10 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .augment import normalize
+from .data.transforms import IGNORE_INDEX
 
 
-def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
+def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """``[C, C]`` int64 counts, rows = ground truth, columns = prediction; ignored pixels skipped."""
     keep = target != ignore_index
     index = target[keep].long() * num_classes + pred[keep].long()
@@ -111,25 +118,56 @@ def sliding_window_logits(
     return (probs / count).clamp_min(torch.finfo(torch.float32).tiny).log()
 
 
+def size_groups(sizes: Sequence[Hashable]) -> list[list[int]]:
+    """Positions of ``sizes`` grouped by equal value; groups and their members in first-seen order."""
+    groups: dict[Hashable, list[int]] = {}
+    for position, size in enumerate(sizes):
+        groups.setdefault(size, []).append(position)
+    return list(groups.values())
+
+
+def unpadded_groups(batch: dict[str, Tensor]) -> Iterator[dict[str, Tensor]]:
+    """Split a ``collate_eval`` batch into sub-batches of images of one size, padding cut off.
+
+    Each sub-batch holds ``image`` [b,3,h,w] and, when the batch has one, ``mask`` [b,mh,mw],
+    both at the true size of its images (``sizes``/``mask_sizes`` of the batch). A batch without
+    ``sizes`` (not padded) is yielded whole; so is one whose images all have one size.
+    """
+    if "sizes" not in batch:
+        yield batch
+        return
+    sizes = [tuple(s) for s in batch["sizes"].tolist()]
+    mask_sizes = [tuple(s) for s in batch["mask_sizes"].tolist()] if "mask_sizes" in batch else sizes
+    for group in size_groups(list(zip(sizes, mask_sizes))):
+        (height, width), (mask_h, mask_w) = sizes[group[0]], mask_sizes[group[0]]
+        rows = slice(None) if len(group) == len(sizes) else torch.tensor(group)
+        sub = {"image": batch["image"][rows][:, :, :height, :width]}
+        if "mask" in batch:
+            sub["mask"] = batch["mask"][rows][:, :mask_h, :mask_w]
+        yield sub
+
+
 @torch.no_grad()
 def evaluate(
     predictor: Predictor,
     batches: Iterable[dict[str, Tensor]],
     num_classes: int,
     device: torch.device,
-    ignore_index: int = 255,
 ) -> tuple[Metrics, Tensor]:
     """Score ``predictor`` over every batch; under DDP the confusion matrix is summed over ranks.
 
-    Each batch holds uint8 ``image`` [B,3,H,W] and ``mask`` [B,H,W] at original resolution
-    (padding marked with ``ignore_index``), as made by ``collate_eval``.
+    Each batch holds uint8 ``image`` [B,3,H,W] and int64 ``mask`` [B,H,W] at original resolution,
+    as made by ``collate_eval`` (padding marked with ``IGNORE_INDEX``, true sizes in ``sizes``).
+    The predictor sees each group of equal-size images of a batch without padding
+    (:func:`unpadded_groups`), so an image's score does not depend on the batch size.
     """
     conf = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     for batch in batches:
-        images = batch["image"].to(device, non_blocking=True).float().div_(255)
-        masks = batch["mask"].to(device, non_blocking=True)
-        pred = predictor(images).argmax(1)
-        conf += confusion_matrix(pred, masks, num_classes, ignore_index)
+        for group in unpadded_groups(batch):
+            images = group["image"].to(device, non_blocking=True).float().div_(255)
+            masks = group["mask"].to(device, non_blocking=True)
+            pred = predictor(images).argmax(1)
+            conf += confusion_matrix(pred, masks, num_classes)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(conf)
     return metrics_from_confusion(conf), conf.cpu()

@@ -3,7 +3,9 @@
 The ONNX model takes ``image``: float32 RGB in [0, 1], NCHW, any batch size and any height and
 width; it normalises, pads to the network's stride and crops back inside the graph, and returns
 ``logits``: float32 ``[N, C, H, W]`` at the input resolution (``argmax`` over axis 1 gives the
-class). A ``<model>.json`` written next to it lists the classes, palette and conventions.
+class). A ``<model>.json`` written next to it lists the classes, palette and conventions, and
+the run's evaluation protocol (``protocol``: mode, tile, stride, flip, scales, resize): the
+graph is one whole-image pass, so windows and test-time augmentation are the caller's to apply.
 
 It is exported with PyTorch's TorchScript-based exporter (``dynamo=False``), opset 17, which
 needs no extra package; the stride padding is computed from the input's shape with graph
@@ -12,6 +14,7 @@ operations, so sizes other than the example size are exact (checked by :func:`ch
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
@@ -67,6 +70,7 @@ def model_card(model: LoadedModel) -> dict[str, Any]:
         "output": {"name": "logits", "dtype": "float32", "layout": "NCHW", "classes_axis": 1},
         "normalization": {"mean": list(model.mean), "std": list(model.std), "applied_inside_model": True},
         "stride": model.stride,
+        "protocol": dataclasses.asdict(model.prediction_settings()),
     }
 
 

@@ -5,9 +5,11 @@ PIL image (or opened path) is turned upright by its EXIF orientation, then conve
 (grayscale and palette images expanded, an alpha channel dropped, 16-bit grayscale rescaled
 to 8 bits); a numpy array must be uint8 ``[H, W]`` (grayscale), ``[H, W, 3]`` (RGB) or
 ``[H, W, 4]`` (RGBA, alpha dropped) and is taken as given. Predictions are made at the
-image's own resolution: ``whole`` runs the full image at once (padded to the network's
-stride), ``slide`` runs overlapping ``tile`` x ``tile`` windows (default: the training crop
-size) and averages their probabilities.
+image's own resolution with the run's evaluation protocol (``data.eval_*``: mode, tile,
+stride, flip, scales, resize; a ``center`` protocol predicts the whole image), so a prediction
+is what the run's evaluation scored: ``whole`` runs the full image at once (padded to the
+network's stride), ``slide`` runs overlapping ``tile`` x ``tile`` windows (default: the
+training crop size) and averages their probabilities. Each setting can be overridden.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from torch import Tensor, nn
 from .augment import normalize
 from .checkpoint import CheckpointError, load_checkpoint, load_module
 from .colors import palette
-from .config import config_from_dict
+from .config import DataConfig, config_from_dict
 from .data.folder import DataError
 from .data.registry import open_source
+from .data.transforms import IGNORE_INDEX
 from .evaluate import Metrics, Predictor
 from .inference_modes import EvalSettings, build_predictor, evaluate_split
 from .models import build_model
@@ -85,7 +88,12 @@ class LoadedModel:
     state: dict[str, Any]
     device: torch.device
     palette: np.ndarray
-    tile: int
+    protocol: EvalSettings
+
+    @property
+    def tile(self) -> int:
+        """The run's evaluation tile (``data.eval_tile``, default the training crop size)."""
+        return self.protocol.tile
 
     @property
     def stride(self) -> int:
@@ -97,54 +105,91 @@ class LoadedModel:
         """Logits for a float batch in [0, 1], ``[B, 3, H, W]``, at the input resolution."""
         return self.network(normalize(images.to(self.device), self.mean, self.std))
 
-    def predictor(self, mode: str = "whole", tile: int | None = None, stride: int | None = None) -> Predictor:
-        """A function from a float batch in [0, 1] to logits (``slide``: log mean probabilities)."""
-        if mode not in MODES:
+    def prediction_settings(
+        self,
+        mode: str | None = None,
+        tile: int | None = None,
+        stride: int | None = None,
+        *,
+        flip: bool | None = None,
+        scales: tuple[float, ...] | None = None,
+        resize: tuple[int, int] | None = None,
+    ) -> EvalSettings:
+        """The run's protocol for whole images (:meth:`EvalSettings.for_whole_images`) with every
+        given value replaced; ``mode`` is ``whole`` or ``slide``. Raises ValueError otherwise."""
+        if mode is not None and mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
-        settings = EvalSettings(mode=mode, tile=tile or self.tile, stride=stride)
-        return build_predictor(self.logits, settings, len(self.classes))
+        return self.protocol.for_whole_images().override(
+            mode=mode, tile=tile, stride=stride, flip=flip, scales=scales, resize=resize
+        )
+
+    def predictor(self, settings: EvalSettings | None = None) -> Predictor:
+        """A function from a float batch in [0, 1] of images of one size to logits, under
+        ``settings`` (default :meth:`prediction_settings`); log mean probabilities with windows or TTA."""
+        return build_predictor(self.logits, settings or self.prediction_settings(), len(self.classes))
 
     def predict(
-        self, image: ImageInput, *, mode: str = "whole", tile: int | None = None, stride: int | None = None
+        self, image: ImageInput, *, mode: str | None = None, tile: int | None = None, stride: int | None = None
     ) -> np.ndarray:
         """The ``[H, W]`` class map of one image at its own (upright) resolution.
 
-        ``image`` is a path, a PIL image or a uint8 numpy array (see the module docstring). The
-        result is uint8 when the classes fit in it (up to 256), int64 otherwise.
+        ``image`` is a path, a PIL image or a uint8 numpy array (see the module docstring);
+        ``mode``/``tile``/``stride`` override the run's protocol. The result is uint8 when the
+        classes fit in it (up to 256), int64 otherwise. Raises ValueError for an unknown mode.
         """
         batch = to_batch([image_array(image)], self.device)
-        pred = self.predictor(mode, tile, stride)(batch).argmax(1)[0].cpu().numpy()
+        pred = self.predictor(self.prediction_settings(mode, tile, stride))(batch).argmax(1)[0].cpu().numpy()
         return pred.astype(np.uint8 if len(self.classes) <= 256 else np.int64)
+
+    @property
+    def trained_data(self) -> DataConfig:
+        """The ``data`` settings of the run that made this model."""
+        return config_from_dict(self.state["config"]).data
+
+    def is_trained_data(self, dataset: str | None = None, root: str | Path | None = None) -> bool:
+        """Whether ``dataset`` at ``root`` (None: the run's) is the data the run trained on."""
+        trained = self.trained_data
+        return (dataset or trained.dataset) == trained.dataset and str(root or trained.root) == trained.root
+
+    def default_split(self, dataset: str | None = None, root: str | Path | None = None) -> str:
+        """The split to score by default: the run's ``data.val_split`` on the data it was trained
+        on, ``val`` on any other."""
+        return self.trained_data.val_split if self.is_trained_data(dataset, root) else "val"
 
     def eval_dataset(
         self,
         root: str | Path | None = None,
-        split: str = "val",
+        split: str | None = None,
         *,
         dataset: str | None = None,
         splits_dir: str | None = None,
         settings: EvalSettings | None = None,
         batch_size: int | None = None,
         workers: int = 0,
+        ignore_index: int | None = None,
     ) -> Metrics:
         """mIoU, per-class IoU and pixel accuracy of this model on ``split`` of a dataset.
 
         Unset arguments default to what the model was trained with (dataset, root, splits
-        directory, evaluation protocol, val batch size).
+        directory, val split (:meth:`default_split`), evaluation protocol, val batch size, and for
+        the folder layout the mask value of unlabelled pixels, ``data.ignore_index``). Raises :class:`DataError` for a dataset that
+        cannot be read or whose class count differs from the model's.
         """
-        trained = config_from_dict(self.state["config"]).data
+        trained = self.trained_data
+        if splits_dir is None:
+            splits_dir = trained.splits_dir if self.is_trained_data(dataset, root) else ""
+        split = split or self.default_split(dataset, root)
         dataset = dataset or trained.dataset
         root = root or trained.root
-        if splits_dir is None:
-            same_data = dataset == trained.dataset and str(root) == trained.root
-            splits_dir = trained.splits_dir if same_data else ""
-        source = open_source(dataset, root, splits_dir)
+        if ignore_index is None:
+            ignore_index = trained.ignore_index if dataset == "folder" else IGNORE_INDEX
+        source = open_source(dataset, root, splits_dir, ignore_index=ignore_index)
         if len(source.classes) != len(self.classes):
             raise DataError(
                 f"the model predicts {len(self.classes)} classes but {dataset} at {root} has {len(source.classes)}"
             )
         metrics, _ = evaluate_split(
-            self.logits, source, split, settings or EvalSettings.from_config(trained), self.device,
+            self.logits, source, split, settings or self.protocol, self.device,
             batch_size=batch_size or trained.val_batch_size, workers=workers,
         )
         return metrics
@@ -185,5 +230,5 @@ def load_model(path: str | Path, role: str | None = None, device: str | torch.de
         state=state,
         device=device,
         palette=palette(len(state["classes"])),
-        tile=int(cfg.data.eval_tile or cfg.data.crop_size),
+        protocol=EvalSettings.from_config(cfg.data),
     )

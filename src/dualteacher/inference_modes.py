@@ -18,9 +18,10 @@ whole split.
 
 A predictor maps a float batch in [0, 1] ``[B, 3, H, W]`` to ``[B, C, H, W]``: plain logits in
 ``whole``/``center`` mode without TTA, otherwise the log of the averaged probabilities (same
-argmax; softmax gives the probabilities back). A batch of images of different sizes is padded
-to a common size before it reaches the predictor; use a val batch size of 1 when images
-differ in size (VOC, ADE20K) so that windows, resizing and padding see one image at a time.
+argmax; softmax gives the probabilities back). It is always called on images of one size:
+:func:`dualteacher.evaluate.evaluate` splits every val batch into groups of equal-size images
+without padding, so windows, resizing and the network see each image as if it were alone,
+whatever the val batch size.
 """
 
 from __future__ import annotations
@@ -72,6 +73,35 @@ class EvalSettings:
             scales=tuple(data.eval_scales),
             resize=tuple(data.eval_resize) if data.eval_resize is not None else None,  # type: ignore[arg-type]
         )
+
+    def override(
+        self,
+        *,
+        mode: str | None = None,
+        tile: int | None = None,
+        stride: int | None = None,
+        flip: bool | None = None,
+        scales: tuple[float, ...] | None = None,
+        resize: tuple[int, int] | None = None,
+    ) -> EvalSettings:
+        """These settings with every given (not None, not empty) value replaced.
+
+        A new ``tile`` without a new ``stride`` drops the old stride (the default, 2/3 of the
+        new tile). Raises ValueError for a combination that is not valid.
+        """
+        return EvalSettings(
+            mode=mode or self.mode,
+            tile=tile or self.tile,
+            stride=stride if stride is not None else (self.stride if tile is None else None),
+            flip=self.flip if flip is None else flip,
+            scales=tuple(scales) if scales else self.scales,
+            resize=tuple(resize) if resize else self.resize,  # type: ignore[arg-type]
+        )
+
+    def for_whole_images(self) -> EvalSettings:
+        """The protocol for predicting whole images: ``center`` (a crop of image and label) is
+        scored on part of the image only, so it predicts ``whole``; other modes are kept."""
+        return self.override(mode="whole") if self.mode == "center" else self
 
     @property
     def is_plain(self) -> bool:
@@ -134,10 +164,9 @@ def evaluate_split(
     *,
     batch_size: int = 1,
     workers: int = 0,
-    ignore_index: int = 255,
 ) -> tuple[Metrics, Tensor]:
     """Score ``predict`` on ``split`` of ``source`` under ``settings``: (metrics, confusion matrix)."""
     num_classes = len(source.classes)
     dataset = source.dataset(source.split_ids(split), labeled=True, transform=settings.transform())
     loader = eval_loader(dataset, batch_size, workers=workers)
-    return evaluate(build_predictor(predict, settings, num_classes), loader, num_classes, device, ignore_index)
+    return evaluate(build_predictor(predict, settings, num_classes), loader, num_classes, device)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from .data.transforms import IGNORE_INDEX
+
 __all__ = ["PSEUDO_LOSS_MODES", "pseudo_label_loss", "supervised_ce"]
 
 PSEUDO_LOSS_MODES: tuple[str, ...] = ("pixel", "fraction", "none")
@@ -17,7 +19,7 @@ PSEUDO_LOSS_MODES: tuple[str, ...] = ("pixel", "fraction", "none")
 _SKIP = -100  # target value ignored by F.cross_entropy; marks invalid pixels internally
 
 
-def supervised_ce(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:
+def supervised_ce(logits: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """Cross-entropy of ``logits`` [B, C, H, W] against ``target`` [B, H, W], mean over non-ignored pixels."""
     total = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")
     count = (target != ignore_index).sum().clamp_min(1)

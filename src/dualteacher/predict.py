@@ -33,7 +33,9 @@ from tqdm import tqdm
 from .checkpoint import atomic_write_bytes
 from .colors import overlay as blend
 from .data.folder import DataError
+from .evaluate import size_groups
 from .inference import LoadedModel, image_array, to_batch
+from .inference_modes import EvalSettings
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _UNSAFE = re.compile(r"[^\w.-]")
@@ -134,22 +136,22 @@ def predict_files(
     out_dir: str | Path,
     *,
     batch_size: int = 4,
-    mode: str = "whole",
-    tile: int | None = None,
-    stride: int | None = None,
+    settings: EvalSettings | None = None,
     overlay: bool = False,
     probs: bool = False,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Predict every image of ``inputs`` and write the outputs under ``out_dir``.
 
-    Up to ``batch_size`` images are read at a time; those of equal size run as one batch.
-    Returns one record per input (its path, output files relative to ``out_dir``, size), the
-    same records that ``predictions.json`` lists.
+    Up to ``batch_size`` images are read at a time; those of equal size run as one batch, each
+    predicted as if it were alone. ``settings`` is the protocol (default: the run's,
+    :meth:`LoadedModel.prediction_settings`). Returns one record per input (its path, output
+    files relative to ``out_dir``, size), the same records that ``predictions.json`` lists.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    predictor = model.predictor(mode, tile, stride)
+    settings = settings or model.prediction_settings()
+    predictor = model.predictor(settings)
     paths = collect_inputs(inputs)
     names = output_names(paths)
     out = Path(out_dir)
@@ -162,7 +164,8 @@ def predict_files(
             chunk = list(range(start, min(start + batch_size, len(paths))))
             images = {i: _read(paths[i]) for i in chunk}
             chunk_records: dict[int, dict[str, Any]] = {}
-            for group in _same_size_groups(images):
+            for positions in size_groups([images[i].shape for i in chunk]):
+                group = [chunk[p] for p in positions]
                 logits = predictor(to_batch([images[i] for i in group], model.device))
                 masks = logits.argmax(1).cpu().numpy()
                 probabilities = logits.float().softmax(1).cpu().numpy().astype(np.float16) if probs else None
@@ -180,14 +183,7 @@ def predict_files(
                     chunk_records[i] = record
             records.extend(chunk_records[i] for i in chunk)
             bar.update(len(chunk))
-    manifest = {"model": model.role, "classes": model.classes, "mode": mode, "images": records}
+    manifest = {"model": model.role, "classes": model.classes, "mode": settings.mode, "images": records}
     atomic_write_bytes(out / "predictions.json", json.dumps(manifest, indent=1).encode())
     return records
 
-
-def _same_size_groups(images: dict[int, np.ndarray]) -> list[list[int]]:
-    """Keys of ``images`` grouped by image size, in first-seen order."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for key, image in images.items():
-        groups.setdefault(image.shape, []).append(key)
-    return list(groups.values())

@@ -30,10 +30,11 @@ class SplitData:
 
 
 def source_from_config(cfg: DataConfig) -> DataSource:
-    """The reader of ``data.dataset`` on ``data.root`` (layout checked), splits in ``data.splits_dir``."""
+    """The reader of ``data.dataset`` on ``data.root`` (layout checked), splits in ``data.splits_dir``,
+    masks read with ``data.ignore_index`` as the unlabelled value."""
     if not cfg.root:
         raise DataError("data.root is not set: point it at a dataset folder (see README, 'Your own data')")
-    return open_source(cfg.dataset, cfg.root, cfg.splits_dir)
+    return open_source(cfg.dataset, cfg.root, cfg.splits_dir, ignore_index=cfg.ignore_index)
 
 
 def val_transform(cfg: DataConfig) -> EvalTransform:
@@ -46,7 +47,7 @@ def open_splits(cfg: DataConfig, *, need_unlabeled: bool) -> SplitData:
     """Open the labelled, unlabelled and val splits, validating the layout and files up front."""
     source = source_from_config(cfg)
     classes = source.classes
-    weak = WeakTransform(cfg.crop_size, tuple(cfg.scale_range), cfg.flip, cfg.ignore_index)
+    weak = WeakTransform(cfg.crop_size, tuple(cfg.scale_range), cfg.flip)
     labeled_ids = source.split_ids(cfg.labeled_split)
     val_ids = source.split_ids(cfg.val_split)
     overlap = sorted(set(labeled_ids) & set(val_ids))

@@ -6,8 +6,9 @@ and reads only the *headers* of the files (size and mode, no decoding): unreadab
 image/mask size mismatches, colour or 16/32-bit masks, and the image modes that are converted
 or refused (see :mod:`dualteacher.data.folder`). *Full* mode also decodes every file (corrupt
 or truncated data), checks every mask value against the classes (after the reader's label
-mapping: ``[0, num_classes)`` or 255 = ignore), and counts the labelled masks each class
-appears in (a class found in none is a warning).
+mapping, which for the folder layout reads ``data.ignore_index`` as 255: ``[0, num_classes)``
+or 255 = ignore), and counts the labelled masks each class appears in (a class found in none
+is a warning, unless no stored value can mean it, e.g. the class ``data.ignore_index`` names).
 
 Every problem is a :class:`Finding`; a :class:`Report` lists them and prints them grouped by
 kind. Errors stop training; warnings and notes do not.
@@ -421,11 +422,16 @@ def check_data(
         report.class_images = {name: int(images[c]) for c, name in enumerate(classes)}
         report.class_pixels = {name: int(pixels[c]) for c, name in enumerate(classes)}
         for c, name in enumerate(classes):
-            if images[c] == 0:
+            if images[c] == 0 and _can_be_labelled(source, c):
                 message = f"class {c} appears in none of the {counted} labelled masks"
                 findings.append(Finding("warning", "class-absent", name, message))
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _can_be_labelled(source: DataSource, class_index: int) -> bool:
+    """Whether some stored mask value means ``class_index`` under the source's label map."""
+    return source.label_map is None or bool((source.label_map == class_index).any())
 
 
 # ---------------------------------------------------------------- from a config

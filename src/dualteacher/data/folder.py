@@ -8,6 +8,7 @@ Layout::
 
     ROOT/images/<id>.jpg|.jpeg|.png   the photo; any PIL mode is converted to RGB
     ROOT/masks/<id>.png               class index per pixel (PIL mode "L" or "P"), 255 = ignore
+                                      (and ``ignore_index``, see :func:`ignore_map`)
     ROOT/classes.txt                  one class name per line (line i = class i)
     ROOT/splits/<name>.txt            one <id> per line (train, val, labeled, unlabeled, ...)
 
@@ -32,10 +33,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from dualteacher.data.transforms import EvalTransform, Transform
+from dualteacher.data.transforms import IGNORE_INDEX, EvalTransform, Transform
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-IGNORE_INDEX = 255
 _MAX_LISTED = 10
 
 
@@ -131,6 +131,22 @@ def load_mask(path: Path, image_path: Path, image_size: tuple[int, int]) -> Imag
                 f"{image_size[0]}x{image_size[1]}: {path} vs {image_path}"
             )
         return Image.fromarray(np.asarray(mask, dtype=np.uint8))
+
+
+def ignore_map(ignore_index: int) -> np.ndarray | None:
+    """The label map (uint8 [256]) of masks whose unlabelled pixels are stored as ``ignore_index``.
+
+    The stored value ``ignore_index`` becomes :data:`IGNORE_INDEX` (255, what the rest of the
+    library ignores); every other value, 255 included, is kept. None for ``ignore_index`` 255.
+    Raises ValueError for a value that no 8-bit mask can hold.
+    """
+    if not 0 <= ignore_index <= 255:
+        raise ValueError(f"ignore_index must be a mask value in [0, 255], got {ignore_index}")
+    if ignore_index == IGNORE_INDEX:
+        return None
+    table = np.arange(256, dtype=np.uint8)
+    table[ignore_index] = IGNORE_INDEX
+    return table
 
 
 class _DirectoryIndex:
@@ -276,13 +292,15 @@ class FolderDataset(FileListDataset):
         labeled: bool,
         transform: Transform | Callable | None = None,
         num_classes: int | None = None,
+        label_map: np.ndarray | None = None,
     ) -> None:
         self.root = Path(root)
         image_paths, mask_paths, missing = folder_files(self.root, ids, labeled=labeled)
         if missing:
             raise missing_files_error(self.root, missing, labeled)
         super().__init__(
-            ids, image_paths, mask_paths, labeled=labeled, transform=transform, num_classes=num_classes
+            ids, image_paths, mask_paths, labeled=labeled, transform=transform, num_classes=num_classes,
+            label_map=label_map,
         )
 
 

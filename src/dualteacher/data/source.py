@@ -24,10 +24,11 @@ from dualteacher.data.folder import (
     FileListDataset,
     FolderDataset,
     folder_files,
+    ignore_map,
     read_classes,
     read_id_list,
 )
-from dualteacher.data.transforms import Transform
+from dualteacher.data.transforms import IGNORE_INDEX, Transform
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,9 +124,18 @@ def strip_image_suffix(name: str) -> str:
 
 
 class FolderSource(DataSource):
-    """The generic folder layout (see :mod:`dualteacher.data.folder`); every split is a file."""
+    """The generic folder layout (see :mod:`dualteacher.data.folder`); every split is a file.
+
+    Masks mark unlabelled pixels with ``ignore_index`` (``data.ignore_index``, default 255); it
+    is mapped to :data:`IGNORE_INDEX` when a mask is read (:func:`ignore_map`), so the loader and
+    ``check-data`` see the same values. 255 stays ignored whatever ``ignore_index`` is.
+    """
 
     name = "folder"
+
+    def __init__(self, root: str | Path, splits_dir: str | Path, ignore_index: int = IGNORE_INDEX) -> None:
+        self.label_map = ignore_map(ignore_index)
+        super().__init__(root, splits_dir)
 
     def layout_hint(self) -> str:
         return "expected ROOT/images, ROOT/masks, ROOT/classes.txt and ROOT/splits"
@@ -143,11 +153,13 @@ class FolderSource(DataSource):
         check_classes: bool = True,
     ) -> FileListDataset:
         num_classes = len(self.classes) if labeled and check_classes else None
-        return FolderDataset(self.root, ids, labeled=labeled, transform=transform, num_classes=num_classes)
+        return FolderDataset(
+            self.root, ids, labeled=labeled, transform=transform, num_classes=num_classes, label_map=self.label_map
+        )
 
     def files(self, ids: list[str], *, labeled: bool) -> SampleFiles:
         images, masks, _ = folder_files(self.root, ids, labeled=labeled)
-        return SampleFiles(images, masks if labeled else None)
+        return SampleFiles(images, masks if labeled else None, self.label_map)
 
     def entry_id(self, entry: str) -> str:
         parts = PurePosixPath(entry.replace("\\", "/")).parts

@@ -16,6 +16,11 @@ from PIL import Image
 
 TransformOutput = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]
 
+IGNORE_INDEX = 255
+"""The mask value of unlabelled pixels everywhere after a mask is read: losses, mixing, padding
+and scores all use it. A dataset whose files mark unlabelled pixels otherwise
+(``data.ignore_index``, the standard benchmarks' label maps) is mapped to it when read."""
+
 
 class Transform(Protocol):
     """The call signature shared by :class:`WeakTransform` and :class:`EvalTransform`."""
@@ -35,7 +40,7 @@ class WeakTransform:
 
     The image is resized bilinearly and the mask by nearest neighbour, both by one factor drawn
     uniformly from ``scale_range``. Padding (bottom and right) is 0 in the image,
-    ``ignore_index`` in the mask and False in ``valid``. Random draws, in order: scale, crop
+    :data:`IGNORE_INDEX` in the mask and False in ``valid``. Random draws, in order: scale, crop
     top, crop left, flip.
     """
 
@@ -44,7 +49,6 @@ class WeakTransform:
         crop_size: int,
         scale_range: tuple[float, float] = (0.5, 2.0),
         flip: bool = True,
-        ignore_index: int = 255,
     ) -> None:
         if crop_size < 1:
             raise ValueError(f"crop_size must be at least 1, got {crop_size}")
@@ -54,7 +58,6 @@ class WeakTransform:
         self.crop_size = crop_size
         self.scale_range = (float(low), float(high))
         self.flip = flip
-        self.ignore_index = ignore_index
 
     def __call__(self, image: Image.Image, mask: Image.Image | None, rng: np.random.Generator) -> TransformOutput:
         scale = rng.uniform(*self.scale_range)
@@ -70,7 +73,7 @@ class WeakTransform:
             image_np = np.pad(image_np, ((0, pad_h), (0, pad_w), (0, 0)))
             valid = np.pad(valid, ((0, pad_h), (0, pad_w)), constant_values=False)
             if mask_np is not None:
-                mask_np = np.pad(mask_np, ((0, pad_h), (0, pad_w)), constant_values=self.ignore_index)
+                mask_np = np.pad(mask_np, ((0, pad_h), (0, pad_w)), constant_values=IGNORE_INDEX)
 
         top = int(rng.integers(0, image_np.shape[0] - crop + 1))
         left = int(rng.integers(0, image_np.shape[1] - crop + 1))

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from ..augment import StrongAugConfig, apply_mix, make_mix_mask, normalize, random_partner, strong_photometric
 from ..config import MethodConfig
+from ..data.transforms import IGNORE_INDEX
 from ..losses import pseudo_label_loss, supervised_ce
 
 ModelBuilder = Callable[[float], nn.Module]
@@ -41,7 +42,6 @@ class MethodContext:
     num_classes: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    ignore_index: int = 255
 
 
 class Method(ABC):
@@ -97,7 +97,7 @@ class Method(ABC):
         mixed = mix(c.mixings[0], strong, pseudo, conf, unlabeled.valid, gen, num_classes=self.ctx.num_classes, cutmix_p=c.cutmix_p)
         n = labeled.image.shape[0]
         logits = self.net(self.norm(torch.cat([labeled.image, mixed.image])))
-        loss_sup = supervised_ce(logits[:n], labeled.mask, self.ctx.ignore_index)
+        loss_sup = supervised_ce(logits[:n], labeled.mask)
         loss_mix = pseudo_label_loss(logits[n:], mixed.label, mixed.conf, mixed.valid, c.threshold, c.threshold_mode)
         return loss_sup + c.unsup_weight * loss_mix, {
             "loss_sup": loss_sup.detach(),
@@ -170,7 +170,7 @@ def mix(
     if kind == "none":
         return MixedView(image, label, conf, valid)
     perm = random_partner(image.shape[0], gen)
-    mask = make_mix_mask(kind, torch.where(valid, label, 255), perm, gen, p=cutmix_p, num_classes=num_classes)
+    mask = make_mix_mask(kind, torch.where(valid, label, IGNORE_INDEX), perm, gen, p=cutmix_p, num_classes=num_classes)
     return MixedView(
         apply_mix(mask, perm, image),
         apply_mix(mask, perm, label),

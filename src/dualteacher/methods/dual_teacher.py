@@ -65,7 +65,7 @@ class DualTeacher(Method):
         n, m = labeled.image.shape[0], strong.shape[0]
         views = [labeled.image, mixed.image] + ([strong] if c.icl_weight > 0 else [])
         logits = self.net(self.norm(torch.cat(views)))
-        loss_sup = supervised_ce(logits[:n], labeled.mask, self.ctx.ignore_index)
+        loss_sup = supervised_ce(logits[:n], labeled.mask)
         loss_mix = pseudo_label_loss(logits[n : n + m], mixed.label, mixed.conf, mixed.valid, c.threshold, c.threshold_mode)
         loss = loss_sup + c.unsup_weight * loss_mix
         loss_icl = torch.zeros((), device=loss.device)

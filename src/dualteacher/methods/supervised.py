@@ -19,5 +19,5 @@ class Supervised(Method):
         super().__init__(ctx, student_drop_path=0.0)
 
     def step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
-        loss = supervised_ce(self.net(self.norm(labeled.image)), labeled.mask, self.ctx.ignore_index)
+        loss = supervised_ce(self.net(self.norm(labeled.image)), labeled.mask)
         return loss, {"loss_sup": loss.detach()}

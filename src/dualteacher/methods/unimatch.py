@@ -54,7 +54,7 @@ class UniMatch(Method):
         ]
         logits_s1, logits_s2 = self.net(self.norm(torch.cat([v.image for v in views]))).chunk(2)
 
-        loss_sup = supervised_ce(logits[:n], labeled.mask, self.ctx.ignore_index)
+        loss_sup = supervised_ce(logits[:n], labeled.mask)
         loss_fp = pseudo_label_loss(logits_fp, pseudo, conf, valid, c.threshold, c.threshold_mode)
         loss_s1, loss_s2 = (
             pseudo_label_loss(out, v.label, v.conf, v.valid, c.threshold, c.threshold_mode)
