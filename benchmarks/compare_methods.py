@@ -47,9 +47,9 @@ import torch
 
 from dualteacher.data.digits import ensure_digit_scenes
 from dualteacher.data.splits import budget_tag, parse_labeled, write_split
-from dualteacher.demo import ITERS_PER_EPOCH, demo_config
 from dualteacher.engine import train
 from dualteacher.plots import coupling_figure
+from dualteacher.recipe import recipe_config, schedule
 from dualteacher.runlog import read_log
 
 METHODS = ["supervised", "mean_teacher", "fixmatch", "unimatch", "dual_teacher"]
@@ -58,13 +58,6 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "dual_teacher_persistent": ("dual_teacher", ["method.restart_per_shift=false"]),
     "supervised_all": ("supervised", []),
 }
-
-
-def schedule(iterations: int) -> list[str]:
-    """Epochs of about ``ITERS_PER_EPOCH`` iterations whose product is within a few iterations of
-    ``iterations`` (so that an equal-wall-clock budget is not rounded to whole demo epochs)."""
-    epochs = max(1, round(iterations / ITERS_PER_EPOCH))
-    return [f"train.epochs={epochs}", f"train.iters_per_epoch={max(1, round(iterations / epochs))}"]
 
 
 def peak_memory_mb() -> float:
@@ -87,7 +80,7 @@ def run_one(job: dict) -> dict:
     torch.set_num_threads(job["threads"])
     method, extra = VARIANTS[job["variant"]]
     run_dir = Path(job["run_dir"])
-    cfg = demo_config(Path(job["root"]), job["labeled"], job["unlabeled"], method, run_dir, job["iterations"],
+    cfg = recipe_config(Path(job["root"]), job["labeled"], job["unlabeled"], method, run_dir, job["iterations"],
                       job["seed"], [*schedule(job["iterations"]), *extra, *job["overrides"]])
     start = time.perf_counter()
     train(cfg, progress=False)
@@ -243,7 +236,7 @@ def main() -> None:
 
     root = ensure_digit_scenes()
     n = args.iterations
-    demo_config(root, "train", "train", "supervised", args.runs, n, 0, args.set)  # a bad --set fails here, not in a worker
+    recipe_config(root, "train", "train", "supervised", args.runs, n, 0, args.set)  # a bad --set fails here, not in a worker
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     variants = [*args.methods, *[v for v in args.variants if v not in args.methods]]
 
