@@ -9,6 +9,7 @@ about as many pixels as the recipe's) and says what it chose.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,14 +84,14 @@ def recipe_config(
         None,
         [
             *RECIPE,
-            f"data.root={data_root}",
-            f"data.labeled_split={labeled}",
-            f"data.unlabeled_split={unlabeled}",
+            f"data.root={json.dumps(str(data_root))}",
+            f"data.labeled_split={json.dumps(labeled)}",
+            f"data.unlabeled_split={json.dumps(unlabeled)}",
             f"method.name={method}",
             *METHOD_SETTINGS.get(method, []),
             *schedule(iterations),
             f"train.seed={seed}",
-            f"run_dir={run_dir}",
+            f"run_dir={json.dumps(str(run_dir))}",
             *extra,
         ],
     )
@@ -133,7 +134,7 @@ def _crop(base: Config, train: list[tuple[int, int, Path]], user_set: bool) -> t
         raise DataError(f"{path} is {width}x{height}: training crops need images of at least {MIN_CROP} px a side")
     if base.data.crop_size <= side:
         return base.data.crop_size, f"data.crop_size={base.data.crop_size}: the recipe's; {smallest}"
-    return side, f"data.crop_size={side}: the recipe's {base.data.crop_size} px is larger than {smallest}"
+    return side, f"data.crop_size={side}: the recipe's {base.data.crop_size} px would not fit; {smallest}"
 
 
 def _val_batch(base: Config, recipe: Config, val: list[tuple[int, int, Path]], user_set: bool) -> tuple[int, str]:
