@@ -4,8 +4,9 @@
 #      bf16 + channels-last, SegFormer/MiT-B2 in bf16 (each process alone on the GPU);
 #   2. the CUDA-only tests and the torchrun tests (both ranks share the GPU over gloo, so DDP
 #      runs with CUDA tensors and SyncBatchNorm), beside the grid;
-#   3. the method comparison (FRACTIONS, SEEDS, ITERATIONS; persistent Dual Teacher included),
-#      equal iterations, float32 (train.amp=off, like the CPU runs), one evaluation at the end
+#   3. the method comparison, `dualteacher compare` on the digit scenes (FRACTIONS, SEEDS,
+#      ITERATIONS; persistent Dual Teacher included), equal iterations, float32 (train.amp=off,
+#      like the CPU runs), one evaluation at the end
 #      (with many runs sharing the GPU, evaluations and start-up cost more than training), JOBS
 #      runs at a time, given whatever is left of TOTAL_SECONDS less 30 s; finished runs are
 #      tabulated (a stopped grid leaves a partial table, never a wrong one: unfinished runs
@@ -25,15 +26,16 @@ python=${PYTHON:-python3}
 parts=" ${PARTS:-step tests grid} "
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-grid=(--iterations "$iterations" --seeds "${seeds[@]}" --fractions "${fractions[@]}" --budgets iterations
-      --variants dual_teacher_persistent --set train.amp=off train.eval_every=1000000
-      --out "$out/compare_gpu" --runs "$out/runs")
+grid=(--iterations "$iterations" --seeds "${seeds[@]}" --labeled "${fractions[@]}" --budget iterations
+      --variants dual_teacher_persistent --out "$out/compare_gpu" --runs "$out/runs")
+overrides=(train.amp=off train.eval_every=1000000)
 
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   "$python" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
   start=$SECONDS
-  "$python" -c "from dualteacher.data.digits import ensure_digit_scenes; print(ensure_digit_scenes())"
+  digits=$("$python" -c "from dualteacher.data.digits import ensure_digit_scenes; print(ensure_digit_scenes())")
+  echo "$digits"
   echo "digit scenes ready in $((SECONDS - start)) s"
 } > "$out/device.txt" 2>&1
 
@@ -48,7 +50,8 @@ done > "$out/step_cost.txt" 2>&1
 
 grid_seconds=$((total_seconds - SECONDS - 30))
 if [[ $parts == *" grid "* ]]; then
-  timeout "$grid_seconds" "$python" benchmarks/compare_methods.py "${grid[@]}" --jobs "$jobs" > "$out/grid.log" 2>&1 &
+  timeout "$grid_seconds" "$python" -m dualteacher compare --data "$digits" "${grid[@]}" --jobs "$jobs" \
+    "${overrides[@]}" > "$out/grid.log" 2>&1 &
 fi
 if [[ $parts == *" tests "* ]]; then
   timeout 150 "$python" -m pytest -q -p no:cacheprovider -k "cuda or torchrun" \
@@ -58,5 +61,6 @@ fi
 if [[ $parts == *" grid "* ]]; then
   wait
   echo "grid stopped or finished after $((SECONDS)) s of this script (limit $total_seconds)" >> "$out/grid.log"
-  "$python" benchmarks/compare_methods.py "${grid[@]}" --report-only > "$out/grid_report.log" 2>&1
+  "$python" -m dualteacher compare --data "$digits" "${grid[@]}" --report-only "${overrides[@]}" \
+    > "$out/grid_report.log" 2>&1
 fi

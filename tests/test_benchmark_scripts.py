@@ -1,4 +1,4 @@
-"""The benchmark scripts' own logic: schedules, tables and the pseudo-label quality measure."""
+"""The benchmark scripts: the comparison's entry points and the pseudo-label quality measure."""
 
 import importlib.util
 import re
@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_overrides
+from dualteacher.cli import build_parser
+from dualteacher.compare import CompareOptions, Comparison, check_options
 from dualteacher.config import load_config
 from dualteacher.engine import train
 from dualteacher.inference import load_model
@@ -24,30 +26,18 @@ def script(name: str):
     return module
 
 
-@pytest.mark.parametrize("iterations", [1, 49, 300, 733, 1000, 2517])
-def test_schedule_fits_the_budget_in_demo_sized_epochs(iterations: int) -> None:
-    settings = dict(s.split("=") for s in script("compare_methods").schedule(iterations))
-    epochs, per_epoch = int(settings["train.epochs"]), int(settings["train.iters_per_epoch"])
-    assert abs(epochs * per_epoch - iterations) <= max(epochs // 2, 0)
-    assert iterations < 25 or 33 <= per_epoch <= 75
+def test_compare_methods_is_dualteacher_compare_on_the_digit_scenes(tmp_path: Path, monkeypatch) -> None:
+    import dualteacher.compare
 
-
-def test_table_has_mean_and_std_over_seeds_and_the_upper_bound_in_every_column(tmp_path: Path) -> None:
+    calls = []
+    monkeypatch.setattr(dualteacher.compare, "compare", lambda opts: calls.append(opts) or Comparison({}, []))
     cm = script("compare_methods")
-    row = {"budget": "iterations", "iterations": 100, "s_per_it": 0.5, "train_seconds": 50.0, "total_seconds": 60.0,
-           "peak_memory_mb": 900.0}
-    results = [
-        {**row, "variant": "fixmatch", "fraction": "1/16", "seed": 0, "student_miou": 0.4},
-        {**row, "variant": "fixmatch", "fraction": "1/16", "seed": 1, "student_miou": 0.6},
-        {**row, "variant": "supervised_all", "fraction": "all", "seed": 0, "student_miou": 0.9},
-    ]
-    text = cm.write_table(results, ["1/16", "1/8"], ["fixmatch"], tmp_path / "t.md")
-    assert "| fixmatch | 100 | 0.5000 ± 0.1414 | – | 0.500 | 50 | 60 | 900 |" in text
-    assert "| supervised, all scenes labelled | 100 | 0.9000 (1 seed) | 0.9000 (1 seed) |" in text
-    assert "Equal wall-clock" not in text
-    assert text.startswith("Trained on: cpu\n")
-    gpu = [{**results[0], "device": "cuda: NVIDIA H200", "overrides": ["train.amp=off"]}, results[1]]
-    assert "Trained on: cpu; cuda: NVIDIA H200 (train.amp=off)" in cm.write_table(gpu, ["1/16"], ["fixmatch"], tmp_path / "g.md")
+    monkeypatch.setattr(cm, "ensure_digit_scenes", lambda: tmp_path)
+    assert cm.main(["--seeds", "0", "--labeled", "1/16", "--report-only", "train.amp=off"]) == 0
+    opts = calls[0]
+    assert opts.data == tmp_path and opts.fractions == ["1/16"] and opts.seeds == [0] and opts.report_only
+    assert opts.budgets == ["iterations", "time"] and opts.out == Path("benchmarks/results/compare")
+    assert opts.runs == Path("runs/compare") and opts.overrides == ["train.amp=off"]
 
 
 def test_pseudo_label_quality_at_threshold_zero_is_pixel_accuracy(tiny_data, tmp_path: Path) -> None:
@@ -63,21 +53,17 @@ def test_pseudo_label_quality_at_threshold_zero_is_pixel_accuracy(tiny_data, tmp
     assert strict["confident_share"] < everything["confident_share"]
 
 
-def test_gpu_check_script_parses_and_its_overrides_are_valid_settings() -> None:
+def test_gpu_check_script_parses_and_its_compare_call_is_valid() -> None:
     path = BENCHMARKS / "gpu_check.sh"
     assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
-    overrides = re.search(r"--set ((?:\S+=\S+ ?)+)", path.read_text()).group(1).split()
+    text = path.read_text()
+    grid = re.search(r"^grid=\((.*?)\)$", text, re.S | re.M).group(1).replace('"', "").split()
+    overrides = re.search(r"^overrides=\((.*?)\)$", text, re.M).group(1).split()
+    values = {"$iterations": "1000", "${seeds[@]}": "0", "${fractions[@]}": "1/8", "$out/compare_gpu": "o", "$out/runs": "r"}
+    args = build_parser().parse_args(["compare", "--data", "d", *[values.get(a, a) for a in grid], *overrides])
+    assert args.budget == ["iterations"] and args.variants == ["dual_teacher_persistent"]
+    check_options(CompareOptions(data=Path("d"), out=Path("o"), fractions=args.labeled, variants=args.variants,
+                                 overrides=args.overrides))
     cfg = load_config(None, overrides)
     assert cfg.train.amp == "off" and cfg.train.eval_every > 1000
-
-
-def test_report_finds_equal_wall_clock_runs_whatever_their_iteration_count(tmp_path: Path) -> None:
-    cm = script("compare_methods")
-    (tmp_path / "1-16_seed0_fixmatch_time1423.json").write_text('{"student_miou": 0.5}')
-    (tmp_path / "1-16_seed0_fixmatch_iterations1000.json").write_text('{"student_miou": 0.4}')
-    job = {"budget": "time", "iterations": 1390, "summary": str(tmp_path / "1-16_seed0_fixmatch_time1390.json")}
-    assert cm.finished_summary(job) == {"student_miou": 0.5}
-    assert cm.finished_summary({**job, "summary": str(tmp_path / "1-16_seed1_fixmatch_time1390.json")}) is None
-    exact = {"budget": "iterations", "iterations": 1000, "summary": str(tmp_path / "1-16_seed0_fixmatch_iterations1000.json")}
-    assert cm.finished_summary(exact) == {"student_miou": 0.4}
-    assert cm.finished_summary({**exact, "iterations": 999, "summary": str(tmp_path / "x_iterations999.json")}) is None
+    assert text.count("-m dualteacher compare --data") == 2

@@ -1,11 +1,11 @@
-"""Shipped configs load, and the digit configs are exactly the demo's settings."""
+"""Shipped configs load, and the digit configs are exactly the shared recipe."""
 
 from pathlib import Path
 
 import pytest
 
 from dualteacher.config import load_config
-from dualteacher.demo import demo_config
+from dualteacher.recipe import recipe_config
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
@@ -22,10 +22,10 @@ def test_configs_do_not_share_run_directories() -> None:
 
 
 @pytest.mark.parametrize("method", ["supervised", "mean_teacher", "dual_teacher", "fixmatch", "unimatch"])
-def test_digit_configs_match_the_demo(method: str) -> None:
+def test_digit_configs_match_the_recipe(method: str) -> None:
     shipped = load_config(Path(__file__).parents[1] / "configs" / f"digits_{method}.yaml")
-    demo = demo_config(
+    recipe = recipe_config(
         Path(shipped.data.root), shipped.data.labeled_split, shipped.data.unlabeled_split, method,
         Path(shipped.run_dir), shipped.train.epochs * shipped.train.iters_per_epoch, shipped.train.seed,
     )
-    assert shipped == demo
+    assert shipped == recipe

@@ -121,6 +121,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import CompareOptions, compare
+
+    names = ("data", "out", "dataset", "splits_dir", "methods", "variants", "seeds", "iterations", "minutes",
+             "upper_bound", "jobs", "runs", "overrides", "report_only")
+    options = CompareOptions(fractions=args.labeled, budgets=args.budget, **{k: getattr(args, k) for k in names})
+    return 1 if compare(options).failed else 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .inference import load_model
     from .predict import predict_files, safe_name
@@ -203,7 +212,7 @@ def _data_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
-    from .config import EVAL_MODES
+    from .config import EVAL_MODES, METHODS
 
     parser = argparse.ArgumentParser(prog="dualteacher", description="Semi-supervised semantic segmentation with Dual Teacher.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -285,6 +294,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("compare", help="does semi-supervised training help on my data? every method with one recipe")
+    _data_options(p, required=True)
+    p.add_argument("--labeled", nargs="+", required=True, help="label budgets: fractions (1/16 1/8) or counts (50)")
+    p.add_argument("--methods", nargs="+", default=list(METHODS))
+    p.add_argument("--variants", nargs="+", default=[], help="extra variants, e.g. dual_teacher_persistent")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--iterations", type=_positive, help="iterations per run (default: the recipe's)")
+    length.add_argument("--minutes", type=float, help="iterations such that Dual Teacher trains about this long")
+    p.add_argument("--budget", nargs="+", default=["iterations"], choices=["iterations", "time"],
+                   help="time: every method also gets Dual Teacher's training time")
+    p.add_argument("--upper-bound", action="store_true", help="also supervised with every train image labelled")
+    p.add_argument("--jobs", type=_positive, default=1, help="runs at a time (the CPU threads are shared out)")
+    p.add_argument("--out", required=True, type=Path, help="summary.json, table.md, figures, summaries/")
+    p.add_argument("--runs", type=Path, help="run directories (default: OUT/runs)")
+    p.add_argument("--report-only", action="store_true", help="train nothing: tabulate the finished runs")
+    p.add_argument("overrides", nargs="*", help="key=value settings for every run, e.g. train.amp=off")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("predict", help="class maps (palette PNGs) for images, folders or globs")
     p.add_argument("checkpoint", type=Path)

@@ -1,5 +1,6 @@
-"""Figures: the demo comparison (mIoU curves, coupling curves, predictions on val scenes), a run's
-report (every curve of its ``metrics.jsonl``) and the pseudo-label pictures drawn during training."""
+"""Figures: the demo comparison (mIoU curves, coupling curves, predictions on val scenes), the
+method comparison (mIoU against training time), a run's report (every curve of its
+``metrics.jsonl``) and the pseudo-label pictures drawn during training."""
 
 from __future__ import annotations
 
@@ -98,6 +99,48 @@ def coupling_figure(runs: dict[str, Path], path: Path) -> Path:
     plot_coupling(axes[2], runs, "param_distance")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def mean_curve(curves: Sequence[Sequence[Sequence[float]]]) -> list[tuple[float, float]]:
+    """Mean (training seconds, mIoU) per evaluation over runs, up to the shortest run's last."""
+    points = min(len(c) for c in curves)
+    return [(float(np.mean([c[i][0] for c in curves])), float(np.mean([c[i][1] for c in curves]))) for i in range(points)]
+
+
+def miou_vs_time_figure(runs: Sequence[dict], fractions: Sequence[str], variants: Sequence[str],
+                        upper_bound: float | None, path: Path) -> Path:
+    """Student val mIoU against training time, one panel per labelled fraction.
+
+    ``runs`` are per-run summaries (``variant``, ``fraction``, ``budget``, ``curve``: [[seconds,
+    mIoU], ...], ``train_seconds``, ``student_miou``). Equal-iteration runs are solid lines (mean
+    over seeds per evaluation), equal-wall-clock runs dashed lines ending in a star at their mean
+    final; ``upper_bound`` (mean mIoU with every train image labelled) is a dotted line.
+    """
+    fig, axes = plt.subplots(1, len(fractions), figsize=(6 * len(fractions), 4.5), squeeze=False)
+    for ax, fraction in zip(axes[0], fractions):
+        for variant in variants:
+            mine = [r for r in runs if r["variant"] == variant and r["fraction"] == fraction]
+            equal_its = [r["curve"] for r in mine if r["budget"] == "iterations"]
+            if not equal_its:
+                continue
+            line = ax.plot(*zip(*mean_curve(equal_its)), marker="o", ms=3, label=f"{variant} (seeds: {len(equal_its)})")[0]
+            timed = [r for r in mine if r["budget"] == "time"]
+            if timed:
+                ax.plot(*zip(*mean_curve([r["curve"] for r in timed])), "--", lw=1, color=line.get_color())
+                ax.plot(np.mean([r["train_seconds"] for r in timed]), np.mean([r["student_miou"] for r in timed]), "*",
+                        ms=13, color=line.get_color(), markeredgecolor="black")
+        if upper_bound is not None:
+            ax.axhline(upper_bound, color="black", ls=":", lw=1, label="supervised, all labelled")
+        ax.set_title(f"{fraction} labelled: solid equal iterations, dashed/star equal wall-clock", fontsize=10)
+        ax.set_xlabel("training wall-clock (s, evaluation excluded)")
+        ax.set_ylabel("student val mIoU")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 

@@ -1,0 +1,634 @@
+"""``dualteacher compare``: does semi-supervised training help on my data?
+
+Trains the chosen methods with the shared recipe (:mod:`dualteacher.recipe`, adapted to the
+data and overridable with ``key=value``) on labelled fractions of the train split drawn per seed
+(nested lists, as ``dualteacher split`` writes them), and writes::
+
+    OUT/summary.json          the comparison (schema in :func:`summarize`)
+    OUT/table.md              the same as markdown tables, with peak memory
+    OUT/miou_vs_time.png      student val mIoU against training time, one panel per fraction
+    OUT/coupling.png          teacher-student coupling (first fraction and seed), if teachers ran
+    OUT/summaries/<run>.json  one per run; OUT/probe.json: the --minutes probe
+
+Budgets. ``iterations``: every method trains N iterations (``iterations``, or ``minutes`` M:
+N such that the reference method trains about M minutes, from a timed probe of its step).
+``time``: every method trains for the training time of the reference's N-iteration run of the
+same fraction and seed: method m runs round(N · s_ref / s_m) iterations, s the seconds per
+training iteration (evaluation excluded) of the equal-iteration runs, which ``time`` therefore
+also trains. Variants and the upper bound train under ``iterations`` only.
+
+Each run is a fresh spawned process (``jobs`` at a time, the CPU threads shared out), so its
+peak memory is its own. A run with a summary is reused when its settings match, an interrupted
+one resumes from its checkpoint: the same command again trains nothing new.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import METHODS, Config, ConfigError, load_config
+from .data.check import check_data
+from .data.folder import DataError
+from .data.registry import open_source
+from .data.source import DataSource
+from .data.split_files import split_source
+from .data.splits import budget_tag, parse_labeled
+from .engine import Trainer, train
+from .plots import coupling_figure, mean_curve, miou_vs_time_figure
+from .recipe import ITERATIONS, METHOD_SETTINGS, RECIPE, Adaptation, adapt_recipe, override_keys, recipe_config
+from .runlog import read_log
+
+UPPER_BOUND = "supervised_all"
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{m: (m, ()) for m in METHODS},
+    "dual_teacher_persistent": ("dual_teacher", ("method.restart_per_shift=false",)),
+    UPPER_BOUND: ("supervised", ()),
+}
+BUDGETS = ("iterations", "time")
+POOL = "train"
+PROBE_WARMUP, PROBE_TIMED = 3, 10
+TOLERANCE = 1e-9
+_OWN_KEYS = {
+    "data.root": "--data", "data.dataset": "--dataset", "data.splits_dir": "--splits-dir",
+    "data.labeled_split": "--labeled", "data.unlabeled_split": "--labeled", "method.name": "--methods",
+    "train.seed": "--seeds", "run_dir": "--runs", "train.epochs": "--iterations or --minutes",
+    "train.iters_per_epoch": "--iterations or --minutes",
+}
+
+
+@dataclass
+class CompareOptions:
+    """What to compare; see the module docstring. ``fractions`` are label budgets as
+    ``dualteacher split --labeled`` reads them (``1/16``, ``0.125``, ``50``)."""
+
+    data: Path
+    out: Path
+    fractions: list[str]
+    dataset: str = "folder"
+    splits_dir: str | None = None
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    variants: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    iterations: int | None = None
+    minutes: float | None = None
+    budgets: list[str] = field(default_factory=lambda: ["iterations"])
+    upper_bound: bool = False
+    jobs: int = 1
+    runs: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+    reference: str = "dual_teacher"
+    report_only: bool = False
+
+    def __post_init__(self) -> None:
+        self.data, self.out = Path(self.data), Path(self.out)
+        self.runs = None if self.runs is None else Path(self.runs)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of the grid, as a worker process receives it.
+
+    ``data`` locates the dataset (``data.dataset``, ``data.splits_dir``); ``overrides`` go after
+    the recipe: the variant's own settings, the recipe's adaptation, the user's overrides.
+    """
+
+    name: str
+    variant: str
+    fraction: str
+    seed: int
+    budget: str
+    iterations: int
+    root: str
+    labeled: str
+    unlabeled: str
+    data: tuple[str, ...]
+    overrides: tuple[str, ...]
+    run_dir: str
+    summary: str
+    threads: int
+
+    @property
+    def method(self) -> str:
+        return VARIANTS[self.variant][0]
+
+    @property
+    def settings(self) -> list[str]:
+        """Every setting but the data's location, length and seed: what a finished run is checked against."""
+        return [*RECIPE, *METHOD_SETTINGS[self.method], *self.overrides]
+
+    def config(self) -> Config:
+        """The run's validated settings."""
+        return recipe_config(self.root, self.labeled, self.unlabeled, self.method, self.run_dir, self.iterations,
+                             self.seed, [*self.data, *self.overrides])
+
+
+@dataclass
+class Comparison:
+    """The outcome of :func:`compare`: the summary written to ``summary.json`` and the runs that
+    failed (re-running the command retries them)."""
+
+    summary: dict[str, Any]
+    failed: list[str]
+
+
+# ---------------------------------------------------------------- checks and plan
+def _unknown(kind: str, names: Sequence[str], known: Sequence[str]) -> None:
+    bad = [n for n in names if n not in known]
+    if bad:
+        hint = " (key=value overrides go after a one-value option such as --out)" if "=" in bad[0] else ""
+        raise ConfigError(f"{kind}: unknown {bad[0]!r}{hint}; known: {', '.join(known)}")
+
+
+def check_options(opts: CompareOptions) -> list[str]:
+    """Validate everything but the data; return the variants to train (methods, then extras).
+
+    Raises :class:`ConfigError` naming the option or override at fault.
+    """
+    _unknown("--methods", opts.methods, METHODS)
+    _unknown("--variants", opts.variants, [v for v in VARIANTS if v not in METHODS and v != UPPER_BOUND])
+    _unknown("--budget", opts.budgets, BUDGETS)
+    if not opts.methods:
+        raise ConfigError("--methods: give at least one method")
+    if not opts.fractions:
+        raise ConfigError("--labeled: give at least one label budget (1/16, 0.125 or a count such as 50)")
+    try:
+        tags = [budget_tag(parse_labeled(f)) for f in opts.fractions]
+    except ValueError as error:
+        raise ConfigError(f"--labeled: {error}") from None
+    if len(set(tags)) < len(tags):
+        raise ConfigError(f"--labeled: the same budget is given twice ({', '.join(opts.fractions)})")
+    if not opts.seeds or len(set(opts.seeds)) < len(opts.seeds):
+        raise ConfigError(f"--seeds: give distinct seeds, got {opts.seeds}")
+    if opts.iterations is not None and opts.minutes is not None:
+        raise ConfigError("give --iterations or --minutes, not both")
+    if (opts.iterations is not None and opts.iterations < 1) or (opts.minutes is not None and opts.minutes <= 0):
+        raise ConfigError("--iterations and --minutes must be positive")
+    if opts.jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {opts.jobs}")
+    if "time" in opts.budgets and opts.reference not in opts.methods:
+        raise ConfigError(f"--budget time gives every method the training time of {opts.reference}: add it to --methods")
+    clash = sorted(override_keys(opts.overrides) & set(_OWN_KEYS))
+    if clash:
+        raise ConfigError(f"override {clash[0]}: compare sets it for every run; use {_OWN_KEYS[clash[0]]}")
+    variants = [*opts.methods, *[v for v in opts.variants if v not in opts.methods]]
+    for variant in [*variants, opts.reference, UPPER_BOUND]:
+        recipe_config(".", POOL, POOL, VARIANTS[variant][0], ".", 1, 0, [*VARIANTS[variant][1], *opts.overrides])
+    return variants
+
+
+def _data_settings(opts: CompareOptions) -> list[str]:
+    settings = [f"data.dataset={json.dumps(opts.dataset)}"]
+    return settings + ([f"data.splits_dir={json.dumps(str(opts.splits_dir))}"] if opts.splits_dir else [])
+
+
+def check_dataset(source: DataSource, val_split: str) -> None:
+    """The fast data check (file headers) of every train image and mask and the val split.
+
+    Raises :class:`DataError` listing every problem, before any run starts.
+    """
+    unlabeled_pool = source.default_unlabeled_pool(POOL)
+    splits = {"labeled": POOL, "val": val_split, **({"unlabeled": unlabeled_pool} if unlabeled_pool != POOL else {})}
+    report = check_data(source, splits, full=False)
+    if report.errors:
+        raise DataError(report.format(severities=("error", "warning")))
+
+
+def _threads(jobs: int) -> int:
+    """Threads per run: the CPUs shared out over ``jobs``, at most torch's own (``OMP_NUM_THREADS``)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(torch.get_num_threads(), cpus // jobs))
+
+
+@dataclass
+class Plan:
+    """The checked options with everything derived from the data: splits, recipe, length."""
+
+    opts: CompareOptions
+    variants: list[str]
+    adaptation: Adaptation
+    splits: dict[tuple[str, int], tuple[str, str]]
+    threads: int
+    iterations: int = ITERATIONS
+    probe: dict[str, Any] | None = None
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.opts.runs if self.opts.runs is not None else self.opts.out / "runs"
+
+    def run(self, fraction: str, seed: int, variant: str, budget: str, iterations: int) -> Run:
+        """The run of ``variant`` on ``fraction`` (``"all"``: every train image labelled) and ``seed``."""
+        if fraction == "all":
+            (labeled, unlabeled), tag = (POOL, POOL), "all"
+        else:
+            (labeled, unlabeled), tag = self.splits[fraction, seed], budget_tag(parse_labeled(fraction))
+        name = f"{tag}_seed{seed}_{variant}_{budget}{iterations}"
+        overrides = (*VARIANTS[variant][1], *self.adaptation.overrides, *self.opts.overrides)
+        return Run(name, variant, fraction, seed, budget, iterations, str(self.opts.data), labeled, unlabeled,
+                   tuple(_data_settings(self.opts)), overrides, str(self.runs_dir / name),
+                   str(self.opts.out / "summaries" / f"{name}.json"), self.threads)
+
+    def equal_iteration_runs(self) -> list[Run]:
+        """Every variant on every fraction and seed, then the upper bound per seed."""
+        n, opts = self.iterations, self.opts
+        runs = [self.run(f, s, v, "iterations", n) for f in opts.fractions for s in opts.seeds for v in self.variants]
+        return runs + ([self.run("all", s, UPPER_BOUND, "iterations", n) for s in opts.seeds] if opts.upper_bound else [])
+
+    def equal_time_runs(self, finished: list[dict]) -> list[Run]:
+        """Each method (but the reference) for the reference's training time, per fraction and seed
+        whose equal-iteration runs of both finished."""
+        speed = {(r["fraction"], r["seed"], r["variant"]): r["s_per_it"] for r in finished if r["budget"] == "iterations"}
+        runs = []
+        for fraction in self.opts.fractions:
+            for seed in self.opts.seeds:
+                reference = speed.get((fraction, seed, self.opts.reference))
+                for method in self.opts.methods:
+                    own = speed.get((fraction, seed, method))
+                    if method != self.opts.reference and reference is not None and own is not None:
+                        count = max(1, round(self.iterations * reference / own))
+                        runs.append(self.run(fraction, seed, method, "time", count))
+        return runs
+
+
+def plan_comparison(opts: CompareOptions) -> Plan:
+    """Check the options and the data, write the split lists, adapt the recipe, fix the length
+    (probing the reference's step for ``minutes``). Raises :class:`ConfigError` or
+    :class:`DataError` before any run starts."""
+    variants = check_options(opts)
+    source = open_source(opts.dataset, opts.data, opts.splits_dir)
+    val_split = load_config(None, [*RECIPE, *opts.overrides]).data.val_split
+    check_dataset(source, val_split)
+    adaptation = adapt_recipe(source, [POOL, source.default_unlabeled_pool(POOL)], val_split, opts.overrides)
+    splits = {}
+    for fraction in opts.fractions:
+        for seed in opts.seeds:
+            labeled, unlabeled = split_source(source, fraction, seed, pool=POOL)
+            splits[fraction, seed] = (labeled.stem, unlabeled.stem)
+    plan = Plan(opts, variants, adaptation, splits, _threads(opts.jobs))
+    if opts.iterations is not None:
+        plan.iterations = opts.iterations
+    elif opts.minutes is not None:
+        plan.probe = probe(plan)
+        plan.iterations = iterations_for(opts.minutes, plan.probe["s_per_iteration"])
+    return plan
+
+
+# ---------------------------------------------------------------- the probe behind --minutes
+def iterations_for(minutes: float, s_per_iteration: float) -> int:
+    """The iterations that take about ``minutes`` at ``s_per_iteration`` seconds each (at least 1)."""
+    return max(1, round(minutes * 60 / s_per_iteration))
+
+
+def probe(plan: Plan) -> dict[str, Any]:
+    """Seconds per training iteration of the reference method, alone in a fresh process:
+    :data:`PROBE_TIMED` iterations after :data:`PROBE_WARMUP` (first fraction, first seed).
+
+    Stored in ``OUT/probe.json`` and reused while method, settings and threads are the same,
+    so that the same command picks the same length (and so finds its finished runs).
+    """
+    opts = plan.opts
+    run = plan.run(opts.fractions[0], opts.seeds[0], opts.reference, "probe", ITERATIONS)
+    run = dataclasses.replace(run, run_dir=str(plan.runs_dir / f"probe_{opts.reference}"))
+    key = {"method": opts.reference, "settings": run.settings, "device": device_name(), "threads": run.threads,
+           "warmup": PROBE_WARMUP, "timed": PROBE_TIMED}
+    path = opts.out / "probe.json"
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if {k: stored.get(k) for k in key} == key:
+            return stored
+    if opts.report_only:
+        raise ConfigError(f"--minutes with --report-only needs the probe of an earlier call ({path} is missing or stale)")
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        seconds = pool.submit(probe_worker, run).result()
+    result = {**key, "s_per_iteration": seconds}
+    opts.out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def probe_worker(run: Run) -> float:
+    """In a fresh process: mean training seconds per iteration over the timed iterations."""
+    torch.set_num_threads(run.threads)
+    shutil.rmtree(run.run_dir, ignore_errors=True)
+    trainer = Trainer(run.config(), resume=False, progress=False)
+    trainer.fit(stop_at=PROBE_WARMUP)
+    start = trainer.train_seconds
+    trainer.fit(stop_at=PROBE_WARMUP + PROBE_TIMED)
+    seconds = (trainer.train_seconds - start) / PROBE_TIMED
+    shutil.rmtree(run.run_dir, ignore_errors=True)
+    return seconds
+
+
+# ---------------------------------------------------------------- runs
+def peak_memory_mb() -> float:
+    """Peak memory of this process: allocated CUDA memory if a GPU trained, else peak RSS."""
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def device_name() -> str:
+    """The hardware a run trains on, as the table reports it."""
+    return f"cuda: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "cpu"
+
+
+def run_one(run: Run) -> dict[str, Any] | None:
+    """Train ``run`` in this (fresh) process and write its summary; None if it was interrupted
+    (SIGTERM/SIGINT: its checkpoint is kept, the next call continues it)."""
+    torch.set_num_threads(run.threads)
+    cfg = run.config()
+    start = time.perf_counter()
+    record = train(cfg, progress=False)
+    if "interrupted" in record:
+        return None
+    evals = [r for r in read_log(Path(run.run_dir)) if r["type"] == "eval"]
+    final = evals[-1]
+    iterations = cfg.train.epochs * cfg.train.iters_per_epoch
+    summary = {
+        "name": run.name, "variant": run.variant, "method": run.method, "seed": run.seed, "fraction": run.fraction,
+        "budget": run.budget, "iterations": iterations,
+        "student_miou": final["student/miou"],
+        "best_final_miou": max(v for k, v in final.items() if k.endswith("/miou")),
+        "train_seconds": final["train_seconds"],
+        "s_per_it": final["train_seconds"] / iterations,
+        "total_seconds": time.perf_counter() - start,
+        "peak_memory_mb": peak_memory_mb(),
+        "threads": run.threads,
+        "device": device_name(),
+        "settings": run.settings,
+        "curve": [[r["train_seconds"], r["student/miou"]] for r in evals],
+    }
+    path = Path(run.summary)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, path)
+    return summary
+
+
+def finished(run: Run) -> dict[str, Any] | None:
+    """The summary of ``run`` if it finished; :class:`ConfigError` if it ran with other settings."""
+    path = Path(run.summary)
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    if summary.get("settings") != run.settings:
+        stored = summary.get("settings")
+        differ = [s for s in run.settings if s not in (stored or [])] + [s for s in stored or [] if s not in run.settings]
+        why = "none recorded" if stored is None else f"e.g. {differ[0]}" if differ else "in another order"
+        raise ConfigError(f"{path} was trained with other settings ({why}): choose another --out, or remove it to retrain")
+    return summary
+
+
+def launch(runs: list[Run], jobs: int, done: Callable[[dict], None]) -> list[str]:
+    """Train ``runs``, ``jobs`` at a time, each in a fresh spawned process; call ``done`` with each
+    summary as it arrives; return the names of runs that failed or were interrupted."""
+    failed = []
+    with ProcessPoolExecutor(min(jobs, len(runs)), mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as pool:
+        futures = {pool.submit(run_one, run): run for run in runs}
+        for future in as_completed(futures):
+            run = futures[future]
+            try:
+                summary = future.result()
+            except Exception as error:  # noqa: BLE001 - one failed run must not stop the grid
+                print(f"{run.name}: failed: {type(error).__name__}: {error}", flush=True)
+                failed.append(run.name)
+                continue
+            if summary is None:
+                print(f"{run.name}: interrupted; its checkpoint is kept for the next call", flush=True)
+                failed.append(run.name)
+                continue
+            print(f"{run.name}: student mIoU {summary['student_miou']:.4f}, {summary['s_per_it']:.3f} s/it, "
+                  f"{summary['train_seconds']:.0f} s training", flush=True)
+            done(summary)
+    return failed
+
+
+# ---------------------------------------------------------------- summary
+def time_to_accuracy(curve: Sequence[Sequence[float]], target: float) -> float | None:
+    """Training seconds of the first point of ``curve`` ([[seconds, mIoU], ...]) whose mIoU
+    reaches ``target`` (within 1e-9); None if none does. Resolution: the evaluation interval."""
+    return next((float(seconds) for seconds, miou in curve if miou >= target - TOLERANCE), None)
+
+
+def _seed_stats(runs: list[dict], target: float | None) -> dict[str, Any]:
+    """mean, std (None for one seed), final mIoU and detail per seed; with ``target``, each
+    seed's time to reach it."""
+    runs = sorted(runs, key=lambda r: r["seed"])
+    finals = [r["student_miou"] for r in runs]
+    return {
+        "mean": statistics.mean(finals),
+        "std": statistics.stdev(finals) if len(finals) > 1 else None,
+        "seeds": {str(r["seed"]): r["student_miou"] for r in runs},
+        "per_seed": {
+            str(r["seed"]): {
+                "iterations": r["iterations"], "train_seconds": r["train_seconds"], "s_per_iteration": r["s_per_it"],
+                "peak_memory_mb": r["peak_memory_mb"],
+                "time_to_accuracy": None if target is None else time_to_accuracy(r["curve"], target),
+            }
+            for r in runs
+        },
+    }
+
+
+def _cell(runs: list[dict], target: float | None) -> dict[str, Any]:
+    """One method at one fraction under one budget (see :func:`summarize`)."""
+    stats = _seed_stats(runs, target)
+    return {
+        **{k: stats[k] for k in ("mean", "std", "seeds")},
+        "s_per_iteration": statistics.mean(r["s_per_it"] for r in runs),
+        "train_seconds": statistics.mean(r["train_seconds"] for r in runs),
+        "time_to_accuracy": None if target is None else time_to_accuracy(mean_curve([r["curve"] for r in runs]), target),
+        "per_seed": stats["per_seed"],
+    }
+
+
+def _budget_cells(runs: list[dict], variants: Sequence[str], fractions: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """variant -> fraction -> cell for the runs of one budget; targets from supervised's runs."""
+    def mine(variant: str, fraction: str) -> list[dict]:
+        return [r for r in runs if r["variant"] == variant and r["fraction"] == fraction]
+
+    targets = {f: statistics.mean(r["student_miou"] for r in mine("supervised", f)) if mine("supervised", f) else None
+               for f in fractions}
+    return {v: {f: _cell(mine(v, f), targets[f]) for f in fractions if mine(v, f)} for v in variants}
+
+
+def _with_reference_timed(results: list[dict], plan: Plan) -> list[dict]:
+    """``results`` plus, under the ``time`` budget, the reference's equal-iteration runs as its
+    equal-wall-clock runs (its time is the budget)."""
+    if "time" not in plan.opts.budgets:
+        return results
+    reference = [{**r, "budget": "time"} for r in results
+                 if r["budget"] == "iterations" and r["variant"] == plan.opts.reference]
+    return results + reference
+
+
+def summarize(results: list[dict], plan: Plan) -> dict[str, Any]:
+    """``summary.json`` from the per-run summaries.
+
+    ``{"upper_bound": null | {"mean", "std", "seeds": {seed: mIoU}, "per_seed"}, "methods":
+    {method: {fraction: {"mean", "std", "seeds": {seed: mIoU}, "s_per_iteration",
+    "train_seconds", "time_to_accuracy", "per_seed", ["equal_time": {the same keys}]}}},
+    "budget", "recipe"}``: equal-iteration results; with the ``time`` budget each method's cell
+    also holds its equal-wall-clock result under ``"equal_time"``. mIoU is the final student's;
+    ``std`` is the sample standard deviation over seeds (null for one seed);
+    ``time_to_accuracy`` is the training time at which the method's seed-mean curve first reaches
+    the seed-mean final mIoU of supervised training on the same fraction and budget (null if
+    never, or without supervised runs); ``per_seed`` holds iterations, training seconds, s/it,
+    peak memory and time-to-accuracy per seed.
+    """
+    opts = plan.opts
+    every = _with_reference_timed(results, plan)
+    by_budget = {b: [r for r in every if r["budget"] == b] for b in BUDGETS}
+    methods = _budget_cells(by_budget["iterations"], plan.variants, opts.fractions)
+    if "time" in opts.budgets:
+        timed = _budget_cells(by_budget["time"], opts.methods, opts.fractions)
+        for variant, cells in timed.items():
+            for fraction, cell in cells.items():
+                methods[variant][fraction]["equal_time"] = cell
+    upper = [r for r in by_budget["iterations"] if r["variant"] == UPPER_BOUND]
+    return {
+        "upper_bound": _seed_stats(upper, None) if upper else None,
+        "methods": methods,
+        "budget": {
+            "budgets": ["iterations", *(["time"] if "time" in opts.budgets else [])],
+            "iterations": plan.iterations,
+            "minutes": opts.minutes,
+            "probe": plan.probe,
+            "reference": opts.reference,
+            "threads_per_run": plan.threads,
+            "devices": sorted({r["device"] for r in results}),
+        },
+        "recipe": {
+            "settings": RECIPE,
+            "method_settings": {v: [*METHOD_SETTINGS[VARIANTS[v][0]], *VARIANTS[v][1]] for v in plan.variants},
+            "adapted": plan.adaptation.overrides,
+            "account": plan.adaptation.account,
+            "overrides": opts.overrides,
+        },
+    }
+
+
+def _table_row(name: str, fraction: str, cell: dict[str, Any], supervised: bool) -> str:
+    """One markdown row; costs are means over the seeds' ``per_seed`` detail, memory their maximum."""
+    seeds = list(cell["per_seed"].values())
+    its = sorted({s["iterations"] for s in seeds})
+    miou = f"{cell['mean']:.4f}" + (f" ± {cell['std']:.4f}" if cell["std"] is not None else " (1 seed)")
+    reached = "–" if not supervised else "never" if cell["time_to_accuracy"] is None else f"{cell['time_to_accuracy']:.0f}"
+    return (f"| {name} | {fraction} | {miou} | {len(seeds)} | {its[0] if len(its) == 1 else f'{its[0]}–{its[-1]}'} "
+            f"| {statistics.mean(s['s_per_iteration'] for s in seeds):.3f} "
+            f"| {statistics.mean(s['train_seconds'] for s in seeds):.0f} "
+            f"| {max(s['peak_memory_mb'] for s in seeds):.0f} | {reached} |")
+
+
+def write_table(summary: dict[str, Any], fractions: Sequence[str], path: Path) -> str:
+    """``table.md``: per budget, one row per method and fraction (mean ± std over seeds, cost,
+    time to supervised's mIoU), and the upper bound."""
+    budget = summary["budget"]
+    lines = [f"Trained on: {'; '.join(budget['devices']) or '–'}, {budget['threads_per_run']} thread(s) per run. "
+             f"Recipe: {'; '.join(summary['recipe']['account'])}", ""]
+    header = ["| method | labelled | student mIoU (mean ± std) | seeds | iterations | s / iteration | training time (s) "
+              "| peak memory (MiB) | time to supervised's mIoU (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    titles = {"iterations": f"**Equal iterations** ({budget['iterations']})",
+              "time": f"**Equal wall-clock** ({budget['reference']}'s training time for {budget['iterations']} iterations)"}
+    for kind in budget["budgets"]:
+        rows = []
+        for method, cells in summary["methods"].items():
+            for fraction in fractions:
+                cell = cells.get(fraction, {})
+                cell = cell.get("equal_time") if kind == "time" else (cell if "mean" in cell else None)
+                if cell:
+                    has_target = "supervised" in summary["methods"] and fraction in summary["methods"]["supervised"]
+                    rows.append(_table_row(method, fraction, cell, has_target))
+        if kind == "iterations" and summary["upper_bound"]:
+            rows.append(_table_row("supervised, all train images labelled", "all", summary["upper_bound"], False))
+        if rows:
+            lines += [titles[kind], "", *header, *rows, ""]
+    text = "\n".join(lines)
+    path.write_text(text)
+    return text
+
+
+def write_outputs(results: list[dict], plan: Plan, *, figures: bool) -> dict[str, Any]:
+    """Write ``summary.json`` and ``table.md`` (and, with ``figures``, the figures); return the summary."""
+    out = plan.opts.out
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(results, plan)
+    tmp = out / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, out / "summary.json")
+    write_table(summary, plan.opts.fractions, out / "table.md")
+    if figures and results:
+        upper = summary["upper_bound"]["mean"] if summary["upper_bound"] else None
+        miou_vs_time_figure(_with_reference_timed(results, plan), plan.opts.fractions, plan.variants, upper,
+                            out / "miou_vs_time.png")
+        first = [r for r in results if r["budget"] == "iterations" and r["fraction"] == plan.opts.fractions[0]
+                 and r["seed"] == plan.opts.seeds[0]]
+        runs = {r["variant"]: plan.runs_dir / r["name"] for r in first}
+        runs = {v: d for v, d in runs.items() if (d / "metrics.jsonl").exists() and _has_teachers(d)}
+        if runs:
+            coupling_figure(runs, out / "coupling.png")
+    return summary
+
+
+def _has_teachers(run_dir: Path) -> bool:
+    return any(k.startswith("coupling/") for r in read_log(run_dir) for k in r)
+
+
+# ---------------------------------------------------------------- the verb
+def _train_or_reuse(runs: list[Run], plan: Plan, results: list[dict]) -> list[str]:
+    """Add finished runs' summaries to ``results``, train the others (unless report-only)."""
+    pending = []
+    for run in runs:
+        summary = finished(run)
+        if summary is not None:
+            results.append(summary)
+        else:
+            pending.append(run)
+    if plan.opts.report_only or not pending:
+        return []
+    print(f"training {len(pending)} run(s), {min(plan.opts.jobs, len(pending))} at a time, "
+          f"{plan.threads} thread(s) each; {len(runs) - len(pending)} finished already", flush=True)
+
+    def done(summary: dict) -> None:
+        results.append(summary)
+        write_outputs(results, plan, figures=False)
+
+    return launch(pending, plan.opts.jobs, done)
+
+
+def compare(opts: CompareOptions) -> Comparison:
+    """Run (or resume) the comparison of ``opts`` and write its outputs; see the module docstring.
+
+    Raises :class:`ConfigError` / :class:`DataError` for bad options, overrides or data, and for
+    finished runs of ``OUT`` trained with other settings, before any run starts.
+    """
+    plan = plan_comparison(opts)
+    print("recipe: " + "\n        ".join(plan.adaptation.account), flush=True)
+    if plan.probe is not None:
+        print(f"--minutes {opts.minutes}: {opts.reference} took {plan.probe['s_per_iteration']:.3f} s per training "
+              f"iteration ({PROBE_TIMED} timed after {PROBE_WARMUP}, alone, {plan.threads} thread(s)) -> "
+              f"{plan.iterations} iterations", flush=True)
+    equal_iterations = plan.equal_iteration_runs()
+    for run in equal_iterations:
+        finished(run)  # settings of earlier runs checked before anything trains
+    results: list[dict] = []
+    failed = _train_or_reuse(equal_iterations, plan, results)
+    if "time" in opts.budgets:
+        failed += _train_or_reuse(plan.equal_time_runs(results), plan, results)
+    summary = write_outputs(results, plan, figures=True)
+    print((opts.out / "table.md").read_text())
+    return Comparison(summary, failed)

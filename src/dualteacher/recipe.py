@@ -1,0 +1,178 @@
+"""The one shared training recipe: model, input size, optimiser, schedule and batch.
+
+Every method trains with :data:`RECIPE` plus its own entry of :data:`METHOD_SETTINGS`; the
+demo, the shipped ``configs/digits_*.yaml``, ``dualteacher compare`` and the benchmarks all
+build their settings with :func:`recipe_config`. :func:`adapt_recipe` fits the recipe to the
+data it is given (the crop is never larger than the smallest training image, a val batch holds
+about as many pixels as the recipe's) and says what it chose.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from .config import Config, load_config
+from .data.folder import DataError
+from .data.source import DataSource
+
+ITERATIONS = 1000
+ITERS_PER_EPOCH = 50
+MIN_CROP = 8
+
+RECIPE = [
+    "model.arch=deeplabv3plus",
+    "model.encoder=tu-tf_efficientnet_lite0",
+    "model.weights=efficientnet-lite0",
+    "model.decoder_channels=64",
+    "data.crop_size=64",
+    "data.scale_range=[0.75, 1.5]",
+    "data.workers=1",
+    "data.val_batch_size=50",
+    "optim.name=adamw",
+    "optim.lr=0.001",
+    "optim.head_lr_mult=10",
+    "optim.weight_decay=0.01",
+    "optim.warmup_iters=50",
+    "train.batch_size=8",
+    "train.unlabeled_batch_size=8",
+    f"train.iters_per_epoch={ITERS_PER_EPOCH}",
+    "train.eval_every=2",
+    "train.log_every=10",
+    "train.probe_images=16",
+]
+METHOD_SETTINGS = {
+    "supervised": [],
+    "mean_teacher": ["method.mixings=[cutmix]", "method.student_drop_path=0.0"],
+    "dual_teacher": [],
+    "fixmatch": ["method.mixings=[cutmix]", "method.student_drop_path=0.0"],
+    "unimatch": ["method.mixings=[cutmix]", "method.student_drop_path=0.0"],
+}
+
+
+def schedule(iterations: int) -> list[str]:
+    """``train.epochs`` and ``train.iters_per_epoch`` for a run of ``iterations`` iterations.
+
+    Epochs of about :data:`ITERS_PER_EPOCH` iterations whose product is within a few iterations
+    of ``iterations`` (an equal-wall-clock budget is not rounded to whole recipe epochs).
+    """
+    epochs = max(1, round(iterations / ITERS_PER_EPOCH))
+    return [f"train.epochs={epochs}", f"train.iters_per_epoch={max(1, round(iterations / epochs))}"]
+
+
+def recipe_config(
+    data_root: Path | str,
+    labeled: str,
+    unlabeled: str,
+    method: str,
+    run_dir: Path | str,
+    iterations: int,
+    seed: int,
+    extra: Sequence[str] = (),
+) -> Config:
+    """The recipe for one run of ``method`` on the folder layout at ``data_root``.
+
+    Order: :data:`RECIPE`, the data and split names, the method's settings, the schedule, seed and
+    run directory, then ``extra`` (``key=value``; other datasets, adaptations, user overrides).
+    Raises :class:`~dualteacher.config.ConfigError` naming a bad key.
+    """
+    return load_config(
+        None,
+        [
+            *RECIPE,
+            f"data.root={json.dumps(str(data_root))}",
+            f"data.labeled_split={json.dumps(labeled)}",
+            f"data.unlabeled_split={json.dumps(unlabeled)}",
+            f"method.name={method}",
+            *METHOD_SETTINGS.get(method, []),
+            *schedule(iterations),
+            f"train.seed={seed}",
+            f"run_dir={json.dumps(str(run_dir))}",
+            *extra,
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """What :func:`adapt_recipe` chose: ``overrides`` (``key=value``, to go after the recipe and
+    before the user's overrides) and ``account``, one sentence per setting it looked at."""
+
+    overrides: list[str]
+    account: list[str]
+
+
+def override_keys(overrides: Sequence[str]) -> set[str]:
+    """The dotted keys that ``key=value`` overrides set."""
+    return {text.split("=", 1)[0].strip() for text in overrides}
+
+
+def _sizes(paths: Sequence[Path]) -> list[tuple[int, int, Path]]:
+    """(width, height, path) of every image, read from the file headers (nothing decoded)."""
+    sizes = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                sizes.append((*image.size, path))
+        except OSError as error:
+            raise DataError(f"cannot read the size of {path}: {error}") from error
+    return sizes
+
+
+def _crop(base: Config, train: list[tuple[int, int, Path]], user_set: bool) -> tuple[int, str]:
+    """The crop size and the sentence explaining it."""
+    width, height, path = min(train, key=lambda s: min(s[0], s[1]))
+    side = min(width, height)
+    smallest = f"the smallest train image side is {side} px ({path.name}, {width}x{height})"
+    if user_set:
+        return base.data.crop_size, f"data.crop_size={base.data.crop_size}: your override; {smallest}"
+    if side < MIN_CROP:
+        raise DataError(f"{path} is {width}x{height}: training crops need images of at least {MIN_CROP} px a side")
+    if base.data.crop_size <= side:
+        return base.data.crop_size, f"data.crop_size={base.data.crop_size}: the recipe's; {smallest}"
+    return side, f"data.crop_size={side}: the recipe's {base.data.crop_size} px would not fit; {smallest}"
+
+
+def _val_batch(base: Config, recipe: Config, val: list[tuple[int, int, Path]], user_set: bool) -> tuple[int, str]:
+    """The val batch size and the sentence explaining it: a padded val batch of the largest val
+    image holds at most the recipe's val pixels (val_batch_size crops of crop_size²)."""
+    width, height, path = max(val, key=lambda s: s[0] * s[1])
+    largest = f"the largest val image is {width}x{height} ({path.name})"
+    if user_set:
+        return base.data.val_batch_size, f"data.val_batch_size={base.data.val_batch_size}: your override; {largest}"
+    budget = recipe.data.val_batch_size * recipe.data.crop_size**2
+    size = max(1, min(recipe.data.val_batch_size, budget // (width * height)))
+    why = (f"the recipe's {recipe.data.val_batch_size}" if size == recipe.data.val_batch_size
+           else f"the recipe's {recipe.data.val_batch_size} images would not keep a val batch within its "
+                f"{budget:,} pixels")
+    return size, f"data.val_batch_size={size}: {why}; {largest}"
+
+
+def adapt_recipe(
+    source: DataSource, train_splits: Sequence[str], val_split: str, user_overrides: Sequence[str] = ()
+) -> Adaptation:
+    """Fit :data:`RECIPE` to the images of ``train_splits`` and ``val_split`` of ``source``.
+
+    ``data.crop_size`` becomes the smallest side of any train image when the recipe's crop is
+    larger; ``data.val_batch_size`` shrinks so that a val batch of the largest val image holds no
+    more pixels than the recipe's. Settings in ``user_overrides`` are kept (and reported as
+    yours). Reads only file headers. Raises :class:`DataError` naming an unreadable file, an
+    image too small to crop, or an empty split.
+    """
+    recipe = load_config(None, RECIPE)
+    base = load_config(None, [*RECIPE, *user_overrides])
+    user = override_keys(user_overrides)
+    found = {}
+    for role, splits in (("train", list(dict.fromkeys(train_splits))), ("val", [val_split])):
+        ids = sorted({i for split in splits for i in source.split_ids(split)})
+        if not ids:
+            raise DataError(f"{source.name} at {source.root}: the {role} split(s) {', '.join(splits)} list no image")
+        found[role] = _sizes(source.files(ids, labeled=False).images)
+    crop, crop_why = _crop(base, found["train"], "data.crop_size" in user)
+    val_batch, val_why = _val_batch(base, recipe, found["val"], "data.val_batch_size" in user)
+    overrides = [f"data.crop_size={crop}", f"data.val_batch_size={val_batch}"]
+    return Adaptation([o for o in overrides if override_keys([o]).isdisjoint(user)], [crop_why, val_why])

@@ -1,0 +1,136 @@
+"""`dualteacher compare`: the summary's schema, resume, time-to-accuracy, --minutes, early errors."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from dualteacher import compare as cmp
+from dualteacher.cli import main
+from dualteacher.compare import CompareOptions, Plan, Run, compare, summarize, time_to_accuracy
+from dualteacher.config import ConfigError
+from dualteacher.data.folder import DataError
+from dualteacher.recipe import Adaptation
+
+TINY = ["model.weights=null", "model.decoder_channels=32", "data.workers=0", "train.batch_size=4",
+        "train.unlabeled_batch_size=4", "train.log_every=1", "train.probe_images=4", "optim.lr=0.002"]
+CELL_KEYS = {"mean", "std", "seeds", "s_per_iteration", "train_seconds", "time_to_accuracy", "per_seed"}
+
+
+@pytest.fixture
+def data(tiny_data, tmp_path: Path) -> Path:
+    """A private copy of the tiny digit scenes (compare writes split lists into it)."""
+    return Path(shutil.copytree(tiny_data["root"], tmp_path / "data"))
+
+
+def options(data: Path, out: Path, **extra) -> CompareOptions:
+    return CompareOptions(**{"data": data, "out": out, "fractions": ["1/8"], "seeds": [0], "iterations": 4,
+                             "methods": ["supervised", "dual_teacher"], "overrides": TINY, **extra})
+
+
+def no_training(*args, **kwargs):
+    raise AssertionError("a run was started")
+
+
+def test_time_to_accuracy_is_the_first_evaluation_reaching_the_target() -> None:
+    curve = [[10.0, 0.1], [20.0, 0.3], [30.0, 0.25], [40.0, 0.4]]
+    assert time_to_accuracy(curve, 0.28) == 20.0
+    assert time_to_accuracy(curve, 0.4) == 40.0
+    assert time_to_accuracy(curve, 0.41) is None
+
+
+def test_summary_of_hand_made_runs(tmp_path: Path) -> None:
+    def run(variant: str, seed: int, curve: list[list[float]], budget: str = "iterations") -> dict:
+        return {"variant": variant, "seed": seed, "fraction": "1/8", "budget": budget, "iterations": 10,
+                "student_miou": curve[-1][1], "train_seconds": curve[-1][0], "s_per_it": curve[-1][0] / 10,
+                "peak_memory_mb": 100.0, "device": "cpu", "curve": curve}
+
+    results = [
+        run("supervised", 0, [[5, 0.2], [10, 0.4]]), run("supervised", 1, [[5, 0.2], [10, 0.6]]),  # target 0.5
+        run("dual_teacher", 0, [[8, 0.5], [16, 0.5]]), run("dual_teacher", 1, [[8, 0.3], [16, 0.7]]),
+        run("supervised_all", 0, [[4, 0.9]]),
+    ]
+    opts = CompareOptions(data=tmp_path, out=tmp_path, fractions=["1/8"], methods=["supervised", "dual_teacher"])
+    plan = Plan(opts, ["supervised", "dual_teacher"], Adaptation([], []), {}, threads=1, iterations=10)
+    summary = summarize(results, plan)
+    dual = summary["methods"]["dual_teacher"]["1/8"]
+    assert dual["mean"] == pytest.approx(0.6) and dual["std"] == pytest.approx(0.1414, abs=1e-4)
+    assert dual["seeds"] == {"0": 0.5, "1": 0.7}
+    assert dual["time_to_accuracy"] == 16  # the seed-mean curve is 0.4 at 8 s, 0.6 at 16 s
+    assert dual["per_seed"]["0"]["time_to_accuracy"] == 8 and dual["per_seed"]["1"]["time_to_accuracy"] == 16
+    assert summary["methods"]["supervised"]["1/8"]["time_to_accuracy"] == 10
+    assert summary["upper_bound"]["mean"] == 0.9 and summary["upper_bound"]["std"] is None
+    table = cmp.write_table(summary, ["1/8"], tmp_path / "table.md")
+    assert "| dual_teacher | 1/8 | 0.6000 ± 0.1414 | 2 | 10 | 1.600 | 16 | 100 | 16 |" in table
+
+
+def test_summary_schema_and_a_second_call_trains_nothing(data: Path, tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "out"
+    first = compare(options(data, out, budgets=["iterations", "time"], upper_bound=True, jobs=2))
+    assert first.failed == []
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == {"upper_bound", "methods", "budget", "recipe"}
+    assert set(summary["upper_bound"]) == {"mean", "std", "seeds", "per_seed"}
+    assert set(summary["methods"]) == {"supervised", "dual_teacher"}
+    for method, cells in summary["methods"].items():
+        cell = cells["1/8"]
+        assert set(cell) == CELL_KEYS | {"equal_time"} and set(cell["equal_time"]) == CELL_KEYS
+        assert isinstance(cell["mean"], float) and cell["std"] is None and set(cell["seeds"]) == {"0"}
+        assert cell["s_per_iteration"] > 0 and cell["train_seconds"] > 0
+        assert cell["time_to_accuracy"] is None or cell["time_to_accuracy"] > 0
+    assert summary["methods"]["supervised"]["1/8"]["time_to_accuracy"] is not None
+    assert summary["methods"]["dual_teacher"]["1/8"]["equal_time"]["per_seed"]["0"]["iterations"] == 4
+    assert summary["budget"]["budgets"] == ["iterations", "time"] and summary["budget"]["iterations"] == 4
+    assert "data.crop_size=48" in summary["recipe"]["adapted"]  # the 48 px scenes are smaller than the recipe's crop
+    assert (out / "table.md").read_text().count("| supervised | 1/8 |") == 2
+    assert (out / "miou_vs_time.png").stat().st_size > 0
+    assert len(list((out / "summaries").glob("*.json"))) == 4  # 2 methods, the upper bound, supervised at equal time
+
+    monkeypatch.setattr(cmp, "launch", no_training)
+    again = compare(options(data, out, budgets=["iterations", "time"], upper_bound=True, jobs=2))
+    assert again.summary == summary == json.loads((out / "summary.json").read_text())
+    with pytest.raises(ConfigError, match=r"1-8_seed0_supervised_iterations4\.json was trained with other settings"):
+        compare(options(data, out, overrides=[*TINY, "optim.lr=0.003"]))
+
+
+def test_an_interrupted_run_writes_no_summary(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(cmp, "train", lambda cfg, progress: {"interrupted": "SIGTERM"})
+    run = Run("r", "supervised", "1/8", 0, "iterations", 4, str(tmp_path), "train", "train", (), tuple(TINY),
+              str(tmp_path / "run"), str(tmp_path / "r.json"), torch.get_num_threads())
+    assert cmp.run_one(run) is None
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_minutes_picks_a_positive_iteration_count_and_keeps_it(data: Path, tmp_path: Path, monkeypatch) -> None:
+    assert cmp.iterations_for(2, 0.5) == 240 and cmp.iterations_for(0.001, 10.0) == 1
+    opts = options(data, tmp_path / "out", iterations=None, minutes=0.05)
+    plan = cmp.plan_comparison(opts)
+    assert plan.iterations >= 1 and plan.probe["s_per_iteration"] > 0
+    assert plan.iterations == cmp.iterations_for(0.05, plan.probe["s_per_iteration"])
+    assert not (plan.runs_dir / "probe_dual_teacher").exists()
+    monkeypatch.setattr(cmp, "ProcessPoolExecutor", no_training)
+    assert cmp.plan_comparison(opts).iterations == plan.iterations  # the stored probe, not a new one
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"methods": ["supervised", "mean_teacher_v2"]}, "--methods: unknown 'mean_teacher_v2'"),
+    ({"methods": ["supervised", "train.epochs=3"]}, "overrides go after a one-value option"),
+    ({"overrides": ["train.epohcs=3"]}, "unknown setting train.epohcs"),
+    ({"overrides": ["train.seed=3"]}, "compare sets it for every run; use --seeds"),
+    ({"fractions": ["1/0"]}, "--labeled: cannot read label budget"),
+    ({"budgets": ["time"], "methods": ["supervised"]}, "add it to --methods"),
+    ({"fractions": ["100"]}, "asks for 100 ids but only 64 are available"),
+])
+def test_bad_input_fails_before_any_run_starts(data: Path, tmp_path: Path, monkeypatch, change, message) -> None:
+    monkeypatch.setattr(cmp, "launch", no_training)
+    monkeypatch.setattr(cmp, "ProcessPoolExecutor", no_training)
+    with pytest.raises((ConfigError, DataError), match=message):
+        compare(options(data, tmp_path / "out", **change))
+
+
+def test_the_command_reports_bad_input_as_an_error(data: Path, tmp_path: Path, capsys) -> None:
+    args = ["compare", "--data", str(data), "--labeled", "1/8", "--out", str(tmp_path / "out"), "--methods", "nope"]
+    assert main(args) == 2
+    assert "unknown 'nope'" in capsys.readouterr().err
