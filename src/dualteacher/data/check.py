@@ -54,7 +54,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from dualteacher.config import Config
 from dualteacher.data.build import source_from_config
-from dualteacher.data.folder import IGNORE_INDEX, DataError, find_missing
+from dualteacher.data.folder import IGNORE_INDEX, DataError, extension_hint, find_missing, read_list_lines
 from dualteacher.data.source import DataSource
 
 SEVERITIES = ("error", "warning", "info")
@@ -173,7 +173,11 @@ class Report:
 
 # ---------------------------------------------------------------- split lists
 def _read_split(source: DataSource, split: str, findings: list[Finding]) -> list[str] | None:
-    """The distinct ids of ``split`` in order; duplicates and unreadable lists become findings."""
+    """The distinct ids of ``split`` in order; duplicates and unreadable lists become findings.
+
+    Entries are read as :meth:`DataSource.split_ids` reads them (byte-order mark, CRLF and
+    image file names accepted), so an id listed once bare and once as a file name is a duplicate.
+    """
     if split in source.builtin_splits:
         try:
             return source.split_ids(split)
@@ -182,17 +186,17 @@ def _read_split(source: DataSource, split: str, findings: list[Finding]) -> list
             return None
     path = source.split_file(split)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_list_lines(path)
     except FileNotFoundError:
         findings.append(Finding("error", "split-missing", str(path), f"split list {split!r} not found"))
         return None
-    except (OSError, UnicodeDecodeError) as error:
+    except (OSError, DataError) as error:
         findings.append(Finding("error", "split-missing", str(path), f"cannot read the split list: {error}"))
         return None
+    ids = source.listed_ids([text for _, text in lines])
     lines_of: dict[str, list[int]] = {}
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            lines_of.setdefault(line.strip(), []).append(number)
+    for (number, _), sample_id in zip(lines, ids, strict=True):
+        lines_of.setdefault(sample_id, []).append(number)
     for sample_id, numbers in lines_of.items():
         if len(numbers) > 1:
             where = ", ".join(map(str, numbers))
@@ -375,7 +379,8 @@ def _file_tasks(
             findings.append(Finding("error", "mask-missing", task.mask, f"no mask for labelled id {task.sample_id!r}"))
             task = replace(task, mask=None)
         if task.image in missing:
-            findings.append(Finding("error", "image-missing", task.image, f"no image file for id {task.sample_id!r}"))
+            message = f"no image file for id {task.sample_id!r}{extension_hint(task.sample_id)}"
+            findings.append(Finding("error", "image-missing", task.image, message))
         else:
             present.append(task)
     return present

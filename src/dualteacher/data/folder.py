@@ -23,6 +23,7 @@ is not a class-index mask.
 
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,12 +51,33 @@ def _list_some(items: Sequence[str]) -> str:
     return "  " + shown + (f"\n  ... and {more} more" if more > 0 else "")
 
 
+def read_list_text(path: Path) -> list[str]:
+    """The lines of a text list (split list, class list) as people save them, each stripped.
+
+    UTF-8 with or without a byte-order mark, or UTF-16 with one (Windows "Unicode"); LF or CRLF
+    line ends; a stray byte-order mark inside the text (lists joined with ``cat``) is dropped.
+    Raises FileNotFoundError/OSError if unreadable, :class:`DataError` if not such text.
+    """
+    data = Path(path).read_bytes()
+    encoding = "utf-16" if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path} is not UTF-8 text ({error}): save it as UTF-8") from error
+    return [line.replace("\ufeff", "").strip() for line in text.splitlines()]
+
+
+def read_list_lines(path: Path) -> list[tuple[int, str]]:
+    """``(line number, text)`` of every non-blank line of a list (see :func:`read_list_text`)."""
+    return [(number, line) for number, line in enumerate(read_list_text(path), start=1) if line]
+
+
 def read_classes(root: Path) -> list[str]:
     """Class names from ``ROOT/classes.txt`` (line i names class i; trailing blank lines ignored)."""
     path = Path(root) / "classes.txt"
     if not path.is_file():
         raise DataError(f"class list not found: {path}")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    names = read_list_text(path)
     while names and not names[-1]:
         names.pop()
     if not names:
@@ -80,18 +102,35 @@ def read_split(root: Path, name: str) -> list[str]:
 
 
 def read_id_list(path: Path) -> list[str]:
-    """Ids listed in ``path``, one per line; blank lines skipped, a repeated id is an error."""
+    """Ids listed in ``path``, one per line (see :func:`read_list_text` for the accepted
+    encodings); blank lines skipped, a repeated id is an error."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"split file not found: {path}")
-    ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    ids = [i for i in ids if i]
+    ids = [line for _, line in read_list_lines(path)]
     seen: set[str] = set()
     for sample_id in ids:
         if sample_id in seen:
             raise DataError(f"id {sample_id!r} appears twice in {path}")
         seen.add(sample_id)
     return ids
+
+
+def strip_image_suffix(name: str) -> str:
+    """``name`` without a trailing .jpg/.jpeg/.png (any case)."""
+    for ext in IMAGE_EXTENSIONS:
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def extension_hint(sample_id: str) -> str:
+    """For an id with no image that was written with an image extension, a hint saying that ids
+    are listed without it; ``""`` for any other id."""
+    stem = strip_image_suffix(sample_id)
+    if stem == sample_id:
+        return ""
+    return f" ({sample_id!r} looks like a file name but names no image: list ids without the extension, e.g. {stem!r})"
 
 
 def find_image(root: Path, sample_id: str) -> Path:
@@ -177,7 +216,7 @@ def folder_files(root: Path, ids: Sequence[str], *, labeled: bool) -> tuple[list
         found = [p for p in candidates if index.exists(p)]
         image_paths.append(found[0] if found else candidates[0])
         if not found:
-            missing.append(f"{stem}.jpg (or .jpeg/.png)")
+            missing.append(f"{stem}.jpg (or .jpeg/.png){extension_hint(sample_id)}")
         if labeled:
             mask_path = Path(root) / "masks" / f"{sample_id}.png"
             mask_paths.append(mask_path)
