@@ -13,6 +13,15 @@ if "OMP_NUM_THREADS" not in os.environ:
     torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def check_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The data check's cache of this test session, away from the user's cache folder."""
+    folder = tmp_path_factory.mktemp("check_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("dualteacher.data.check.default_cache_dir", lambda: folder)
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """48x48 digit scenes: 64 train (1/8 labelled), 16 val."""

@@ -146,8 +146,8 @@ class Trainer:
         report = preflight(cfg)
         if report.errors:
             raise DataError(report.format(severities=("error", "warning"))
-                            + "\nrun `dualteacher check-data ... --full` to also decode every file")
-        if report.warnings and self.rank == 0:
+                            + "\nrun `dualteacher check-data ... --full` to also decode every image")
+        if self.rank == 0:
             tqdm.write(report.format(severities=("warning",)))
         self.data: SplitData = open_splits(cfg.data, need_unlabeled=needs_unlabeled(cfg))
         self.num_classes = len(self.data.classes)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from dualteacher.data.transforms import EvalTransform, Transform
@@ -133,6 +133,15 @@ def extension_hint(sample_id: str) -> str:
     return f" ({sample_id!r} looks like a file name but names no image: list ids without the extension, e.g. {stem!r})"
 
 
+def decode_failure(error: Exception) -> str:
+    """What a decoder exception says about a file, in words."""
+    if isinstance(error, UnidentifiedImageError):
+        return "not a readable image (corrupt, or a format PIL does not know)"
+    if isinstance(error, FileNotFoundError):
+        return "file not found (removed since the dataset was checked?)"
+    return f"cannot decode ({type(error).__name__}: {error})"
+
+
 def find_image(root: Path, sample_id: str) -> Path:
     """The image file of ``sample_id`` (``images/<id>`` with a .jpg, .jpeg or .png extension)."""
     stem = Path(root) / "images" / sample_id
@@ -176,16 +185,16 @@ class _DirectoryIndex:
     """File names per directory, listed once: cheap existence checks for many ids."""
 
     def __init__(self) -> None:
-        self._listings: dict[Path, frozenset[str]] = {}
+        self._listings: dict[str, frozenset[str]] = {}
 
-    def exists(self, path: Path) -> bool:
-        parent = path.parent
+    def exists(self, path: str | Path) -> bool:
+        parent, name = os.path.split(path)
         if parent not in self._listings:
             try:
-                self._listings[parent] = frozenset(os.listdir(parent))
+                self._listings[parent] = frozenset(os.listdir(parent or "."))
             except (FileNotFoundError, NotADirectoryError):
                 self._listings[parent] = frozenset()
-        return path.name in self._listings[parent]
+        return name in self._listings[parent]
 
 
 def missing_files_error(root: Path, missing: Sequence[str], labeled: bool) -> DataError:
@@ -194,7 +203,7 @@ def missing_files_error(root: Path, missing: Sequence[str], labeled: bool) -> Da
     return DataError(f"{len(missing)} file(s) missing for the {kind} samples under {root}:\n{_list_some(list(missing))}")
 
 
-def find_missing(paths: Sequence[Path]) -> list[str]:
+def find_missing(paths: Sequence[str | Path]) -> list[str]:
     """The paths of ``paths`` that are not files (each directory is listed once)."""
     index = _DirectoryIndex()
     return [str(p) for p in paths if not index.exists(p)]
@@ -204,24 +213,25 @@ def folder_files(root: Path, ids: Sequence[str], *, labeled: bool) -> tuple[list
     """Image and mask paths of ``ids`` in the folder layout, and the files that are missing.
 
     An image is the first of ``images/<id>.jpg|.jpeg|.png`` that exists (``.jpg`` when none
-    does); masks are ``masks/<id>.png``, listed only when ``labeled``.
+    does); masks are ``masks/<id>.png``, listed only when ``labeled``. Paths are joined as
+    strings: Path objects per candidate were half the time of a cached data check.
     """
     index = _DirectoryIndex()
     missing: list[str] = []
     image_paths: list[Path] = []
     mask_paths: list[Path] = []
+    images, masks = os.path.join(root, "images"), os.path.join(root, "masks")
     for sample_id in ids:
-        stem = Path(root) / "images" / sample_id
-        candidates = [stem.with_name(stem.name + e) for e in IMAGE_EXTENSIONS]
-        found = [p for p in candidates if index.exists(p)]
-        image_paths.append(found[0] if found else candidates[0])
-        if not found:
+        stem = os.path.join(images, sample_id)
+        found = next((stem + ext for ext in IMAGE_EXTENSIONS if index.exists(stem + ext)), None)
+        image_paths.append(Path(found or stem + IMAGE_EXTENSIONS[0]))
+        if found is None:
             missing.append(f"{stem}.jpg (or .jpeg/.png){extension_hint(sample_id)}")
         if labeled:
-            mask_path = Path(root) / "masks" / f"{sample_id}.png"
-            mask_paths.append(mask_path)
+            mask_path = os.path.join(masks, f"{sample_id}.png")
+            mask_paths.append(Path(mask_path))
             if not index.exists(mask_path):
-                missing.append(str(mask_path))
+                missing.append(mask_path)
     return image_paths, mask_paths, missing
 
 
