@@ -1,5 +1,6 @@
 """Files whose content contradicts the layout are found before the first iteration (issue 14 §3),
-and a second check reads only what changed. The data and settings are the issue's (:mod:`scenes`)."""
+a second check reads only what changed, and a file that goes bad mid-run stops the run with a
+checkpoint and a message naming it. The data and settings are the issue's (:mod:`scenes`)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import pytest
 from PIL import Image
 from scenes import SIZE, make_scenes, scenes_config
 
+from dualteacher.checkpoint import load_checkpoint
 from dualteacher.cli import main
 from dualteacher.data import check
 from dualteacher.data.check import check_data, preflight
 from dualteacher.data.folder import DataError
 from dualteacher.data.registry import open_source
-from dualteacher.engine import Trainer
+from dualteacher.data.sampler import ShuffledStreamSampler
+from dualteacher.engine import Trainer, derive_seed
 
 SPLITS = {"labeled": "labeled", "unlabeled": "unlabeled", "val": "val"}
 
@@ -26,6 +29,13 @@ def _paint_corner(path: Path, value: int) -> None:
     mask = np.array(Image.open(path))
     mask[:4, :4] = value
     Image.fromarray(mask).save(path)
+
+
+def _truncate(path: Path) -> bytes:
+    """Cut ``path`` in half (its header stays readable); return the original bytes."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return data
 
 
 @pytest.fixture
@@ -134,3 +144,47 @@ def test_worker_processes_and_the_cache_give_the_same_report(scenes: Path, tmp_p
     assert parallel.workers == 2 and cached.workers == 0 and cached.files_read == 0
     assert serial.findings == parallel.findings == cached.findings and len(serial.errors) == 1
     assert serial.class_pixels == parallel.class_pixels == cached.class_pixels
+
+
+def test_a_bad_labelled_image_mid_run_leaves_a_checkpoint_and_names_the_file(
+    scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    stream = iter(ShuffledStreamSampler(4, derive_seed(0, 1)))  # the labelled stream of seed 0
+    second_batch = [next(stream)[0] for _ in range(4)][2:]
+    bad = scenes / "images" / f"train{second_batch[0]:03d}.png"
+    original = _truncate(bad)  # its header is fine: it passes the fast check, and breaks iteration 1
+    run_dir = tmp_path / "run"
+    args = ["train", f"data.root={scenes}", "data.crop_size=32", "data.workers=1", "model.encoder=resnet18",
+            "model.decoder_channels=16", "method.name=supervised", "train.epochs=1", "train.iters_per_epoch=2",
+            "train.batch_size=2", "train.probe_images=1", "data.val_batch_size=2", f"run_dir={run_dir}", "--quiet"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"error: image {bad}: cannot decode (OSError: image file is truncated" in err
+    assert "Traceback" not in err and "DataLoader worker" not in err
+    assert "stopped at iteration 1 and wrote the checkpoint" in err and "run the same command to continue" in err
+    _, state = load_checkpoint(run_dir / "last.safetensors")
+    assert state["iteration"] == 1
+
+    bad.write_bytes(original)
+    assert main(args) == 0
+    assert "from last.safetensors at iteration 1" in capsys.readouterr().out
+    _, done = load_checkpoint(run_dir / "last.safetensors")
+    assert done["iteration"] == 2
+
+
+def test_a_bad_val_file_at_evaluation_is_evaluated_after_the_fix(scenes: Path, tmp_path: Path) -> None:
+    cfg = scenes_config(scenes, tmp_path / "run")
+    trainer = Trainer(cfg, progress=False)
+    original = _truncate(scenes / "images" / "val002.png")
+    with pytest.raises(DataError) as caught:
+        trainer.fit()
+    assert str(caught.value).startswith(f"image {scenes / 'images' / 'val002.png'}: cannot decode")
+    assert "the run stopped at iteration 2 and wrote the checkpoint" in str(caught.value)
+    _, state = load_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert state["iteration"] == 2 and state["history"] == []
+
+    (scenes / "images" / "val002.png").write_bytes(original)
+    record = Trainer(cfg, progress=False).fit()  # the run's last evaluation, missed, runs now
+    assert record["iteration"] == 2 and "student/miou" in record
+    _, state = load_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert [r["iteration"] for r in state["history"]] == [2]

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import codecs
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,18 @@ def decode_failure(error: Exception) -> str:
     return f"cannot decode ({type(error).__name__}: {error})"
 
 
+@contextmanager
+def decoding(path: Path, what: str) -> Iterator[None]:
+    """Re-raise any failure of reading ``path`` (``what``: "image", "mask") as a :class:`DataError`
+    naming the file, so that a file gone bad mid-run stops training with a clear message."""
+    try:
+        yield
+    except DataError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any decoder failure is a fault of this file
+        raise DataError(f"{what} {path}: {decode_failure(error)}") from error
+
+
 def find_image(root: Path, sample_id: str) -> Path:
     """The image file of ``sample_id`` (``images/<id>`` with a .jpg, .jpeg or .png extension)."""
     stem = Path(root) / "images" / sample_id
@@ -153,8 +166,9 @@ def find_image(root: Path, sample_id: str) -> Path:
 
 
 def load_image(path: Path) -> Image.Image:
-    """An image file as an RGB PIL image (see the module docstring for the conversions)."""
-    with Image.open(path) as image:
+    """An image file as an RGB PIL image (see the module docstring for the conversions);
+    :class:`DataError` naming the file if it cannot be decoded."""
+    with decoding(path, "image"), Image.open(path) as image:
         if image.mode.startswith("I;16"):
             wide = np.asarray(image).astype(np.uint32)
             gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)
@@ -167,8 +181,9 @@ def load_image(path: Path) -> Image.Image:
 
 
 def load_mask(path: Path, image_path: Path, image_size: tuple[int, int]) -> Image.Image:
-    """A class-index mask as a mode-"L" PIL image; refuses colour masks and size mismatches."""
-    with Image.open(path) as mask:
+    """A class-index mask as a mode-"L" PIL image; refuses colour masks, size mismatches and
+    undecodable files (:class:`DataError` naming the file)."""
+    with decoding(path, "mask"), Image.open(path) as mask:
         if mask.mode in ("RGB", "RGBA"):
             raise DataError(f"mask is a colour ({mask.mode}) image, not a class-index mask: {path}")
         if mask.mode not in ("L", "P"):
