@@ -15,10 +15,11 @@ if "OMP_NUM_THREADS" not in os.environ:
 
 @pytest.fixture(scope="session", autouse=True)
 def check_cache(tmp_path_factory: pytest.TempPathFactory):
-    """The data check's cache of this test session, away from the user's cache folder."""
-    folder = tmp_path_factory.mktemp("check_cache")
+    """The project's cache folder for this test session and its subprocesses (data-check
+    caches land there), away from the user's ``~/.cache/dualteacher``."""
+    folder = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("dualteacher.data.check.default_cache_dir", lambda: folder)
+        patch.setenv("DUALTEACHER_CACHE", str(folder))
         yield folder
 
 
