@@ -13,6 +13,16 @@ if "OMP_NUM_THREADS" not in os.environ:
     torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def check_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The project's cache folder for this test session and its subprocesses (data-check
+    caches land there), away from the user's ``~/.cache/dualteacher``."""
+    folder = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DUALTEACHER_CACHE", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """48x48 digit scenes: 64 train (1/8 labelled), 16 val."""

@@ -87,7 +87,7 @@ def _cmd_split(args: argparse.Namespace) -> int:
 
 def _cmd_check_data(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .data.check import check_config, training_splits
+    from .data import check
 
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config and not Path(config).exists():
@@ -99,9 +99,11 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
     }
     overrides += [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
     cfg = load_config(config, overrides)
-    splits = training_splits(cfg, unlabeled=True if args.unlabeled_split is not None else None)
-    report = check_config(cfg, splits, full=args.full, workers=args.workers,
-                          progress=not args.quiet and sys.stderr.isatty())
+    splits = check.training_splits(cfg, unlabeled=True if args.unlabeled_split is not None else None)
+    report = check.check_config(
+        cfg, splits, full=args.full, workers=cfg.data.workers if args.workers is None else args.workers,
+        progress=not args.quiet and sys.stderr.isatty(), cache_dir=None if args.no_cache else check.default_cache_dir(),
+    )
     print(report.to_json() if args.json else report.format(limit=args.limit))
     return 1 if report.errors else 0
 
@@ -272,9 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unlabeled-split", help="unlabelled split; checked when given or when the method uses one")
     p.add_argument("--val-split", help="val split (default: the config's data.val_split)")
     p.add_argument("--full", action="store_true",
-                   help="also decode every file, check mask values and count classes (slower)")
+                   help="also decode every image (masks are always decoded; slower)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--workers", type=int, default=0, help="processes reading files (default: 0, in this process)")
+    p.add_argument("--workers", type=int,
+                   help="processes reading files (default: data.workers, as train; 0: in this process)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="read every file, neither using nor updating the cache of files checked before")
     p.add_argument("--limit", type=_positive, default=10, help="findings printed per kind (default: 10)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_check_data)

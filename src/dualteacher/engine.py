@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +155,8 @@ class Trainer:
         report = preflight(cfg)
         if report.errors:
             raise DataError(report.format(severities=("error", "warning"))
-                            + "\nrun `dualteacher check-data ... --full` to also decode every file")
-        if report.warnings and self.rank == 0:
+                            + "\nrun `dualteacher check-data ... --full` to also decode every image")
+        if self.rank == 0:
             tqdm.write(report.format(severities=("warning",)))
         self.data: SplitData = open_splits(cfg.data, need_unlabeled=needs_unlabeled(cfg))
         self.num_classes = len(self.data.classes)
@@ -328,6 +329,43 @@ class Trainer:
         self.method.student.train()
         return record
 
+    # ----------------------------------------------------------------- data errors mid-run
+    @contextmanager
+    def _stop_on_data_error(self, log: RunLog) -> Iterator[None]:
+        """A :class:`DataError` inside (a file gone bad since the up-front check, or an image whose
+        pixels only loading decodes) stops the run with a training checkpoint and a message that
+        names the file, without the loader's traceback; the same command continues the run."""
+        try:
+            yield
+        except DataError as error:
+            log.close()
+            where = f"the run stopped at iteration {self.iteration}"
+            if self.rank == 0:
+                path = self.save_training_state()
+                where += (f" and wrote the checkpoint {path}; fix the file (or drop its id from the split list), "
+                          "then run the same command to continue")
+            raise DataError(f"{_worker_message(error)}\n{where}") from None
+
+    def _evaluation_missed(self) -> bool:
+        """Whether the evaluation due at this iteration (an epoch end) did not run: a data error
+        stopped the run there (a resumed run then evaluates first)."""
+        if self.iteration == 0 or self.iteration % self.iters_per_epoch:
+            return False
+        due = (self.iteration // self.iters_per_epoch) % self.cfg.train.eval_every == 0 or self.iteration == self.total_iters
+        return due and (not self.history or self.history[-1]["iteration"] != self.iteration)
+
+    def _epoch_evaluation(self, log: RunLog) -> dict[str, Any]:
+        """Evaluate at an epoch end, record it in the history and the log, print a summary."""
+        with self._stop_on_data_error(log):
+            record = self.evaluate_all(log)
+        record["epoch"] = self.iteration // self.iters_per_epoch
+        record["train_seconds"] = self.train_seconds
+        self.history.append(record)
+        log.write(record)
+        if self.rank == 0:
+            tqdm.write(self._summary(record))
+        return record
+
     # ----------------------------------------------------------------- the loop
     def _batches(self) -> tuple[Iterator[dict[str, Tensor]], Iterator[dict[str, Tensor]] | None]:
         workers = self.cfg.data.workers
@@ -432,6 +470,10 @@ class Trainer:
         bar = tqdm(total=self.total_iters, initial=self.iteration, disable=not self.progress or self.rank != 0,
                    dynamic_ncols=True, desc=cfg.method.name)
         record: dict[str, Any] = self.history[-1] if self.history else {}
+        if self._evaluation_missed():
+            record = self._epoch_evaluation(log)
+            if self.rank == 0:
+                self.save_training_state()
         started_epoch = -1
         with StopSignals() as stop:
             while self.iteration < end:
@@ -443,8 +485,9 @@ class Trainer:
                 lr = set_lr(self.optimizer, lr_factor(self.iteration, self.total_iters, cfg.optim, self.lr_anchor))
                 torch.manual_seed(derive_seed(cfg.train.seed, self.iteration, self.rank, 3))
                 gen = torch.Generator(self.device).manual_seed(derive_seed(cfg.train.seed, self.iteration, self.rank, 4))
-                labeled = self._to_batch(next(lab_iter))
-                unlabeled = self._to_batch(next(unl_iter)) if unl_iter is not None else None
+                with self._stop_on_data_error(log):
+                    labeled = self._to_batch(next(lab_iter))
+                    unlabeled = self._to_batch(next(unl_iter)) if unl_iter is not None else None
 
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                     loss, parts = self.method.step(labeled, unlabeled, gen)
@@ -477,13 +520,7 @@ class Trainer:
                 end_of_epoch = self.iteration % self.iters_per_epoch == 0
                 done_epochs = self.iteration // self.iters_per_epoch
                 if end_of_epoch and (done_epochs % cfg.train.eval_every == 0 or self.iteration == self.total_iters):
-                    record = self.evaluate_all(log)
-                    record["epoch"] = done_epochs
-                    record["train_seconds"] = self.train_seconds
-                    self.history.append(record)
-                    log.write(record)
-                    if self.rank == 0:
-                        tqdm.write(self._summary(record))
+                    record = self._epoch_evaluation(log)
                 interrupted = stop.received(self.world > 1)
                 every = cfg.train.checkpoint_every
                 periodic = end_of_epoch or bool(every and self.iteration % every == 0)
@@ -504,6 +541,15 @@ class Trainer:
         parts = [f"epoch {record['epoch']}"]
         parts += [f"{k.split('/')[0]} mIoU {v:.4f}" for k, v in record.items() if k.endswith("/miou")]
         return " | ".join(parts)
+
+
+def _worker_message(error: DataError) -> str:
+    """The message of a :class:`DataError`, without the DataLoader worker's traceback that
+    PyTorch folds into the message of an error re-raised from a worker process."""
+    text = str(error)
+    if "Original Traceback" not in text:
+        return text
+    return text.rpartition(f"{type(error).__name__}: ")[2].strip()
 
 
 def train(cfg: Config, *, resume: bool = True, allow_changes: bool = False, progress: bool = True) -> dict[str, Any]:

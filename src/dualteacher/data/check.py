@@ -1,14 +1,18 @@
 """Find every problem of a dataset before training (``dualteacher check-data``), all in one run.
 
-*Fast* mode (run automatically when training starts) reads the split lists (ids listed twice,
-ids shared between splits, empty or missing lists), checks that every image and mask exists,
-and reads only the *headers* of the files (size and mode, no decoding): unreadable files,
-image/mask size mismatches, colour or 16/32-bit masks, and the image modes that are converted
-or refused (see :mod:`dualteacher.data.folder`). *Full* mode also decodes every file (corrupt
-or truncated data), checks every mask value against the classes (after the reader's label
-mapping, which for the folder layout reads ``data.ignore_index`` as 255: ``[0, num_classes)``
-or 255 = ignore), and counts the labelled masks each class appears in (a class found in none
-is a warning, unless no stored value can mean it, e.g. the class ``data.ignore_index`` names).
+The *fast* check is the one ``dualteacher train`` runs before the first iteration. It reads the
+split lists (ids listed twice, ids shared between splits, empty or missing lists), checks that
+every image and mask exists, reads the *header* of every image (size and mode: unreadable files,
+image/mask size mismatches, the modes that are converted or refused, see
+:mod:`dualteacher.data.folder`) and *decodes every mask* of the labelled and val splits: colour
+or 16/32-bit masks, corrupt masks, values that are neither a class (after the reader's label
+mapping) nor ``ignore_index``, binary 0/255 masks of a 2-class dataset, labelled masks that are
+all ignore, and classes that no labelled mask contains. *Full* mode also decodes every image
+(corrupt or truncated pixel data).
+
+What was read of each file is cached (:class:`FileCache`, one JSON file per dataset root in
+the project's cache folder, ``$DUALTEACHER_CACHE`` or ``~/.cache/dualteacher``) under its path, size and modification time, so a second check reads
+only the files that changed; files are read in ``workers`` processes.
 
 Every problem is a :class:`Finding`; a :class:`Report` lists them and prints them grouped by
 kind. Errors stop training; warnings and notes do not.
@@ -26,40 +30,47 @@ split-overlap       error     an id is in the val split and in a training split;
 image-missing       error     no image file for an id
 mask-missing        error     no mask file for a labelled (or val) id
 image-unreadable    error     not an image PIL can read, or (full) corrupt/truncated data
-mask-unreadable     error     the same, for a mask
+mask-unreadable     error     the same, for a mask (always decoded)
 image-mode          error     a mode that cannot become RGB (32-bit ``I``/``F``, ...)
 image-rescaled      warning   16-bit grayscale, rescaled to 8 bits
 image-converted     info      grayscale, palette, RGBA, CMYK, ... converted to RGB
 mask-colour         error     an RGB(A) mask: a colour rendering, not class indices
 mask-mode           error     a mask that is not 8-bit grayscale (``L``) or palette (``P``)
 size-mismatch       error     the mask and the image differ in size
-mask-values         error     (full) values that are neither classes nor 255
-class-absent        warning   (full) a class that no labelled mask contains
+mask-values         error     values that are neither classes nor ``ignore_index``
+mask-binary         error     2 classes, and the labelled (or val) masks hold 0 and 255 but
+                              never class 1: foreground saved as 255 would all be ignored
+mask-all-ignore     warning   a labelled mask whose every pixel is ``ignore_index``
+class-absent        warning   a class that no labelled mask contains
 ==================  ========  ===========================================================
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
+import os
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile
 
 from dualteacher.config import Config
 from dualteacher.data.build import source_from_config
-from dualteacher.data.folder import IGNORE_INDEX, DataError, find_missing
+from dualteacher.data.digits import default_cache_dir
+from dualteacher.data.folder import IGNORE_INDEX, DataError, decode_failure, extension_hint, find_missing, read_list_lines
 from dualteacher.data.source import DataSource
 
 SEVERITIES = ("error", "warning", "info")
 ROLES = ("labeled", "unlabeled", "val")
+_ROLE_WORDS = {"labeled": "labelled", "unlabeled": "unlabelled", "val": "val"}
 _CONVERTED = {
     "1": "1-bit black and white",
     "L": "grayscale",
@@ -75,6 +86,7 @@ _CONVERTED = {
     "HSV": "HSV",
 }
 _MASK_MODES = ("L", "P")
+_CACHE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -92,8 +104,10 @@ class Report:
     """Everything one check found, with what was checked.
 
     ``splits`` maps each role to its split name and ``sizes`` to its number of (distinct)
-    ids; in full mode ``class_images``/``class_pixels`` count, per class name, the labelled
-    masks containing the class and its pixels.
+    ids; ``class_images``/``class_pixels`` count, per class name, the labelled masks containing
+    the class and its pixels. ``images`` and ``masks`` are the distinct files inspected, of
+    which ``files_read`` were read by this check (in ``workers`` processes; 0: in this process)
+    and ``files_cached`` known unchanged from the cache file ``cache``.
     """
 
     dataset: str
@@ -105,6 +119,13 @@ class Report:
     class_images: dict[str, int] | None = None
     class_pixels: dict[str, int] | None = None
     seconds: float = 0.0
+    images: int = 0
+    masks: int = 0
+    files_read: int = 0
+    files_cached: int = 0
+    workers: int = 0
+    cache: str | None = None
+    cache_error: str | None = None
 
     @property
     def errors(self) -> list[Finding]:
@@ -124,6 +145,16 @@ class Report:
         words = ("error", "warning", "note")
         return ", ".join(f"{n} {w}{'' if n == 1 else 's'}" for n, w in zip(counts, words, strict=True))
 
+    def checked(self) -> str:
+        """What was inspected and how: ``"checked 12 images (headers) and 8 masks (decoded): ..."``."""
+        how = f"in {self.workers} worker processes" if self.workers else "in this process"
+        cache = f"cache {self.cache}" if self.cache else "no cache"
+        if self.cache_error:
+            cache += f", not written: {self.cache_error}"
+        return (f"checked {self.images} images ({'decoded' if self.full else 'headers'}) and {self.masks} masks "
+                f"(decoded): {self.files_read} files read {how}, {self.files_cached} unchanged since the last "
+                f"check ({cache})")
+
     def format(self, limit: int = 10, severities: Sequence[str] = SEVERITIES) -> str:
         """A readable report: what was checked, then the findings of ``severities`` grouped by
         kind (at most ``limit`` per kind, then how many more), then the totals."""
@@ -132,7 +163,7 @@ class Report:
             for role, name in self.splits.items()
         )
         mode = "full" if self.full else "fast"
-        lines = [f"{self.dataset} data at {self.root} ({mode} check, {self.seconds:.1f} s): {splits}"]
+        lines = [f"{self.dataset} data at {self.root} ({mode} check, {self.seconds:.1f} s): {splits}", self.checked()]
         for severity in severities:
             groups: dict[str, list[Finding]] = {}
             for finding in self.findings:
@@ -165,6 +196,8 @@ class Report:
             "findings": [asdict(f) for f in self.findings],
             "class_images": self.class_images,
             "class_pixels": self.class_pixels,
+            "files": {"images": self.images, "masks": self.masks, "read": self.files_read,
+                      "cached": self.files_cached, "workers": self.workers, "cache": self.cache},
             "seconds": round(self.seconds, 3),
         }
 
@@ -174,7 +207,11 @@ class Report:
 
 # ---------------------------------------------------------------- split lists
 def _read_split(source: DataSource, split: str, findings: list[Finding]) -> list[str] | None:
-    """The distinct ids of ``split`` in order; duplicates and unreadable lists become findings."""
+    """The distinct ids of ``split`` in order; duplicates and unreadable lists become findings.
+
+    Entries are read as :meth:`DataSource.split_ids` reads them (byte-order mark, CRLF and
+    image file names accepted), so an id listed once bare and once as a file name is a duplicate.
+    """
     if split in source.builtin_splits:
         try:
             return source.split_ids(split)
@@ -183,17 +220,17 @@ def _read_split(source: DataSource, split: str, findings: list[Finding]) -> list
             return None
     path = source.split_file(split)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_list_lines(path)
     except FileNotFoundError:
         findings.append(Finding("error", "split-missing", str(path), f"split list {split!r} not found"))
         return None
-    except (OSError, UnicodeDecodeError) as error:
+    except (OSError, DataError) as error:
         findings.append(Finding("error", "split-missing", str(path), f"cannot read the split list: {error}"))
         return None
+    ids = source.listed_ids([text for _, text in lines])
     lines_of: dict[str, list[int]] = {}
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            lines_of.setdefault(line.strip(), []).append(number)
+    for (number, _), sample_id in zip(lines, ids, strict=True):
+        lines_of.setdefault(sample_id, []).append(number)
     for sample_id, numbers in lines_of.items():
         if len(numbers) > 1:
             where = ", ".join(map(str, numbers))
@@ -223,97 +260,175 @@ def _check_splits(source: DataSource, splits: dict[str, str], findings: list[Fin
     return ids
 
 
-# ---------------------------------------------------------------- files
+# ---------------------------------------------------------------- which files
 @dataclass(frozen=True, eq=False)
 class _Task:
-    """One image (and mask) to inspect."""
+    """One image (and mask), and the roles (``labeled``, ``unlabeled``, ``val``) it has."""
 
     sample_id: str
     image: str
     mask: str | None
     label_map: np.ndarray | None
-    num_classes: int | None
-    count: bool
+    roles: frozenset[str]
 
 
-_Result = tuple[list[Finding], np.ndarray | None]
+def _file_tasks(source: DataSource, ids: dict[str, list[str]], findings: list[Finding]) -> list[_Task]:
+    """One task per distinct image, with its mask when a role needs one; missing files become findings."""
+    tasks: dict[str, _Task] = {}
+    for role in ROLES:
+        if role not in ids:
+            continue
+        files = source.files(ids[role], labeled=role != "unlabeled")
+        masks = files.masks if files.masks is not None else [None] * len(ids[role])
+        for sample_id, image, mask in zip(ids[role], files.images, masks, strict=True):
+            mask_path = None if mask is None else str(mask)
+            task = _Task(sample_id, str(image), mask_path, files.label_map, frozenset({role}))
+            known = tasks.get(task.image)
+            if known is not None:
+                keep = known if known.mask is not None or task.mask is None else task
+                task = replace(keep, roles=known.roles | task.roles)
+            tasks[task.image] = task
+    missing = set(find_missing([t.image for t in tasks.values()] + [t.mask for t in tasks.values() if t.mask]))
+    present: list[_Task] = []
+    for task in tasks.values():
+        if task.mask in missing:
+            findings.append(Finding("error", "mask-missing", task.mask, f"no mask for labelled id {task.sample_id!r}"))
+            task = replace(task, mask=None)
+        if task.image in missing:
+            message = f"no image file for id {task.sample_id!r}{extension_hint(task.sample_id)}"
+            findings.append(Finding("error", "image-missing", task.image, message))
+        else:
+            present.append(task)
+    return present
 
 
-def _failure(error: Exception) -> str:
-    if isinstance(error, UnidentifiedImageError):
-        return "not a readable image (corrupt, or a format PIL does not know)"
-    return f"cannot decode ({type(error).__name__}: {error})"
+# ---------------------------------------------------------------- reading files, with a cache
+# What was read of one file: {"width", "height", "mode", "decoded": bool, "values": [[value,
+# pixels], ...] for a decoded L/P file, else None}; plain JSON, the cache's entries.
+_Facts = dict[str, Any]
 
 
-def _image_mode(path: str, mode: str) -> Finding | None:
-    if mode == "RGB":
-        return None
-    if mode.startswith("I;16"):
-        return Finding("warning", "image-rescaled", path,
-                       f"16-bit grayscale ({mode}): rescaled to 8 bits (x * 255 / 65535) and copied to 3 channels")
-    if mode in _CONVERTED:
-        return Finding("info", "image-converted", path, f"{_CONVERTED[mode]} ({mode}) image, converted to RGB")
-    reason = "32-bit images are not supported" if mode in ("I", "F") else "it cannot be converted to RGB"
-    return Finding("error", "image-mode", path, f"mode {mode!r}: {reason}; save it as 8-bit RGB")
-
-
-def _inspect_image(task: _Task, full: bool, findings: list[Finding]) -> tuple[int, int] | None:
-    """The image's size from its header (None if unreadable); in full mode also decode it."""
+def _read_file(job: tuple[str, bool]) -> tuple[str, _Facts | None, str | None]:
+    """Read one file's header and, when the job says decode, all its pixels (for an L/P file,
+    the pixel count of every value); ``(path, facts, None)`` or ``(path, None, why unreadable)``."""
+    path, decode = job
     try:
-        with Image.open(task.image) as image:
-            size, mode = image.size, image.mode
-            if full:
+        with Image.open(path) as image:
+            facts: _Facts = {"width": image.width, "height": image.height, "mode": image.mode,
+                             "decoded": decode, "values": None}
+            if decode and image.mode in _MASK_MODES:
+                facts["values"] = [[v, n] for v, n in enumerate(image.histogram()) if n]
+            elif decode:
                 image.load()
     except Exception as error:  # noqa: BLE001 - any decoder failure is a finding about this file
-        findings.append(Finding("error", "image-unreadable", task.image, _failure(error)))
+        return path, None, decode_failure(error)
+    return path, facts, None
+
+
+class FileCache:
+    """What was read of each file of one dataset, valid while the file's size and modification
+    time (ns) are unchanged. One JSON file per dataset root in ``directory``, replaced atomically
+    (temporary file + rename); an unreadable or foreign cache file counts as empty. Only files
+    that could be read are stored, so a broken file is read again by every check."""
+
+    def __init__(self, directory: Path | None, root: Path) -> None:
+        self.root = str(Path(root).resolve())
+        digest = hashlib.sha256(self.root.encode()).hexdigest()[:16]
+        self.path = None if directory is None else Path(directory) / f"check-{digest}.json"
+        self.entries: dict[str, list[Any]] = self._load()
+        self.changed = False
+
+    def _load(self) -> dict[str, list[Any]]:
+        if self.path is None:
+            return {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        ok = isinstance(data, dict) and data.get("version") == _CACHE_VERSION and isinstance(data.get("files"), dict)
+        return data["files"] if ok else {}
+
+    def get(self, path: str, stamp: list[int], decode: bool) -> _Facts | None:
+        """The facts stored for ``path`` if its ``[size, mtime_ns]`` is ``stamp`` and they go as
+        far as the job needs (decoded when ``decode``)."""
+        try:
+            old_stamp, facts = self.entries[path]
+            return facts if old_stamp == stamp and (facts["decoded"] or not decode) else None
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def put(self, path: str, stamp: list[int], facts: _Facts) -> None:
+        self.entries[path] = [stamp, facts]
+        self.changed = True
+
+    def save(self) -> str | None:
+        """Write the cache if it changed; None, or why it could not be written."""
+        if self.path is None or not self.changed:
+            return None
+        data = {"version": _CACHE_VERSION, "root": self.root, "files": self.entries}
+        tmp = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}-", suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, separators=(",", ":"))
+            os.replace(tmp, self.path)
+        except OSError as error:
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
+            return str(error)
         return None
-    mode_finding = _image_mode(task.image, mode)
-    if mode_finding is not None:
-        findings.append(mode_finding)
-    return size
 
 
-def _inspect_mask(
-    task: _Task, image_size: tuple[int, int] | None, full: bool, findings: list[Finding]
-) -> np.ndarray | None:
-    """Check the mask's header (and, in full mode, its values); the pixel count per value."""
-    path = str(task.mask)
+def _stamp(path: str) -> list[int] | None:
     try:
-        with Image.open(path) as mask:
-            size, mode = mask.size, mask.mode
-            values = np.asarray(mask, dtype=np.uint8) if full and mode in _MASK_MODES else None
-    except Exception as error:  # noqa: BLE001 - any decoder failure is a finding about this file
-        findings.append(Finding("error", "mask-unreadable", path, _failure(error)))
+        stat = os.stat(path)
+    except OSError:
         return None
-    if mode in ("RGB", "RGBA"):
-        message = f"{mode} mask: a colour rendering, not a class-index mask (save class indices as L or P)"
-        findings.append(Finding("error", "mask-colour", path, message))
-    elif mode not in _MASK_MODES:
-        message = f"mode {mode!r}: masks must be 8-bit grayscale (L) or palette (P)"
-        findings.append(Finding("error", "mask-mode", path, message))
-    if image_size is not None and size != image_size:
-        message = f"mask {size[0]}x{size[1]} but image {Path(task.image).name} {image_size[0]}x{image_size[1]}"
-        findings.append(Finding("error", "size-mismatch", path, message))
-    if values is None:
-        return None
-    if task.label_map is not None:
-        values = task.label_map[values]
-    counts = np.bincount(values.ravel(), minlength=256)
-    if task.num_classes is not None:
-        bad = [v for v in np.flatnonzero(counts).tolist() if v >= task.num_classes and v != IGNORE_INDEX]
-        if bad:
-            mapped = " after the dataset's label mapping" if task.label_map is not None else ""
-            message = f"values {bad}{mapped} are not classes 0..{task.num_classes - 1} nor {IGNORE_INDEX} (ignore)"
-            findings.append(Finding("error", "mask-values", path, message))
-    return counts
+    return [stat.st_size, stat.st_mtime_ns]
 
 
-def _inspect(task: _Task, *, full: bool) -> _Result:
-    """The findings about one sample's files and, for a counted labelled mask, its pixels per value."""
-    findings: list[Finding] = []
-    image_size = _inspect_image(task, full, findings)
-    counts = _inspect_mask(task, image_size, full, findings) if task.mask is not None else None
-    return findings, counts if task.count else None
+@dataclass
+class _Read:
+    """The facts of every readable file, why each other file is unreadable, how many files
+    were read (in how many processes) and how many were known from the cache."""
+
+    facts: dict[str, _Facts] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    read: int = 0
+    cached: int = 0
+    workers: int = 0
+
+
+def _read_files(tasks: list[_Task], full: bool, workers: int, progress: bool, cache: FileCache) -> _Read:
+    """Read every image's header (decoded when ``full``) and decode every mask, except the files
+    whose facts the cache holds; what was read goes into the cache."""
+    jobs: dict[str, bool] = {}
+    for task in tasks:
+        jobs[task.image] = jobs.get(task.image, False) or full
+        if task.mask is not None:
+            jobs[task.mask] = True
+    result = _Read()
+    pending: list[tuple[str, bool]] = []
+    stamps: dict[str, list[int] | None] = {}
+    for path, decode in jobs.items():
+        stamps[path] = _stamp(path)
+        known = None if stamps[path] is None else cache.get(path, stamps[path], decode)
+        if known is None:
+            pending.append((path, decode))
+        else:
+            result.facts[path] = known
+    result.read, result.cached = len(pending), len(jobs) - len(pending)
+    result.workers = min(workers, len(pending)) if len(pending) > 1 else 0
+    for path, facts, failure in _run_jobs(pending, result.workers, progress):
+        if facts is None:
+            result.failures[path] = str(failure)
+            continue
+        result.facts[path] = facts
+        stamp = stamps[path]
+        if stamp is not None:
+            cache.put(path, stamp, facts)
+    return result
 
 
 def _refuse_truncated() -> None:
@@ -331,16 +446,15 @@ def _strict_decoding() -> Iterator[None]:
         ImageFile.LOAD_TRUNCATED_IMAGES = before
 
 
-def _run_tasks(tasks: list[_Task], full: bool, workers: int, progress: bool) -> Iterator[_Result]:
-    """Inspect every task, in order; in ``workers`` processes when > 0."""
-    inspect = partial(_inspect, full=full)
-    if workers > 0 and len(tasks) > 1:
-        chunk = max(1, min(256, len(tasks) // (workers * 8)))
+def _run_jobs(jobs: list[tuple[str, bool]], workers: int, progress: bool) -> Iterator[tuple[str, _Facts | None, str | None]]:
+    """:func:`_read_file` on every job, in ``workers`` processes when > 0 (in any order)."""
+    if workers > 0:
+        chunk = max(1, min(256, len(jobs) // (workers * 8)))
         with multiprocessing.get_context().Pool(workers, initializer=_refuse_truncated) as pool:
-            yield from _with_progress(pool.imap(inspect, tasks, chunksize=chunk), len(tasks), progress)
+            yield from _with_progress(pool.imap_unordered(_read_file, jobs, chunksize=chunk), len(jobs), progress)
     else:
         with _strict_decoding():
-            yield from _with_progress(map(inspect, tasks), len(tasks), progress)
+            yield from _with_progress(map(_read_file, jobs), len(jobs), progress)
 
 
 def _with_progress(results: Iterable, total: int, progress: bool) -> Iterable:
@@ -351,35 +465,121 @@ def _with_progress(results: Iterable, total: int, progress: bool) -> Iterable:
     return tqdm(results, total=total, desc="checking files", unit="file", leave=False)
 
 
-def _file_tasks(
-    source: DataSource, ids: dict[str, list[str]], num_classes: int | None, findings: list[Finding]
-) -> list[_Task]:
-    """One task per distinct image, with its mask when a role needs one; missing files become findings."""
-    tasks: dict[str, _Task] = {}
-    for role in ROLES:
-        if role not in ids:
-            continue
-        files = source.files(ids[role], labeled=role != "unlabeled")
-        masks = files.masks if files.masks is not None else [None] * len(ids[role])
-        for sample_id, image, mask in zip(ids[role], files.images, masks, strict=True):
-            mask_path = None if mask is None else str(mask)
-            task = _Task(sample_id, str(image), mask_path, files.label_map, num_classes, role == "labeled")
-            known = tasks.get(task.image)
-            if known is not None and (task.mask is None or known.mask is not None):
-                task = replace(known, count=known.count or task.count)
-            tasks[task.image] = task
-    paths = [Path(t.image) for t in tasks.values()] + [Path(t.mask) for t in tasks.values() if t.mask is not None]
-    missing = set(find_missing(paths))
-    present: list[_Task] = []
-    for task in tasks.values():
-        if task.mask in missing:
-            findings.append(Finding("error", "mask-missing", task.mask, f"no mask for labelled id {task.sample_id!r}"))
-            task = replace(task, mask=None)
-        if task.image in missing:
-            findings.append(Finding("error", "image-missing", task.image, f"no image file for id {task.sample_id!r}"))
-        else:
-            present.append(task)
-    return present
+# ---------------------------------------------------------------- findings of one sample
+def _image_mode(path: str, mode: str) -> Finding | None:
+    if mode == "RGB":
+        return None
+    if mode.startswith("I;16"):
+        return Finding("warning", "image-rescaled", path,
+                       f"16-bit grayscale ({mode}): rescaled to 8 bits (x * 255 / 65535) and copied to 3 channels")
+    if mode in _CONVERTED:
+        return Finding("info", "image-converted", path, f"{_CONVERTED[mode]} ({mode}) image, converted to RGB")
+    reason = "32-bit images are not supported" if mode in ("I", "F") else "it cannot be converted to RGB"
+    return Finding("error", "image-mode", path, f"mode {mode!r}: {reason}; save it as 8-bit RGB")
+
+
+def _image_findings(task: _Task, read: _Read) -> list[Finding]:
+    if task.image in read.failures:
+        return [Finding("error", "image-unreadable", task.image, read.failures[task.image])]
+    found = _image_mode(task.image, read.facts[task.image]["mode"])
+    return [] if found is None else [found]
+
+
+def _value_counts(values: list[list[int]], label_map: np.ndarray | None) -> np.ndarray:
+    """Pixels per class value (int64 [256]) of a mask's stored values, after ``label_map``."""
+    stored = np.array([v for v, _ in values], dtype=np.int64)
+    pixels = np.array([n for _, n in values], dtype=np.int64)
+    counts = np.zeros(256, dtype=np.int64)
+    np.add.at(counts, stored if label_map is None else label_map[stored].astype(np.int64), pixels)
+    return counts
+
+
+def _mask_findings(
+    task: _Task, read: _Read, num_classes: int | None, ignore_index: int
+) -> tuple[list[Finding], np.ndarray | None]:
+    """Findings about a sample's mask and its pixels per class value (None if not decoded)."""
+    path = str(task.mask)
+    if path in read.failures:
+        return [Finding("error", "mask-unreadable", path, read.failures[path])], None
+    facts = read.facts[path]
+    findings: list[Finding] = []
+    if facts["mode"] in ("RGB", "RGBA"):
+        message = f"{facts['mode']} mask: a colour rendering, not a class-index mask (save class indices as L or P)"
+        findings.append(Finding("error", "mask-colour", path, message))
+    elif facts["mode"] not in _MASK_MODES:
+        message = f"mode {facts['mode']!r}: masks must be 8-bit grayscale (L) or palette (P)"
+        findings.append(Finding("error", "mask-mode", path, message))
+    image = read.facts.get(task.image)
+    if image is not None and (facts["width"], facts["height"]) != (image["width"], image["height"]):
+        message = (f"mask {facts['width']}x{facts['height']} but image {Path(task.image).name} "
+                   f"{image['width']}x{image['height']}")
+        findings.append(Finding("error", "size-mismatch", path, message))
+    if facts["values"] is None:
+        return findings, None
+    counts = _value_counts(facts["values"], task.label_map)
+    if num_classes is not None:
+        bad = [v for v in np.flatnonzero(counts).tolist() if v >= num_classes and v != ignore_index]
+        if bad:
+            mapped = " after the dataset's label mapping" if task.label_map is not None else ""
+            message = f"values {bad}{mapped} are not classes 0..{num_classes - 1} nor {ignore_index} (ignore)"
+            findings.append(Finding("error", "mask-values", path, message))
+    if "labeled" in task.roles and counts.sum() > 0 and _ignored(counts, ignore_index) == counts.sum():
+        message = f"every pixel is {ignore_index} (ignore): this labelled image teaches nothing"
+        findings.append(Finding("warning", "mask-all-ignore", path, message))
+    return findings, counts
+
+
+def _ignored(counts: np.ndarray, ignore_index: int) -> int:
+    """Pixels of ``counts`` (per value, [256]) equal to ``ignore_index``."""
+    return int(counts[ignore_index]) if 0 <= ignore_index < len(counts) else 0
+
+
+# ---------------------------------------------------------------- findings of a split
+@dataclass
+class _MaskStats:
+    """The masks of one role: how many, how many contain each value, pixels per value, and the
+    first mask containing each value."""
+
+    masks: int = 0
+    images: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
+    pixels: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
+    first: dict[int, str] = field(default_factory=dict)
+
+    def add(self, path: str, counts: np.ndarray) -> None:
+        self.masks += 1
+        self.images += counts > 0
+        self.pixels += counts
+        for value in np.flatnonzero(counts).tolist():
+            self.first.setdefault(value, path)
+
+
+def _class_absent(stats: _MaskStats, classes: list[str], source: DataSource) -> list[Finding]:
+    """A warning per class that no labelled mask contains, unless no stored value can mean it
+    (e.g. the class that ``data.ignore_index`` names)."""
+    message = f"appears in none of the {stats.masks} labelled masks: training never sees it"
+    return [
+        Finding("warning", "class-absent", name, f"class {c} {message}")
+        for c, name in enumerate(classes)
+        if (c >= 256 or stats.images[c] == 0) and _can_be_labelled(source, c)
+    ]
+
+
+def _binary_masks(stats: dict[str, _MaskStats], classes: list[str], ignore_index: int) -> list[Finding]:
+    """A 2-class dataset whose masks hold the ignore value but never class 1: foreground saved as
+    255 (what most annotation tools write for binary masks) would all be ignored."""
+    if len(classes) != 2 or not 1 < ignore_index < 256:
+        return []
+    findings = []
+    for role, stat in stats.items():
+        if stat.masks and stat.images[1] == 0 and stat.images[ignore_index] > 0:
+            message = (
+                f"no {_ROLE_WORDS[role]} mask holds class 1 ({classes[1]!r}) but {stat.images[ignore_index]} of "
+                f"{stat.masks} hold {ignore_index}: binary masks saved as 0/255 make every foreground pixel "
+                f"'ignore'. Save the foreground as 1, e.g. "
+                f"Image.fromarray((np.array(Image.open(p)) > 127).astype(np.uint8)).save(p)"
+            )
+            findings.append(Finding("error", "mask-binary", stat.first[ignore_index], message))
+    return findings
 
 
 def check_data(
@@ -389,11 +589,15 @@ def check_data(
     full: bool,
     workers: int = 0,
     progress: bool = False,
+    ignore_index: int = IGNORE_INDEX,
+    cache_dir: Path | None = None,
 ) -> Report:
     """Check the splits ``splits`` (role ``labeled``/``unlabeled``/``val`` -> split name) of ``source``.
 
-    Fast mode reads split lists and file headers only; ``full`` decodes every file, checks mask
-    values and counts classes. ``workers`` > 0 inspects files in that many processes.
+    Reads split lists and image headers and decodes every mask (``full`` also decodes every
+    image); mask values must be classes or ``ignore_index``. ``workers`` > 0 reads files in up to
+    that many processes; ``cache_dir`` (None: no cache) holds what was read, so that a later
+    check reads only changed files. Raises ValueError for an unknown role.
     """
     unknown = set(splits) - set(ROLES)
     if unknown:
@@ -408,23 +612,31 @@ def check_data(
         classes = None
     ids = _check_splits(source, splits, findings)
     report.sizes = {role: len(found) for role, found in ids.items()}
-    tasks = _file_tasks(source, ids, None if classes is None else len(classes), findings)
-    images = np.zeros(256, dtype=np.int64)
-    pixels = np.zeros(256, dtype=np.int64)
-    counted = 0
-    for found, counts in _run_tasks(tasks, full, workers, progress):
-        findings.extend(found)
+    tasks = _file_tasks(source, ids, findings)
+    cache = FileCache(cache_dir, source.root)
+    read = _read_files(tasks, full, workers, progress, cache)
+    stats = {role: _MaskStats() for role in ("labeled", "val") if role in ids}
+    num_classes = None if classes is None else len(classes)
+    for task in tasks:
+        findings += _image_findings(task, read)
+        if task.mask is None:
+            continue
+        found, counts = _mask_findings(task, read, num_classes, ignore_index)
+        findings += found
         if counts is not None:
-            images += counts > 0
-            pixels += counts
-            counted += 1
-    if full and classes is not None and "labeled" in ids:
-        report.class_images = {name: int(images[c]) for c, name in enumerate(classes)}
-        report.class_pixels = {name: int(pixels[c]) for c, name in enumerate(classes)}
-        for c, name in enumerate(classes):
-            if images[c] == 0 and _can_be_labelled(source, c):
-                message = f"class {c} appears in none of the {counted} labelled masks"
-                findings.append(Finding("warning", "class-absent", name, message))
+            for role in task.roles & stats.keys():
+                stats[role].add(task.mask, counts)
+    if classes is not None and "labeled" in stats:
+        labeled = stats["labeled"]
+        report.class_images = {name: int(labeled.images[c]) if c < 256 else 0 for c, name in enumerate(classes)}
+        report.class_pixels = {name: int(labeled.pixels[c]) if c < 256 else 0 for c, name in enumerate(classes)}
+        findings += _binary_masks(stats, classes, ignore_index)
+        findings += _class_absent(labeled, classes, source)
+    report.images = len(tasks)
+    report.masks = sum(task.mask is not None for task in tasks)
+    report.files_read, report.files_cached, report.workers = read.read, read.cached, read.workers
+    report.cache = None if cache.path is None else str(cache.path)
+    report.cache_error = cache.save()
     report.seconds = time.perf_counter() - start
     return report
 
@@ -457,9 +669,11 @@ def check_config(
     full: bool,
     workers: int = 0,
     progress: bool = False,
+    cache_dir: Path | None = None,
 ) -> Report:
     """:func:`check_data` on ``cfg.data``'s dataset (``splits`` default: :func:`training_splits`);
-    a dataset that cannot be opened is a ``layout`` error of the report."""
+    a dataset that cannot be opened is a ``layout`` error of the report. ``data.ignore_index``
+    reaches the check through the source's label map, which reads it as 255."""
     splits = training_splits(cfg) if splits is None else splits
     try:
         source = source_from_config(cfg.data)
@@ -467,9 +681,10 @@ def check_config(
         report = Report(cfg.data.dataset, cfg.data.root, full, dict(splits))
         report.findings.append(Finding("error", "layout", cfg.data.root or "data.root", str(error)))
         return report
-    return check_data(source, splits, full=full, workers=workers, progress=progress)
+    return check_data(source, splits, full=full, workers=workers, progress=progress, cache_dir=cache_dir)
 
 
 def preflight(cfg: Config) -> Report:
-    """The fast check run when training starts, on the splits training reads."""
-    return check_config(cfg, full=False)
+    """The fast check run when training starts, on the splits training reads, in
+    ``data.workers`` processes, with the cache in the project's cache folder."""
+    return check_config(cfg, full=False, workers=cfg.data.workers, cache_dir=default_cache_dir())

@@ -19,14 +19,15 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from dualteacher.data.folder import (
-    IMAGE_EXTENSIONS,
     DataError,
     FileListDataset,
     FolderDataset,
+    find_missing,
     folder_files,
     ignore_map,
     read_classes,
     read_id_list,
+    strip_image_suffix,
 )
 from dualteacher.data.transforms import IGNORE_INDEX, Transform
 
@@ -100,10 +101,26 @@ class DataSource(ABC):
 
     # ---------------------------------------------------------------- shared
     def split_ids(self, split: str) -> list[str]:
-        """Ids of ``split``: built in, or read from ``<splits_dir>/<split>.txt``."""
+        """Ids of ``split``: built in, or read from ``<splits_dir>/<split>.txt`` (see :meth:`listed_ids`)."""
         if split in self.builtin_splits:
             return self.builtin_ids(split)
-        return read_id_list(self.split_file(split))
+        return self.listed_ids(read_id_list(self.split_file(split)))
+
+    def listed_ids(self, entries: list[str]) -> list[str]:
+        """The ids of the entries of a split list: an entry written as its image's file name or
+        path (``img000.png``, ``JPEGImages/2007_000033.jpg``) becomes that image's id when the
+        image it names exists; every other entry is an id as written."""
+        named = [k for k, entry in enumerate(entries) if strip_image_suffix(entry) != entry]
+        if not named:
+            return entries
+        candidates = [self.entry_id(entries[k]) for k in named]
+        images = self.files(candidates, labeled=False).images
+        missing = set(find_missing(images))
+        ids = list(entries)
+        for k, candidate, image in zip(named, candidates, images, strict=True):
+            if str(image) not in missing and _names(image, entries[k]):
+                ids[k] = candidate
+        return ids
 
     def split_file(self, split: str) -> Path:
         """Where a split list named ``split`` is stored."""
@@ -115,12 +132,10 @@ class DataSource(ABC):
         return labeled_pool
 
 
-def strip_image_suffix(name: str) -> str:
-    """``name`` without a trailing .jpg/.jpeg/.png (any case)."""
-    for ext in IMAGE_EXTENSIONS:
-        if name.lower().endswith(ext):
-            return name[: -len(ext)]
-    return name
+def _names(path: Path, entry: str) -> bool:
+    """Whether ``entry`` (a file name or a relative path, / or \\ separated) names ``path``."""
+    parts = tuple(p for p in PurePosixPath(entry.replace("\\", "/")).parts if p not in (".", "/"))
+    return bool(parts) and path.parts[-len(parts):] == parts
 
 
 class FolderSource(DataSource):

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from dualteacher.data.folder import DataError
+from dualteacher.data.folder import DataError, read_list_lines
 from dualteacher.data.source import DataSource
 from dualteacher.data.splits import budget_tag, make_split, parse_labeled, write_lists
 
@@ -56,11 +56,12 @@ def split_source(
 
 
 def read_entries(path: str | Path) -> list[str]:
-    """The first whitespace-separated field of every non-blank line of ``path``."""
+    """The first whitespace-separated field of every non-blank line of ``path`` (UTF-8 with or
+    without a byte-order mark, or UTF-16; LF or CRLF)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"split file to import not found: {path}")
-    return [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line.split()[0] for _, line in read_list_lines(path)]
 
 
 def _imported_ids(source: DataSource, path: str | Path) -> list[str]:

@@ -42,11 +42,13 @@ from dualteacher.data.folder import (
     IGNORE_INDEX,
     DataError,
     FileListDataset,
+    extension_hint,
     find_missing,
     missing_files_error,
     read_id_list,
+    strip_image_suffix,
 )
-from dualteacher.data.source import DataSource, SampleFiles, strip_image_suffix
+from dualteacher.data.source import DataSource, SampleFiles
 from dualteacher.data.transforms import Transform
 
 VOC_CLASSES = (
@@ -139,7 +141,9 @@ class _CheckedSource(DataSource):
         files = self.files(ids, labeled=labeled)
         missing = find_missing(files.images + (files.masks if labeled and files.masks is not None else []))
         if missing:
-            raise missing_files_error(self.root, missing, labeled)
+            id_of = {str(image): sample_id for sample_id, image in zip(ids, files.images, strict=True)}
+            hinted = [path + extension_hint(id_of.get(path, "")) for path in missing]
+            raise missing_files_error(self.root, hinted, labeled)
         return FileListDataset(
             ids, files.images, files.masks, labeled=labeled, transform=transform,
             num_classes=len(self.class_names) if check_classes else None, label_map=files.label_map,
