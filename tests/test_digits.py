@@ -13,6 +13,9 @@ from dualteacher.data import digits
 from dualteacher.data.folder import FolderDataset, read_classes, read_split
 
 
+STROKE = digits.SceneStyle().stroke
+
+
 def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -44,12 +47,12 @@ def test_masks_are_the_thresholded_digits_and_images_show_them(scenes: Path) -> 
         mask = np.asarray(mask_file)
         expected = np.zeros_like(mask)
         for rec in records[sample_id]:
-            shape = digits.glyph(mnist[rec["source"]], rec["size"]) > 127
+            shape = digits.glyph(mnist[rec["source"]], rec["size"], STROKE) > 127
             box = expected[rec["top"] : rec["top"] + rec["size"], rec["left"] : rec["left"] + rec["size"]]
             box[shape] = 1 + rec["digit"]
         np.testing.assert_array_equal(mask, expected)
         top = records[sample_id][-1]
-        intensity = digits.glyph(mnist[top["source"]], top["size"]).astype(int)
+        intensity = digits.glyph(mnist[top["source"]], top["size"], STROKE).astype(int)
         window = image[top["top"] : top["top"] + top["size"], top["left"] : top["left"] + top["size"]].astype(int)
         # The topmost digit is blended with alpha = intensity / 255, so its colour error is at most 255 - intensity.
         shown = intensity > 127
@@ -57,6 +60,32 @@ def test_masks_are_the_thresholded_digits_and_images_show_them(scenes: Path) -> 
         assert np.all(error[shown] <= 255 - intensity[shown] + 1)
         strong_pixels += int((intensity >= 230).sum())
     assert strong_pixels > 1000
+
+
+def test_default_style_places_whole_unoccluded_thick_digits(scenes: Path) -> None:
+    records = json.loads((scenes / "scenes.json").read_text())
+    style = digits.SceneStyle()
+    counts = [len(recs) for recs in records.values()]
+    assert 1 <= min(counts) and max(counts) <= style.max_digits
+    for recs in records.values():
+        boxes = [(r["top"], r["left"], r["size"]) for r in recs]
+        for i, (t, l, s) in enumerate(boxes):
+            assert round(style.digit_size[0] * 48) <= s <= round(style.digit_size[1] * 48)
+            for t2, l2, s2 in boxes[i + 1 :]:
+                assert t + s <= t2 or t2 + s2 <= t or l + s <= l2 or l2 + s2 <= l, "digits overlap"
+    mnist, _ = digits.load_mnist()
+    thin = (digits.glyph(mnist[0], 40, 0) > 127).sum()
+    assert (digits.glyph(mnist[0], 40, style.stroke) > 127).sum() > 1.3 * thin
+
+
+def test_style_is_part_of_the_cache_key_and_validated(tmp_path: Path) -> None:
+    old = digits.SceneStyle(max_digits=4, digit_size=(26 / 64, 48 / 64), stroke=0, overlap=True)
+    a = digits.ensure_digit_scenes(tmp_path, num_train=4, num_val=2, size=32, seed=0)
+    b = digits.ensure_digit_scenes(tmp_path, num_train=4, num_val=2, size=32, seed=0, style=old)
+    assert a != b
+    assert json.loads((b / "meta.json").read_text())["style"]["overlap"] is True
+    with pytest.raises(ValueError, match="invalid scene style"):
+        digits.SceneStyle(digit_size=(0.8, 0.5))
 
 
 def test_train_and_val_use_disjoint_digit_images(scenes: Path) -> None:
@@ -104,7 +133,7 @@ def test_backgrounds_are_coloured_and_varied(scenes: Path) -> None:
 def test_ensure_reuses_cache_and_replaces_incomplete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     params = {"num_train": 8, "num_val": 4, "size": 32, "seed": 5}
     path = digits.ensure_digit_scenes(tmp_path, **params)
-    assert path == tmp_path / "digits-s32-t8-v4-seed5"
+    assert path == tmp_path / f"digits-v{digits.GENERATOR_VERSION}-s32-t8-v4-seed5"
     assert len(read_split(path, "train")) == 8
     mtime = (path / "meta.json").stat().st_mtime_ns
 

@@ -77,6 +77,21 @@ def test_deeplab_atrous_rates_follow_output_stride() -> None:
         _build("deeplabv3plus", "resnet18", output_stride=32)
 
 
+def test_aspp_dropout_defaults_off_so_train_mode_predictions_are_deterministic() -> None:
+    x = torch.rand(2, 3, 32, 32)
+    for rate, deterministic in ((0.0, True), (0.5, False)):
+        net = build_model("deeplabv3plus", "resnet18", 3, aspp_dropout=rate).train()
+        dropouts = [m for m in net.modules() if isinstance(m, nn.Dropout)]
+        assert [m.p for m in dropouts] == [rate]
+        torch.manual_seed(0)
+        first = net(x)
+        torch.manual_seed(1)
+        assert torch.equal(first, net(x)) is deterministic
+    assert [m.p for m in build_model("deeplabv3plus", "resnet18", 3).modules() if isinstance(m, nn.Dropout)] == [0.0]
+    with pytest.raises(ValueError, match="aspp_dropout"):
+        build_model("deeplabv3plus", "resnet18", 3, aspp_dropout=1.0)
+
+
 def test_unknown_names_raise() -> None:
     with pytest.raises(ValueError, match="Unknown architecture"):
         build_model("pspnet2", "resnet18", 3)

@@ -74,6 +74,7 @@ class ModelConfig:
     weights: str | None = None
     output_stride: int = 16
     decoder_channels: int | None = None
+    aspp_dropout: float = 0.0
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
 

@@ -127,6 +127,7 @@ def model_builder(cfg: Config, num_classes: int):
             output_stride=cfg.model.output_stride,
             drop_path=drop_path,
             decoder_channels=cfg.model.decoder_channels,
+            aspp_dropout=cfg.model.aspp_dropout,
         )
 
     return build

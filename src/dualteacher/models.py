@@ -208,6 +208,7 @@ def build_model(
     output_stride: int = 16,
     drop_path: float = 0.0,
     decoder_channels: int | None = None,
+    aspp_dropout: float = 0.0,
 ) -> SegModel:
     """Build a segmentation network by name.
 
@@ -228,12 +229,21 @@ def build_model(
             half of it for the segmentation branch, UNet first stage halving per stage, DPT
             fusion width c with reassemble widths (c, 2c, 4c, 4c)); ``None`` keeps SMP's
             default (DPT: 256).
+        aspp_dropout: DeepLabV3+ only: dropout probability after the ASPP projection. SMP
+            defaults to 0.5; the DeepLabV3+ of UniMatch and of the official DeepLab code has none,
+            and with it FixMatch/UniMatch would make pseudo-labels through a random half of
+            the ASPP channels (they label in train mode). Other architectures ignore it.
+    Raises ValueError for an unknown architecture or encoder, or a setting it cannot honour.
     """
+    if not 0.0 <= aspp_dropout < 1.0:
+        raise ValueError(f"aspp_dropout must be in [0, 1), got {aspp_dropout}")
     key = _arch_key(arch)
     name = resolve_encoder_name(encoder)
     timm_name = _timm_name(name)
     _check_encoder(key, name, timm_name, drop_path, weights)
     kwargs = _arch_kwargs(key, output_stride, decoder_channels)
+    if key == "deeplabv3plus":
+        kwargs["decoder_aspp_dropout"] = aspp_dropout
     if timm_name is not None and drop_path > 0:
         kwargs["drop_path_rate"] = drop_path
     net = _construct(ARCHITECTURES[key], name, timm_name, num_classes, weights, kwargs)
