@@ -37,19 +37,24 @@ def test_schedule_fits_the_budget_in_recipe_sized_epochs(iterations: int) -> Non
 def test_crop_never_exceeds_the_smallest_train_image(tiny_data) -> None:
     source = open_source("folder", tiny_data["root"])
     adapted = adapt_recipe(source, ["train"], "val")
-    assert load_config(None, RECIPE).data.crop_size == 64
+    recipe = load_config(None, RECIPE).data
+    assert recipe.crop_size > 48
     assert "data.crop_size=48" in adapted.overrides
-    assert "data.val_batch_size=50" in adapted.overrides
-    assert adapted.account[0].startswith("data.crop_size=48: the recipe's 64 px would not fit; the smallest train "
-                                         "image side is 48 px")
+    assert f"data.val_batch_size={recipe.val_batch_size}" in adapted.overrides
+    assert adapted.account[0].startswith(f"data.crop_size=48: the recipe's {recipe.crop_size} px would not fit; "
+                                         "the smallest train image side is 48 px")
 
 
 def test_large_val_images_get_a_smaller_val_batch_and_the_users_settings_win(tmp_path: Path) -> None:
-    source = open_source("folder", folder_data(tmp_path / "d", [(100, 80), (90, 120)], [(640, 400), (64, 64)]))
+    recipe = load_config(None, RECIPE).data
+    side = recipe.crop_size + 16
+    source = open_source("folder", folder_data(tmp_path / "d", [(side + 20, side), (side + 10, side + 40)],
+                                               [(1280, 800), (64, 64)]))
     adapted = adapt_recipe(source, ["train"], "val")
-    assert adapted.overrides == ["data.crop_size=64", "data.val_batch_size=1"]  # 50·64² px // (640·400) = 0 -> 1
-    assert "the recipe's; the smallest train image side is 80 px" in adapted.account[0]
-    assert "largest val image is 640x400" in adapted.account[1]
+    assert recipe.val_batch_size * recipe.crop_size**2 < 1280 * 800  # so a val batch of one image is the most
+    assert adapted.overrides == [f"data.crop_size={recipe.crop_size}", "data.val_batch_size=1"]
+    assert f"the recipe's; the smallest train image side is {side} px" in adapted.account[0]
+    assert "largest val image is 1280x800" in adapted.account[1]
     mine = adapt_recipe(source, ["train"], "val", ["data.crop_size=96"])
     assert mine.overrides == ["data.val_batch_size=1"]
     assert mine.account[0].startswith("data.crop_size=96: your override")

@@ -109,9 +109,10 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_make_digits(args: argparse.Namespace) -> int:
-    from .data.digits import generate_digit_scenes
+    from .data.digits import DEFAULT_SIZE, generate_digit_scenes
 
-    root = generate_digit_scenes(Path(args.out), num_train=args.num_train, num_val=args.num_val, size=args.size, seed=args.seed)
+    root = generate_digit_scenes(Path(args.out), num_train=args.num_train, num_val=args.num_val,
+                                 size=args.size or DEFAULT_SIZE, seed=args.seed)
     print(f"wrote digit scenes to {root} (splits/train.txt, splits/val.txt)")
     return 0
 
@@ -288,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--num-train", type=int, default=3000)
     p.add_argument("--num-val", type=int, default=500)
-    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--size", type=int, default=None, help="scene side in pixels (default: the benchmark's)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_make_digits)
 

@@ -44,6 +44,9 @@ TRAIN_RANKS = (0, 400)
 VAL_RANKS = (400, 500)
 CLASS_NAMES = ["background"] + [f"digit_{d}" for d in range(NUM_DIGITS)]
 MIN_SIZE = 32
+DEFAULT_SIZE = 128
+"""Scene side of the built-in benchmark: ImageNet encoders tell digits apart far sooner at 128 px
+than at 64 (EfficientNet-Lite0 classifying these scenes: 83 % vs 40 % after 400 iterations)."""
 _PLACEMENT_TRIES = 20
 INTENSITY_THRESHOLD = 127
 _MIN_CONTRAST = 110.0
@@ -198,7 +201,7 @@ def _save_mask(mask: np.ndarray, path: Path) -> None:
 
 
 def generate_digit_scenes(
-    root: Path, *, num_train: int = 3000, num_val: int = 500, size: int = 64, seed: int = 0,
+    root: Path, *, num_train: int = 3000, num_val: int = 500, size: int = DEFAULT_SIZE, seed: int = 0,
     style: SceneStyle = SceneStyle(),
 ) -> Path:
     """Write a digit-scenes dataset (splits ``train`` and ``val``) into the empty or new dir ``root``.
@@ -279,7 +282,7 @@ def _is_complete(root: Path, params: dict) -> bool:
 
 
 def ensure_digit_scenes(
-    cache_dir: Path | None = None, *, num_train: int = 3000, num_val: int = 500, size: int = 64, seed: int = 0,
+    cache_dir: Path | None = None, *, num_train: int = 3000, num_val: int = 500, size: int = DEFAULT_SIZE, seed: int = 0,
     style: SceneStyle = SceneStyle(),
 ) -> Path:
     """The cached dataset ``<cache>/digits-v<version>-s<size>-t<train>-v<val>-seed<seed>[-<style>]``,
