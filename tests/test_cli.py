@@ -81,7 +81,7 @@ def test_every_verb_takes_options_between_its_positional_arguments() -> None:
 MINIMAL = {  # the fewest words each verb accepts
     "train": [], "check-data": [], "eval": ["c.safetensors"], "predict": ["c.safetensors", "a.png", "--out", "o"],
     "export": ["c.safetensors", "--onnx", "m.onnx"], "report": ["runs/x"], "split": ["--data", "d", "--labeled", "4"],
-    "make-digits": ["--out", "d"], "demo": [],
+    "make-digits": ["--out", "d"], "demo": [], "compare": ["--data", "d", "--labeled", "1/8", "--out", "o"],
 }
 
 

@@ -120,7 +120,8 @@ def _cmd_make_digits(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(Path(args.out), methods=args.methods, iterations=args.iterations, seed=args.seed, progress=not args.quiet)
+    run_demo(Path(args.out), methods=args.methods, iterations=args.iterations, seed=args.seed, progress=not args.quiet,
+             upper_bound=not args.no_upper_bound)
     return 0
 
 
@@ -298,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=["supervised", "mean_teacher", "dual_teacher"])
     p.add_argument("--iterations", type=int, default=None, help="iterations per method (default: the demo budget)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-upper-bound", action="store_true", help="skip supervised training on every train scene")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
 
