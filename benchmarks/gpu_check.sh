@@ -5,29 +5,30 @@
 #   2. the CUDA-only tests and the torchrun tests (both ranks share the GPU over gloo, so DDP
 #      runs with CUDA tensors and SyncBatchNorm), beside the grid;
 #   3. the method comparison, `dualteacher compare` on the digit scenes (FRACTIONS, SEEDS,
-#      ITERATIONS; persistent Dual Teacher included), equal iterations, float32 (train.amp=off,
-#      like the CPU runs), one evaluation at the end
+#      ITERATIONS, by default one fraction at three times the CPU benchmark's 1,000 iterations;
+#      persistent Dual Teacher and the all-labelled upper bound included), equal iterations,
+#      float32 (train.amp=off, like the CPU runs), one evaluation at the end
 #      (with many runs sharing the GPU, evaluations and start-up cost more than training), JOBS
 #      runs at a time, given whatever is left of TOTAL_SECONDS less 30 s; finished runs are
 #      tabulated (a stopped grid leaves a partial table, never a wrong one: unfinished runs
 #      have no summary).
 #
 #   benchmarks/gpu_check.sh OUT [TOTAL_SECONDS] [JOBS]
-#   environment: ITERATIONS=1000 SEEDS="0 1 2" FRACTIONS="1/8 1/16" PYTHON=python3
+#   environment: ITERATIONS=3000 SEEDS="0 1 2" FRACTIONS="1/32" PYTHON=python3
 #                PARTS="step tests grid" (any subset, e.g. PARTS=grid to give the grid all the time)
 set -u
 out=${1:?usage: benchmarks/gpu_check.sh OUT [TOTAL_SECONDS] [JOBS]}
 total_seconds=${2:-600}
 jobs=${3:-10}
-iterations=${ITERATIONS:-1000}
+iterations=${ITERATIONS:-3000}
 read -r -a seeds <<< "${SEEDS:-0 1 2}"
-read -r -a fractions <<< "${FRACTIONS:-1/8 1/16}"
+read -r -a fractions <<< "${FRACTIONS:-1/32}"
 python=${PYTHON:-python3}
 parts=" ${PARTS:-step tests grid} "
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 grid=(--iterations "$iterations" --seeds "${seeds[@]}" --labeled "${fractions[@]}" --budget iterations
-      --variants dual_teacher_persistent --out "$out/compare_gpu" --runs "$out/runs")
+      --variants dual_teacher_persistent --upper-bound --out "$out/compare_gpu" --runs "$out/runs")
 overrides=(train.amp=off train.eval_every=1000000)
 
 {
