@@ -4,10 +4,9 @@ Builds the digit scenes (or finds them in the cache), then runs ``dualteacher co
 with the defaults below; any option of ``dualteacher compare`` given here replaces its default,
 and ``key=value`` overrides go last. For example (the committed CPU grid)::
 
-    python benchmarks/compare_methods.py --iterations 1000 --seeds 0 1 2 --labeled 1/16 1/8 --jobs 2 \\
-        --variants dual_teacher_persistent --upper-bound
+    python benchmarks/compare_methods.py --seeds 0 1 2 --jobs 2 --variants dual_teacher_persistent --upper-bound
 
-Defaults: ``--labeled 1/16 1/8 --budget iterations time --out benchmarks/results/compare
+Defaults: ``--labeled 1/32 1/16 --budget iterations time --out benchmarks/results/compare
 --runs runs/compare`` (run directories and checkpoints stay out of the repository), and
 ``dualteacher compare``'s own (every method, seeds 0 1 2, the recipe's iterations, one job).
 """
@@ -19,7 +18,7 @@ import sys
 from dualteacher.cli import main as dualteacher
 from dualteacher.data.digits import ensure_digit_scenes
 
-DEFAULTS = ["--labeled", "1/16", "1/8", "--budget", "iterations", "time",
+DEFAULTS = ["--labeled", "1/32", "1/16", "--budget", "iterations", "time",
             "--out", "benchmarks/results/compare", "--runs", "runs/compare"]
 
 

@@ -78,6 +78,15 @@ def test_every_verb_takes_options_between_its_positional_arguments() -> None:
         assert parse_args([verb, *MINIMAL[verb]]).command == verb
 
 
+def test_overrides_after_a_list_option_stay_overrides() -> None:
+    args = parse_args(["compare", "--data", "d", "--labeled", "1/16", "1/8", "train.amp=off", "--out", "o",
+                       "--seeds", "0", "data.workers=0"])
+    assert args.labeled == ["1/16", "1/8"] and args.seeds == [0]
+    assert args.overrides == ["train.amp=off", "data.workers=0"]
+    args = parse_args(["train", "train.epochs=1", "configs/x.yaml", "--quiet"])
+    assert args.config == "configs/x.yaml" and args.overrides == ["train.epochs=1"]
+
+
 MINIMAL = {  # the fewest words each verb accepts
     "train": [], "check-data": [], "eval": ["c.safetensors"], "predict": ["c.safetensors", "a.png", "--out", "o"],
     "export": ["c.safetensors", "--onnx", "m.onnx"], "report": ["runs/x"], "split": ["--data", "d", "--labeled", "4"],

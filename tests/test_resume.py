@@ -14,7 +14,10 @@ from dualteacher.config import Config, load_config
 from dualteacher.data.digits import generate_digit_scenes
 from dualteacher.data.splits import write_split
 from dualteacher.engine import Trainer
-from dualteacher.resume import NOTE, REFUSED, SAFE, Change, ResumeError, compare, continued_anchor, decide
+from dualteacher.data.folder import FileListDataset
+from dualteacher.resume import (
+    NOTE, REFUSED, SAFE, Change, ResumeError, compare, continued_anchor, data_fingerprint, decide,
+)
 from dualteacher.runlog import read_log
 
 LR = 0.002  # tiny_overrides' optim.lr; 2 epochs of 3 iterations, stopped after epoch 1
@@ -171,6 +174,9 @@ def test_a_setting_the_checkpoint_predates_counts_as_its_default() -> None:
     assert compare(old, base(), ["a", "b"], 3, dict) == []
     assert [str(c) for c in compare(old, base(train__channels_last=True), ["a", "b"], 3, dict)] == [
         "train.channels_last: false → true  safe"]
+    del old["config"]["model"]["aspp_dropout"]  # trained with SMP's ASPP dropout 0.5, before the setting
+    assert [c.key for c in compare(old, base(), ["a", "b"], 3, dict)] == ["model.aspp_dropout"]
+    assert compare(old, base(model__aspp_dropout=0.5), ["a", "b"], 3, dict) == []
 
 
 def test_the_lr_anchor_follows_warm_up_and_chained_extensions() -> None:
@@ -180,3 +186,14 @@ def test_the_lr_anchor_follows_warm_up_and_chained_extensions() -> None:
     extended = state(base(train__epochs=3), iteration=6, schedule={"iters_per_epoch": 3, "total_iters": 9, "anchor": [3, 0.5]})
     assert continued_anchor(extended, base().optim, 3, 9) == (3, 0.5)        # same length: the stored anchor
     assert continued_anchor(extended, base().optim, 3, 12) == (6, pytest.approx(0.25))
+
+
+def test_the_data_fingerprint_survives_a_file_removed_mid_run(tmp_path: Path) -> None:
+    images = [tmp_path / f"{i}.png" for i in "ab"]
+    for path in images:
+        path.write_bytes(b"x" * 10)
+    dataset = FileListDataset(["a", "b"], images, None, labeled=False)
+    before = data_fingerprint({"unlabeled": dataset})
+    images[1].unlink()  # a stopped run still fingerprints its data for the checkpoint it writes
+    after = data_fingerprint({"unlabeled": dataset})
+    assert after["unlabeled"]["ids"] == 2 and after != before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -363,6 +364,10 @@ def sub_commands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
     return next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
+OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+=")
+"""A ``key=value`` override (dotted key) among a command's words."""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse a command line in which options may come before, between or after a sub-command's
     positional arguments (``train configs/x.yaml --quiet train.epochs=1``). Unknown options, help
@@ -372,7 +377,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     commands = sub_commands(parser)
     if not argv or argv[0] not in commands:
         return parser.parse_args(argv)
-    args = commands[argv[0]].parse_intermixed_args(argv[1:])
+    command = commands[argv[0]]
+    words = argv[1:]
+    takes_overrides = any(action.dest == "overrides" for action in command._actions)
+    pulled = [w for w in words if OVERRIDE.match(w)] if takes_overrides else []
+    args = command.parse_intermixed_args([w for w in words if w not in pulled] if pulled else words)
+    if pulled:  # taken out first, so that a list option (--labeled 1/16 ...) cannot swallow them
+        args.overrides = [*args.overrides, *pulled]
     args.command = argv[0]
     return args
 

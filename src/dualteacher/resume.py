@@ -22,6 +22,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Config, ConfigError, OptimConfig
@@ -87,10 +88,16 @@ def _flat(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+PREDATED: dict[str, Any] = {"model.aspp_dropout": 0.5}
+"""What a checkpoint written before a setting existed trained with, where that differs from the
+setting's default (SMP's DeepLabV3+ ASPP dropout was 0.5 until ``model.aspp_dropout`` came)."""
+
+
 def setting_changes(old: Mapping[str, Any], new: Config) -> list[tuple[str, Any, Any]]:
     """``(key, old, new)`` for each setting of ``new`` that differs from ``old`` (a checkpoint's
-    ``config``, :meth:`Config.to_dict` form); a setting the checkpoint lacks counts as its default."""
-    before = {**_flat(Config().to_dict()), **_flat(old)}
+    ``config``, :meth:`Config.to_dict` form); a setting the checkpoint lacks counts as what such
+    runs used: :data:`PREDATED`, else its default."""
+    before = {**_flat(Config().to_dict()), **PREDATED, **_flat(old)}
     after = _flat(new.to_dict())
     return [(key, before.get(key), value) for key, value in after.items()
             if key not in IGNORED and before.get(key) != value]
@@ -120,6 +127,14 @@ def _class_change(old: list[str], new: list[str]) -> Change:
                   f"{first}; the network's output layer predicts the checkpoint's classes")
 
 
+def _size(path: Path) -> int:
+    """Byte size of ``path``; -1 if it is gone (a run stopping on a removed file still checkpoints)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return -1
+
+
 def data_fingerprint(splits: Mapping[str, FileListDataset | None]) -> dict[str, dict[str, Any]]:
     """Per split (None: not read): its number of ids and a SHA-256 over its ids, in order, with
     the byte size of each image and mask file. A copy of the data elsewhere keeps it; other data,
@@ -131,7 +146,7 @@ def data_fingerprint(splits: Mapping[str, FileListDataset | None]) -> dict[str, 
         digest = hashlib.sha256()
         masks = dataset.mask_paths or [None] * len(dataset.ids)
         for sample_id, image, mask in zip(dataset.ids, dataset.image_paths, masks):
-            sizes = f"{image.stat().st_size}\t{mask.stat().st_size if mask is not None else ''}"
+            sizes = f"{_size(image)}\t{_size(mask) if mask is not None else ''}"
             digest.update(f"{sample_id}\t{sizes}\n".encode())
         out[name] = {"ids": len(dataset.ids), "sha256": digest.hexdigest()}
     return out
