@@ -9,7 +9,6 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from dualteacher.augment import (
-    MIXINGS,
     StrongAugConfig,
     apply_mix,
     beta_integer,
@@ -24,6 +23,7 @@ from dualteacher.augment import (
     rgb_to_hsv,
     strong_photometric,
 )
+from dualteacher.registry import MIXINGS
 
 torch.set_num_threads(1)
 

@@ -6,6 +6,7 @@ import pytest
 
 from dualteacher.config import load_config
 from dualteacher.recipe import recipe_config
+from dualteacher.registry import METHODS
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
@@ -21,7 +22,7 @@ def test_configs_do_not_share_run_directories() -> None:
     assert len(run_dirs) == len(set(run_dirs))
 
 
-@pytest.mark.parametrize("method", ["supervised", "mean_teacher", "dual_teacher", "fixmatch", "unimatch"])
+@pytest.mark.parametrize("method", list(METHODS))
 def test_digit_configs_match_the_recipe(method: str) -> None:
     shipped = load_config(Path(__file__).parents[1] / "configs" / f"digits_{method}.yaml")
     recipe = recipe_config(

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from dualteacher.config import OptimConfig
-from dualteacher.optim import build_optimizer, lr_factor, set_lr
+from dualteacher.optim import build_optimizer, lr_factor, optimizer_groups, set_lr
 
 
 class TwoPart(nn.Module):
@@ -20,7 +20,8 @@ class TwoPart(nn.Module):
 
 def test_groups_split_head_and_decay() -> None:
     model = TwoPart()
-    opt = build_optimizer(model, OptimConfig(name="sgd", lr=0.01, head_lr_mult=10, weight_decay=1e-4))
+    cfg = OptimConfig(name="sgd", lr=0.01, head_lr_mult=10, weight_decay=1e-4)
+    opt = build_optimizer(optimizer_groups(model, cfg), cfg)
     groups = {(g["lr"], g["weight_decay"]): g["params"] for g in opt.param_groups}
     assert groups[(0.01, 1e-4)] == [model.enc[0].weight]
     assert set(map(id, groups[(0.01, 0.0)])) == {id(model.enc[0].bias), id(model.enc[1].weight), id(model.enc[1].bias)}
@@ -41,7 +42,7 @@ def test_schedule_warms_up_then_decays_to_zero_at_the_real_end() -> None:
 
 
 def test_adamw_is_default() -> None:
-    assert isinstance(build_optimizer(TwoPart(), OptimConfig()), torch.optim.AdamW)
+    assert isinstance(build_optimizer(optimizer_groups(TwoPart(), OptimConfig()), OptimConfig()), torch.optim.AdamW)
 
 
 def test_an_anchored_schedule_decays_from_the_anchor_to_zero_at_the_new_end() -> None:

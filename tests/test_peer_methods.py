@@ -84,8 +84,7 @@ def test_feature_perturbation_drops_channels_only_in_its_own_stream() -> None:
 def test_the_two_strong_views_differ_in_photometry_and_mixing() -> None:
     method, labeled, unlabeled = _unimatch()
     inputs: list[torch.Tensor] = []
-    net = method.net
-    method.net = lambda x, **kw: inputs.append(x.detach().clone()) or net(x, **kw)
+    method.wrap(lambda net: lambda x, **kw: inputs.append(x.detach().clone()) or net(x, **kw))
     _, parts = method.step(labeled, unlabeled, torch.Generator().manual_seed(3))
     assert len(inputs) == 2
     view1, view2 = inputs[1].chunk(2)

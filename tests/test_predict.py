@@ -218,7 +218,7 @@ def test_slide_mode_of_the_model(checkpoint: Path) -> None:
     np.testing.assert_array_equal(model.predict(image, mode="slide", tile=128), model.predict(image))
     tiled = model.predict(image, mode="slide", tile=32, stride=16)
     assert tiled.shape == (40, 90) and tiled.dtype == np.uint8
-    with pytest.raises(ValueError, match="unknown mode"):
+    with pytest.raises(ValueError, match="unknown evaluation mode"):
         model.predict(image, mode="centre")
 
 

@@ -12,34 +12,36 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .data.transforms import IGNORE_INDEX
+from .registry import MIXINGS
 
 __all__ = [
-    "MIXINGS",
+    "MixMask",
     "StrongAugConfig",
     "apply_mix",
     "beta_integer",
     "channel_dropout",
+    "classmix",
     "classmix_mask",
     "color_jitter",
+    "cutmix",
     "cutmix_mask",
     "gaussian_blur",
     "hsv_to_rgb",
     "make_mix_mask",
+    "no_mixing",
     "normalize",
     "random_partner",
     "rgb_to_grayscale",
     "rgb_to_hsv",
     "strong_photometric",
 ]
-
-MIXINGS: tuple[str, ...] = ("cutmix", "classmix", "none")
-"""Names accepted by :func:`make_mix_mask`."""
 
 _GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision / PIL
 
@@ -332,6 +334,42 @@ def apply_mix(mask: Tensor, perm: Tensor, tensor: Tensor) -> Tensor:
     return torch.where(mask, tensor[perm.to(tensor.device)], tensor)
 
 
+class MixMask(Protocol):
+    """A mixing of :data:`~dualteacher.registry.MIXINGS`: labels [B, H, W] (shape, device and, for
+    ClassMix, classes), partners and generator -> bool mask [B, H, W], True where a pixel comes
+    from the partner. ``beta`` and ``p`` are CutMix's; ``ignore_index`` and ``num_classes`` ClassMix's."""
+
+    def __call__(
+        self, labels: Tensor, perm: Tensor, gen: torch.Generator, *,
+        beta: tuple[float, float], p: float, ignore_index: int, num_classes: int | None,
+    ) -> Tensor: ...
+
+
+def cutmix(
+    labels: Tensor, perm: Tensor, gen: torch.Generator, *,
+    beta: tuple[float, float], p: float, ignore_index: int, num_classes: int | None,
+) -> Tensor:
+    """CutMix as a :class:`MixMask` (:func:`cutmix_mask`)."""
+    batch, height, width = labels.shape
+    return cutmix_mask(batch, height, width, gen, beta=beta, p=p, device=labels.device)
+
+
+def classmix(
+    labels: Tensor, perm: Tensor, gen: torch.Generator, *,
+    beta: tuple[float, float], p: float, ignore_index: int, num_classes: int | None,
+) -> Tensor:
+    """ClassMix as a :class:`MixMask` (:func:`classmix_mask`)."""
+    return classmix_mask(labels, perm, gen, ignore_index=ignore_index, num_classes=num_classes)
+
+
+def no_mixing(
+    labels: Tensor, perm: Tensor, gen: torch.Generator, *,
+    beta: tuple[float, float], p: float, ignore_index: int, num_classes: int | None,
+) -> Tensor:
+    """No mixing: an all-False mask."""
+    return torch.zeros_like(labels, dtype=torch.bool)
+
+
 def make_mix_mask(
     kind: str,
     labels: Tensor,
@@ -343,16 +381,7 @@ def make_mix_mask(
     ignore_index: int = IGNORE_INDEX,
     num_classes: int | None = None,
 ) -> Tensor:
-    """Mixing mask [B, H, W] by name: "cutmix", "classmix" or "none" (all False: no mixing).
-
-    ``labels`` [B, H, W] gives the shape and device (and the classes, for ClassMix). ``beta`` and
-    ``p`` only affect CutMix; ``ignore_index`` and ``num_classes`` only ClassMix.
-    """
-    batch, height, width = labels.shape
-    if kind == "cutmix":
-        return cutmix_mask(batch, height, width, gen, beta=beta, p=p, device=labels.device)
-    if kind == "classmix":
-        return classmix_mask(labels, perm, gen, ignore_index=ignore_index, num_classes=num_classes)
-    if kind == "none":
-        return torch.zeros_like(labels, dtype=torch.bool)
-    raise ValueError(f"unknown mixing {kind!r}; expected one of {MIXINGS}")
+    """Mixing mask [B, H, W] of the mixing ``kind`` of :data:`~dualteacher.registry.MIXINGS`
+    (ValueError for an unknown one); see :class:`MixMask` for the arguments."""
+    mixing: MixMask = MIXINGS.get(kind)
+    return mixing(labels, perm, gen, beta=beta, p=p, ignore_index=ignore_index, num_classes=num_classes)

@@ -203,9 +203,9 @@ def _positive(text: str) -> int:
 
 def _data_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     """``--dataset``, ``--data`` and ``--splits-dir``, shared by the data-reading commands."""
-    from .config import DATASETS
+    from .registry import DATASETS
 
-    parser.add_argument("--dataset", choices=DATASETS,
+    parser.add_argument("--dataset", choices=tuple(DATASETS),
                         default="folder" if required else None,
                         help="dataset layout (default: " + ("folder)" if required else "the config's data.dataset)"))
     parser.add_argument("--data", required=required,
@@ -217,7 +217,7 @@ def _data_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
-    from .config import EVAL_MODES, METHODS
+    from .registry import EVAL_MODES, METHODS
 
     parser = argparse.ArgumentParser(prog="dualteacher", description="Semi-supervised semantic segmentation with Dual Teacher.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(p, required=False)
     p.add_argument("--split", help="default: the run's data.val_split on its own data, else val")
     p.add_argument("--model", help="which network of a training checkpoint: student (default), teacher1, ...")
-    p.add_argument("--mode", choices=EVAL_MODES,
+    p.add_argument("--mode", choices=tuple(EVAL_MODES),
                    help="whole image, centre crop (image and label) or sliding window (default: data.eval_mode)")
     p.add_argument("--tile", type=_positive, help="centre-crop / window size (default: data.eval_tile or crop_size)")
     p.add_argument("--stride", type=_positive, help="slide: step between windows (default: 2/3 of the tile)")
@@ -297,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the built-in comparison on digit scenes (offline)")
     p.add_argument("--out", default="runs/demo", help="output directory")
-    p.add_argument("--methods", nargs="+", default=["supervised", "mean_teacher", "dual_teacher"])
+    p.add_argument("--methods", nargs="+", choices=tuple(METHODS),
+                   help="methods to train (default: supervised, Mean Teacher and Dual Teacher)")
     p.add_argument("--iterations", type=int, default=None, help="iterations per method (default: the demo budget)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-upper-bound", action="store_true", help="skip supervised training on every train scene")
@@ -328,8 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="image files, folders (not recursive) or quoted globs ('data/**/*.jpg')")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--model", help="which network of a training checkpoint: student (default), teacher1, ...")
-    p.add_argument("--mode", choices=["whole", "slide"],
-                   help="whole image at once or overlapping tiles (default: the run's data.eval_mode; center: whole)")
+    p.add_argument("--mode", choices=tuple(EVAL_MODES),
+                   help="whole image at once or overlapping tiles (default: the run's data.eval_mode); center "
+                        "predicts whole images")
     p.add_argument("--tile", type=_positive, help="slide: tile size (default: data.eval_tile or crop_size)")
     p.add_argument("--stride", type=_positive,
                    help="slide: step between tiles (default: data.eval_stride, else 2/3 of the tile)")

@@ -32,7 +32,7 @@ import resource
 import shutil
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from .config import METHODS, Config, ConfigError, load_config
+from .config import Config, ConfigError, load_config
 from .data.check import check_data
 from .data.folder import DataError
 from .data.registry import open_source
@@ -49,15 +49,25 @@ from .data.split_files import split_source
 from .data.splits import budget_tag, parse_labeled
 from .engine import Trainer, train
 from .plots import coupling_figure, mean_curve, miou_vs_time_figure
-from .recipe import ITERATIONS, METHOD_SETTINGS, RECIPE, Adaptation, adapt_recipe, override_keys, recipe_config
+from .recipe import (
+    BASELINE,
+    ITERATIONS,
+    RECIPE,
+    UPPER_BOUND,
+    Adaptation,
+    adapt_recipe,
+    method_settings,
+    override_keys,
+    recipe_config,
+)
+from .registry import METHODS
 from .runlog import read_log
 
-UPPER_BOUND = "supervised_all"
-VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    **{m: (m, ()) for m in METHODS},
+EXTRA_VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "dual_teacher_persistent": ("dual_teacher", ("method.restart_per_shift=false",)),
-    UPPER_BOUND: ("supervised", ()),
+    UPPER_BOUND: (BASELINE, ()),
 }
+"""Variants beside the registered methods: name -> (method, its own settings)."""
 BUDGETS = ("iterations", "time")
 POOL = "train"
 PROBE_WARMUP, PROBE_TIMED = 3, 10
@@ -123,12 +133,12 @@ class Run:
 
     @property
     def method(self) -> str:
-        return VARIANTS[self.variant][0]
+        return variant_of(self.variant)[0]
 
     @property
     def settings(self) -> list[str]:
         """Every setting but the data's location, length and seed: what a finished run is checked against."""
-        return [*RECIPE, *METHOD_SETTINGS[self.method], *self.overrides]
+        return [*RECIPE, *method_settings(self.method), *self.overrides]
 
     def config(self) -> Config:
         """The run's validated settings."""
@@ -146,7 +156,12 @@ class Comparison:
 
 
 # ---------------------------------------------------------------- checks and plan
-def _unknown(kind: str, names: Sequence[str], known: Sequence[str]) -> None:
+def variant_of(name: str) -> tuple[str, tuple[str, ...]]:
+    """(method, its own settings) of a variant: a registered method as it is, or an extra variant."""
+    return EXTRA_VARIANTS.get(name, (name, ()))
+
+
+def _unknown(kind: str, names: Sequence[str], known: Collection[str]) -> None:
     bad = [n for n in names if n not in known]
     if bad:
         hint = " (key=value overrides go after a one-value option such as --out)" if "=" in bad[0] else ""
@@ -159,7 +174,7 @@ def check_options(opts: CompareOptions) -> list[str]:
     Raises :class:`ConfigError` naming the option or override at fault.
     """
     _unknown("--methods", opts.methods, METHODS)
-    _unknown("--variants", opts.variants, [v for v in VARIANTS if v not in METHODS and v != UPPER_BOUND])
+    _unknown("--variants", opts.variants, [v for v in EXTRA_VARIANTS if v != UPPER_BOUND])
     _unknown("--budget", opts.budgets, BUDGETS)
     if not opts.methods:
         raise ConfigError("--methods: give at least one method")
@@ -186,7 +201,8 @@ def check_options(opts: CompareOptions) -> list[str]:
         raise ConfigError(f"override {clash[0]}: compare sets it for every run; use {_OWN_KEYS[clash[0]]}")
     variants = [*opts.methods, *[v for v in opts.variants if v not in opts.methods]]
     for variant in [*variants, opts.reference, UPPER_BOUND]:
-        recipe_config(".", POOL, POOL, VARIANTS[variant][0], ".", 1, 0, [*VARIANTS[variant][1], *opts.overrides])
+        method, settings = variant_of(variant)
+        recipe_config(".", POOL, POOL, method, ".", 1, 0, [*settings, *opts.overrides])
     return variants
 
 
@@ -236,7 +252,7 @@ class Plan:
         else:
             (labeled, unlabeled), tag = self.splits[fraction, seed], budget_tag(parse_labeled(fraction))
         name = f"{tag}_seed{seed}_{variant}_{budget}{iterations}"
-        overrides = (*VARIANTS[variant][1], *self.adaptation.overrides, *self.opts.overrides)
+        overrides = (*variant_of(variant)[1], *self.adaptation.overrides, *self.opts.overrides)
         return Run(name, variant, fraction, seed, budget, iterations, str(self.opts.data), labeled, unlabeled,
                    tuple(_data_settings(self.opts)), overrides, str(self.runs_dir / name),
                    str(self.opts.out / "summaries" / f"{name}.json"), self.threads)
@@ -457,11 +473,11 @@ def _cell(runs: list[dict], target: float | None) -> dict[str, Any]:
 
 
 def _budget_cells(runs: list[dict], variants: Sequence[str], fractions: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """variant -> fraction -> cell for the runs of one budget; targets from supervised's runs."""
+    """variant -> fraction -> cell for the runs of one budget; targets from the baseline's (supervised) runs."""
     def mine(variant: str, fraction: str) -> list[dict]:
         return [r for r in runs if r["variant"] == variant and r["fraction"] == fraction]
 
-    targets = {f: statistics.mean(r["student_miou"] for r in mine("supervised", f)) if mine("supervised", f) else None
+    targets = {f: statistics.mean(r["student_miou"] for r in mine(BASELINE, f)) if mine(BASELINE, f) else None
                for f in fractions}
     return {v: {f: _cell(mine(v, f), targets[f]) for f in fractions if mine(v, f)} for v in variants}
 
@@ -514,7 +530,7 @@ def summarize(results: list[dict], plan: Plan) -> dict[str, Any]:
         },
         "recipe": {
             "settings": RECIPE,
-            "method_settings": {v: [*METHOD_SETTINGS[VARIANTS[v][0]], *VARIANTS[v][1]] for v in plan.variants},
+            "method_settings": {v: [*method_settings(variant_of(v)[0]), *variant_of(v)[1]] for v in plan.variants},
             "adapted": plan.adaptation.overrides,
             "account": plan.adaptation.account,
             "overrides": opts.overrides,
@@ -551,7 +567,7 @@ def write_table(summary: dict[str, Any], fractions: Sequence[str], path: Path) -
                 cell = cells.get(fraction, {})
                 cell = cell.get("equal_time") if kind == "time" else (cell if "mean" in cell else None)
                 if cell:
-                    has_target = "supervised" in summary["methods"] and fraction in summary["methods"]["supervised"]
+                    has_target = fraction in summary["methods"].get(BASELINE, {})
                     rows.append(_table_row(method, fraction, cell, has_target))
         if kind == "iterations" and summary["upper_bound"]:
             rows.append(_table_row("supervised, all train images labelled", "all", summary["upper_bound"], False))

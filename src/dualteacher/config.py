@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from .registry import DATASETS, EVAL_MODES, METHODS, MIXINGS, THRESHOLD_MODES, Registry
+
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the key."""
@@ -32,9 +34,9 @@ def default_workers() -> int:
 class DataConfig:
     """Where the data is, how it is read and weakly augmented, and how val images are predicted.
 
-    ``dataset`` is ``folder``, ``voc``, ``voc_aug``, ``cityscapes`` or ``ade20k``; split lists
-    live in ``splits_dir`` (empty: ``ROOT/splits`` for ``folder``, ``./splits/<dataset>``
-    otherwise). Evaluation: ``eval_mode`` ``whole`` | ``center`` | ``slide`` with window
+    ``dataset`` names a reader of :data:`~dualteacher.registry.DATASETS`; split lists
+    live in ``splits_dir`` (empty: ``ROOT/splits`` for ``folder``, ``./splits/<dataset>`` for
+    the benchmarks). Evaluation: ``eval_mode`` (:data:`~dualteacher.registry.EVAL_MODES`) with window
     ``eval_tile`` (default: ``crop_size``) and ``eval_stride`` (default: 2/3 of the tile),
     ``eval_flip`` and ``eval_scales`` test-time augmentation, and ``eval_resize`` = (long,
     short), a keep-ratio resize of every val image before prediction (mmseg's
@@ -168,16 +170,13 @@ class Config:
         return _plain(dataclasses.asdict(self))
 
 
-METHODS = ("supervised", "mean_teacher", "dual_teacher", "fixmatch", "unimatch")
-DATASETS = ("folder", "voc", "voc_aug", "cityscapes", "ade20k")
-EVAL_MODES = ("whole", "center", "slide")
-_CHOICES: dict[str, tuple[str, ...]] = {
+_CHOICES: dict[str, tuple[str, ...] | Registry] = {
     "data.dataset": DATASETS,
     "data.eval_mode": EVAL_MODES,
     "train.epoch_over": ("labeled", "unlabeled"),
     "optim.name": ("adamw", "sgd"),
     "method.name": METHODS,
-    "method.threshold_mode": ("pixel", "fraction", "none"),
+    "method.threshold_mode": THRESHOLD_MODES,
     "method.teacher_init": ("student", "independent"),
     "train.keep": ("best", "student", "teacher"),
     "train.amp": ("auto", "bf16", "fp16", "off"),
@@ -293,20 +292,11 @@ def parse_override(text: str) -> dict[str, Any]:
 
 def validate(cfg: Config) -> Config:
     """Check value ranges and choices; raise ConfigError naming the key."""
-    flat = {
-        "data.dataset": cfg.data.dataset,
-        "data.eval_mode": cfg.data.eval_mode,
-        "train.epoch_over": cfg.train.epoch_over,
-        "optim.name": cfg.optim.name,
-        "method.name": cfg.method.name,
-        "method.threshold_mode": cfg.method.threshold_mode,
-        "method.teacher_init": cfg.method.teacher_init,
-        "train.keep": cfg.train.keep,
-        "train.amp": cfg.train.amp,
-    }
-    for key, value in flat.items():
-        if value not in _CHOICES[key]:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(_CHOICES[key])}")
+    for key, choices in _CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
     checks = [
         ("data.crop_size", cfg.data.crop_size >= 8, "must be >= 8"),
         ("data.workers", cfg.data.workers >= 0, "must be >= 0"),
@@ -347,9 +337,9 @@ def validate(cfg: Config) -> Config:
     for key, ok, why in checks:
         if not ok:
             raise ConfigError(f"{key}: {why}")
-    unknown_mix = [m for m in cfg.method.mixings if m not in ("cutmix", "classmix", "none")]
+    unknown_mix = [m for m in cfg.method.mixings if m not in MIXINGS]
     if unknown_mix:
-        raise ConfigError(f"method.mixings: unknown mixing {unknown_mix[0]!r} (cutmix, classmix, none)")
+        raise ConfigError(f"method.mixings: unknown mixing {unknown_mix[0]!r} ({', '.join(MIXINGS)})")
     if cfg.method.name == "dual_teacher" and len(cfg.method.mixings) not in (1, cfg.method.num_teachers):
         raise ConfigError(
             f"method.mixings: give one mixing per teacher ({cfg.method.num_teachers}) or a single one for all"

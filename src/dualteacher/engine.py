@@ -174,10 +174,10 @@ class Trainer:
         if self.channels_last:
             for module in self.method.modules().values():
                 module.to(memory_format=torch.channels_last)
-        self.method.net = distributed.wrap(self.method.student, self.device)
+        self.method.wrap(functools.partial(distributed.wrap, device=self.device))
         self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        self.optimizer = build_optimizer(self.method.student, cfg.optim)
+        self.optimizer = build_optimizer(self.method.optimizer_groups(cfg.optim), cfg.optim)
 
         t = cfg.train
         self.batch_l = t.batch_size
@@ -294,8 +294,10 @@ class Trainer:
 
     # ----------------------------------------------------------------- evaluation
     def _eligible(self, role: str) -> bool:
+        """Whether ``role`` may become best.safetensors under ``train.keep`` (``student``: the
+        trained networks only, ``teacher``: the teachers only)."""
         keep = self.cfg.train.keep
-        return keep == "best" or (keep == "student") == (role == "student")
+        return keep == "best" or (keep == "student") == (role in self.method.trained())
 
     def evaluate_all(self, log: RunLog | None = None) -> dict[str, Any]:
         """Val mIoU of the student and every teacher, plus coupling diagnostics; with ``log``, a
@@ -309,7 +311,7 @@ class Trainer:
         record: dict[str, Any] = {"type": "eval", "iteration": self.iteration, "epoch": self.iteration / self.iters_per_epoch}
         modules = self.method.modules()
         settings = EvalSettings.from_config(self.cfg.data)
-        self.method.student.eval()
+        self.method.train(False)
         for role, module in modules.items():
             predictor = build_predictor(logits_predictor(module, self.mean, self.std), settings, self.num_classes)
             metrics, _ = evaluate(predictor, loader, self.num_classes, self.device)
@@ -327,7 +329,7 @@ class Trainer:
             picture = teacher_picture(self.method.student, self.method.teachers()[teacher], teacher, self.probe[:PICTURE_IMAGES],
                                       self.mean, self.std, self.cfg.method.threshold, self.iteration)
             log.add_image("pseudo_labels", picture, self.iteration)
-        self.method.student.train()
+        self.method.train()
         return record
 
     # ----------------------------------------------------------------- data errors mid-run
@@ -393,6 +395,14 @@ class Trainer:
         valid = raw["valid"].to(self.device, non_blocking=True) if "valid" in raw else None
         return Batch(image=image, mask=mask, valid=valid)
 
+    def _synced_parameters(self) -> list[nn.Parameter]:
+        """After the backward pass: the trained networks' buffers averaged over ranks (DDP), and
+        their parameters that received a gradient (what clipping and the NaN guard read)."""
+        trained = self.method.trained().values()
+        for module in trained:
+            distributed.average_buffers(module)
+        return [p for module in trained for p in module.parameters() if p.grad is not None]
+
     def _step_scaled(self, loss: Tensor) -> bool:
         """fp16: back-propagate the scaled loss and let the GradScaler step; True if it skipped.
 
@@ -400,10 +410,9 @@ class Trainer:
         guard does not check again: it only counts the scaler's skips.
         """
         self.scaler.scale(loss).backward()
-        distributed.average_buffers(self.method.student)
+        params = self._synced_parameters()
         if self.cfg.optim.grad_clip:
             self.scaler.unscale_(self.optimizer)
-            params = [p for p in self.method.student.parameters() if p.grad is not None]
             nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
         scale = self.scaler.get_scale()
         self.scaler.step(self.optimizer)
@@ -414,7 +423,7 @@ class Trainer:
         """Back-propagate and step; with the NaN guard, skip a step whose gradients are not finite.
 
         Returns the new count of consecutive skipped steps. The guard costs one device sync per
-        iteration (reading the gradient norm's finiteness). Under DDP the student's BatchNorm
+        iteration (reading the gradient norm's finiteness). Under DDP the trained networks' BatchNorm
         running statistics are averaged over ranks before the teachers' EMA reads them. With
         fp16 the GradScaler decides the skips; they count towards ``max_bad_steps`` only once
         its scale has fallen below 1 (an overflow is then no longer the explanation).
@@ -426,8 +435,7 @@ class Trainer:
             genuine = skipped and self.scaler.get_scale() < 1.0
         else:
             loss.backward()
-            distributed.average_buffers(self.method.student)
-            params = [p for p in self.method.student.parameters() if p.grad is not None]
+            params = self._synced_parameters()
             if cfg.optim.grad_clip:
                 norm = nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
             elif cfg.train.nan_guard:
@@ -465,7 +473,7 @@ class Trainer:
             save_config(cfg, self.run_dir / "config.yaml")
         lab_iter, unl_iter = self._batches()
         images_per_iter = (self.batch_l + (self.batch_u if unl_iter is not None else 0)) * self.world
-        self.method.student.train()
+        self.method.train()
         sums: dict[str, Tensor] = {}
         window_start, window_iters, window_steps, bad_in_a_row = time.perf_counter(), 0, 0, 0
         bar = tqdm(total=self.total_iters, initial=self.iteration, disable=not self.progress or self.rank != 0,

@@ -28,13 +28,12 @@ from .checkpoint import CheckpointError, load_checkpoint, load_module
 from .colors import palette
 from .config import DataConfig, config_from_dict
 from .data.folder import DataError
-from .data.registry import open_source
+from .data.registry import open_source, reader
 from .data.transforms import IGNORE_INDEX
 from .evaluate import Metrics, Predictor
 from .inference_modes import EvalSettings, build_predictor, evaluate_split
 from .models import build_model
 
-MODES = ("whole", "slide")
 ImageInput = str | Path | Image.Image | np.ndarray
 
 
@@ -115,13 +114,12 @@ class LoadedModel:
         scales: tuple[float, ...] | None = None,
         resize: tuple[int, int] | None = None,
     ) -> EvalSettings:
-        """The run's protocol for whole images (:meth:`EvalSettings.for_whole_images`) with every
-        given value replaced; ``mode`` is ``whole`` or ``slide``. Raises ValueError otherwise."""
-        if mode is not None and mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
-        return self.protocol.for_whole_images().override(
+        """The run's protocol with every given value replaced, for whole images
+        (:meth:`EvalSettings.for_whole_images`: a mode that crops predicts whole images). Raises
+        ValueError for an unknown mode or an invalid combination."""
+        return self.protocol.override(
             mode=mode, tile=tile, stride=stride, flip=flip, scales=scales, resize=resize
-        )
+        ).for_whole_images()
 
     def predictor(self, settings: EvalSettings | None = None) -> Predictor:
         """A function from a float batch in [0, 1] of images of one size to logits, under
@@ -182,7 +180,7 @@ class LoadedModel:
         dataset = dataset or trained.dataset
         root = root or trained.root
         if ignore_index is None:
-            ignore_index = trained.ignore_index if dataset == "folder" else IGNORE_INDEX
+            ignore_index = IGNORE_INDEX if reader(dataset).benchmark else trained.ignore_index
         source = open_source(dataset, root, splits_dir, ignore_index=ignore_index)
         if len(source.classes) != len(self.classes):
             raise DataError(

@@ -26,17 +26,19 @@ whatever the val batch size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import EVAL_MODES, DataConfig
+from .config import DataConfig
 from .data.build import eval_loader
 from .data.source import DataSource
 from .data.transforms import EvalTransform
 from .evaluate import Metrics, Predictor, evaluate, sliding_window_logits
+from .registry import EVAL_MODES
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,7 @@ class EvalSettings:
     resize: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in EVAL_MODES:
-            raise ValueError(f"unknown evaluation mode {self.mode!r}; choose from {', '.join(EVAL_MODES)}")
+        EVAL_MODES.get(self.mode)  # ValueError naming the modes
         if self.tile < 1:
             raise ValueError(f"tile must be at least 1, got {self.tile}")
         if self.stride is not None and not 1 <= self.stride <= self.tile:
@@ -98,19 +99,47 @@ class EvalSettings:
             resize=tuple(resize) if resize else self.resize,  # type: ignore[arg-type]
         )
 
+    @property
+    def kind(self) -> EvalMode:
+        """What :attr:`mode` does (:data:`~dualteacher.registry.EVAL_MODES`)."""
+        return EVAL_MODES.get(self.mode)
+
     def for_whole_images(self) -> EvalSettings:
-        """The protocol for predicting whole images: ``center`` (a crop of image and label) is
-        scored on part of the image only, so it predicts ``whole``; other modes are kept."""
-        return self.override(mode="whole") if self.mode == "center" else self
+        """The protocol for predicting whole images: a mode that crops image and label (``center``)
+        is scored on part of the image only, so it predicts ``whole``; other modes are kept."""
+        return self.override(mode="whole") if self.kind.crops else self
 
     @property
     def is_plain(self) -> bool:
         """True when the predictor is the network alone (no windows, no TTA)."""
-        return self.mode != "slide" and not self.flip and self.scales == (1.0,) and self.resize is None
+        return self.kind.view is None and not self.flip and self.scales == (1.0,) and self.resize is None
 
     def transform(self) -> EvalTransform:
-        """The val transform: a centre crop in ``center`` mode, nothing otherwise."""
-        return EvalTransform(center_crop=self.tile if self.mode == "center" else None)
+        """The val transform: a centre crop of ``tile`` for a mode that crops, nothing otherwise."""
+        return EvalTransform(center_crop=self.tile if self.kind.crops else None)
+
+
+View = Callable[[Predictor, Tensor, EvalSettings, int | None], Tensor]
+"""How a mode turns (network predictor, images, settings, class count) into logits at input size."""
+
+
+@dataclass(frozen=True)
+class EvalMode:
+    """One evaluation mode of :data:`~dualteacher.registry.EVAL_MODES`: ``view`` None runs the
+    network on the whole (possibly cropped) image; ``crops`` cuts image and label to their central
+    tile first (see the module docstring)."""
+
+    view: View | None = None
+    crops: bool = False
+
+
+def _windows(predict: Predictor, images: Tensor, settings: EvalSettings, num_classes: int | None) -> Tensor:
+    return sliding_window_logits(predict, images, settings.tile, settings.stride, num_classes)
+
+
+WHOLE = EvalMode()
+CENTER = EvalMode(crops=True)
+SLIDE = EvalMode(view=_windows)
 
 
 def resize_factor(height: int, width: int, resize: tuple[int, int] | None) -> float:
@@ -127,9 +156,8 @@ def build_predictor(predict: Predictor, settings: EvalSettings, num_classes: int
         return predict
 
     def view(images: Tensor) -> Tensor:
-        if settings.mode == "slide":
-            return sliding_window_logits(predict, images, settings.tile, settings.stride, num_classes)
-        return predict(images)
+        mode_view = settings.kind.view
+        return predict(images) if mode_view is None else mode_view(predict, images, settings, num_classes)
 
     def run(images: Tensor) -> Tensor:
         height, width = images.shape[-2:]

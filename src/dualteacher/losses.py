@@ -10,11 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .data.transforms import IGNORE_INDEX
+from .registry import THRESHOLD_MODES
 
-__all__ = ["PSEUDO_LOSS_MODES", "pseudo_label_loss", "supervised_ce"]
-
-PSEUDO_LOSS_MODES: tuple[str, ...] = ("pixel", "fraction", "none")
-"""Weighting modes accepted by :func:`pseudo_label_loss`."""
+__all__ = ["fraction_weights", "pixel_weights", "pseudo_label_loss", "supervised_ce", "valid_weights"]
 
 _SKIP = -100  # target value ignored by F.cross_entropy; marks invalid pixels internally
 
@@ -38,26 +36,32 @@ def pseudo_label_loss(
 
     ``conf`` [B, H, W] is the teacher's confidence (only compared with the threshold) and ``valid``
     [B, H, W] marks real (non-padding) pixels; invalid pixels never contribute. The normaliser is
-    always the number of valid pixels in the batch. Modes:
-
-    - ``"pixel"`` (FixMatch/UniMatch): sum of CE over valid pixels with ``conf >= threshold``,
-      divided by the number of valid pixels (not by the number of confident ones).
-    - ``"fraction"`` (official Dual Teacher): CE over all valid pixels, each weighted by its image's
-      fraction of valid pixels with ``conf >= threshold``. Per image for both mixings (the
-      official code uses a per-batch fraction for ClassMix).
-    - ``"none"``: plain CE over valid pixels.
+    always the number of valid pixels in the batch. ``mode`` (:data:`~dualteacher.registry.THRESHOLD_MODES`,
+    ValueError for an unknown one) weights each pixel: :func:`pixel_weights`, :func:`fraction_weights`
+    or :func:`valid_weights`.
     """
-    if mode not in PSEUDO_LOSS_MODES:
-        raise ValueError(f"unknown pseudo-label loss mode {mode!r}; expected one of {PSEUDO_LOSS_MODES}")
+    weigh = THRESHOLD_MODES.get(mode)
     valid = valid.bool()
     target = pseudo.masked_fill(~valid, _SKIP)
     ce = F.cross_entropy(logits, target, ignore_index=_SKIP, reduction="none")
-    confident = valid & (conf >= threshold)
-    if mode == "pixel":
-        weight = confident.to(ce.dtype)
-    elif mode == "fraction":
-        per_image = confident.flatten(1).sum(1) / valid.flatten(1).sum(1).clamp_min(1)
-        weight = per_image.to(ce.dtype).view(-1, 1, 1) * valid.to(ce.dtype)
-    else:
-        weight = valid.to(ce.dtype)
+    weight = weigh(valid & (conf >= threshold), valid).to(ce.dtype)
     return (ce * weight).sum() / valid.sum().clamp_min(1)
+
+
+def pixel_weights(confident: Tensor, valid: Tensor) -> Tensor:
+    """``pixel`` (FixMatch/UniMatch): the valid pixels with ``conf >= threshold`` count, the rest not
+    (divided by the number of valid pixels, not by the number of confident ones)."""
+    return confident
+
+
+def fraction_weights(confident: Tensor, valid: Tensor) -> Tensor:
+    """``fraction`` (official Dual Teacher): every valid pixel, weighted by its image's fraction of
+    confident valid pixels. Per image for both mixings (the official code uses a per-batch fraction
+    for ClassMix)."""
+    per_image = confident.flatten(1).sum(1) / valid.flatten(1).sum(1).clamp_min(1)
+    return per_image.view(-1, 1, 1) * valid
+
+
+def valid_weights(confident: Tensor, valid: Tensor) -> Tensor:
+    """``none``: plain CE over valid pixels."""
+    return valid

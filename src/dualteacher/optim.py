@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -15,11 +17,12 @@ def _split_decay(params: list[nn.Parameter]) -> tuple[list[nn.Parameter], list[n
     return decay, no_decay
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """AdamW or SGD over four groups: (encoder, head) × (decay, no decay).
+def optimizer_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
+    """The optimiser groups of one network: (encoder, head) × (decay, no decay), empty ones left out.
 
-    The head (decoder and classifier) learns ``head_lr_mult`` times faster, as in the papers.
-    Each group stores its ``base_lr`` for :func:`set_lr`.
+    The head (decoder and classifier) learns ``head_lr_mult`` times faster, as in the papers; a
+    network without ``param_groups()`` (encoder, head) is all head. Each group stores its
+    ``base_lr`` for :func:`set_lr`.
     """
     if hasattr(model, "param_groups"):
         encoder, head = model.param_groups()
@@ -31,6 +34,11 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
         for group, wd in ((decay, cfg.weight_decay), (no_decay, 0.0)):
             if group:
                 groups.append({"params": group, "weight_decay": wd, "lr": cfg.lr * mult, "base_lr": cfg.lr * mult})
+    return groups
+
+
+def build_optimizer(groups: list[dict[str, Any]], cfg: OptimConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD over ``groups`` (e.g. :func:`optimizer_groups`, or a method's own)."""
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)

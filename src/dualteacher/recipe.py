@@ -1,7 +1,7 @@
 """The one shared training recipe: model, input size, optimiser, schedule and batch.
 
-Every method trains with :data:`RECIPE` plus its own entry of :data:`METHOD_SETTINGS`; the
-demo, the shipped ``configs/digits_*.yaml``, ``dualteacher compare`` and the benchmarks all
+Every method trains with :data:`RECIPE` plus its own entry of :data:`METHOD_SETTINGS` (none for
+a method it does not list; every key must name a registered method); the demo, the shipped ``configs/digits_*.yaml``, ``dualteacher compare`` and the benchmarks all
 build their settings with :func:`recipe_config`. :func:`adapt_recipe` fits the recipe to the
 data it is given (the crop is never larger than the smallest training image, a val batch holds
 about as many pixels as the recipe's) and says what it chose.
@@ -16,9 +16,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from .config import Config, load_config
+from .config import Config, ConfigError, load_config
 from .data.folder import DataError
 from .data.source import DataSource
+from .registry import METHODS
 
 ITERATIONS = 1000
 ITERS_PER_EPOCH = 50
@@ -47,12 +48,26 @@ RECIPE = [
     "train.probe_images=16",
 ]
 METHOD_SETTINGS = {
-    "supervised": [],
     "mean_teacher": ["method.mixings=[cutmix]", "method.student_drop_path=0.0"],
-    "dual_teacher": [],
     "fixmatch": ["method.mixings=[cutmix]", "method.student_drop_path=0.0"],
     "unimatch": ["method.mixings=[cutmix]", "method.student_drop_path=0.0"],
 }
+BASELINE = "supervised"
+"""The method the others are measured against; with every train image labelled, the upper bound."""
+UPPER_BOUND = "supervised_all"
+"""The run (demo) and variant (comparison) of :data:`BASELINE` with every train image labelled."""
+
+
+def method_settings(method: str) -> list[str]:
+    """The recipe's own settings of ``method`` (none if it lists none).
+
+    Raises :class:`ConfigError` when a key of :data:`METHOD_SETTINGS` is not a registered method
+    (a typo or a renamed method would otherwise silently train with no settings).
+    """
+    stray = [name for name in METHOD_SETTINGS if name not in METHODS]
+    if stray:
+        raise ConfigError(f"recipe METHOD_SETTINGS: {stray[0]!r} is not one of {', '.join(METHODS)}")
+    return list(METHOD_SETTINGS.get(method, []))
 
 
 def schedule(iterations: int) -> list[str]:
@@ -89,7 +104,7 @@ def recipe_config(
             f"data.labeled_split={json.dumps(labeled)}",
             f"data.unlabeled_split={json.dumps(unlabeled)}",
             f"method.name={method}",
-            *METHOD_SETTINGS.get(method, []),
+            *method_settings(method),
             *schedule(iterations),
             f"train.seed={seed}",
             f"run_dir={json.dumps(str(run_dir))}",

@@ -11,14 +11,13 @@ from dualteacher.data.folder import (
     read_classes,
     read_split,
 )
-from dualteacher.data.registry import DATASETS, open_source
+from dualteacher.data.registry import open_source
 from dualteacher.data.source import DataSource
 from dualteacher.data.split_files import import_split, split_source
 from dualteacher.data.splits import make_split, parse_labeled, write_split
 from dualteacher.data.transforms import EvalTransform, WeakTransform
 
 __all__ = [
-    "DATASETS",
     "DataError",
     "DataSource",
     "EvalTransform",

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import DataConfig
+from ..registry import EVAL_MODES
 from .folder import DataError, FileListDataset, collate_eval
 from .registry import open_source
 from .sampler import ShardSampler, ShuffledStreamSampler
@@ -38,9 +39,9 @@ def source_from_config(cfg: DataConfig) -> DataSource:
 
 
 def val_transform(cfg: DataConfig) -> EvalTransform:
-    """The val transform of ``data.eval_mode``: in ``center`` mode a centre crop of
+    """The val transform of ``data.eval_mode``: for a mode that crops (``center``) a centre crop of
     ``eval_tile`` (default ``crop_size``), image and label alike; otherwise none."""
-    return EvalTransform(center_crop=(cfg.eval_tile or cfg.crop_size) if cfg.eval_mode == "center" else None)
+    return EvalTransform(center_crop=(cfg.eval_tile or cfg.crop_size) if EVAL_MODES.get(cfg.eval_mode).crops else None)
 
 
 def open_splits(cfg: DataConfig, *, need_unlabeled: bool) -> SplitData:

@@ -67,6 +67,7 @@ from dualteacher.data.build import source_from_config
 from dualteacher.data.digits import default_cache_dir
 from dualteacher.data.folder import IGNORE_INDEX, DataError, decode_failure, extension_hint, find_missing, read_list_lines
 from dualteacher.data.source import DataSource
+from dualteacher.registry import METHODS
 
 SEVERITIES = ("error", "warning", "info")
 ROLES = ("labeled", "unlabeled", "val")
@@ -648,8 +649,9 @@ def _can_be_labelled(source: DataSource, class_index: int) -> bool:
 
 # ---------------------------------------------------------------- from a config
 def needs_unlabeled(cfg: Config) -> bool:
-    """Whether training reads the unlabelled split (semi-supervised, or epochs over it)."""
-    return cfg.method.name != "supervised" or cfg.train.epoch_over == "unlabeled"
+    """Whether training reads the unlabelled split: the method uses it
+    (:attr:`~dualteacher.methods.base.Method.uses_unlabeled`), or epochs run over it."""
+    return METHODS.get(cfg.method.name).uses_unlabeled or cfg.train.epoch_over == "unlabeled"
 
 
 def training_splits(cfg: Config, *, unlabeled: bool | None = None) -> dict[str, str]:

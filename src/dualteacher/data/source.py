@@ -30,6 +30,7 @@ from dualteacher.data.folder import (
     strip_image_suffix,
 )
 from dualteacher.data.transforms import IGNORE_INDEX, Transform
+from dualteacher.registry import DATASETS
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,11 +47,18 @@ class SampleFiles:
 
 
 class DataSource(ABC):
-    """Base class of the dataset readers; subclasses set :attr:`name` and the hooks below."""
+    """Base class of the dataset readers; subclasses implement the hooks below and are registered
+    by name in :data:`~dualteacher.registry.DATASETS`.
 
-    name: str = ""
+    A reader of a public benchmark sets :attr:`benchmark`; any other reader is constructed as
+    ``Reader(root, splits_dir, ignore_index)`` (see :class:`FolderSource`).
+    """
+
     builtin_splits: tuple[str, ...] = ()
     label_map: np.ndarray | None = None
+    benchmark: bool = False
+    """A public benchmark: its root is often read-only or shared, so split lists default to
+    ``./splits/<name>``, and its masks mark unlabelled pixels its own way (``data.ignore_index`` stays 255)."""
 
     def __init__(self, root: str | Path, splits_dir: str | Path) -> None:
         self.root = Path(root).expanduser()
@@ -100,6 +108,11 @@ class DataSource(ABC):
         """
 
     # ---------------------------------------------------------------- shared
+    @property
+    def name(self) -> str:
+        """The reader's name in :data:`~dualteacher.registry.DATASETS` (its class name if unregistered)."""
+        return DATASETS.name_of(type(self)) or type(self).__name__
+
     def split_ids(self, split: str) -> list[str]:
         """Ids of ``split``: built in, or read from ``<splits_dir>/<split>.txt`` (see :meth:`listed_ids`)."""
         if split in self.builtin_splits:
@@ -145,8 +158,6 @@ class FolderSource(DataSource):
     is mapped to :data:`IGNORE_INDEX` when a mask is read (:func:`ignore_map`), so the loader and
     ``check-data`` see the same values. 255 stays ignored whatever ``ignore_index`` is.
     """
-
-    name = "folder"
 
     def __init__(self, root: str | Path, splits_dir: str | Path, ignore_index: int = IGNORE_INDEX) -> None:
         self.label_map = ignore_map(ignore_index)

@@ -120,6 +120,7 @@ class _CheckedSource(DataSource):
 
     class_names: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
+    benchmark = True
 
     @property
     def classes(self) -> list[str]:
@@ -153,7 +154,6 @@ class _CheckedSource(DataSource):
 class VOC(_CheckedSource):
     """PASCAL VOC 2012, the classic setting: fine masks of ``SegmentationClass``."""
 
-    name = "voc"
     class_names = VOC_CLASSES
     builtin_splits = ("train", "val", "train_aug")
     required = ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation/train.txt", "ImageSets/Segmentation/val.txt")
@@ -202,7 +202,6 @@ class VOC(_CheckedSource):
 class VOCAug(VOC):
     """PASCAL VOC 2012, the blended setting: the 10,582 SBD-augmented training masks."""
 
-    name = "voc_aug"
     builtin_splits = ("train", "val", "train_aug")
     required = (*VOC.required, "SegmentationClassAug")
 
@@ -221,7 +220,6 @@ class VOCAug(VOC):
 class Cityscapes(_CheckedSource):
     """Cityscapes, fine annotations, 19 train ids."""
 
-    name = "cityscapes"
     class_names = CITYSCAPES_CLASSES
     builtin_splits = ("train", "val")
     required = ("leftImg8bit/train", "leftImg8bit/val", "gtFine/train", "gtFine/val")
@@ -270,7 +268,6 @@ class Cityscapes(_CheckedSource):
 class ADE20K(_CheckedSource):
     """ADE20K (SceneParsing ADEChallengeData2016), 150 classes."""
 
-    name = "ade20k"
     class_names = ADE20K_CLASSES
     builtin_splits = ("train", "val")
     required = ("images/training", "images/validation", "annotations/training", "annotations/validation")

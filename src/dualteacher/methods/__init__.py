@@ -1,26 +1,15 @@
-"""Training methods, each one readable file; :func:`build_method` picks one by name."""
+"""Training methods, each one readable file, registered by name in
+:data:`~dualteacher.registry.METHODS`; :func:`build_method` builds the configured one."""
 
 from __future__ import annotations
 
+from ..registry import METHODS
 from .base import Batch, Method, MethodContext
-from .dual_teacher import DualTeacher
-from .fixmatch import FixMatch
-from .mean_teacher import MeanTeacher
-from .supervised import Supervised
-from .unimatch import UniMatch
-
-METHODS: dict[str, type[Method]] = {
-    "supervised": Supervised,
-    "mean_teacher": MeanTeacher,
-    "dual_teacher": DualTeacher,
-    "fixmatch": FixMatch,
-    "unimatch": UniMatch,
-}
 
 
 def build_method(ctx: MethodContext) -> Method:
     """Instantiate the method named in ``ctx.cfg.name``."""
-    return METHODS[ctx.cfg.name](ctx)
+    return METHODS.get(ctx.cfg.name)(ctx)
 
 
-__all__ = ["Batch", "Method", "MethodContext", "METHODS", "build_method"]
+__all__ = ["Batch", "Method", "MethodContext", "build_method"]

@@ -1,8 +1,9 @@
 """The small interface every training method implements, and the pieces they share.
 
-A method owns its networks (a student and any teachers), computes one iteration's loss from a
-labelled and an unlabelled batch, and updates its teachers after the optimiser step. The
-engine owns everything else: data, optimiser, schedule, evaluation, checkpoints, logging.
+A method owns its networks (the trained ones, a student by default, and any teachers) and their
+optimiser groups, computes one iteration's loss from a labelled and an unlabelled batch, and
+updates its teachers after the optimiser step. The engine owns everything else: data, the
+optimiser, precision, DDP, schedule, evaluation, checkpoints, logging.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import torch
 from torch import Tensor, nn
 
 from ..augment import StrongAugConfig, apply_mix, make_mix_mask, normalize, random_partner, strong_photometric
-from ..config import MethodConfig
+from ..config import MethodConfig, OptimConfig
 from ..data.transforms import IGNORE_INDEX
 from ..losses import pseudo_label_loss, supervised_ce
+from ..optim import optimizer_groups
 
 ModelBuilder = Callable[[float], nn.Module]
 """Builds a fresh network with the given drop-path (stochastic depth) rate."""
@@ -45,17 +47,18 @@ class MethodContext:
 
 
 class Method(ABC):
-    """Base class: a student trained by gradients, optional teachers, one ``step`` per iteration."""
+    """Base class: networks trained by gradients (the student), optional teachers, one ``step`` per
+    iteration. Register a subclass by name in :data:`~dualteacher.registry.METHODS`."""
 
-    name = "base"
     uses_unlabeled = True
+    """Whether :meth:`step` reads an unlabelled batch (training then loads and checks that split)."""
 
     def __init__(self, ctx: MethodContext, student_drop_path: float | None = None) -> None:
         """``student_drop_path`` None takes ``method.student_drop_path``."""
         self.ctx = ctx
         self.cfg = ctx.cfg
         self.student = ctx.build(ctx.cfg.student_drop_path if student_drop_path is None else student_drop_path)
-        self.net: nn.Module = self.student
+        self.wrapped: dict[str, nn.Module] = {}
         self.strong = StrongAugConfig()
 
     def to(self, device: torch.device) -> "Method":
@@ -69,11 +72,40 @@ class Method(ABC):
 
     def modules(self) -> dict[str, nn.Module]:
         """Every network of the method by role; the keys name them in checkpoints and logs."""
-        return {"student": self.student, **self.teachers()}
+        return {**self.trained(), **self.teachers()}
+
+    def trained(self) -> dict[str, nn.Module]:
+        """The networks the optimiser trains, by role; the student first (it is evaluated per class,
+        compared with the teachers and drawn)."""
+        return {"student": self.student}
 
     def teachers(self) -> dict[str, nn.Module]:
         """The teacher networks by role (empty for single-model methods)."""
         return {}
+
+    def optimizer_groups(self, optim: OptimConfig) -> list[dict[str, Any]]:
+        """The optimiser's parameter groups: :func:`~dualteacher.optim.optimizer_groups` of every trained network."""
+        return [group for module in self.trained().values() for group in optimizer_groups(module, optim)]
+
+    def wrap(self, wrapper: Callable[[nn.Module], nn.Module]) -> None:
+        """Route the forward passes of every trained network through ``wrapper`` (the engine's
+        DistributedDataParallel); see :meth:`forward_net`."""
+        self.wrapped = {role: wrapper(module) for role, module in self.trained().items()}
+
+    def forward_net(self, role: str) -> nn.Module:
+        """The trained network ``role`` as a forward pass that back-propagates must call it: its
+        wrapper from :meth:`wrap` (DDP synchronises gradients in it), else the network itself."""
+        return self.wrapped[role] if role in self.wrapped else self.trained()[role]
+
+    @property
+    def net(self) -> nn.Module:
+        """The student as forward passes call it (:meth:`forward_net`)."""
+        return self.forward_net("student")
+
+    def train(self, mode: bool = True) -> None:
+        """Put the trained networks in training mode (``mode`` False: eval mode); teachers stay in eval mode."""
+        for module in self.trained().values():
+            module.train(mode)
 
     def active_teacher(self) -> str | None:
         """Role of the teacher making pseudo-labels in the current epoch (None without teachers)."""

@@ -28,8 +28,6 @@ from .base import Batch, Method, MethodContext, confident_fraction, make_teacher
 class DualTeacher(Method):
     """Student + K temporary teachers taking turns."""
 
-    name = "dual_teacher"
-
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
         c = self.cfg

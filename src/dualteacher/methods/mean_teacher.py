@@ -20,8 +20,6 @@ from .base import Batch, Method, MethodContext, make_teacher, pseudo_label
 class MeanTeacher(Method):
     """Student + one persistent EMA teacher."""
 
-    name = "mean_teacher"
-
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
         c = self.cfg

@@ -12,7 +12,6 @@ from .base import Batch, Method, MethodContext
 class Supervised(Method):
     """Cross-entropy on labelled pixels; no unlabelled data, no drop-path."""
 
-    name = "supervised"
     uses_unlabeled = False
 
     def __init__(self, ctx: MethodContext) -> None:

@@ -34,8 +34,6 @@ STRONG_SHARE = 0.25
 class UniMatch(Method):
     """A single network, three perturbed streams: FP, strong view 1, strong view 2."""
 
-    name = "unimatch"
-
     def step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         assert unlabeled is not None and unlabeled.valid is not None
         c = self.cfg
