@@ -12,6 +12,7 @@ path is always float32.
 
 from __future__ import annotations
 
+import enum
 import functools
 import math
 import signal
@@ -83,6 +84,16 @@ class StopSignals:
         flag = torch.tensor([0 if self.name is None else 1], device=distributed.reduce_device())
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return (self.name or "SIGTERM") if int(flag) else None
+
+
+class Stream(enum.IntEnum):
+    """The independent random streams of a run, each seeded by :func:`derive_seed` from the run's
+    seed and this number (the values are part of every seed's run: never renumber them)."""
+
+    LABELED = 1    # the labelled sampler: order and per-sample weak-augmentation seeds
+    UNLABELED = 2  # the unlabelled sampler, likewise
+    GLOBAL = 3     # torch's global RNG per (iteration, rank): dropout, drop-path
+    METHOD = 4     # the generator handed to ``method.step`` per (iteration, rank): strong augmentation, mixing
 
 
 def derive_seed(*parts: int) -> int:
@@ -375,14 +386,14 @@ class Trainer:
         pin = self.device.type == "cuda"
         seed = self.cfg.train.seed
         lab = stream_loader(
-            self.data.labeled, self.batch_l, derive_seed(seed, 1), workers=workers,
+            self.data.labeled, self.batch_l, derive_seed(seed, Stream.LABELED), workers=workers,
             start=self.iteration * self.batch_l, rank=self.rank, world_size=self.world, pin_memory=pin,
         )
         unl = None
         if self.method.uses_unlabeled:
             assert self.data.unlabeled is not None
             unl = stream_loader(
-                self.data.unlabeled, self.batch_u, derive_seed(seed, 2), workers=workers,
+                self.data.unlabeled, self.batch_u, derive_seed(seed, Stream.UNLABELED), workers=workers,
                 start=self.iteration * self.batch_u, rank=self.rank, world_size=self.world, pin_memory=pin,
             )
         return lab, unl
@@ -492,8 +503,8 @@ class Trainer:
                     self.method.start_epoch(epoch)
                     started_epoch = epoch
                 lr = set_lr(self.optimizer, lr_factor(self.iteration, self.total_iters, cfg.optim, self.lr_anchor))
-                torch.manual_seed(derive_seed(cfg.train.seed, self.iteration, self.rank, 3))
-                gen = torch.Generator(self.device).manual_seed(derive_seed(cfg.train.seed, self.iteration, self.rank, 4))
+                torch.manual_seed(derive_seed(cfg.train.seed, self.iteration, self.rank, Stream.GLOBAL))
+                gen = torch.Generator(self.device).manual_seed(derive_seed(cfg.train.seed, self.iteration, self.rank, Stream.METHOD))
                 with self._stop_on_data_error(log):
                     labeled = self._to_batch(next(lab_iter))
                     unlabeled = self._to_batch(next(unl_iter)) if unl_iter is not None else None
