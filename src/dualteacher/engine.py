@@ -49,7 +49,7 @@ from .evaluate import Metrics, evaluate, logits_predictor
 from .inference_modes import EvalSettings, build_predictor
 from .methods import Batch, Method, MethodContext, build_method
 from .models import build_model, default_normalization
-from .optim import build_optimizer, lr_factor, set_lr
+from .optim import Optimization, build_optimizer, lr_factor, resolve_amp, set_lr
 from .plots import PICTURE_IMAGES, teacher_picture
 from .resume import compare, continued_anchor, data_fingerprint, decide
 from .runlog import RunLog, append_record, rewind_log
@@ -108,16 +108,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda":
         return torch.device("cuda", distributed.gpu_index())
     return torch.device(name)
-
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``train.amp`` on ``device``: ``auto`` is bf16 on CUDA; CPU is always float32 (None)."""
-    if device.type != "cuda" or name == "off":
-        return None
-    return AMP_DTYPES["bf16" if name == "auto" else name]
 
 
 def normalization(cfg: Config) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
@@ -187,8 +177,8 @@ class Trainer:
                 module.to(memory_format=torch.channels_last)
         self.method.wrap(functools.partial(distributed.wrap, device=self.device))
         self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        self.optimizer = build_optimizer(self.method.optimizer_groups(cfg.optim), cfg.optim)
+        optimizer = build_optimizer(self.method.optimizer_groups(cfg.optim), cfg.optim)
+        self.optimization = Optimization(optimizer, self.method.trained, self.device, self.amp_dtype, cfg.optim, cfg.train)
 
         t = cfg.train
         self.batch_l = t.batch_size
@@ -218,6 +208,19 @@ class Trainer:
             image = torch.from_numpy(np.array(load_image(source.image_paths[i * step]))).permute(2, 0, 1)
             out.append(normalize(image[None].to(self.device).float().div(255), self.mean, self.std))
         return out
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.optimization.optimizer
+
+    @property
+    def scaler(self) -> torch.amp.GradScaler:
+        """The fp16 GradScaler (disabled otherwise), whose state the training checkpoint carries."""
+        return self.optimization.scaler
+
+    @scaler.setter
+    def scaler(self, scaler: torch.amp.GradScaler) -> None:
+        self.optimization.scaler = scaler
 
     @property
     def best_path(self) -> Path:
@@ -380,8 +383,9 @@ class Trainer:
             tqdm.write(self._summary(record))
         return record
 
-    # ----------------------------------------------------------------- the loop
-    def _batches(self) -> tuple[Iterator[dict[str, Tensor]], Iterator[dict[str, Tensor]] | None]:
+    # ----------------------------------------------------------------- the step
+    def loaders(self) -> tuple[Iterator[dict[str, Tensor]], Iterator[dict[str, Tensor]] | None]:
+        """The labelled and (if the method reads it) unlabelled sample streams, from this iteration on."""
         workers = self.cfg.data.workers
         pin = self.device.type == "cuda"
         seed = self.cfg.train.seed
@@ -398,6 +402,12 @@ class Trainer:
             )
         return lab, unl
 
+    def batches(self) -> Iterator[tuple[Batch, Batch | None]]:
+        """(labelled, unlabelled or None) batches on the device, from this iteration on."""
+        # the loaders start now, not at the first batch: starting one draws from torch's global RNG
+        lab, unl = self.loaders()
+        return ((self._to_batch(raw), self._to_batch(next(unl)) if unl is not None else None) for raw in lab)
+
     def _to_batch(self, raw: dict[str, Tensor]) -> Batch:
         image = raw["image"].to(self.device, non_blocking=True).float().div_(255)
         if self.channels_last:
@@ -406,67 +416,18 @@ class Trainer:
         valid = raw["valid"].to(self.device, non_blocking=True) if "valid" in raw else None
         return Batch(image=image, mask=mask, valid=valid)
 
-    def _synced_parameters(self) -> list[nn.Parameter]:
-        """After the backward pass: the trained networks' buffers averaged over ranks (DDP), and
-        their parameters that received a gradient (what clipping and the NaN guard read)."""
-        trained = self.method.trained().values()
-        for module in trained:
-            distributed.average_buffers(module)
-        return [p for module in trained for p in module.parameters() if p.grad is not None]
-
-    def _step_scaled(self, loss: Tensor) -> bool:
-        """fp16: back-propagate the scaled loss and let the GradScaler step; True if it skipped.
-
-        The scaler already skips steps with inf/NaN gradients (and halves its scale), so the NaN
-        guard does not check again: it only counts the scaler's skips.
-        """
-        self.scaler.scale(loss).backward()
-        params = self._synced_parameters()
-        if self.cfg.optim.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
-        scale = self.scaler.get_scale()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return self.scaler.get_scale() < scale
-
-    def _optimizer_step(self, loss: Tensor, parts: dict[str, Tensor], bad_in_a_row: int) -> int:
-        """Back-propagate and step; with the NaN guard, skip a step whose gradients are not finite.
-
-        Returns the new count of consecutive skipped steps. The guard costs one device sync per
-        iteration (reading the gradient norm's finiteness). Under DDP the trained networks' BatchNorm
-        running statistics are averaged over ranks before the teachers' EMA reads them. With
-        fp16 the GradScaler decides the skips; they count towards ``max_bad_steps`` only once
-        its scale has fallen below 1 (an overflow is then no longer the explanation).
-        """
-        cfg = self.cfg
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler.is_enabled():
-            skipped = self._step_scaled(loss)
-            genuine = skipped and self.scaler.get_scale() < 1.0
+    def train_step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor], bool]:
+        """One training step on one batch pair: the method's forward and losses under autocast,
+        backward and optimiser step (skipped on non-finite gradients), then the teachers' update.
+        Returns the loss, its named parts and whether the step was taken."""
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            loss, parts = self.method.step(labeled, unlabeled, gen)
+        stepped = self.optimization.step(loss, parts, self.iteration)
+        if stepped:
+            self.method.after_optimizer_step()  # EMA teachers follow the weights just stepped
         else:
-            loss.backward()
-            params = self._synced_parameters()
-            if cfg.optim.grad_clip:
-                norm = nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-            elif cfg.train.nan_guard:
-                norm = nn.utils.get_total_norm([p.grad for p in params])
-            skipped = genuine = cfg.train.nan_guard and not bool(torch.isfinite(norm))
-        if skipped:
-            self.optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
-            bad_in_a_row = bad_in_a_row + 1 if genuine else 0
-            if bad_in_a_row >= cfg.train.max_bad_steps:
-                terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in {"loss": loss, **parts}.items())
-                raise FloatingPointError(
-                    f"{bad_in_a_row} steps in a row with non-finite gradients, the last at iteration "
-                    f"{self.iteration} ({terms}); the last good checkpoint is untouched"
-                )
-            return bad_in_a_row
-        if not self.scaler.is_enabled():
-            self.optimizer.step()
-        self.method.after_optimizer_step()
-        return 0
+        return loss, parts, stepped
 
     def fit(self, stop_at: int | None = None) -> dict[str, Any]:
         """Train to the configured length (continuing a resumed run); return the last eval record.
@@ -482,11 +443,12 @@ class Trainer:
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
-        lab_iter, unl_iter = self._batches()
-        images_per_iter = (self.batch_l + (self.batch_u if unl_iter is not None else 0)) * self.world
+        batches = self.batches()
+        self.optimization.bad_in_a_row = 0  # each fit() counts bad steps afresh, as a resumed run does
+        images_per_iter = (self.batch_l + (self.batch_u if self.method.uses_unlabeled else 0)) * self.world
         self.method.train()
         sums: dict[str, Tensor] = {}
-        window_start, window_iters, window_steps, bad_in_a_row = time.perf_counter(), 0, 0, 0
+        window_start, window_iters, window_steps = time.perf_counter(), 0, 0
         bar = tqdm(total=self.total_iters, initial=self.iteration, disable=not self.progress or self.rank != 0,
                    dynamic_ncols=True, desc=cfg.method.name)
         record: dict[str, Any] = self.history[-1] if self.history else {}
@@ -506,16 +468,11 @@ class Trainer:
                 torch.manual_seed(derive_seed(cfg.train.seed, self.iteration, self.rank, Stream.GLOBAL))
                 gen = torch.Generator(self.device).manual_seed(derive_seed(cfg.train.seed, self.iteration, self.rank, Stream.METHOD))
                 with self._stop_on_data_error(log):
-                    labeled = self._to_batch(next(lab_iter))
-                    unlabeled = self._to_batch(next(unl_iter)) if unl_iter is not None else None
-
-                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    loss, parts = self.method.step(labeled, unlabeled, gen)
-                skipped_before = self.skipped_steps
-                bad_in_a_row = self._optimizer_step(loss, parts, bad_in_a_row)
+                    labeled, unlabeled = next(batches)
+                loss, parts, stepped = self.train_step(labeled, unlabeled, gen)
                 self.iteration += 1
                 window_iters += 1
-                if self.skipped_steps == skipped_before:
+                if stepped:
                     window_steps += 1
                     for key, value in {"loss": loss.detach(), **parts}.items():
                         sums[key] = sums.get(key, 0) + value
@@ -544,7 +501,7 @@ class Trainer:
                 interrupted = stop.received(self.world > 1)
                 every = cfg.train.checkpoint_every
                 periodic = end_of_epoch or bool(every and self.iteration % every == 0)
-                due = self.iteration == end or (periodic and bad_in_a_row == 0)
+                due = self.iteration == end or (periodic and self.optimization.bad_in_a_row == 0)
                 if self.rank == 0 and (due or interrupted):
                     self.save_training_state()
                 if interrupted:
