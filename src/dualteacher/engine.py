@@ -1,13 +1,19 @@
 """The training loop shared by every method: schedule, evaluation, logging, checkpoints, resume.
 
+:meth:`Trainer.fit` is the loop; its parts each do one job: :meth:`Trainer.train_step` (one
+method step, :class:`~dualteacher.optim.Optimization`'s backward and optimiser step, the teachers'
+update), :class:`~dualteacher.evaluator.Evaluator` (val mIoU and the best network),
+:meth:`Trainer.save_training_state` / ``_restore`` (everything a checkpoint carries) and
+:class:`TrainWindow` (the logged means between two log lines).
+
 Randomness is a pure function of (seed, iteration, rank): the weak augmentation of every sample
 is seeded from its position in the sampler stream, and the device-side randomness (strong
 augmentation, mixing, drop-path) is re-seeded at every iteration. A run resumed from a
 checkpoint therefore continues exactly as the uninterrupted run would have.
 
 Precision: on CUDA the method step (student and teacher forwards, losses) runs under autocast,
-bf16 by default (``train.amp``); fp16 adds a GradScaler whose state is checkpointed. The CPU
-path is always float32.
+bf16 by default (``train.amp``); fp16 enables the GradScaler (otherwise a pass-through), whose
+state is checkpointed. The CPU path is always float32.
 """
 
 from __future__ import annotations
@@ -79,6 +85,34 @@ class StopSignals:
         flag = torch.tensor([0 if self.name is None else 1], device=distributed.reduce_device())
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return (self.name or "SIGTERM") if int(flag) else None
+
+
+class TrainWindow:
+    """The losses and throughput between two log lines. Mean losses are over the steps taken (a
+    skipped step's loss is not finite); images/s is over every iteration."""
+
+    def __init__(self, images_per_iter: int) -> None:
+        self.images_per_iter = images_per_iter
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.start, self.iters, self.steps = time.perf_counter(), 0, 0
+
+    def add(self, loss: Tensor, parts: dict[str, Tensor], stepped: bool) -> None:
+        self.iters += 1
+        if stepped:
+            self.steps += 1
+            # summed on the device: reading them each iteration would sync it
+            for key, value in {"loss": loss.detach(), **parts}.items():
+                self.sums[key] = self.sums.get(key, 0) + value
+
+    def close(self) -> tuple[dict[str, float], float]:
+        """The window's mean losses and images/s; the next window starts now."""
+        images_per_s = self.iters * self.images_per_iter / (time.perf_counter() - self.start)
+        means = {k: float(v) / max(self.steps, 1) for k, v in self.sums.items()}
+        self._reset()
+        return means, images_per_s
 
 
 class Stream(enum.IntEnum):
@@ -470,34 +504,6 @@ class Trainer:
         every = self.cfg.train.checkpoint_every
         periodic = self.iteration % self.iters_per_epoch == 0 or bool(every and self.iteration % every == 0)
         return self.iteration == end or (periodic and self.optimization.bad_in_a_row == 0)
-
-
-class TrainWindow:
-    """The losses and throughput between two log lines. Mean losses are over the steps taken (a
-    skipped step's loss is not finite); images/s is over every iteration."""
-
-    def __init__(self, images_per_iter: int) -> None:
-        self.images_per_iter = images_per_iter
-        self._reset()
-
-    def _reset(self) -> None:
-        self.sums: dict[str, Tensor] = {}
-        self.start, self.iters, self.steps = time.perf_counter(), 0, 0
-
-    def add(self, loss: Tensor, parts: dict[str, Tensor], stepped: bool) -> None:
-        self.iters += 1
-        if stepped:
-            self.steps += 1
-            # summed on the device: reading them each iteration would sync it
-            for key, value in {"loss": loss.detach(), **parts}.items():
-                self.sums[key] = self.sums.get(key, 0) + value
-
-    def close(self) -> tuple[dict[str, float], float]:
-        """The window's mean losses and images/s; the next window starts now."""
-        images_per_s = self.iters * self.images_per_iter / (time.perf_counter() - self.start)
-        means = {k: float(v) / max(self.steps, 1) for k, v in self.sums.items()}
-        self._reset()
-        return means, images_per_s
 
 
 def _summary(record: dict[str, Any]) -> str:
