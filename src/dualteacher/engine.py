@@ -429,7 +429,7 @@ class Trainer:
         """
         end = min(stop_at, self.total_iters) if stop_at is not None else self.total_iters
         log, batches, window, bar = self._start()
-        record: dict[str, Any] = self.history[-1] if self.history else {}
+        record: dict[str, Any] = self.history[-1] if self.history else {}  # what a run with nothing left returns
         if self._evaluation_missed():  # a data error stopped the run where it was to evaluate
             record = self._epoch_evaluation(log)
             if self.rank == 0:
