@@ -3,8 +3,8 @@
 Builds real :class:`~dualteacher.engine.Trainer` objects on generated digit scenes at the
 requested size (random-init model, no downloads) and times, on the same machine in one run:
 
-  supervised / Mean Teacher / Dual Teacher step   ``method.step`` + ``Trainer._optimizer_step``
-                                                 (EMA update included), under the run's autocast
+  supervised / Mean Teacher / Dual Teacher step   ``Trainer.train_step``: the method's step under the
+                                                 run's autocast, optimiser step, EMA update
   teacher forward                                the active teacher, no grad, on the unlabelled batch
   student fwd+bwd 3B                             one student pass + backward on [labelled, unlabelled,
                                                  unlabelled] (the shape of Dual Teacher's pass)
@@ -83,25 +83,16 @@ def make_trainer(args: argparse.Namespace, data: Path, splits: list[str], method
 
 
 def fixed_batches(trainer: Trainer) -> tuple[Batch, Batch | None]:
-    lab_iter, unl_iter = trainer._batches()
-    labeled = trainer._to_batch(next(lab_iter))
-    return labeled, trainer._to_batch(next(unl_iter)) if unl_iter is not None else None
+    return next(trainer.batches())
 
 
 def step_fn(trainer: Trainer) -> Callable[[], object]:
     """One full training iteration on fixed batches, as ``Trainer.fit`` runs it."""
     labeled, unlabeled = fixed_batches(trainer)
     trainer.method.start_epoch(0)
-    trainer.method.student.train()
+    trainer.method.train()
     gen = torch.Generator(trainer.device).manual_seed(0)
-    amp = trainer.amp_dtype
-
-    def run() -> None:
-        with torch.autocast(trainer.device.type, dtype=amp, enabled=amp is not None):
-            loss, parts = trainer.method.step(labeled, unlabeled, gen)
-        trainer._optimizer_step(loss, parts, 0)
-
-    return run
+    return lambda: trainer.train_step(labeled, unlabeled, gen)
 
 
 def pass_fns(trainer: Trainer) -> tuple[Callable[[], object], Callable[[], object]]:
@@ -128,7 +119,7 @@ def pass_fns(trainer: Trainer) -> tuple[Callable[[], object], Callable[[], objec
 
 def pipeline_rate(trainer: Trainer, batches: int) -> float:
     """Images/s the training DataLoaders deliver (labelled + unlabelled), workers warmed up."""
-    lab_iter, unl_iter = trainer._batches()
+    lab_iter, unl_iter = trainer.loaders()
     for _ in range(2):
         next(lab_iter), next(unl_iter)
     start = time.perf_counter()

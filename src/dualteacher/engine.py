@@ -1,17 +1,24 @@
 """The training loop shared by every method: schedule, evaluation, logging, checkpoints, resume.
 
+:meth:`Trainer.fit` is the loop; its parts each do one job: :meth:`Trainer.train_step` (one
+method step, :class:`~dualteacher.optim.Optimization`'s backward and optimiser step, the teachers'
+update), :class:`~dualteacher.evaluator.Evaluator` (val mIoU and the best network),
+:meth:`Trainer.save_training_state` / ``_restore`` (everything a checkpoint carries) and
+:class:`TrainWindow` (the logged means between two log lines).
+
 Randomness is a pure function of (seed, iteration, rank): the weak augmentation of every sample
 is seeded from its position in the sampler stream, and the device-side randomness (strong
 augmentation, mixing, drop-path) is re-seeded at every iteration. A run resumed from a
 checkpoint therefore continues exactly as the uninterrupted run would have.
 
 Precision: on CUDA the method step (student and teacher forwards, losses) runs under autocast,
-bf16 by default (``train.amp``); fp16 adds a GradScaler whose state is checkpointed. The CPU
-path is always float32.
+bf16 by default (``train.amp``); fp16 enables the GradScaler (otherwise a pass-through), whose
+state is checkpointed. The CPU path is always float32.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import math
 import signal
@@ -29,27 +36,22 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from . import distributed
-from .augment import normalize
 from .checkpoint import (
     load_latest,
     load_module,
     load_optimizer,
     module_tensors,
     optimizer_tensors,
-    save_checkpoint,
     save_rotating,
 )
 from .config import Config, save_config
-from .data.build import SplitData, eval_loader, open_splits, stream_loader
+from .data.build import SplitData, open_splits, stream_loader
 from .data.check import needs_unlabeled, preflight
-from .data.folder import DataError, load_image
-from .diagnostics import coupling_metrics
-from .evaluate import Metrics, evaluate, logits_predictor
-from .inference_modes import EvalSettings, build_predictor
+from .data.folder import DataError
+from .evaluator import Evaluator
 from .methods import Batch, Method, MethodContext, build_method
 from .models import build_model, default_normalization
-from .optim import build_optimizer, lr_factor, set_lr
-from .plots import PICTURE_IMAGES, teacher_picture
+from .optim import Optimization, build_optimizer, lr_factor, resolve_amp, set_lr
 from .resume import compare, continued_anchor, data_fingerprint, decide
 from .runlog import RunLog, append_record, rewind_log
 
@@ -85,6 +87,44 @@ class StopSignals:
         return (self.name or "SIGTERM") if int(flag) else None
 
 
+class TrainWindow:
+    """The losses and throughput between two log lines. Mean losses are over the steps taken (a
+    skipped step's loss is not finite); images/s is over every iteration."""
+
+    def __init__(self, images_per_iter: int) -> None:
+        self.images_per_iter = images_per_iter
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.start, self.iters, self.steps = time.perf_counter(), 0, 0
+
+    def add(self, loss: Tensor, parts: dict[str, Tensor], stepped: bool) -> None:
+        self.iters += 1
+        if stepped:
+            self.steps += 1
+            # summed on the device: reading them each iteration would sync it
+            for key, value in {"loss": loss.detach(), **parts}.items():
+                self.sums[key] = self.sums.get(key, 0) + value
+
+    def close(self) -> tuple[dict[str, float], float]:
+        """The window's mean losses and images/s; the next window starts now."""
+        images_per_s = self.iters * self.images_per_iter / (time.perf_counter() - self.start)
+        means = {k: float(v) / max(self.steps, 1) for k, v in self.sums.items()}
+        self._reset()
+        return means, images_per_s
+
+
+class Stream(enum.IntEnum):
+    """The independent random streams of a run, each seeded by :func:`derive_seed` from the run's
+    seed and this number (the values are part of every seed's run: never renumber them)."""
+
+    LABELED = 1    # the labelled sampler: order and per-sample weak-augmentation seeds
+    UNLABELED = 2  # the unlabelled sampler, likewise
+    GLOBAL = 3     # torch's global RNG per (iteration, rank): dropout, drop-path
+    METHOD = 4     # the generator handed to ``method.step`` per (iteration, rank): strong augmentation, mixing
+
+
 def derive_seed(*parts: int) -> int:
     """A 63-bit seed derived from integers (stable across platforms and Python versions)."""
     return int(np.random.SeedSequence([p & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint32).view(np.uint64)[0] >> 1)
@@ -97,16 +137,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda":
         return torch.device("cuda", distributed.gpu_index())
     return torch.device(name)
-
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``train.amp`` on ``device``: ``auto`` is bf16 on CUDA; CPU is always float32 (None)."""
-    if device.type != "cuda" or name == "off":
-        return None
-    return AMP_DTYPES["bf16" if name == "auto" else name]
 
 
 def normalization(cfg: Config) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
@@ -148,105 +178,82 @@ class Trainer:
         self.device = resolve_device(cfg.train.device)
         self.rank, self.world = distributed.setup(self.device)
         self.run_dir = Path(cfg.run_dir)
-        torch.manual_seed(cfg.train.seed)
+        torch.manual_seed(cfg.train.seed)  # the networks' initial weights
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = not cfg.train.deterministic
+        self.data: SplitData = self._open_data()
+        self.num_classes = len(self.data.classes)
+        self.mean, self.std = normalization(cfg)
+        self.method: Method = self._build_method()
+        self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
+        optimizer = build_optimizer(self.method.optimizer_groups(cfg.optim), cfg.optim)
+        self.optimization = Optimization(optimizer, self.method.trained, self.device, self.amp_dtype, cfg.optim, cfg.train)
+        self._schedule()
+        # what the loop has done: with the evaluator's best and the optimiser, the checkpointed state
+        self.iteration = 0
+        self.history: list[dict[str, Any]] = []
+        self.skipped_steps = 0
+        self.train_seconds = 0.0
+        self.lr_anchor: tuple[int, float] | None = None
+        self.resumed_from: Path | None = None
+        self.evaluator = Evaluator(cfg, self.data, self.method, (self.mean, self.std), self.device, self._model_card,
+                                   rank=self.rank, world=self.world)
+        if resume:
+            self._maybe_resume()
 
-        over_unlabeled = cfg.train.epoch_over == "unlabeled"
-        report = preflight(cfg)
+    # ----------------------------------------------------------------- set-up
+    def _open_data(self) -> SplitData:
+        """The run's splits, after the up-front check (errors stop here; rank 0 prints warnings)."""
+        report = preflight(self.cfg)
         if report.errors:
             raise DataError(report.format(severities=("error", "warning"))
                             + "\nrun `dualteacher check-data ... --full` to also decode every image")
         if self.rank == 0:
             tqdm.write(report.format(severities=("warning",)))
-        self.data: SplitData = open_splits(cfg.data, need_unlabeled=needs_unlabeled(cfg))
-        self.num_classes = len(self.data.classes)
-        self.mean, self.std = normalization(cfg)
-        ctx = MethodContext(
-            cfg=cfg.method,
-            build=model_builder(cfg, self.num_classes),
-            num_classes=self.num_classes,
-            mean=self.mean,
-            std=self.std,
-        )
-        self.method: Method = build_method(ctx).to(self.device)
-        self.channels_last = cfg.train.channels_last
-        if self.channels_last:
-            for module in self.method.modules().values():
-                module.to(memory_format=torch.channels_last)
-        self.method.wrap(functools.partial(distributed.wrap, device=self.device))
-        self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        self.optimizer = build_optimizer(self.method.optimizer_groups(cfg.optim), cfg.optim)
+        return open_splits(self.cfg.data, need_unlabeled=needs_unlabeled(self.cfg))
 
-        t = cfg.train
+    def _build_method(self) -> Method:
+        """The configured method on the device, its networks' forwards wrapped for DDP."""
+        ctx = MethodContext(cfg=self.cfg.method, build=model_builder(self.cfg, self.num_classes),
+                            num_classes=self.num_classes, mean=self.mean, std=self.std)
+        method = build_method(ctx).to(self.device)
+        self.channels_last = self.cfg.train.channels_last
+        if self.channels_last:
+            for module in method.modules().values():
+                module.to(memory_format=torch.channels_last)
+        method.wrap(functools.partial(distributed.wrap, device=self.device))
+        return method
+
+    def _schedule(self) -> None:
+        """Batch sizes and the run's length: an epoch is one pass over the labelled split (or the
+        unlabelled one, ``train.epoch_over``) by all ranks together, unless set explicitly."""
+        t = self.cfg.train
         self.batch_l = t.batch_size
         self.batch_u = t.unlabeled_batch_size or t.batch_size
+        over_unlabeled = t.epoch_over == "unlabeled"
         pool, batch = (self.data.unlabeled, self.batch_u) if over_unlabeled else (self.data.labeled, self.batch_l)
         self.iters_per_epoch = t.iters_per_epoch or max(1, len(pool) // (batch * self.world))
         self.total_iters = t.epochs * self.iters_per_epoch
-        self.lr_anchor: tuple[int, float] | None = None
-        self.iteration = 0
-        self.best: dict[str, Any] = {"miou": -1.0}
-        self.history: list[dict[str, Any]] = []
-        self.skipped_steps = 0
-        self.train_seconds = 0.0
-        self.resumed_from: Path | None = None
-        self.probe = self._probe_images()
-        if resume:
-            self._maybe_resume()
-
-    # ----------------------------------------------------------------- set-up helpers
-    def _probe_images(self) -> list[Tensor]:
-        """A fixed set of unlabelled (or val) images, normalised, for the coupling diagnostics."""
-        source = self.data.unlabeled if self.data.unlabeled is not None else self.data.val
-        count = min(self.cfg.train.probe_images, len(source))
-        step = max(len(source) // max(count, 1), 1)
-        out = []
-        for i in range(count):
-            image = torch.from_numpy(np.array(load_image(source.image_paths[i * step]))).permute(2, 0, 1)
-            out.append(normalize(image[None].to(self.device).float().div(255), self.mean, self.std))
-        return out
 
     @property
-    def best_path(self) -> Path:
-        return self.run_dir / "best.safetensors"
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.optimization.optimizer
 
-    def _maybe_resume(self) -> None:
-        found = load_latest(self.run_dir, self.cfg.train.keep_checkpoints, tqdm.write)
-        if found is None:
-            return
-        path, tensors, state = found
-        changes = compare(state, self.cfg, self.data.classes, self.iters_per_epoch, lambda: self.data_fingerprint)
-        decide(changes, allow=self.allow_changes, where=f"{path} (iteration {state['iteration']})")
-        for role, module in self.method.modules().items():
-            load_module(module, tensors, f"model/{role}")
-        load_optimizer(self.optimizer, tensors, state["optimizer"])
-        self.method.load_state_dict(state["method"])
-        self.iteration = state["iteration"]
-        self.best = state["best"]
-        self.history = state["history"]
-        self.skipped_steps = state["skipped_steps"]
-        self.train_seconds = state.get("train_seconds", 0.0)
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.lr_anchor = continued_anchor(state, self.cfg.optim, self.iters_per_epoch, self.total_iters)
-        self.resumed_from = path
-        if self.rank == 0:
-            rewind_log(self.run_dir, self.iteration)
-            message = f"resuming {self.run_dir} from {path.name} at iteration {self.iteration}"
-            if changes:
-                append_record(self.run_dir, {"type": "resume", "iteration": self.iteration,
-                                             "changes": {c.key: [c.old, c.new] for c in changes}})
-                message += " with changes:" + "".join(f"\n  {c}" for c in changes)
-            tqdm.write(message)
+    @property
+    def scaler(self) -> torch.amp.GradScaler:
+        """The fp16 GradScaler (disabled otherwise), whose state the training checkpoint carries."""
+        return self.optimization.scaler
+
+    @scaler.setter
+    def scaler(self, scaler: torch.amp.GradScaler) -> None:
+        self.optimization.scaler = scaler
 
     @functools.cached_property
     def data_fingerprint(self) -> dict[str, Any]:
         """What tells this run's data from other data at another path (:func:`~dualteacher.resume.data_fingerprint`)."""
         return data_fingerprint({"labeled": self.data.labeled, "unlabeled": self.data.unlabeled, "val": self.data.val})
 
-    # ----------------------------------------------------------------- checkpoints
+    # ----------------------------------------------------------------- checkpoint and resume state
     def save_training_state(self) -> Path:
         """Write everything the run depends on as the newest training checkpoint (rank 0)."""
         tensors: dict[str, Tensor] = {}
@@ -259,7 +266,7 @@ class Trainer:
             "iteration": self.iteration,
             "method": self.method.state_dict(),
             "optimizer": optim_meta,
-            "best": self.best,
+            "best": self.evaluator.best,
             "history": self.history,
             "skipped_steps": self.skipped_steps,
             "train_seconds": self.train_seconds,
@@ -271,6 +278,21 @@ class Trainer:
         }
         return save_rotating(self.run_dir, tensors, state, self.cfg.train.keep_checkpoints)
 
+    def _restore(self, tensors: dict[str, Tensor], state: dict[str, Any]) -> None:
+        """The inverse of :meth:`save_training_state` (the schedule continues from its anchor)."""
+        for role, module in self.method.modules().items():
+            load_module(module, tensors, f"model/{role}")
+        load_optimizer(self.optimizer, tensors, state["optimizer"])
+        self.method.load_state_dict(state["method"])
+        self.iteration = state["iteration"]
+        self.evaluator.best = state["best"]
+        self.history = state["history"]
+        self.skipped_steps = state["skipped_steps"]
+        self.train_seconds = state.get("train_seconds", 0.0)  # older checkpoints did not time
+        if state.get("scaler"):  # empty when written by a disabled scaler
+            self.scaler.load_state_dict(state["scaler"])
+        self.lr_anchor = continued_anchor(state, self.cfg.optim, self.iters_per_epoch, self.total_iters)
+
     def _model_card(self) -> dict[str, Any]:
         """What inference needs to rebuild and use a network from a checkpoint alone."""
         return {
@@ -281,58 +303,52 @@ class Trainer:
             "std": list(self.std),
         }
 
-    def _save_best(self, role: str, metrics: Metrics) -> None:
-        module = self.method.modules()[role]
-        state = {
-            "kind": "model",
-            "role": role,
-            "iteration": self.iteration,
-            "metrics": metrics.as_dict(self.data.classes),
-            **self._model_card(),
-        }
-        save_checkpoint(self.best_path, module_tensors("model", module), state)
+    def _maybe_resume(self) -> None:
+        """Continue from the newest valid checkpoint in ``run_dir`` if its settings allow it."""
+        found = load_latest(self.run_dir, self.cfg.train.keep_checkpoints, tqdm.write)
+        if found is None:
+            return
+        path, tensors, state = found
+        changes = compare(state, self.cfg, self.data.classes, self.iters_per_epoch, lambda: self.data_fingerprint)
+        decide(changes, allow=self.allow_changes, where=f"{path} (iteration {state['iteration']})")
+        self._restore(tensors, state)
+        self.resumed_from = path
+        if self.rank == 0:
+            rewind_log(self.run_dir, self.iteration)  # drop records the checkpoint does not cover
+            message = f"resuming {self.run_dir} from {path.name} at iteration {self.iteration}"
+            if changes:
+                append_record(self.run_dir, {"type": "resume", "iteration": self.iteration,
+                                             "changes": {c.key: [c.old, c.new] for c in changes}})
+                message += " with changes:" + "".join(f"\n  {c}" for c in changes)
+            tqdm.write(message)
 
     # ----------------------------------------------------------------- evaluation
-    def _eligible(self, role: str) -> bool:
-        """Whether ``role`` may become best.safetensors under ``train.keep`` (``student``: the
-        trained networks only, ``teacher``: the teachers only)."""
-        keep = self.cfg.train.keep
-        return keep == "best" or (keep == "student") == (role in self.method.trained())
+    def _evaluation_due(self) -> bool:
+        """Whether this iteration ends an epoch that ``train.eval_every`` (or the run's end) evaluates."""
+        if self.iteration % self.iters_per_epoch:
+            return False
+        epochs = self.iteration // self.iters_per_epoch
+        return epochs % self.cfg.train.eval_every == 0 or self.iteration == self.total_iters
 
-    def evaluate_all(self, log: RunLog | None = None) -> dict[str, Any]:
-        """Val mIoU of the student and every teacher, plus coupling diagnostics; with ``log``, a
-        picture of the pseudo-labels of the teacher on shift. Under DDP it first checks that every
-        network is bitwise identical on all ranks (:func:`distributed.verify_replicas`)."""
-        distributed.verify_replicas(self.method.modules())
-        loader = eval_loader(
-            self.data.val, self.cfg.data.val_batch_size, workers=min(self.cfg.data.workers, 2),
-            rank=self.rank, world_size=self.world,
-        )
-        record: dict[str, Any] = {"type": "eval", "iteration": self.iteration, "epoch": self.iteration / self.iters_per_epoch}
-        modules = self.method.modules()
-        settings = EvalSettings.from_config(self.cfg.data)
-        self.method.train(False)
-        for role, module in modules.items():
-            predictor = build_predictor(logits_predictor(module, self.mean, self.std), settings, self.num_classes)
-            metrics, _ = evaluate(predictor, loader, self.num_classes, self.device)
-            record[f"{role}/miou"] = metrics.miou
-            record[f"{role}/pixel_accuracy"] = metrics.pixel_accuracy
-            if self._eligible(role) and metrics.miou > self.best["miou"]:
-                self.best = {"miou": metrics.miou, "role": role, "iteration": self.iteration}
-                if self.rank == 0:
-                    self._save_best(role, metrics)
-            if role == "student":
-                record["student/iou"] = metrics.as_dict(self.data.classes)["iou"]
-        record.update(coupling_metrics(self.method.student, self.method.teachers(), self.probe))
-        teacher = self.method.active_teacher()
-        if log is not None and log.enabled and teacher is not None and self.probe:
-            picture = teacher_picture(self.method.student, self.method.teachers()[teacher], teacher, self.probe[:PICTURE_IMAGES],
-                                      self.mean, self.std, self.cfg.method.threshold, self.iteration)
-            log.add_image("pseudo_labels", picture, self.iteration)
-        self.method.train()
+    def _evaluation_missed(self) -> bool:
+        """Whether the evaluation due at this iteration did not run: a data error stopped the run
+        there (a resumed run then evaluates first)."""
+        if self.iteration == 0 or not self._evaluation_due():
+            return False
+        return not self.history or self.history[-1]["iteration"] != self.iteration
+
+    def _epoch_evaluation(self, log: RunLog) -> dict[str, Any]:
+        """Evaluate at an epoch end, record it in the history and the log, print a summary."""
+        with self._stop_on_data_error(log):
+            record = self.evaluator(self.iteration, self.iteration / self.iters_per_epoch, log)
+        record["epoch"] = self.iteration // self.iters_per_epoch
+        record["train_seconds"] = self.train_seconds
+        self.history.append(record)
+        log.write(record)
+        if self.rank == 0:
+            tqdm.write(_summary(record))
         return record
 
-    # ----------------------------------------------------------------- data errors mid-run
     @contextmanager
     def _stop_on_data_error(self, log: RunLog) -> Iterator[None]:
         """A :class:`DataError` inside (a file gone bad since the up-front check, or an image whose
@@ -349,43 +365,30 @@ class Trainer:
                           "then run the same command to continue")
             raise DataError(f"{_worker_message(error)}\n{where}") from None
 
-    def _evaluation_missed(self) -> bool:
-        """Whether the evaluation due at this iteration (an epoch end) did not run: a data error
-        stopped the run there (a resumed run then evaluates first)."""
-        if self.iteration == 0 or self.iteration % self.iters_per_epoch:
-            return False
-        due = (self.iteration // self.iters_per_epoch) % self.cfg.train.eval_every == 0 or self.iteration == self.total_iters
-        return due and (not self.history or self.history[-1]["iteration"] != self.iteration)
-
-    def _epoch_evaluation(self, log: RunLog) -> dict[str, Any]:
-        """Evaluate at an epoch end, record it in the history and the log, print a summary."""
-        with self._stop_on_data_error(log):
-            record = self.evaluate_all(log)
-        record["epoch"] = self.iteration // self.iters_per_epoch
-        record["train_seconds"] = self.train_seconds
-        self.history.append(record)
-        log.write(record)
-        if self.rank == 0:
-            tqdm.write(self._summary(record))
-        return record
-
-    # ----------------------------------------------------------------- the loop
-    def _batches(self) -> tuple[Iterator[dict[str, Tensor]], Iterator[dict[str, Tensor]] | None]:
+    # ----------------------------------------------------------------- the step
+    def loaders(self) -> tuple[Iterator[dict[str, Tensor]], Iterator[dict[str, Tensor]] | None]:
+        """The labelled and (if the method reads it) unlabelled sample streams, from this iteration on."""
         workers = self.cfg.data.workers
         pin = self.device.type == "cuda"
         seed = self.cfg.train.seed
         lab = stream_loader(
-            self.data.labeled, self.batch_l, derive_seed(seed, 1), workers=workers,
+            self.data.labeled, self.batch_l, derive_seed(seed, Stream.LABELED), workers=workers,
             start=self.iteration * self.batch_l, rank=self.rank, world_size=self.world, pin_memory=pin,
         )
         unl = None
         if self.method.uses_unlabeled:
             assert self.data.unlabeled is not None
             unl = stream_loader(
-                self.data.unlabeled, self.batch_u, derive_seed(seed, 2), workers=workers,
+                self.data.unlabeled, self.batch_u, derive_seed(seed, Stream.UNLABELED), workers=workers,
                 start=self.iteration * self.batch_u, rank=self.rank, world_size=self.world, pin_memory=pin,
             )
         return lab, unl
+
+    def batches(self) -> Iterator[tuple[Batch, Batch | None]]:
+        """(labelled, unlabelled or None) batches on the device, from this iteration on."""
+        # the loaders start now, not at the first batch: starting one draws from torch's global RNG
+        lab, unl = self.loaders()
+        return ((self._to_batch(raw), self._to_batch(next(unl)) if unl is not None else None) for raw in lab)
 
     def _to_batch(self, raw: dict[str, Tensor]) -> Batch:
         image = raw["image"].to(self.device, non_blocking=True).float().div_(255)
@@ -395,68 +398,27 @@ class Trainer:
         valid = raw["valid"].to(self.device, non_blocking=True) if "valid" in raw else None
         return Batch(image=image, mask=mask, valid=valid)
 
-    def _synced_parameters(self) -> list[nn.Parameter]:
-        """After the backward pass: the trained networks' buffers averaged over ranks (DDP), and
-        their parameters that received a gradient (what clipping and the NaN guard read)."""
-        trained = self.method.trained().values()
-        for module in trained:
-            distributed.average_buffers(module)
-        return [p for module in trained for p in module.parameters() if p.grad is not None]
+    def _seed_iteration(self) -> torch.Generator:
+        """Re-seed the device-side randomness from (seed, iteration, rank), so that a resumed run
+        draws what the uninterrupted one would; returns the generator ``method.step`` draws from."""
+        seed = self.cfg.train.seed
+        torch.manual_seed(derive_seed(seed, self.iteration, self.rank, Stream.GLOBAL))
+        return torch.Generator(self.device).manual_seed(derive_seed(seed, self.iteration, self.rank, Stream.METHOD))
 
-    def _step_scaled(self, loss: Tensor) -> bool:
-        """fp16: back-propagate the scaled loss and let the GradScaler step; True if it skipped.
-
-        The scaler already skips steps with inf/NaN gradients (and halves its scale), so the NaN
-        guard does not check again: it only counts the scaler's skips.
-        """
-        self.scaler.scale(loss).backward()
-        params = self._synced_parameters()
-        if self.cfg.optim.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
-        scale = self.scaler.get_scale()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return self.scaler.get_scale() < scale
-
-    def _optimizer_step(self, loss: Tensor, parts: dict[str, Tensor], bad_in_a_row: int) -> int:
-        """Back-propagate and step; with the NaN guard, skip a step whose gradients are not finite.
-
-        Returns the new count of consecutive skipped steps. The guard costs one device sync per
-        iteration (reading the gradient norm's finiteness). Under DDP the trained networks' BatchNorm
-        running statistics are averaged over ranks before the teachers' EMA reads them. With
-        fp16 the GradScaler decides the skips; they count towards ``max_bad_steps`` only once
-        its scale has fallen below 1 (an overflow is then no longer the explanation).
-        """
-        cfg = self.cfg
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler.is_enabled():
-            skipped = self._step_scaled(loss)
-            genuine = skipped and self.scaler.get_scale() < 1.0
+    def train_step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor], bool]:
+        """One training step on one batch pair: the method's forward and losses under autocast,
+        backward and optimiser step (skipped on non-finite gradients), then the teachers' update.
+        Returns the loss, its named parts and whether the step was taken."""
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            loss, parts = self.method.step(labeled, unlabeled, gen)
+        stepped = self.optimization.step(loss, parts, self.iteration)
+        if stepped:
+            self.method.after_optimizer_step()  # EMA teachers follow the weights just stepped
         else:
-            loss.backward()
-            params = self._synced_parameters()
-            if cfg.optim.grad_clip:
-                norm = nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-            elif cfg.train.nan_guard:
-                norm = nn.utils.get_total_norm([p.grad for p in params])
-            skipped = genuine = cfg.train.nan_guard and not bool(torch.isfinite(norm))
-        if skipped:
-            self.optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
-            bad_in_a_row = bad_in_a_row + 1 if genuine else 0
-            if bad_in_a_row >= cfg.train.max_bad_steps:
-                terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in {"loss": loss, **parts}.items())
-                raise FloatingPointError(
-                    f"{bad_in_a_row} steps in a row with non-finite gradients, the last at iteration "
-                    f"{self.iteration} ({terms}); the last good checkpoint is untouched"
-                )
-            return bad_in_a_row
-        if not self.scaler.is_enabled():
-            self.optimizer.step()
-        self.method.after_optimizer_step()
-        return 0
+        return loss, parts, stepped
 
+    # ----------------------------------------------------------------- the loop
     def fit(self, stop_at: int | None = None) -> dict[str, Any]:
         """Train to the configured length (continuing a resumed run); return the last eval record.
 
@@ -466,20 +428,9 @@ class Trainer:
         under ``"interrupted"``.
         """
         end = min(stop_at, self.total_iters) if stop_at is not None else self.total_iters
-        cfg = self.cfg
-        log = RunLog(self.run_dir, enabled=self.rank == 0)
-        if self.rank == 0:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.run_dir / "config.yaml")
-        lab_iter, unl_iter = self._batches()
-        images_per_iter = (self.batch_l + (self.batch_u if unl_iter is not None else 0)) * self.world
-        self.method.train()
-        sums: dict[str, Tensor] = {}
-        window_start, window_iters, window_steps, bad_in_a_row = time.perf_counter(), 0, 0, 0
-        bar = tqdm(total=self.total_iters, initial=self.iteration, disable=not self.progress or self.rank != 0,
-                   dynamic_ncols=True, desc=cfg.method.name)
-        record: dict[str, Any] = self.history[-1] if self.history else {}
-        if self._evaluation_missed():
+        log, batches, window, bar = self._start()
+        record: dict[str, Any] = self.history[-1] if self.history else {}  # what a run with nothing left returns
+        if self._evaluation_missed():  # a data error stopped the run where it was to evaluate
             record = self._epoch_evaluation(log)
             if self.rank == 0:
                 self.save_training_state()
@@ -487,54 +438,30 @@ class Trainer:
         with StopSignals() as stop:
             while self.iteration < end:
                 step_start = time.perf_counter()
+                # epoch start: a method may switch teachers here (the epoch is derived, so resume agrees)
                 epoch = self.iteration // self.iters_per_epoch
                 if epoch != started_epoch:
                     self.method.start_epoch(epoch)
                     started_epoch = epoch
-                lr = set_lr(self.optimizer, lr_factor(self.iteration, self.total_iters, cfg.optim, self.lr_anchor))
-                torch.manual_seed(derive_seed(cfg.train.seed, self.iteration, self.rank, 3))
-                gen = torch.Generator(self.device).manual_seed(derive_seed(cfg.train.seed, self.iteration, self.rank, 4))
+                # learning rate and this iteration's randomness
+                lr = set_lr(self.optimizer, lr_factor(self.iteration, self.total_iters, self.cfg.optim, self.lr_anchor))
+                gen = self._seed_iteration()
+                # data, forward, backward, step
                 with self._stop_on_data_error(log):
-                    labeled = self._to_batch(next(lab_iter))
-                    unlabeled = self._to_batch(next(unl_iter)) if unl_iter is not None else None
-
-                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    loss, parts = self.method.step(labeled, unlabeled, gen)
-                skipped_before = self.skipped_steps
-                bad_in_a_row = self._optimizer_step(loss, parts, bad_in_a_row)
+                    labeled, unlabeled = next(batches)
+                loss, parts, stepped = self.train_step(labeled, unlabeled, gen)
                 self.iteration += 1
-                window_iters += 1
-                if self.skipped_steps == skipped_before:
-                    window_steps += 1
-                    for key, value in {"loss": loss.detach(), **parts}.items():
-                        sums[key] = sums.get(key, 0) + value
-
-                if self.iteration % cfg.train.log_every == 0 or self.iteration == self.total_iters:
-                    elapsed = time.perf_counter() - window_start
-                    train = {k: float(v) / max(window_steps, 1) for k, v in sums.items()}
-                    if "loss" in train and not math.isfinite(train["loss"]):
-                        raise FloatingPointError(
-                            f"non-finite training loss at iteration {self.iteration}: "
-                            + ", ".join(f"{k}={v}" for k, v in train.items())
-                        )
-                    train.update(lr=lr, images_per_s=window_iters * images_per_iter / elapsed,
-                                 skipped_steps=self.skipped_steps)
-                    log.write({"type": "train", "iteration": self.iteration, "epoch": epoch, **train})
-                    bar.set_postfix(loss=f"{train.get('loss', float('nan')):.3f}", lr=f"{lr:.2e}",
-                                    ips=f"{train['images_per_s']:.0f}")
-                    sums, window_start, window_iters, window_steps = {}, time.perf_counter(), 0, 0
+                # log
+                window.add(loss, parts, stepped)
+                if self.iteration % self.cfg.train.log_every == 0 or self.iteration == self.total_iters:
+                    self._log_window(window, log, bar, lr, epoch)
                 bar.update(1)
                 self.train_seconds += time.perf_counter() - step_start
-
-                end_of_epoch = self.iteration % self.iters_per_epoch == 0
-                done_epochs = self.iteration // self.iters_per_epoch
-                if end_of_epoch and (done_epochs % cfg.train.eval_every == 0 or self.iteration == self.total_iters):
+                # evaluate, checkpoint, stop on a signal
+                if self._evaluation_due():
                     record = self._epoch_evaluation(log)
                 interrupted = stop.received(self.world > 1)
-                every = cfg.train.checkpoint_every
-                periodic = end_of_epoch or bool(every and self.iteration % every == 0)
-                due = self.iteration == end or (periodic and bad_in_a_row == 0)
-                if self.rank == 0 and (due or interrupted):
+                if self.rank == 0 and (interrupted or self._checkpoint_due(end)):
                     self.save_training_state()
                 if interrupted:
                     tqdm.write(f"stopped by {interrupted} after iteration {self.iteration}; checkpoint written "
@@ -546,10 +473,44 @@ class Trainer:
         distributed.barrier()
         return record
 
-    def _summary(self, record: dict[str, Any]) -> str:
-        parts = [f"epoch {record['epoch']}"]
-        parts += [f"{k.split('/')[0]} mIoU {v:.4f}" for k, v in record.items() if k.endswith("/miou")]
-        return " | ".join(parts)
+    def _start(self) -> tuple[RunLog, Iterator[tuple[Batch, Batch | None]], TrainWindow, tqdm]:
+        """The log (and the run's config.yaml), the batches from here on, the first log window, the bar."""
+        log = RunLog(self.run_dir, enabled=self.rank == 0)
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, self.run_dir / "config.yaml")
+        batches = self.batches()
+        self.optimization.bad_in_a_row = 0  # each fit() counts bad steps afresh, as a resumed run does
+        self.method.train()
+        images_per_iter = (self.batch_l + (self.batch_u if self.method.uses_unlabeled else 0)) * self.world
+        bar = tqdm(total=self.total_iters, initial=self.iteration, disable=not self.progress or self.rank != 0,
+                   dynamic_ncols=True, desc=self.cfg.method.name)
+        return log, batches, TrainWindow(images_per_iter), bar
+
+    def _log_window(self, window: TrainWindow, log: RunLog, bar: tqdm, lr: float, epoch: int) -> None:
+        """Write the window's mean losses, LR, throughput and skips; a non-finite mean loss stops the run."""
+        means, images_per_s = window.close()
+        if "loss" in means and not math.isfinite(means["loss"]):
+            raise FloatingPointError(
+                f"non-finite training loss at iteration {self.iteration}: " + ", ".join(f"{k}={v}" for k, v in means.items())
+            )
+        train = {**means, "lr": lr, "images_per_s": images_per_s, "skipped_steps": self.skipped_steps}
+        log.write({"type": "train", "iteration": self.iteration, "epoch": epoch, **train})
+        bar.set_postfix(loss=f"{train.get('loss', float('nan')):.3f}", lr=f"{lr:.2e}", ips=f"{train['images_per_s']:.0f}")
+
+    def _checkpoint_due(self, end: int) -> bool:
+        """At the run's (or ``stop_at``'s) end; at epoch ends and every ``checkpoint_every``
+        iterations, but not while steps are being skipped (keep the last good state)."""
+        every = self.cfg.train.checkpoint_every
+        periodic = self.iteration % self.iters_per_epoch == 0 or bool(every and self.iteration % every == 0)
+        return self.iteration == end or (periodic and self.optimization.bad_in_a_row == 0)
+
+
+def _summary(record: dict[str, Any]) -> str:
+    """One line per evaluation: the epoch and every network's mIoU."""
+    parts = [f"epoch {record['epoch']}"]
+    parts += [f"{k.split('/')[0]} mIoU {v:.4f}" for k, v in record.items() if k.endswith("/miou")]
+    return " | ".join(parts)
 
 
 def _worker_message(error: DataError) -> str:

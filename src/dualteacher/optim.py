@@ -1,13 +1,16 @@
-"""Optimiser with the usual segmentation parameter groups, and the warm-up + poly schedule."""
+"""Optimiser with the usual segmentation parameter groups, the warm-up + poly schedule, and the
+optimisation step (precision, gradient clipping, NaN guard) the training loop takes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from .config import OptimConfig
+from . import distributed
+from .config import OptimConfig, TrainConfig
 
 
 def _split_decay(params: list[nn.Parameter]) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -64,3 +67,85 @@ def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> float:
     for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] * factor
     return optimizer.param_groups[0]["lr"]
+
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.amp`` on ``device``: ``auto`` is bf16 on CUDA; CPU is always float32 (None)."""
+    if device.type != "cuda" or name == "off":
+        return None
+    return AMP_DTYPES["bf16" if name == "auto" else name]
+
+
+class Optimization:
+    """Back-propagation and the optimiser step over a method's trained networks, in one code path
+    for every precision: the GradScaler is enabled for fp16 only, and a disabled one passes the
+    loss, the unscaling and the step straight through.
+
+    The NaN guard skips a step whose gradients are not finite and raises once ``max_bad_steps``
+    genuine skips come in a row. It costs one device sync per iteration (reading the gradient
+    norm's finiteness). With fp16 the scaler decides the skips (it already checks for inf/NaN
+    and halves its scale); they count as genuine only once its scale has fallen below 1 (an
+    overflow is then no longer the explanation).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, trained: Callable[[], Mapping[str, nn.Module]],
+                 device: torch.device, amp_dtype: torch.dtype | None, optim: OptimConfig, train: TrainConfig) -> None:
+        self.optimizer = optimizer
+        self.trained = trained
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+        self.grad_clip = optim.grad_clip
+        self.nan_guard = train.nan_guard
+        self.max_bad_steps = train.max_bad_steps
+        self.bad_in_a_row = 0  # genuine skips since the last step taken; not checkpointed
+
+    def step(self, loss: Tensor, parts: dict[str, Tensor], iteration: int) -> bool:
+        """Back-propagate ``loss`` and step the optimiser; False if the step was skipped."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        norm = self._clip(self._synced_parameters())
+        scale = self.scaler.get_scale()  # a disabled scaler's is always 1.0
+        # with the scaler on, its own inf/NaN check decides (a second check would cost a sync)
+        if not self.scaler.is_enabled() and self.nan_guard and not bool(torch.isfinite(norm)):
+            stepped = False
+        else:
+            self.scaler.step(self.optimizer)  # skips by itself on inf/NaN gradients
+            self.scaler.update()
+            stepped = self.scaler.get_scale() >= scale  # the scale falls exactly when it skipped
+        if not stepped:
+            self._skipped(loss, parts, iteration)
+        else:
+            self.bad_in_a_row = 0
+        return stepped
+
+    def _synced_parameters(self) -> list[nn.Parameter]:
+        """After the backward pass: the trained networks' buffers averaged over ranks (DDP; before
+        the teachers' EMA reads them), and their parameters that received a gradient."""
+        trained = self.trained().values()
+        for module in trained:
+            distributed.average_buffers(module)
+        return [p for module in trained for p in module.parameters() if p.grad is not None]
+
+    def _clip(self, params: list[nn.Parameter]) -> Tensor | None:
+        """Clip to ``grad_clip`` (on unscaled gradients) and return the total norm; without
+        clipping, the norm only when the guard reads it."""
+        if self.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            return nn.utils.clip_grad_norm_(params, self.grad_clip)
+        if self.nan_guard and not self.scaler.is_enabled():
+            return nn.utils.get_total_norm([p.grad for p in params])
+        return None
+
+    def _skipped(self, loss: Tensor, parts: dict[str, Tensor], iteration: int) -> None:
+        """Drop the bad gradients; stop the run after ``max_bad_steps`` genuine skips in a row."""
+        self.optimizer.zero_grad(set_to_none=True)
+        genuine = not self.scaler.is_enabled() or self.scaler.get_scale() < 1.0
+        self.bad_in_a_row = self.bad_in_a_row + 1 if genuine else 0
+        if self.bad_in_a_row >= self.max_bad_steps:
+            terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in {"loss": loss, **parts}.items())
+            raise FloatingPointError(
+                f"{self.bad_in_a_row} steps in a row with non-finite gradients, the last at iteration "
+                f"{iteration} ({terms}); the last good checkpoint is untouched"
+            )

@@ -1,0 +1,113 @@
+"""Evaluation during training: every network of a method on the val set, the best one kept.
+
+:mod:`dualteacher.evaluate` scores one predictor; the :class:`Evaluator` runs it for the student
+and every teacher, keeps the best eligible network as ``best.safetensors``, and adds the
+teacher–student coupling diagnostics and a picture of the pseudo-labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import distributed
+from .augment import normalize
+from .checkpoint import module_tensors, save_checkpoint
+from .config import Config
+from .data.build import SplitData, eval_loader
+from .data.folder import load_image
+from .diagnostics import coupling_metrics
+from .evaluate import Metrics, evaluate, logits_predictor
+from .inference_modes import EvalSettings, build_predictor
+from .methods import Method
+from .plots import PICTURE_IMAGES, teacher_picture
+from .runlog import RunLog
+
+Normalization = tuple[tuple[float, float, float], tuple[float, float, float]]
+
+
+class Evaluator:
+    """Scores a method's networks on ``data.val`` and tracks the best one (``best``, checkpointed).
+
+    ``model_card`` gives what inference needs besides the weights; it is saved with every best.
+    """
+
+    def __init__(self, cfg: Config, data: SplitData, method: Method, norm: Normalization, device: torch.device,
+                 model_card: Callable[[], dict[str, Any]], *, rank: int = 0, world: int = 1) -> None:
+        self.cfg, self.data, self.method, self.device = cfg, data, method, device
+        self.mean, self.std = norm
+        self.model_card = model_card
+        self.rank, self.world = rank, world
+        self.best: dict[str, Any] = {"miou": -1.0}
+        self.probe = self._probe_images()
+
+    @property
+    def best_path(self) -> Path:
+        return Path(self.cfg.run_dir) / "best.safetensors"
+
+    def _probe_images(self) -> list[Tensor]:
+        """A fixed set of unlabelled (or val) images, normalised, for the coupling diagnostics."""
+        source = self.data.unlabeled if self.data.unlabeled is not None else self.data.val
+        count = min(self.cfg.train.probe_images, len(source))
+        step = max(len(source) // max(count, 1), 1)  # spread over the split, not its first files
+        out = []
+        for i in range(count):
+            image = torch.from_numpy(np.array(load_image(source.image_paths[i * step]))).permute(2, 0, 1)
+            out.append(normalize(image[None].to(self.device).float().div(255), self.mean, self.std))
+        return out
+
+    def __call__(self, iteration: int, epoch: float, log: RunLog | None = None) -> dict[str, Any]:
+        """Val mIoU of the student and every teacher, plus coupling diagnostics; with ``log``, a
+        picture of the pseudo-labels of the teacher on shift. Under DDP it first checks that every
+        network is bitwise identical on all ranks (:func:`distributed.verify_replicas`)."""
+        distributed.verify_replicas(self.method.modules())
+        loader = eval_loader(
+            self.data.val, self.cfg.data.val_batch_size, workers=min(self.cfg.data.workers, 2),
+            rank=self.rank, world_size=self.world,
+        )
+        record: dict[str, Any] = {"type": "eval", "iteration": iteration, "epoch": epoch}
+        settings = EvalSettings.from_config(self.cfg.data)
+        self.method.train(False)
+        for role, module in self.method.modules().items():
+            predictor = build_predictor(logits_predictor(module, self.mean, self.std), settings, len(self.data.classes))
+            metrics, _ = evaluate(predictor, loader, len(self.data.classes), self.device)
+            record[f"{role}/miou"] = metrics.miou
+            record[f"{role}/pixel_accuracy"] = metrics.pixel_accuracy
+            self._track_best(role, metrics, iteration)
+            if role == "student":
+                record["student/iou"] = metrics.as_dict(self.data.classes)["iou"]
+        record.update(coupling_metrics(self.method.student, self.method.teachers(), self.probe))
+        if log is not None and log.enabled:
+            self._picture(log, iteration)
+        self.method.train()
+        return record
+
+    def _eligible(self, role: str) -> bool:
+        """Whether ``role`` may become best.safetensors under ``train.keep`` (``student``: the
+        trained networks only, ``teacher``: the teachers only)."""
+        keep = self.cfg.train.keep
+        return keep == "best" or (keep == "student") == (role in self.method.trained())
+
+    def _track_best(self, role: str, metrics: Metrics, iteration: int) -> None:
+        """A new best eligible network replaces ``best`` and (rank 0) ``best.safetensors``."""
+        if not self._eligible(role) or metrics.miou <= self.best["miou"]:
+            return
+        self.best = {"miou": metrics.miou, "role": role, "iteration": iteration}
+        if self.rank == 0:
+            state = {"kind": "model", "role": role, "iteration": iteration,
+                     "metrics": metrics.as_dict(self.data.classes), **self.model_card()}
+            save_checkpoint(self.best_path, module_tensors("model", self.method.modules()[role]), state)
+
+    def _picture(self, log: RunLog, iteration: int) -> None:
+        """The pseudo-labels of the teacher on shift for the first probe images."""
+        teacher = self.method.active_teacher()
+        if teacher is None or not self.probe:
+            return
+        picture = teacher_picture(self.method.student, self.method.teachers()[teacher], teacher, self.probe[:PICTURE_IMAGES],
+                                  self.mean, self.std, self.cfg.method.threshold, iteration)
+        log.add_image("pseudo_labels", picture, iteration)
