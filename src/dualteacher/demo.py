@@ -23,7 +23,7 @@ from .runlog import read_log
 
 LABELED_FRACTION = 1 / 32
 DEMO_ITERATIONS = ITERATIONS * 3 // 5
-"""60 % of the benchmark's run, so that the four runs fit in about twelve minutes on 2 CPU cores."""
+"""60 % of the benchmark's run: the four runs took 18 minutes on 2 CPU cores (README)."""
 DEMO_METHODS = (BASELINE, "mean_teacher", "dual_teacher")
 
 
