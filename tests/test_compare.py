@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from dualteacher import compare as cmp
+from scenes import make_scenes
 from dualteacher.cli import main
 from dualteacher.compare import CompareOptions, Plan, Run, compare, summarize, time_to_accuracy
 from dualteacher.config import ConfigError
@@ -134,3 +135,15 @@ def test_the_command_reports_bad_input_as_an_error(data: Path, tmp_path: Path, c
     args = ["compare", "--data", str(data), "--labeled", "1/8", "--out", str(tmp_path / "out"), "--methods", "nope"]
     assert main(args) == 2
     assert "unknown 'nope'" in capsys.readouterr().err
+
+
+def test_the_data_check_reads_masks_with_the_configured_ignore_index(tmp_path: Path) -> None:
+    root = make_scenes(tmp_path / "d", disc=7)  # the disc's pixels hold 7: "unlabelled" in this dataset
+    ids = [f"train{i:03d}" for i in range(12)]
+    (root / "splits" / "train.txt").write_text("".join(f"{i}\n" for i in ids))
+    opts = options(root, tmp_path / "out", fractions=["4"], methods=["supervised"], iterations=2)
+    with pytest.raises(DataError, match="values"):
+        cmp.plan_comparison(opts)
+    opts = options(root, tmp_path / "out", fractions=["4"], methods=["supervised"], iterations=2,
+                   overrides=[*TINY, "data.ignore_index=7"])
+    assert cmp.plan_comparison(opts).iterations == 2

@@ -284,8 +284,9 @@ def plan_comparison(opts: CompareOptions) -> Plan:
     (probing the reference's step for ``minutes``). Raises :class:`ConfigError` or
     :class:`DataError` before any run starts."""
     variants = check_options(opts)
-    source = open_source(opts.dataset, opts.data, opts.splits_dir)
-    val_split = load_config(None, [*RECIPE, *opts.overrides]).data.val_split
+    data = load_config(None, [*RECIPE, *opts.overrides]).data
+    source = open_source(opts.dataset, opts.data, opts.splits_dir, ignore_index=data.ignore_index)
+    val_split = data.val_split
     check_dataset(source, val_split)
     adaptation = adapt_recipe(source, [POOL, source.default_unlabeled_pool(POOL)], val_split, opts.overrides)
     splits = {}
