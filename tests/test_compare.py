@@ -12,7 +12,7 @@ from scenes import make_scenes
 from dualteacher.cli import main
 from dualteacher.compare import CompareOptions, Plan, Run, compare, summarize, time_to_accuracy
 from dualteacher.config import ConfigError
-from dualteacher.data.folder import DataError
+from dualteacher.data.core import DataError
 from dualteacher.recipe import Adaptation
 
 TINY = ["model.weights=null", "model.decoder_channels=32", "data.workers=0", "train.batch_size=4",

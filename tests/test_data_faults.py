@@ -17,7 +17,7 @@ from dualteacher.checkpoint import load_checkpoint
 from dualteacher.cli import main
 from dualteacher.data import check
 from dualteacher.data.check import check_data, preflight
-from dualteacher.data.folder import DataError
+from dualteacher.data.core import DataError
 from dualteacher.data.registry import open_source
 from dualteacher.data.sampler import ShuffledStreamSampler
 from dualteacher.engine import Trainer, derive_seed

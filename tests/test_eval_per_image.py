@@ -11,7 +11,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from dualteacher.data.build import eval_loader
-from dualteacher.data.folder import collate_eval
+from dualteacher.data.core import collate_eval
 from dualteacher.data.registry import open_source
 from dualteacher.evaluate import Predictor, evaluate, logits_predictor, size_groups, unpadded_groups
 from dualteacher.inference_modes import EvalSettings, build_predictor, evaluate_split

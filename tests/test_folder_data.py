@@ -9,14 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dualteacher.data.folder import (
-    DataError,
-    FolderDataset,
-    collate_eval,
-    find_image,
-    read_classes,
-    read_split,
-)
+from dualteacher.data.core import DataError, collate_eval
+from dualteacher.data.folder import FolderDataset, find_image, read_classes, read_split
 from dualteacher.data.transforms import EvalTransform, WeakTransform
 
 

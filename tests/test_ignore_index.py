@@ -14,7 +14,8 @@ from dualteacher import load_model
 from dualteacher.cli import main
 from dualteacher.config import ConfigError, load_config
 from dualteacher.data.check import check_config
-from dualteacher.data.folder import DataError, FolderDataset, ignore_map
+from dualteacher.data.core import DataError, ignore_map
+from dualteacher.data.folder import FolderDataset
 from dualteacher.data.registry import open_source
 from dualteacher.engine import train
 from dualteacher.evaluate import confusion_matrix, metrics_from_confusion

@@ -15,7 +15,8 @@ from dualteacher import load_model
 from dualteacher.checkpoint import load_checkpoint, save_checkpoint
 from dualteacher.cli import main
 from dualteacher.config import load_config
-from dualteacher.data.folder import find_image, load_image, read_split
+from dualteacher.data.core import load_image
+from dualteacher.data.folder import find_image, read_split
 from dualteacher.engine import train
 from dualteacher.evaluate import (
     confusion_matrix,

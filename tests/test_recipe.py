@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from dualteacher.config import load_config
-from dualteacher.data.folder import DataError
+from dualteacher.data.core import DataError
 from dualteacher.data.registry import open_source
 from dualteacher.recipe import RECIPE, adapt_recipe, schedule
 

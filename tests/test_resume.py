@@ -14,7 +14,7 @@ from dualteacher.config import Config, load_config
 from dualteacher.data.digits import generate_digit_scenes
 from dualteacher.data.splits import write_split
 from dualteacher.engine import Trainer
-from dualteacher.data.folder import FileListDataset
+from dualteacher.data.core import FileListDataset
 from dualteacher.resume import (
     NOTE, REFUSED, SAFE, Change, ResumeError, compare, continued_anchor, data_fingerprint, decide,
 )

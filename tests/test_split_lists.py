@@ -12,7 +12,8 @@ from scenes import make_scenes
 from test_standard_datasets import make_ade, make_cityscapes, make_voc
 
 from dualteacher.data.check import check_data
-from dualteacher.data.folder import DataError, read_classes, read_id_list, read_split
+from dualteacher.data.core import DataError, read_id_list
+from dualteacher.data.folder import read_classes, read_split
 from dualteacher.data.registry import open_source
 from dualteacher.data.split_files import import_split, read_entries
 

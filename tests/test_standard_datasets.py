@@ -15,7 +15,7 @@ from PIL import Image
 
 from dualteacher.cli import main
 from dualteacher.config import load_config
-from dualteacher.data.folder import DataError, read_id_list
+from dualteacher.data.core import DataError, read_id_list
 from dualteacher.data.registry import default_splits_dir, open_source
 from dualteacher.data.split_files import import_split, split_source
 from dualteacher.data.splits import make_split

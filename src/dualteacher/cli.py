@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from .checkpoint import CheckpointError
     from .config import ConfigError
-    from .data.folder import DataError
+    from .data.core import DataError
 
     try:
         return args.func(args)

@@ -42,7 +42,7 @@ import torch
 
 from .config import Config, ConfigError, load_config
 from .data.check import check_data
-from .data.folder import DataError
+from .data.core import DataError
 from .data.registry import open_source
 from .data.source import DataSource
 from .data.split_files import split_source

@@ -47,7 +47,7 @@ from .checkpoint import (
 from .config import Config, save_config
 from .data.build import SplitData, open_splits, stream_loader
 from .data.check import needs_unlabeled, preflight
-from .data.folder import DataError
+from .data.core import DataError
 from .evaluator import Evaluator
 from .methods import Batch, Method, MethodContext, build_method
 from .models import build_model, default_normalization

@@ -20,7 +20,7 @@ from .augment import normalize
 from .checkpoint import module_tensors, save_checkpoint
 from .config import Config
 from .data.build import SplitData, eval_loader
-from .data.folder import load_image
+from .data.core import load_image
 from .diagnostics import coupling_metrics
 from .evaluate import Metrics, evaluate, logits_predictor
 from .inference_modes import EvalSettings, build_predictor

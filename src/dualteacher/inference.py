@@ -27,7 +27,7 @@ from .augment import normalize
 from .checkpoint import CheckpointError, load_checkpoint, load_module
 from .colors import palette
 from .config import DataConfig, config_from_dict
-from .data.folder import DataError
+from .data.core import DataError
 from .data.registry import open_source, reader
 from .data.transforms import IGNORE_INDEX
 from .evaluate import Metrics, Predictor

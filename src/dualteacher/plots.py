@@ -17,7 +17,8 @@ from PIL import Image  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from .colors import colorize, palette  # noqa: E402
-from .data.folder import find_image, load_image, read_split  # noqa: E402
+from .data.core import load_image  # noqa: E402
+from .data.folder import find_image, read_split  # noqa: E402
 from .inference import load_model  # noqa: E402
 from .runlog import read_log  # noqa: E402
 

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from .checkpoint import atomic_write_bytes
 from .colors import overlay as blend
-from .data.folder import DataError
+from .data.core import DataError
 from .evaluate import size_groups
 from .inference import LoadedModel, image_array, to_batch
 from .inference_modes import EvalSettings

@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from .config import Config, ConfigError, load_config
-from .data.folder import DataError
+from .data.core import DataError
 from .data.source import DataSource
 from .registry import METHODS
 

@@ -76,7 +76,7 @@ METHODS = Registry("method", {
 """``method.name`` -> :class:`~dualteacher.methods.base.Method` subclass."""
 
 DATASETS = Registry("dataset", {
-    "folder": "dualteacher.data.source:FolderSource",
+    "folder": "dualteacher.data.folder:FolderSource",
     "voc": "dualteacher.data.standard:VOC",
     "voc_aug": "dualteacher.data.standard:VOCAug",
     "cityscapes": "dualteacher.data.standard:Cityscapes",

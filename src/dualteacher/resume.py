@@ -29,7 +29,7 @@ from .config import Config, ConfigError, OptimConfig
 from .optim import lr_factor
 
 if TYPE_CHECKING:
-    from .data.folder import FileListDataset
+    from .data.core import FileListDataset
 
 NOTE, SAFE, REFUSED = "note", "safe", "refused"
 

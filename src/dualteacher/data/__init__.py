@@ -1,16 +1,9 @@
 """Data: the generic folder layout, PASCAL VOC / Cityscapes / ADE20K, the built-in digit-scenes
 demo, splits and CPU transforms."""
 
+from dualteacher.data.core import DataError, FileListDataset, collate_eval
 from dualteacher.data.digits import ensure_digit_scenes, generate_digit_scenes
-from dualteacher.data.folder import (
-    DataError,
-    FileListDataset,
-    FolderDataset,
-    collate_eval,
-    find_image,
-    read_classes,
-    read_split,
-)
+from dualteacher.data.folder import FolderDataset, find_image, read_classes, read_split
 from dualteacher.data.registry import open_source
 from dualteacher.data.source import DataSource
 from dualteacher.data.split_files import import_split, split_source

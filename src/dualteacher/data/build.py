@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import DataConfig
 from ..registry import EVAL_MODES
-from .folder import DataError, FileListDataset, collate_eval
+from .core import DataError, FileListDataset, collate_eval
 from .registry import open_source
 from .sampler import ShardSampler, ShuffledStreamSampler
 from .source import DataSource

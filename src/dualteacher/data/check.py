@@ -4,7 +4,7 @@ The *fast* check is the one ``dualteacher train`` runs before the first iteratio
 split lists (ids listed twice, ids shared between splits, empty or missing lists), checks that
 every image and mask exists, reads the *header* of every image (size and mode: unreadable files,
 image/mask size mismatches, the modes that are converted or refused, see
-:mod:`dualteacher.data.folder`) and *decodes every mask* of the labelled and val splits: colour
+:mod:`dualteacher.data.core`) and *decodes every mask* of the labelled and val splits: colour
 or 16/32-bit masks, corrupt masks, values that are neither a class (after the reader's label
 mapping) nor ``ignore_index``, binary 0/255 masks of a 2-class dataset, labelled masks that are
 all ignore, and classes that no labelled mask contains. *Full* mode also decodes every image
@@ -64,9 +64,10 @@ from PIL import Image, ImageFile
 
 from dualteacher.config import Config
 from dualteacher.data.build import source_from_config
+from dualteacher.data.core import DataError, decode_failure, extension_hint, find_missing, read_list_lines
 from dualteacher.data.digits import default_cache_dir
-from dualteacher.data.folder import IGNORE_INDEX, DataError, decode_failure, extension_hint, find_missing, read_list_lines
 from dualteacher.data.source import DataSource
+from dualteacher.data.transforms import IGNORE_INDEX
 from dualteacher.registry import METHODS
 
 SEVERITIES = ("error", "warning", "info")

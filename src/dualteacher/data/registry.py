@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dualteacher.data.folder import DataError
+from dualteacher.data.core import DataError
 from dualteacher.data.source import DataSource
 from dualteacher.data.transforms import IGNORE_INDEX
 from dualteacher.registry import DATASETS

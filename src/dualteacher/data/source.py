@@ -1,11 +1,11 @@
 """A dataset on disk as the rest of the code sees it: class names, named splits, files per id.
 
-Every reader (the generic folder layout here, the standard benchmarks in
-:mod:`dualteacher.data.standard`) is a :class:`DataSource`. A split is a list of sample ids;
-the reader's *built-in* splits (e.g. ``train``/``val`` of PASCAL VOC) come from the official
-layout, every other split name is a file ``<splits_dir>/<name>.txt`` with one id per line (the
-lists written by ``dualteacher split``). The samples of a list of ids become a
-:class:`~dualteacher.data.folder.FileListDataset`, so all readers share one loading,
+Every reader (the generic folder layout in :mod:`dualteacher.data.folder`, the standard
+benchmarks in :mod:`dualteacher.data.standard`) is a :class:`DataSource`. A split is a list of
+sample ids; the reader's *built-in* splits (e.g. ``train``/``val`` of PASCAL VOC) come from the
+official layout, every other split name is a file ``<splits_dir>/<name>.txt`` with one id per
+line (the lists written by ``dualteacher split``). The samples of a list of ids become a
+:class:`~dualteacher.data.core.FileListDataset`, so all readers share one loading,
 augmentation and collation path.
 """
 
@@ -18,18 +18,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from dualteacher.data.folder import (
-    DataError,
-    FileListDataset,
-    FolderDataset,
-    find_missing,
-    folder_files,
-    ignore_map,
-    read_classes,
-    read_id_list,
-    strip_image_suffix,
-)
-from dualteacher.data.transforms import IGNORE_INDEX, Transform
+from dualteacher.data.core import DataError, FileListDataset, find_missing, read_id_list, strip_image_suffix
+from dualteacher.data.transforms import Transform
 from dualteacher.registry import DATASETS
 
 
@@ -51,7 +41,7 @@ class DataSource(ABC):
     by name in :data:`~dualteacher.registry.DATASETS`.
 
     A reader of a public benchmark sets :attr:`benchmark`; any other reader is constructed as
-    ``Reader(root, splits_dir, ignore_index)`` (see :class:`FolderSource`).
+    ``Reader(root, splits_dir, ignore_index)`` (see :class:`~dualteacher.data.folder.FolderSource`).
     """
 
     builtin_splits: tuple[str, ...] = ()
@@ -149,46 +139,3 @@ def _names(path: Path, entry: str) -> bool:
     """Whether ``entry`` (a file name or a relative path, / or \\ separated) names ``path``."""
     parts = tuple(p for p in PurePosixPath(entry.replace("\\", "/")).parts if p not in (".", "/"))
     return bool(parts) and path.parts[-len(parts):] == parts
-
-
-class FolderSource(DataSource):
-    """The generic folder layout (see :mod:`dualteacher.data.folder`); every split is a file.
-
-    Masks mark unlabelled pixels with ``ignore_index`` (``data.ignore_index``, default 255); it
-    is mapped to :data:`IGNORE_INDEX` when a mask is read (:func:`ignore_map`), so the loader and
-    ``check-data`` see the same values. 255 stays ignored whatever ``ignore_index`` is.
-    """
-
-    def __init__(self, root: str | Path, splits_dir: str | Path, ignore_index: int = IGNORE_INDEX) -> None:
-        self.label_map = ignore_map(ignore_index)
-        super().__init__(root, splits_dir)
-
-    def layout_hint(self) -> str:
-        return "expected ROOT/images, ROOT/masks, ROOT/classes.txt and ROOT/splits"
-
-    @property
-    def classes(self) -> list[str]:
-        return read_classes(self.root)
-
-    def dataset(
-        self,
-        ids: list[str],
-        *,
-        labeled: bool,
-        transform: Transform | Callable | None = None,
-        check_classes: bool = True,
-    ) -> FileListDataset:
-        num_classes = len(self.classes) if labeled and check_classes else None
-        return FolderDataset(
-            self.root, ids, labeled=labeled, transform=transform, num_classes=num_classes, label_map=self.label_map
-        )
-
-    def files(self, ids: list[str], *, labeled: bool) -> SampleFiles:
-        images, masks, _ = folder_files(self.root, ids, labeled=labeled)
-        return SampleFiles(images, masks if labeled else None, self.label_map)
-
-    def entry_id(self, entry: str) -> str:
-        parts = PurePosixPath(entry.replace("\\", "/")).parts
-        if parts and parts[0] == "images":
-            return strip_image_suffix("/".join(parts[1:]))
-        return strip_image_suffix(entry)

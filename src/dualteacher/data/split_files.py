@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from dualteacher.data.folder import DataError, read_list_lines
+from dualteacher.data.core import DataError, read_list_lines
 from dualteacher.data.source import DataSource
 from dualteacher.data.splits import budget_tag, make_split, parse_labeled, write_lists
 

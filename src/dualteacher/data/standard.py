@@ -38,8 +38,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from dualteacher.data.folder import (
-    IGNORE_INDEX,
+from dualteacher.data.core import (
     DataError,
     FileListDataset,
     extension_hint,
@@ -49,7 +48,7 @@ from dualteacher.data.folder import (
     strip_image_suffix,
 )
 from dualteacher.data.source import DataSource, SampleFiles
-from dualteacher.data.transforms import Transform
+from dualteacher.data.transforms import IGNORE_INDEX, Transform
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",

@@ -1,0 +1,305 @@
+"""The data core every layout shares: lists, image and mask decoding, samples, eval batches.
+
+A reader (:class:`~dualteacher.data.source.DataSource`: the folder layout of
+:mod:`dualteacher.data.folder`, the benchmarks of :mod:`dualteacher.data.standard`) resolves
+ids to files; everything after that is here: :class:`FileListDataset` (explicit image/mask
+paths, an optional label mapping, seeded transforms), :func:`collate_eval`, the list readers,
+and :class:`DataError`, the error naming the file at fault.
+
+Image conversion: grayscale ("1", "L", "LA"), palette ("P", "PA"), RGBA, CMYK and YCbCr
+images become RGB through PIL (an alpha channel is dropped, the colour kept as stored);
+16-bit grayscale is rescaled to 8 bits. EXIF orientation is not applied: masks are assumed to
+match the stored pixel grid, as in the public segmentation datasets.
+
+Masks are read as stored: for a palette ("P") PNG the palette indices are the classes, for a
+grayscale ("L") PNG the values are. An RGB mask is refused: a colour rendering of the labels
+is not a class-index mask. The stored value of unlabelled pixels becomes
+:data:`~dualteacher.data.transforms.IGNORE_INDEX` (see :func:`ignore_map`).
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from dualteacher.data.transforms import IGNORE_INDEX, EvalTransform, Transform
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+_MAX_LISTED = 10
+
+
+class DataError(ValueError):
+    """A dataset on disk is missing files or holds invalid content; the message names the file."""
+
+
+def _list_some(items: Sequence[str]) -> str:
+    """The first few items, one per line, then how many more there are."""
+    shown = "\n  ".join(items[:_MAX_LISTED])
+    more = len(items) - _MAX_LISTED
+    return "  " + shown + (f"\n  ... and {more} more" if more > 0 else "")
+
+
+def read_list_text(path: Path) -> list[str]:
+    """The lines of a text list (split list, class list) as people save them, each stripped.
+
+    UTF-8 with or without a byte-order mark, or UTF-16 with one (Windows "Unicode"); LF or CRLF
+    line ends; a stray byte-order mark inside the text (lists joined with ``cat``) is dropped.
+    Raises FileNotFoundError/OSError if unreadable, :class:`DataError` if not such text.
+    """
+    data = Path(path).read_bytes()
+    encoding = "utf-16" if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path} is not UTF-8 text ({error}): save it as UTF-8") from error
+    return [line.replace("\ufeff", "").strip() for line in text.splitlines()]
+
+
+def read_list_lines(path: Path) -> list[tuple[int, str]]:
+    """``(line number, text)`` of every non-blank line of a list (see :func:`read_list_text`)."""
+    return [(number, line) for number, line in enumerate(read_list_text(path), start=1) if line]
+
+
+def read_id_list(path: Path) -> list[str]:
+    """Ids listed in ``path``, one per line (see :func:`read_list_text` for the accepted
+    encodings); blank lines skipped, a repeated id is an error."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"split file not found: {path}")
+    ids = [line for _, line in read_list_lines(path)]
+    seen: set[str] = set()
+    for sample_id in ids:
+        if sample_id in seen:
+            raise DataError(f"id {sample_id!r} appears twice in {path}")
+        seen.add(sample_id)
+    return ids
+
+
+def strip_image_suffix(name: str) -> str:
+    """``name`` without a trailing .jpg/.jpeg/.png (any case)."""
+    for ext in IMAGE_EXTENSIONS:
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def extension_hint(sample_id: str) -> str:
+    """For an id with no image that was written with an image extension, a hint saying that ids
+    are listed without it; ``""`` for any other id."""
+    stem = strip_image_suffix(sample_id)
+    if stem == sample_id:
+        return ""
+    return f" ({sample_id!r} looks like a file name but names no image: list ids without the extension, e.g. {stem!r})"
+
+
+def decode_failure(error: Exception) -> str:
+    """What a decoder exception says about a file, in words."""
+    if isinstance(error, UnidentifiedImageError):
+        return "not a readable image (corrupt, or a format PIL does not know)"
+    if isinstance(error, FileNotFoundError):
+        return "file not found (removed since the dataset was checked?)"
+    return f"cannot decode ({type(error).__name__}: {error})"
+
+
+@contextmanager
+def decoding(path: Path, what: str) -> Iterator[None]:
+    """Re-raise any failure of reading ``path`` (``what``: "image", "mask") as a :class:`DataError`
+    naming the file, so that a file gone bad mid-run stops training with a clear message."""
+    try:
+        yield
+    except DataError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any decoder failure is a fault of this file
+        raise DataError(f"{what} {path}: {decode_failure(error)}") from error
+
+
+def load_image(path: Path) -> Image.Image:
+    """An image file as an RGB PIL image (see the module docstring for the conversions);
+    :class:`DataError` naming the file if it cannot be decoded."""
+    with decoding(path, "image"), Image.open(path) as image:
+        if image.mode.startswith("I;16"):
+            wide = np.asarray(image).astype(np.uint32)
+            gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)
+            return Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2))
+        if image.mode in ("I", "F"):
+            raise DataError(f"unsupported image mode {image.mode!r} (32-bit) in {path}")
+        if image.mode in ("P", "PA"):
+            image = image.convert("RGBA")
+        return image.convert("RGB")
+
+
+def load_mask(path: Path, image_path: Path, image_size: tuple[int, int]) -> Image.Image:
+    """A class-index mask as a mode-"L" PIL image; refuses colour masks, size mismatches and
+    undecodable files (:class:`DataError` naming the file)."""
+    with decoding(path, "mask"), Image.open(path) as mask:
+        if mask.mode in ("RGB", "RGBA"):
+            raise DataError(f"mask is a colour ({mask.mode}) image, not a class-index mask: {path}")
+        if mask.mode not in ("L", "P"):
+            raise DataError(f"mask must be an 8-bit grayscale or palette PNG, got mode {mask.mode!r}: {path}")
+        if mask.size != image_size:
+            raise DataError(
+                f"mask size {mask.size[0]}x{mask.size[1]} differs from image size "
+                f"{image_size[0]}x{image_size[1]}: {path} vs {image_path}"
+            )
+        return Image.fromarray(np.asarray(mask, dtype=np.uint8))
+
+
+def ignore_map(ignore_index: int) -> np.ndarray | None:
+    """The label map (uint8 [256]) of masks whose unlabelled pixels are stored as ``ignore_index``.
+
+    The stored value ``ignore_index`` becomes :data:`IGNORE_INDEX` (255, what the rest of the
+    library ignores); every other value, 255 included, is kept. None for ``ignore_index`` 255.
+    Raises ValueError for a value that no 8-bit mask can hold.
+    """
+    if not 0 <= ignore_index <= 255:
+        raise ValueError(f"ignore_index must be a mask value in [0, 255], got {ignore_index}")
+    if ignore_index == IGNORE_INDEX:
+        return None
+    table = np.arange(256, dtype=np.uint8)
+    table[ignore_index] = IGNORE_INDEX
+    return table
+
+
+class DirectoryIndex:
+    """File names per directory, listed once: cheap existence checks for many ids."""
+
+    def __init__(self) -> None:
+        self._listings: dict[str, frozenset[str]] = {}
+
+    def exists(self, path: str | Path) -> bool:
+        parent, name = os.path.split(path)
+        if parent not in self._listings:
+            try:
+                self._listings[parent] = frozenset(os.listdir(parent or "."))
+            except (FileNotFoundError, NotADirectoryError):
+                self._listings[parent] = frozenset()
+        return name in self._listings[parent]
+
+
+def missing_files_error(root: Path, missing: Sequence[str], labeled: bool) -> DataError:
+    """The error for files that a list of samples needs but that are not on disk."""
+    kind = "labelled" if labeled else "unlabelled"
+    return DataError(f"{len(missing)} file(s) missing for the {kind} samples under {root}:\n{_list_some(list(missing))}")
+
+
+def find_missing(paths: Sequence[str | Path]) -> list[str]:
+    """The paths of ``paths`` that are not files (each directory is listed once)."""
+    index = DirectoryIndex()
+    return [str(p) for p in paths if not index.exists(p)]
+
+
+class FileListDataset(Dataset):
+    """Samples given as explicit image and mask paths, keyed by ``index`` or ``(index, aug_seed)``.
+
+    The transform receives ``np.random.default_rng(aug_seed)`` (``aug_seed = index`` for a plain
+    integer key), so augmentation depends only on the key, never on the worker that loads it.
+    A sample is a dict with ``"image"`` (uint8 [3,H,W]), ``"index"`` (int) and, when
+    ``labeled``, ``"mask"`` (int64 [H,W], 255 = ignore), otherwise ``"valid"`` (bool [H,W],
+    False on padding). Unlabelled samples never read a mask, even when one exists.
+    ``label_map`` (uint8 [256]) translates stored mask values to classes (e.g. Cityscapes
+    label ids to train ids); with ``num_classes`` set, translated values outside
+    ``[0, num_classes)`` other than 255 are errors. The paths are not checked here: use
+    :func:`find_missing` (the dataset readers do, up front).
+    """
+
+    def __init__(
+        self,
+        ids: list[str],
+        image_paths: list[Path],
+        mask_paths: list[Path] | None,
+        *,
+        labeled: bool,
+        transform: Transform | Callable | None = None,
+        num_classes: int | None = None,
+        label_map: np.ndarray | None = None,
+    ) -> None:
+        if len(image_paths) != len(ids) or (labeled and (mask_paths is None or len(mask_paths) != len(ids))):
+            raise ValueError("one image path (and, when labelled, one mask path) is needed per id")
+        if label_map is not None and (label_map.shape != (256,) or label_map.dtype != np.uint8):
+            raise ValueError("label_map must be a uint8 array of 256 entries")
+        self.ids = list(ids)
+        self.image_paths = list(image_paths)
+        self.mask_paths = list(mask_paths) if labeled and mask_paths is not None else []
+        self.labeled = labeled
+        self.transform = transform if transform is not None else EvalTransform()
+        self.num_classes = num_classes
+        self.label_map = label_map
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | int]:
+        if isinstance(key, tuple):
+            index, aug_seed = int(key[0]), int(key[1])
+        else:
+            index = int(key)
+            if index < 0:
+                index += len(self)
+            aug_seed = index
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        rng = np.random.default_rng(aug_seed)
+        image_path = self.image_paths[index]
+        image = load_image(image_path)
+        mask = load_mask(self.mask_paths[index], image_path, image.size) if self.labeled else None
+        if mask is not None and self.label_map is not None:
+            mask = Image.fromarray(self.label_map[np.asarray(mask)])
+        if mask is not None and self.num_classes is not None:
+            self._check_classes(mask, self.mask_paths[index])
+        image_t, mask_t, valid_t = self.transform(image, mask, rng)
+        sample: dict[str, torch.Tensor | int] = {"image": image_t, "index": index}
+        if self.labeled:
+            sample["mask"] = mask_t
+        else:
+            sample["valid"] = valid_t
+        return sample
+
+    def _check_classes(self, mask: Image.Image, path: Path) -> None:
+        values = np.unique(np.asarray(mask))
+        bad = values[(values >= self.num_classes) & (values != IGNORE_INDEX)]
+        if bad.size:
+            mapped = " (after the label mapping)" if self.label_map is not None else ""
+            raise DataError(
+                f"mask values{mapped} {bad.tolist()} are not classes 0..{self.num_classes - 1} nor {IGNORE_INDEX}: {path}"
+            )
+
+
+def collate_eval(samples: list[dict]) -> dict[str, torch.Tensor]:
+    """Batch samples of different sizes: images padded with 0, masks with 255, ``valid`` with False.
+
+    ``"sizes"`` ([B,2], long) holds each image's (H, W) before padding; labelled batches also
+    carry ``"mask_sizes"``, which differ from ``"sizes"`` only if the image was resized.
+    """
+    count = len(samples)
+    sizes = torch.tensor([list(s["image"].shape[-2:]) for s in samples], dtype=torch.long)
+    height, width = (int(v) for v in sizes.max(dim=0).values)
+    images = torch.zeros((count, 3, height, width), dtype=torch.uint8)
+    for i, s in enumerate(samples):
+        images[i, :, : s["image"].shape[1], : s["image"].shape[2]] = s["image"]
+    batch: dict[str, torch.Tensor] = {
+        "image": images,
+        "sizes": sizes,
+        "index": torch.tensor([int(s["index"]) for s in samples], dtype=torch.long),
+    }
+    if "mask" in samples[0]:
+        mask_sizes = torch.tensor([list(s["mask"].shape) for s in samples], dtype=torch.long)
+        mh, mw = (int(v) for v in mask_sizes.max(dim=0).values)
+        masks = torch.full((count, mh, mw), IGNORE_INDEX, dtype=torch.long)
+        for i, s in enumerate(samples):
+            masks[i, : s["mask"].shape[0], : s["mask"].shape[1]] = s["mask"]
+        batch["mask"] = masks
+        batch["mask_sizes"] = mask_sizes
+    if "valid" in samples[0]:
+        valid = torch.zeros((count, height, width), dtype=torch.bool)
+        for i, s in enumerate(samples):
+            valid[i, : s["valid"].shape[0], : s["valid"].shape[1]] = s["valid"]
+        batch["valid"] = valid
+    return batch
