@@ -29,7 +29,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dualteacher.data.digits import SceneStyle, ensure_digit_scenes
-from dualteacher.data.splits import parse_labeled, write_split
+from dualteacher.data.registry import open_source
+from dualteacher.data.split_files import split_source
+from dualteacher.data.splits import parse_labeled
 from dualteacher.engine import train
 from dualteacher.recipe import recipe_config
 from dualteacher.runlog import read_log
@@ -140,7 +142,7 @@ def supervised(row: Row, root: Path, runs: Path) -> dict:
     if row.labeled == "all":
         labeled = unlabeled = "train"
     else:
-        lab, unl = write_split(root, parse_labeled(row.labeled), 0)
+        lab, unl = split_source(open_source("folder", root), parse_labeled(row.labeled), 0)
         labeled, unlabeled = lab.stem, unl.stem
     run = runs / "".join(c if c.isalnum() else "_" for c in row.name)
     cfg = recipe_config(root, labeled, unlabeled, "supervised", run, row.iterations, 0,

@@ -36,7 +36,8 @@ import torch
 
 from dualteacher.config import default_workers, load_config
 from dualteacher.data.digits import generate_digit_scenes
-from dualteacher.data.splits import write_split
+from dualteacher.data.registry import open_source
+from dualteacher.data.split_files import split_source
 from dualteacher.engine import Trainer
 from dualteacher.methods import Batch
 from dualteacher.methods.base import pseudo_label
@@ -145,7 +146,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         generate_digit_scenes(data, num_train=8 * args.batch, num_val=4, size=args.size, seed=0)
-        splits = [path.stem for path in write_split(data, "1/2", 0)]
+        splits = [path.stem for path in split_source(open_source("folder", data), "1/2", 0)]
         rows: list[tuple[str, float, str]] = []
         times: dict[str, float] = {}
         for method in ("supervised", "mean_teacher", "dual_teacher"):

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from dualteacher.data.digits import generate_digit_scenes
-from dualteacher.data.splits import write_split
+from dualteacher.data.registry import open_source
+from dualteacher.data.split_files import split_source
 
 if "OMP_NUM_THREADS" not in os.environ:
     torch.set_num_threads(2)
@@ -28,7 +29,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """48x48 digit scenes: 64 train (1/8 labelled), 16 val."""
     root = tmp_path_factory.mktemp("digits") / "data"
     generate_digit_scenes(root, num_train=64, num_val=16, size=48, seed=0)
-    labeled, unlabeled = write_split(root, "1/8", 0)
+    labeled, unlabeled = split_source(open_source("folder", root), "1/8", 0)
     return {"root": str(root), "labeled": labeled.stem, "unlabeled": unlabeled.stem}
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dualteacher.cli import build_parser, main, parse_args, sub_commands
-from dualteacher.data.folder import read_split
+from dualteacher.data.registry import open_source
 
 
 def test_help_does_not_import_torch() -> None:
@@ -21,10 +21,11 @@ def test_split_command_writes_nested_lists(tiny_data, tmp_path: Path) -> None:
     root = Path(tiny_data["root"])
     assert main(["split", "--data", str(root), "--labeled", "1/16", "--seed", "3"]) == 0
     assert main(["split", "--data", str(root), "--labeled", "1/4", "--seed", "3"]) == 0
-    small = set(read_split(root, "labeled_1-16_seed3"))
-    large = set(read_split(root, "labeled_1-4_seed3"))
+    source = open_source("folder", root)
+    small = set(source.split_ids("labeled_1-16_seed3"))
+    large = set(source.split_ids("labeled_1-4_seed3"))
     assert len(small) == 4 and len(large) == 16 and small < large
-    assert small.isdisjoint(read_split(root, "unlabeled_1-16_seed3"))
+    assert small.isdisjoint(source.split_ids("unlabeled_1-16_seed3"))
 
 
 def test_bad_input_is_a_clear_error(tiny_data, tmp_path: Path, capsys) -> None:

@@ -10,10 +10,15 @@ import pytest
 from PIL import Image
 
 from dualteacher.data import digits
-from dualteacher.data.folder import FolderDataset, read_classes, read_split
+from dualteacher.data.folder import read_classes
+from dualteacher.data.registry import open_source
 
 
 STROKE = digits.SceneStyle().stroke
+
+
+def _split(root: Path, name: str) -> list[str]:
+    return open_source("folder", root).split_ids(name)
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -40,7 +45,7 @@ def test_masks_are_the_thresholded_digits_and_images_show_them(scenes: Path) -> 
     mnist, _ = digits.load_mnist()
     records = json.loads((scenes / "scenes.json").read_text())
     strong_pixels = 0
-    for sample_id in read_split(scenes, "train")[:60] + read_split(scenes, "val")[:20]:
+    for sample_id in _split(scenes, "train")[:60] + _split(scenes, "val")[:20]:
         image = np.asarray(Image.open(scenes / "images" / f"{sample_id}.png"))
         mask_file = Image.open(scenes / "masks" / f"{sample_id}.png")
         assert mask_file.mode == "P"
@@ -108,13 +113,14 @@ def test_train_and_val_use_disjoint_digit_images(scenes: Path) -> None:
 
 def test_layout_classes_and_coverage(scenes: Path) -> None:
     assert read_classes(scenes) == ["background"] + [f"digit_{d}" for d in range(10)]
-    train = read_split(scenes, "train")
-    assert len(train) == 300 and len(read_split(scenes, "val")) == 40
+    train = _split(scenes, "train")
+    assert len(train) == 300 and len(_split(scenes, "val")) == 40
     present = set()
     for sample_id in train:
         present |= set(np.unique(np.asarray(Image.open(scenes / "masks" / f"{sample_id}.png"))).tolist())
     assert present == set(range(11))
-    dataset = FolderDataset(scenes, read_split(scenes, "val"), labeled=True, transform=None, num_classes=11)
+    source = open_source("folder", scenes)
+    dataset = source.dataset(source.split_ids("val"), labeled=True)
     sample = dataset[0]
     assert sample["image"].shape == (3, 48, 48) and sample["mask"].shape == (48, 48)
     assert int(sample["mask"].max()) >= 1
@@ -122,7 +128,7 @@ def test_layout_classes_and_coverage(scenes: Path) -> None:
 
 def test_backgrounds_are_coloured_and_varied(scenes: Path) -> None:
     means = []
-    for sample_id in read_split(scenes, "train")[:40]:
+    for sample_id in _split(scenes, "train")[:40]:
         image = np.asarray(Image.open(scenes / "images" / f"{sample_id}.png")).astype(float)
         means.append(image.reshape(-1, 3).mean(axis=0))
     means = np.array(means)
@@ -134,7 +140,7 @@ def test_ensure_reuses_cache_and_replaces_incomplete(tmp_path: Path, monkeypatch
     params = {"num_train": 8, "num_val": 4, "size": 32, "seed": 5}
     path = digits.ensure_digit_scenes(tmp_path, **params)
     assert path == tmp_path / f"digits-v{digits.GENERATOR_VERSION}-s32-t8-v4-seed5"
-    assert len(read_split(path, "train")) == 8
+    assert len(_split(path, "train")) == 8
     mtime = (path / "meta.json").stat().st_mtime_ns
 
     def fail(*args: object, **kwargs: object) -> Path:

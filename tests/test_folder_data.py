@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dualteacher.data.core import DataError, collate_eval
-from dualteacher.data.folder import FolderDataset, find_image, read_classes, read_split
+from dualteacher.data.core import DataError, FileListDataset, collate_eval
+from dualteacher.data.folder import FolderSource, read_classes
 from dualteacher.data.transforms import EvalTransform, WeakTransform
 
 
@@ -20,6 +20,17 @@ def _write(root: Path, sample_id: str, image: Image.Image, mask: np.ndarray | No
     image.save(root / "images" / f"{sample_id}{ext}")
     if mask is not None:
         Image.fromarray(mask.astype(np.uint8)).save(root / "masks" / f"{sample_id}.png")
+
+
+def _dataset(
+    root: Path, ids: list[str], *, labeled: bool, transform: WeakTransform | None = None, num_classes: int | None = None
+) -> FileListDataset:
+    """The folder layout's samples of ``ids``; with ``num_classes``, a class list of that length
+    is written and mask values are checked against it."""
+    if num_classes is not None:
+        (root / "classes.txt").write_text("".join(f"c{i}\n" for i in range(num_classes)))
+    source = FolderSource(root, root / "splits")
+    return source.dataset(ids, labeled=labeled, transform=transform, check_classes=num_classes is not None)
 
 
 def _ramp_scene(height: int = 40, width: int = 56) -> tuple[Image.Image, np.ndarray]:
@@ -34,16 +45,16 @@ def test_missing_mask_is_named(tmp_path: Path) -> None:
     _write(tmp_path, "a", image, mask)
     _write(tmp_path, "b", image, None)
     with pytest.raises(DataError, match=r"masks[/\\]b\.png"):
-        FolderDataset(tmp_path, ["a", "b"], labeled=True, transform=None)
-    assert len(FolderDataset(tmp_path, ["a", "b"], labeled=False, transform=None)) == 2
+        _dataset(tmp_path, ["a", "b"], labeled=True)
+    assert len(_dataset(tmp_path, ["a", "b"], labeled=False)) == 2
     with pytest.raises(DataError, match=r"images[/\\]c\.jpg"):
-        FolderDataset(tmp_path, ["a", "c"], labeled=False, transform=None)
+        _dataset(tmp_path, ["a", "c"], labeled=False)
 
 
 def test_many_missing_files_are_summarised(tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()
     with pytest.raises(DataError, match="and 5 more") as info:
-        FolderDataset(tmp_path, [f"x{i}" for i in range(15)], labeled=False, transform=None)
+        _dataset(tmp_path, [f"x{i}" for i in range(15)], labeled=False)
     assert "15 file(s) missing" in str(info.value) and "x0.jpg" in str(info.value)
 
 
@@ -52,7 +63,7 @@ def test_colour_mask_and_size_mismatch_are_refused(tmp_path: Path) -> None:
     _write(tmp_path, "rgb", image, None)
     Image.fromarray(np.zeros((40, 56, 3), np.uint8)).save(tmp_path / "masks" / "rgb.png")
     _write(tmp_path, "small", image, mask[:30])
-    dataset = FolderDataset(tmp_path, ["rgb", "small"], labeled=True, transform=None)
+    dataset = _dataset(tmp_path, ["rgb", "small"], labeled=True)
     with pytest.raises(DataError, match=r"colour.*rgb\.png"):
         dataset[0]
     with pytest.raises(DataError, match=r"masks[/\\]small\.png.*images[/\\]small\.png"):
@@ -72,7 +83,7 @@ def test_image_modes_become_rgb_and_palette_masks_give_indices(tmp_path: Path) -
     for name, image in cases.items():
         _write(tmp_path, name, image, None)
         mask.save(tmp_path / "masks" / f"{name}.png")
-    dataset = FolderDataset(tmp_path, list(cases), labeled=True, transform=None)
+    dataset = _dataset(tmp_path, list(cases), labeled=True)
     samples = {name: dataset[i] for i, name in enumerate(cases)}
     for sample in samples.values():
         assert sample["image"].dtype == torch.uint8 and sample["image"].shape == (3, 20, 24)
@@ -91,16 +102,16 @@ def test_out_of_range_classes_are_refused_when_num_classes_given(tmp_path: Path)
     mask[:] = 4
     mask[0, 0] = 255
     _write(tmp_path, "a", image, mask)
-    assert FolderDataset(tmp_path, ["a"], labeled=True, transform=None, num_classes=5)[0]["mask"].max() == 255
+    assert _dataset(tmp_path, ["a"], labeled=True, num_classes=5)[0]["mask"].max() == 255
     with pytest.raises(DataError, match=r"\[4\].*a\.png"):
-        FolderDataset(tmp_path, ["a"], labeled=True, transform=None, num_classes=4)[0]
+        _dataset(tmp_path, ["a"], labeled=True, num_classes=4)[0]
 
 
 def test_key_seed_drives_augmentation(tmp_path: Path) -> None:
     image, mask = _ramp_scene()
     _write(tmp_path, "a", image, mask, ext=".jpg")
     _write(tmp_path, "b", image, mask)
-    dataset = FolderDataset(tmp_path, ["a", "b"], labeled=True, transform=WeakTransform(24))
+    dataset = _dataset(tmp_path, ["a", "b"], labeled=True, transform=WeakTransform(24))
     first, again = dataset[(1, 123)], dataset[(1, 123)]
     assert first["index"] == 1
     assert torch.equal(first["image"], again["image"]) and torch.equal(first["mask"], again["mask"])
@@ -108,7 +119,7 @@ def test_key_seed_drives_augmentation(tmp_path: Path) -> None:
     assert any(not torch.equal(first["mask"], o["mask"]) for o in others)
     assert torch.equal(dataset[1]["mask"], dataset[(1, 1)]["mask"])
     assert torch.equal(dataset[-1]["mask"], dataset[1]["mask"])
-    unlabeled = FolderDataset(tmp_path, ["a", "b"], labeled=False, transform=WeakTransform(24))
+    unlabeled = _dataset(tmp_path, ["a", "b"], labeled=False, transform=WeakTransform(24))
     sample = unlabeled[(0, 5)]
     assert set(sample) == {"image", "valid", "index"} and sample["valid"].dtype == torch.bool
 
@@ -171,19 +182,20 @@ def test_collate_eval_pads_and_records_sizes() -> None:
 def test_split_and_class_files(tmp_path: Path) -> None:
     (tmp_path / "splits").mkdir()
     (tmp_path / "splits" / "train.txt").write_text(" a \n\nb\n  \nc\n")
-    assert read_split(tmp_path, "train") == ["a", "b", "c"]
+    source = FolderSource(tmp_path, tmp_path / "splits")
+    assert source.split_ids("train") == ["a", "b", "c"]
     (tmp_path / "splits" / "dup.txt").write_text("a\nb\na\n")
     with pytest.raises(DataError, match=r"'a'.*dup\.txt"):
-        read_split(tmp_path, "dup")
+        source.split_ids("dup")
     with pytest.raises(DataError, match=r"splits[/\\]nope\.txt"):
-        read_split(tmp_path, "nope")
+        source.split_ids("nope")
     (tmp_path / "classes.txt").write_text("background\ncat\ndog\n\n")
     assert read_classes(tmp_path) == ["background", "cat", "dog"]
     (tmp_path / "classes.txt").write_text("background\n\ncat\n")
     with pytest.raises(DataError, match="line 2"):
         read_classes(tmp_path)
     with pytest.raises(DataError, match=r"images[/\\]zz\.jpg"):
-        find_image(tmp_path, "zz")
+        source.dataset(["zz"], labeled=False)
     image, _ = _ramp_scene()
     _write(tmp_path, "zz", image, None, ext=".jpeg")
-    assert find_image(tmp_path, "zz").name == "zz.jpeg"
+    assert source.dataset(["zz"], labeled=False).image_paths[0].name == "zz.jpeg"

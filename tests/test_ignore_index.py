@@ -15,7 +15,6 @@ from dualteacher.cli import main
 from dualteacher.config import ConfigError, load_config
 from dualteacher.data.check import check_config
 from dualteacher.data.core import DataError, ignore_map
-from dualteacher.data.folder import FolderDataset
 from dualteacher.data.registry import open_source
 from dualteacher.engine import train
 from dualteacher.evaluate import confusion_matrix, metrics_from_confusion
@@ -100,7 +99,8 @@ def test_masks_are_read_with_the_ignore_value(tmp_path: Path) -> None:
     Image.fromarray(np.array([[0, 1, 2, 255], [1, 1, 0, 0]], dtype=np.uint8)).save(tmp_path / "masks" / "a.png")
     Image.fromarray(np.array([[0, 7, 1, 1], [1, 1, 1, 1]], dtype=np.uint8)).save(tmp_path / "masks" / "b.png")
     Image.fromarray(np.zeros((2, 4, 3), dtype=np.uint8)).save(tmp_path / "images" / "b.png")
-    data = FolderDataset(tmp_path, ["a", "b"], labeled=True, num_classes=3, label_map=ignore_map(0))
+    (tmp_path / "classes.txt").write_text("unlabelled\nsquare\ndisc\n")
+    data = open_source("folder", tmp_path, ignore_index=0).dataset(["a", "b"], labeled=True)
     assert data[0]["mask"].tolist() == [[255, 1, 2, 255], [1, 1, 255, 255]]  # 255 stays ignored too
     with pytest.raises(DataError, match=r"\[7\].*b\.png"):
         data[1]

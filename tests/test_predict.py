@@ -15,8 +15,7 @@ from dualteacher import load_model
 from dualteacher.checkpoint import load_checkpoint, save_checkpoint
 from dualteacher.cli import main
 from dualteacher.config import load_config
-from dualteacher.data.core import load_image
-from dualteacher.data.folder import find_image, read_split
+from dualteacher.data.registry import open_source
 from dualteacher.engine import train
 from dualteacher.evaluate import (
     confusion_matrix,
@@ -44,10 +43,10 @@ def checkpoint(tiny_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def val_arrays(root: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    ids = read_split(root, "val")
-    images = [np.array(load_image(find_image(root, i))) for i in ids]
-    masks = [np.array(Image.open(root / "masks" / f"{i}.png")) for i in ids]
-    return images, masks
+    source = open_source("folder", root)
+    val = source.dataset(source.split_ids("val"), labeled=True)
+    samples = [val[i] for i in range(len(val))]
+    return [s["image"].permute(1, 2, 0).numpy() for s in samples], [s["mask"].numpy() for s in samples]
 
 
 def test_predict_reproduces_eval(checkpoint: Path, tiny_data, tmp_path: Path, capsys) -> None:
@@ -62,7 +61,7 @@ def test_predict_reproduces_eval(checkpoint: Path, tiny_data, tmp_path: Path, ca
                  "--batch-size", "16", "--quiet"]) == 0
     assert main(["predict", str(checkpoint), str(root / "images"), "--out", str(tmp_path / "b"), "--batch-size", "5",
                  "--quiet"]) == 0
-    ids = read_split(root, "val")
+    ids = open_source("folder", root).split_ids("val")
     conf = torch.zeros(len(model.classes), len(model.classes), dtype=torch.int64)
     for i, sample_id in enumerate(ids):
         png = Image.open(tmp_path / "a" / f"{sample_id}.png")

@@ -12,7 +12,8 @@ from conftest import tiny_overrides
 from dualteacher.cli import main
 from dualteacher.config import Config, load_config
 from dualteacher.data.digits import generate_digit_scenes
-from dualteacher.data.splits import write_split
+from dualteacher.data.registry import open_source
+from dualteacher.data.split_files import split_source
 from dualteacher.engine import Trainer
 from dualteacher.data.core import FileListDataset
 from dualteacher.resume import (
@@ -84,7 +85,7 @@ def test_more_epochs_need_consent_and_continue_the_lr_without_a_jump(tiny_data, 
 def test_another_dataset_with_the_same_classes_is_refused(tiny_data, run: Path, tmp_path: Path, capsys) -> None:
     other = tmp_path / "other"
     generate_digit_scenes(other, num_train=64, num_val=16, size=48, seed=1)
-    write_split(other, "1/8", 0)  # the same ids and class names, other images
+    split_source(open_source("folder", other), "1/8", 0)  # the same ids and class names, other images
     overrides = [*tiny_overrides(tiny_data, run), f"data.root={other}", "--resume-with-changes"]
     err = refused(overrides, run, capsys)
     assert f"data.root: {tiny_data['root']} → {other}  refused: other data: the labeled split" in err

@@ -13,7 +13,7 @@ from test_standard_datasets import make_ade, make_cityscapes, make_voc
 
 from dualteacher.data.check import check_data
 from dualteacher.data.core import DataError, read_id_list
-from dualteacher.data.folder import read_classes, read_split
+from dualteacher.data.folder import read_classes
 from dualteacher.data.registry import open_source
 from dualteacher.data.split_files import import_split, read_entries
 
@@ -31,7 +31,7 @@ def test_every_list_reader_strips_bom_blanks_and_crlf(tmp_path: Path, data: byte
     (tmp_path / "splits" / "train.txt").write_bytes(data)
     (tmp_path / "classes.txt").write_bytes(data.replace(b"\r\n\r\n", b"\r\n"))  # a blank class is an error
     assert read_id_list(tmp_path / "splits" / "train.txt") == ["a", "b", "c"]
-    assert read_split(tmp_path, "train") == ["a", "b", "c"]
+    assert open_source("folder", tmp_path).split_ids("train") == ["a", "b", "c"]
     assert read_entries(tmp_path / "splits" / "train.txt") == ["a", "b", "c"]
     assert read_classes(tmp_path) == ["a", "b", "c"]
 

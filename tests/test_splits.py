@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dualteacher.data.folder import read_split
-from dualteacher.data.splits import budget_tag, make_split, parse_labeled, write_split
+from dualteacher.data.registry import open_source
+from dualteacher.data.split_files import split_source
+from dualteacher.data.splits import budget_tag, make_split, parse_labeled
 
 IDS = [f"img_{i:04d}" for i in range(2975)]
 
@@ -66,17 +67,18 @@ def test_budget_tags() -> None:
     assert budget_tag(0.3) == "3-10"
 
 
-def test_write_split_files(tmp_path: Path) -> None:
+def test_split_source_writes_files(tmp_path: Path) -> None:
     (tmp_path / "splits").mkdir()
     (tmp_path / "splits" / "train.txt").write_text("".join(f"{i}\n" for i in IDS[:100]))
-    lab_path, unl_path = write_split(tmp_path, "1/16", seed=2)
+    source = open_source("folder", tmp_path)
+    lab_path, unl_path = split_source(source, "1/16", seed=2)
     assert lab_path.name == "labeled_1-16_seed2.txt" and unl_path.name == "unlabeled_1-16_seed2.txt"
     labeled, unlabeled = make_split(IDS[:100], 1 / 16, seed=2)
-    assert read_split(tmp_path, "labeled_1-16_seed2") == labeled and len(labeled) == 7
-    assert read_split(tmp_path, "unlabeled_1-16_seed2") == unlabeled
-    paths = write_split(tmp_path, 12, seed=2, name="mine")
+    assert source.split_ids("labeled_1-16_seed2") == labeled and len(labeled) == 7
+    assert source.split_ids("unlabeled_1-16_seed2") == unlabeled
+    paths = split_source(source, 12, seed=2, name="mine")
     assert [p.name for p in paths] == ["labeled_mine.txt", "unlabeled_mine.txt"]
-    assert len(read_split(tmp_path, "labeled_mine")) == 12
+    assert len(source.split_ids("labeled_mine")) == 12
     assert sorted(p.name for p in (tmp_path / "splits").iterdir()) == [
         "labeled_1-16_seed2.txt", "labeled_mine.txt", "train.txt", "unlabeled_1-16_seed2.txt", "unlabeled_mine.txt",
     ]

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .data.digits import ensure_digit_scenes
-from .data.splits import write_split
+from .data.registry import open_source
+from .data.split_files import split_source
 from .engine import train
 from .recipe import BASELINE, ITERATIONS, UPPER_BOUND, recipe_config
 from .runlog import read_log
@@ -37,7 +38,8 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     root = ensure_digit_scenes()
-    labeled, unlabeled = write_split(root, LABELED_FRACTION, seed)
+    source = open_source("folder", root)
+    labeled, unlabeled = split_source(source, LABELED_FRACTION, seed)
     print(f"digit scenes at {root} (ready in {time.perf_counter() - t0:.1f}s); labelled list {labeled.name}")
     runs = [(m, m, labeled.stem, unlabeled.stem) for m in methods]
     if upper_bound:
@@ -64,7 +66,7 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
     print(format_table(rows))
     from .plots import demo_figure
 
-    figure = demo_figure(out, [name for name, *_ in runs], root)
+    figure = demo_figure(out, [name for name, *_ in runs], source)
     print(f"figure: {figure}")
     return rows
 

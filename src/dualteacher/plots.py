@@ -13,12 +13,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from .colors import colorize, palette  # noqa: E402
-from .data.core import load_image  # noqa: E402
-from .data.folder import find_image, read_split  # noqa: E402
+from .data.source import DataSource  # noqa: E402
 from .inference import load_model  # noqa: E402
 from .runlog import read_log  # noqa: E402
 
@@ -59,8 +57,9 @@ def plot_coupling(ax: plt.Axes, runs: dict[str, Path], metric: str = "disagreeme
         ax.legend(fontsize=7)
 
 
-def demo_figure(out: Path, methods: list[str], data_root: Path, scenes: int = 4) -> Path:
-    """Write ``out/demo.png``: mIoU over training, coupling over training, example predictions."""
+def demo_figure(out: Path, methods: list[str], source: DataSource, scenes: int = 4) -> Path:
+    """Write ``out/demo.png``: mIoU over training, coupling over training, and predictions on the
+    first ``scenes`` images of ``source``'s ``val`` split."""
     fig = plt.figure(figsize=(15, 4 + 2.2 * scenes))
     grid = fig.add_gridspec(1 + scenes, len(methods) + 2, height_ratios=[2.2] + [1.0] * scenes)
     half = (len(methods) + 2) // 2
@@ -70,12 +69,11 @@ def demo_figure(out: Path, methods: list[str], data_root: Path, scenes: int = 4)
 
     models = {m: load_model(out / m / "best.safetensors") for m in methods}
     colours = palette(len(next(iter(models.values())).classes))
-    ids = read_split(data_root, "val")[:scenes]
-    for row, sample_id in enumerate(ids, start=1):
-        image = np.array(load_image(find_image(data_root, sample_id)))
-        mask = np.asarray(Image.open(data_root / "masks" / f"{sample_id}.png"))
-        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
-        panels = [("image", image), ("ground truth", colours[mask])]
+    val = source.dataset(source.split_ids("val")[:scenes], labeled=True)
+    for row in range(1, len(val) + 1):
+        sample = val[row - 1]
+        x = sample["image"][None].float() / 255
+        panels = [("image", sample["image"].permute(1, 2, 0).numpy()), ("ground truth", colours[sample["mask"].numpy()])]
         for method, model in models.items():
             pred = model.logits(x).argmax(1)[0].numpy()
             panels.append((f"{method} ({model.role})", colours[pred]))

@@ -17,8 +17,6 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
-import numpy as np
-
 from dualteacher.data.core import (
     IMAGE_EXTENSIONS,
     DataError,
@@ -27,7 +25,6 @@ from dualteacher.data.core import (
     extension_hint,
     ignore_map,
     missing_files_error,
-    read_id_list,
     read_list_text,
     strip_image_suffix,
 )
@@ -51,27 +48,6 @@ def read_classes(root: Path) -> list[str]:
     if duplicates:
         raise DataError(f"class names listed twice in {path}: {', '.join(duplicates)}")
     return names
-
-
-def split_path(root: Path, name: str) -> Path:
-    """Path of split ``name`` (``"train"`` or ``"train.txt"``) under ``ROOT/splits``."""
-    filename = name if name.endswith(".txt") else f"{name}.txt"
-    return Path(root) / "splits" / filename
-
-
-def read_split(root: Path, name: str) -> list[str]:
-    """Sample ids of split ``name``: one per line, surrounding blanks stripped, empty lines skipped."""
-    return read_id_list(split_path(root, name))
-
-
-def find_image(root: Path, sample_id: str) -> Path:
-    """The image file of ``sample_id`` (``images/<id>`` with a .jpg, .jpeg or .png extension)."""
-    stem = Path(root) / "images" / sample_id
-    for ext in IMAGE_EXTENSIONS:
-        candidate = stem.with_name(stem.name + ext)
-        if candidate.is_file():
-            return candidate
-    raise DataError(f"image not found: {stem}.jpg (or .jpeg/.png)")
 
 
 def folder_files(root: Path, ids: Sequence[str], *, labeled: bool) -> tuple[list[Path], list[Path], list[str]]:
@@ -98,32 +74,6 @@ def folder_files(root: Path, ids: Sequence[str], *, labeled: bool) -> tuple[list
             if not index.exists(mask_path):
                 missing.append(mask_path)
     return image_paths, mask_paths, missing
-
-
-class FolderDataset(FileListDataset):
-    """Samples of the folder layout (``images/<id>.*``, ``masks/<id>.png``); missing files are errors.
-
-    See :class:`FileListDataset` for the sample format and the ``(index, aug_seed)`` keys.
-    """
-
-    def __init__(
-        self,
-        root: Path,
-        ids: list[str],
-        *,
-        labeled: bool,
-        transform: Transform | Callable | None = None,
-        num_classes: int | None = None,
-        label_map: np.ndarray | None = None,
-    ) -> None:
-        self.root = Path(root)
-        image_paths, mask_paths, missing = folder_files(self.root, ids, labeled=labeled)
-        if missing:
-            raise missing_files_error(self.root, missing, labeled)
-        super().__init__(
-            ids, image_paths, mask_paths, labeled=labeled, transform=transform, num_classes=num_classes,
-            label_map=label_map,
-        )
 
 
 class FolderSource(DataSource):
@@ -154,8 +104,11 @@ class FolderSource(DataSource):
         check_classes: bool = True,
     ) -> FileListDataset:
         num_classes = len(self.classes) if labeled and check_classes else None
-        return FolderDataset(
-            self.root, ids, labeled=labeled, transform=transform, num_classes=num_classes, label_map=self.label_map
+        images, masks, missing = folder_files(self.root, ids, labeled=labeled)
+        if missing:
+            raise missing_files_error(self.root, missing, labeled)
+        return FileListDataset(
+            ids, images, masks, labeled=labeled, transform=transform, num_classes=num_classes, label_map=self.label_map
         )
 
     def files(self, ids: list[str], *, labeled: bool) -> SampleFiles:

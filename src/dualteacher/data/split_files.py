@@ -17,14 +17,33 @@ Only the first field of a line is used; the reader maps it to its sample id.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
 from dualteacher.data.core import DataError, read_list_lines
 from dualteacher.data.source import DataSource
-from dualteacher.data.splits import budget_tag, make_split, parse_labeled, write_lists
+from dualteacher.data.splits import budget_tag, make_split, parse_labeled
 
 _SHOWN = 5
+
+
+def _write_lines_atomic(path: Path, lines: list[str]) -> None:
+    """Write one line per entry through a temporary file and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_lists(directory: Path, suffix: str, labeled_ids: list[str], unlabeled_ids: list[str]) -> tuple[Path, Path]:
+    """Write ``labeled_<suffix>.txt`` and ``unlabeled_<suffix>.txt`` into ``directory`` (created if needed)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    labeled_path = directory / f"labeled_{suffix}.txt"
+    unlabeled_path = directory / f"unlabeled_{suffix}.txt"
+    _write_lines_atomic(labeled_path, labeled_ids)
+    _write_lines_atomic(unlabeled_path, unlabeled_ids)
+    return labeled_path, unlabeled_path
 
 
 def split_source(

@@ -5,25 +5,22 @@ that permutation: the 1/16 set is contained in the 1/8 set, which is in the 1/4 
 A fraction f of N ids gives n = ceil(f·N) labelled ids (1/16 of Cityscapes' 2,975 → 186, the
 size of the public U2PL splits).
 
-File names written by :func:`write_split` under ``ROOT/splits``::
+The lists are written by :func:`~dualteacher.data.split_files.split_source` into the reader's
+splits folder (``ROOT/splits`` for the folder layout)::
 
     labeled_<tag>_seed<seed>.txt     unlabeled_<tag>_seed<seed>.txt
 
-where the tag is the count for a count (``92``) and ``<p>-<q>`` for a fraction p/q
-(``1-16`` for 1/16 or 0.0625, ``3-10`` for 0.3).
+where the tag (:func:`budget_tag`) is the count for a count (``92``) and ``<p>-<q>`` for a
+fraction p/q (``1-16`` for 1/16 or 0.0625, ``3-10`` for 0.3).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
-
-from dualteacher.data.folder import read_split
 
 _MAX_DENOMINATOR = 100_000
 
@@ -90,39 +87,3 @@ def budget_tag(labeled: int | float) -> str:
         return str(labeled)
     ratio = Fraction(labeled).limit_denominator(_MAX_DENOMINATOR)
     return f"{ratio.numerator}-{ratio.denominator}"
-
-
-def _write_lines_atomic(path: Path, lines: list[str]) -> None:
-    """Write one line per entry through a temporary file and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_split(
-    root: Path,
-    labeled: int | float | str,
-    seed: int,
-    source: str = "train",
-    name: str | None = None,
-) -> tuple[Path, Path]:
-    """Split ``splits/<source>.txt`` and write the labelled and unlabelled lists; return their paths.
-
-    Files are ``labeled_<name>.txt`` and ``unlabeled_<name>.txt`` where ``name`` defaults to
-    ``<tag>_seed<seed>`` (see the module docstring).
-    """
-    budget = parse_labeled(labeled) if isinstance(labeled, str) else labeled
-    labeled_ids, unlabeled_ids = make_split(read_split(root, source), budget, seed)
-    suffix = name if name is not None else f"{budget_tag(budget)}_seed{seed}"
-    return write_lists(Path(root) / "splits", suffix, labeled_ids, unlabeled_ids)
-
-
-def write_lists(directory: Path, suffix: str, labeled_ids: list[str], unlabeled_ids: list[str]) -> tuple[Path, Path]:
-    """Write ``labeled_<suffix>.txt`` and ``unlabeled_<suffix>.txt`` into ``directory`` (created if needed)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    labeled_path = directory / f"labeled_{suffix}.txt"
-    unlabeled_path = directory / f"unlabeled_{suffix}.txt"
-    _write_lines_atomic(labeled_path, labeled_ids)
-    _write_lines_atomic(unlabeled_path, unlabeled_ids)
-    return labeled_path, unlabeled_path
