@@ -1,10 +1,11 @@
 """Load a trained network from a checkpoint alone, score it on a dataset split, predict on images.
 
-Images given to :meth:`LoadedModel.predict` are read as follows: a path is opened with PIL; a
-PIL image (or opened path) is turned upright by its EXIF orientation, then converted to RGB
-(grayscale and palette images expanded, an alpha channel dropped, 16-bit grayscale rescaled
-to 8 bits); a numpy array must be uint8 ``[H, W]`` (grayscale), ``[H, W, 3]`` (RGB) or
-``[H, W, 4]`` (RGBA, alpha dropped) and is taken as given. Predictions are made at the
+Images given to :meth:`LoadedModel.predict` are read as follows: a path or a PIL image goes
+through the decoder of the training data (:func:`~dualteacher.data.core.load_image`), turned
+upright by its EXIF orientation, then converted to RGB (grayscale and palette images
+expanded, an alpha channel dropped, 16-bit grayscale rescaled to 8 bits); a numpy array must
+be uint8 ``[H, W]`` (grayscale), ``[H, W, 3]`` (RGB) or ``[H, W, 4]`` (RGBA, alpha dropped)
+and is taken as given. Predictions are made at the
 image's own resolution with the run's evaluation protocol (``data.eval_*``: mode, tile,
 stride, flip, scales, resize; a ``center`` protocol predicts the whole image), so a prediction
 is what the run's evaluation scored: ``whole`` runs the full image at once (padded to the
@@ -20,14 +21,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import Tensor, nn
 
 from .augment import normalize
 from .checkpoint import CheckpointError, load_checkpoint, load_module
 from .colors import palette
 from .config import DataConfig, config_from_dict
-from .data.core import DataError
+from .data.core import DataError, load_image, rgb_image
 from .data.registry import open_source, reader
 from .data.transforms import IGNORE_INDEX
 from .evaluate import Metrics, Predictor
@@ -37,27 +38,16 @@ from .models import build_model
 ImageInput = str | Path | Image.Image | np.ndarray
 
 
-def pil_to_rgb(image: Image.Image) -> np.ndarray:
-    """An upright (EXIF-transposed) ``[H, W, 3]`` uint8 RGB array of a PIL image of any mode."""
-    image = ImageOps.exif_transpose(image)
-    if image.mode.startswith("I;16"):
-        wide = np.asarray(image).astype(np.uint32)
-        gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)
-        return np.repeat(gray[:, :, None], 3, axis=2)
-    if image.mode in ("I", "F"):
-        raise ValueError(f"unsupported image mode {image.mode!r} (32-bit); convert it to 8 bits first")
-    if image.mode in ("P", "PA"):
-        image = image.convert("RGBA")
-    return np.asarray(image.convert("RGB"))
-
-
 def image_array(image: ImageInput) -> np.ndarray:
-    """Any accepted input (see the module docstring) as an ``[H, W, 3]`` uint8 RGB array."""
+    """Any accepted input (see the module docstring) as an ``[H, W, 3]`` uint8 RGB array.
+
+    Files and PIL images go through the data decoder (:func:`~dualteacher.data.core.load_image`),
+    EXIF orientation applied: :class:`DataError` naming the file if it cannot be read or
+    converted; ValueError/TypeError for a numpy array or object of the wrong kind."""
     if isinstance(image, (str, Path)):
-        with Image.open(image) as opened:
-            return pil_to_rgb(opened)
+        return np.asarray(load_image(image, upright=True))
     if isinstance(image, Image.Image):
-        return pil_to_rgb(image)
+        return np.asarray(rgb_image(image, upright=True))
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             raise ValueError(f"numpy images must be uint8, got {image.dtype}")

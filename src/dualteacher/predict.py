@@ -123,13 +123,6 @@ def _folder(out_dir: Path, name: str) -> Path:
     return folder
 
 
-def _read(path: Path) -> np.ndarray:
-    try:
-        return image_array(path)
-    except (OSError, ValueError) as err:
-        raise DataError(f"cannot read image {path}: {err}") from err
-
-
 def predict_files(
     model: LoadedModel,
     inputs: Sequence[str | Path],
@@ -162,7 +155,7 @@ def predict_files(
     with tqdm(total=len(paths), disable=not progress, unit="image", desc="predict") as bar:
         for start in range(0, len(paths), batch_size):
             chunk = list(range(start, min(start + batch_size, len(paths))))
-            images = {i: _read(paths[i]) for i in chunk}
+            images = {i: image_array(paths[i]) for i in chunk}
             chunk_records: dict[int, dict[str, Any]] = {}
             for positions in size_groups([images[i].shape for i in chunk]):
                 group = [chunk[p] for p in positions]

@@ -64,7 +64,15 @@ from PIL import Image, ImageFile
 
 from dualteacher.config import Config
 from dualteacher.data.build import source_from_config
-from dualteacher.data.core import DataError, decode_failure, extension_hint, find_missing, read_list_lines
+from dualteacher.data.core import (
+    MASK_MODES,
+    DataError,
+    decode_failure,
+    extension_hint,
+    find_missing,
+    image_conversion,
+    read_list_lines,
+)
 from dualteacher.data.digits import default_cache_dir
 from dualteacher.data.source import DataSource
 from dualteacher.data.transforms import IGNORE_INDEX
@@ -73,21 +81,8 @@ from dualteacher.registry import METHODS
 SEVERITIES = ("error", "warning", "info")
 ROLES = ("labeled", "unlabeled", "val")
 _ROLE_WORDS = {"labeled": "labelled", "unlabeled": "unlabelled", "val": "val"}
-_CONVERTED = {
-    "1": "1-bit black and white",
-    "L": "grayscale",
-    "LA": "grayscale with alpha (alpha dropped)",
-    "P": "palette",
-    "PA": "palette with alpha (alpha dropped)",
-    "RGBA": "RGBA (alpha dropped)",
-    "RGBa": "RGBa (alpha dropped)",
-    "RGBX": "RGBX",
-    "CMYK": "CMYK",
-    "YCbCr": "YCbCr",
-    "LAB": "LAB",
-    "HSV": "HSV",
-}
-_MASK_MODES = ("L", "P")
+_MODE_FINDINGS = {"rescaled": ("warning", "image-rescaled"), "converted": ("info", "image-converted"),
+                  "refused": ("error", "image-mode")}
 _CACHE_VERSION = 1
 
 
@@ -318,7 +313,7 @@ def _read_file(job: tuple[str, bool]) -> tuple[str, _Facts | None, str | None]:
         with Image.open(path) as image:
             facts: _Facts = {"width": image.width, "height": image.height, "mode": image.mode,
                              "decoded": decode, "values": None}
-            if decode and image.mode in _MASK_MODES:
+            if decode and image.mode in MASK_MODES:
                 facts["values"] = [[v, n] for v, n in enumerate(image.histogram()) if n]
             elif decode:
                 image.load()
@@ -469,15 +464,13 @@ def _with_progress(results: Iterable, total: int, progress: bool) -> Iterable:
 
 # ---------------------------------------------------------------- findings of one sample
 def _image_mode(path: str, mode: str) -> Finding | None:
-    if mode == "RGB":
+    """What the decoder (:func:`~dualteacher.data.core.image_conversion`) will do with an image of
+    ``mode``, as a finding; None for RGB."""
+    kind, words = image_conversion(mode)
+    if kind == "kept":
         return None
-    if mode.startswith("I;16"):
-        return Finding("warning", "image-rescaled", path,
-                       f"16-bit grayscale ({mode}): rescaled to 8 bits (x * 255 / 65535) and copied to 3 channels")
-    if mode in _CONVERTED:
-        return Finding("info", "image-converted", path, f"{_CONVERTED[mode]} ({mode}) image, converted to RGB")
-    reason = "32-bit images are not supported" if mode in ("I", "F") else "it cannot be converted to RGB"
-    return Finding("error", "image-mode", path, f"mode {mode!r}: {reason}; save it as 8-bit RGB")
+    severity, finding = _MODE_FINDINGS[kind]
+    return Finding(severity, finding, path, words)
 
 
 def _image_findings(task: _Task, read: _Read) -> list[Finding]:
@@ -508,7 +501,7 @@ def _mask_findings(
     if facts["mode"] in ("RGB", "RGBA"):
         message = f"{facts['mode']} mask: a colour rendering, not a class-index mask (save class indices as L or P)"
         findings.append(Finding("error", "mask-colour", path, message))
-    elif facts["mode"] not in _MASK_MODES:
+    elif facts["mode"] not in MASK_MODES:
         message = f"mode {facts['mode']!r}: masks must be 8-bit grayscale (L) or palette (P)"
         findings.append(Finding("error", "mask-mode", path, message))
     image = read.facts.get(task.image)

@@ -6,10 +6,13 @@ ids to files; everything after that is here: :class:`FileListDataset` (explicit 
 paths, an optional label mapping, seeded transforms), :func:`collate_eval`, the list readers,
 and :class:`DataError`, the error naming the file at fault.
 
-Image conversion: grayscale ("1", "L", "LA"), palette ("P", "PA"), RGBA, CMYK and YCbCr
-images become RGB through PIL (an alpha channel is dropped, the colour kept as stored);
-16-bit grayscale is rescaled to 8 bits. EXIF orientation is not applied: masks are assumed to
-match the stored pixel grid, as in the public segmentation datasets.
+Images are decoded by one function, :func:`load_image` (:func:`rgb_image` for an opened PIL
+image), for training, ``check-data`` (:func:`image_conversion`, what it reports) and inference:
+grayscale ("1", "L", "LA"), palette ("P", "PA"), RGBA, CMYK, YCbCr, LAB and HSV images become
+RGB through PIL (an alpha channel is dropped, the colour kept as stored); 16-bit grayscale is
+rescaled to 8 bits; 32-bit ("I", "F") and other modes are refused. EXIF orientation is applied
+for inference only: dataset masks are assumed to match the stored pixel grid, as in the
+public segmentation datasets.
 
 Masks are read as stored: for a palette ("P") PNG the palette indices are the classes, for a
 grayscale ("L") PNG the values are. An RGB mask is refused: a colour rendering of the labels
@@ -27,12 +30,29 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from dualteacher.data.transforms import IGNORE_INDEX, EvalTransform, Transform
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+MASK_MODES = ("L", "P")
+"""The PIL modes of class-index masks: 8-bit grayscale and palette."""
+_CONVERTED = {
+    "1": "1-bit black and white",
+    "L": "grayscale",
+    "LA": "grayscale with alpha (alpha dropped)",
+    "P": "palette",
+    "PA": "palette with alpha (alpha dropped)",
+    "RGBA": "RGBA (alpha dropped)",
+    "RGBa": "RGBa (alpha dropped)",
+    "RGBX": "RGBX",
+    "CMYK": "CMYK",
+    "YCbCr": "YCbCr",
+    "LAB": "LAB",
+    "HSV": "HSV",
+}
+"""The PIL modes that PIL converts to RGB, in words."""
 _MAX_LISTED = 10
 
 
@@ -105,12 +125,12 @@ def decode_failure(error: Exception) -> str:
     if isinstance(error, UnidentifiedImageError):
         return "not a readable image (corrupt, or a format PIL does not know)"
     if isinstance(error, FileNotFoundError):
-        return "file not found (removed since the dataset was checked?)"
+        return "file not found (moved or deleted?)"
     return f"cannot decode ({type(error).__name__}: {error})"
 
 
 @contextmanager
-def decoding(path: Path, what: str) -> Iterator[None]:
+def decoding(path: str | Path, what: str) -> Iterator[None]:
     """Re-raise any failure of reading ``path`` (``what``: "image", "mask") as a :class:`DataError`
     naming the file, so that a file gone bad mid-run stops training with a clear message."""
     try:
@@ -121,19 +141,44 @@ def decoding(path: Path, what: str) -> Iterator[None]:
         raise DataError(f"{what} {path}: {decode_failure(error)}") from error
 
 
-def load_image(path: Path) -> Image.Image:
-    """An image file as an RGB PIL image (see the module docstring for the conversions);
-    :class:`DataError` naming the file if it cannot be decoded."""
+def image_conversion(mode: str) -> tuple[str, str]:
+    """What decoding does with an image of PIL ``mode``: ``(kind, words)``, kind ``"kept"`` (RGB),
+    ``"rescaled"`` (16-bit grayscale to 8 bits), ``"converted"`` (to RGB by PIL) or ``"refused"``
+    (the decoder raises); ``words`` says it in a sentence for messages (``""`` when kept)."""
+    if mode == "RGB":
+        return "kept", ""
+    if mode.startswith("I;16"):
+        return "rescaled", f"16-bit grayscale ({mode}): rescaled to 8 bits (x * 255 / 65535) and copied to 3 channels"
+    if mode in _CONVERTED:
+        return "converted", f"{_CONVERTED[mode]} ({mode}) image, converted to RGB"
+    reason = "32-bit images are not supported" if mode in ("I", "F") else "it cannot be converted to RGB"
+    return "refused", f"mode {mode!r}: {reason}; save it as 8-bit RGB"
+
+
+def rgb_image(image: Image.Image, path: str | Path | None = None, *, upright: bool = False) -> Image.Image:
+    """``image`` as an RGB PIL image (uint8 [H, W, 3] as an array), converted as
+    :func:`image_conversion` says; with ``upright``, first turned by its EXIF orientation.
+    Raises :class:`DataError` (naming ``path`` when given) for a mode that cannot become RGB."""
+    if upright:
+        image = ImageOps.exif_transpose(image)
+    kind, words = image_conversion(image.mode)
+    if kind == "refused":
+        raise DataError(f"image {path}: {words}" if path is not None else f"image: {words}")
+    if kind == "rescaled":
+        wide = np.asarray(image).astype(np.uint32)
+        gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)
+        return Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def load_image(path: str | Path, *, upright: bool = False) -> Image.Image:
+    """The image file ``path`` as an RGB PIL image (:func:`rgb_image`; ``upright``: EXIF
+    orientation applied, as for inference, never for training data whose masks match the stored
+    pixels). Raises :class:`DataError` naming the file if it cannot be read or decoded."""
     with decoding(path, "image"), Image.open(path) as image:
-        if image.mode.startswith("I;16"):
-            wide = np.asarray(image).astype(np.uint32)
-            gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)
-            return Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2))
-        if image.mode in ("I", "F"):
-            raise DataError(f"unsupported image mode {image.mode!r} (32-bit) in {path}")
-        if image.mode in ("P", "PA"):
-            image = image.convert("RGBA")
-        return image.convert("RGB")
+        return rgb_image(image, path, upright=upright)
 
 
 def load_mask(path: Path, image_path: Path, image_size: tuple[int, int]) -> Image.Image:
@@ -142,7 +187,7 @@ def load_mask(path: Path, image_path: Path, image_size: tuple[int, int]) -> Imag
     with decoding(path, "mask"), Image.open(path) as mask:
         if mask.mode in ("RGB", "RGBA"):
             raise DataError(f"mask is a colour ({mask.mode}) image, not a class-index mask: {path}")
-        if mask.mode not in ("L", "P"):
+        if mask.mode not in MASK_MODES:
             raise DataError(f"mask must be an 8-bit grayscale or palette PNG, got mode {mask.mode!r}: {path}")
         if mask.size != image_size:
             raise DataError(
