@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -20,7 +19,6 @@ from .augment import normalize
 from .checkpoint import module_tensors, save_checkpoint
 from .config import Config
 from .data.build import SplitData, eval_loader
-from .data.core import load_image
 from .diagnostics import coupling_metrics
 from .evaluate import Metrics, evaluate, logits_predictor
 from .inference_modes import EvalSettings, build_predictor
@@ -51,15 +49,14 @@ class Evaluator:
         return Path(self.cfg.run_dir) / "best.safetensors"
 
     def _probe_images(self) -> list[Tensor]:
-        """A fixed set of unlabelled (or val) images, normalised, for the coupling diagnostics."""
-        source = self.data.unlabeled if self.data.unlabeled is not None else self.data.val
-        count = min(self.cfg.train.probe_images, len(source))
-        step = max(len(source) // max(count, 1), 1)  # spread over the split, not its first files
-        out = []
-        for i in range(count):
-            image = torch.from_numpy(np.array(load_image(source.image_paths[i * step]))).permute(2, 0, 1)
-            out.append(normalize(image[None].to(self.device).float().div(255), self.mean, self.std))
-        return out
+        """A fixed set of unlabelled (or val) images for the coupling diagnostics and the pictures,
+        read whole through the data source like every split: float ``[1, 3, H, W]`` in [0, 1] on
+        the device. Raises :class:`~dualteacher.data.core.DataError` naming an unreadable file."""
+        split = self.data.unlabeled if self.data.unlabeled is not None else self.data.val
+        count = min(self.cfg.train.probe_images, len(split))
+        step = max(len(split) // max(count, 1), 1)  # spread over the split, not its first files
+        probe = self.data.source.dataset([split.ids[i * step] for i in range(count)], labeled=False)
+        return [probe[i]["image"][None].to(self.device).float().div(255) for i in range(len(probe))]
 
     def __call__(self, iteration: int, epoch: float, log: RunLog | None = None) -> dict[str, Any]:
         """Val mIoU of the student and every teacher, plus coupling diagnostics; with ``log``, a
@@ -81,7 +78,8 @@ class Evaluator:
             self._track_best(role, metrics, iteration)
             if role == "student":
                 record["student/iou"] = metrics.as_dict(self.data.classes)["iou"]
-        record.update(coupling_metrics(self.method.student, self.method.teachers(), self.probe))
+        probe = [normalize(image, self.mean, self.std) for image in self.probe]
+        record.update(coupling_metrics(self.method.student, self.method.teachers(), probe))
         if log is not None and log.enabled:
             self._picture(log, iteration)
         self.method.train()

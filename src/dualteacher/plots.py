@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
+from .augment import normalize  # noqa: E402
 from .colors import colorize, palette  # noqa: E402
 from .data.source import DataSource  # noqa: E402
 from .inference import load_model  # noqa: E402
@@ -239,14 +240,14 @@ def teacher_picture(
     threshold: float,
     iteration: int,
 ) -> np.ndarray:
-    """:func:`pseudo_label_grid` for normalised probe images ``[1, 3, H, W]`` (networks in eval mode)."""
+    """:func:`pseudo_label_grid` for probe images, float ``[1, 3, H, W]`` in [0, 1]; the networks
+    (in eval mode) see them normalised with ``mean`` and ``std``."""
     images, pseudo, conf, pred = [], [], [], []
-    m = torch.tensor(mean).view(1, -1, 1, 1)
-    s = torch.tensor(std).view(1, -1, 1, 1)
-    for x in probe:
+    for image in probe:
+        x = normalize(image, mean, std)
         probs = teacher(x).float().softmax(1)[0]
         confidence, label = probs.max(0)
-        images.append((x.cpu() * s + m).clamp(0, 1).mul(255).round().byte()[0].permute(1, 2, 0).numpy())
+        images.append(image[0].mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
         pseudo.append(label.cpu().numpy())
         conf.append(confidence.cpu().numpy())
         pred.append(student(x)[0].argmax(0).cpu().numpy())
