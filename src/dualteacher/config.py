@@ -69,7 +69,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Network architecture; see :func:`dualteacher.models.build_model`."""
+    """The network; built by :func:`dualteacher.models.model_from_config` (SMP architectures:
+    :func:`dualteacher.models.build_model`)."""
 
     arch: str = "deeplabv3plus"
     encoder: str = "resnet50"

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm import tqdm
 
 from . import distributed
@@ -50,7 +50,7 @@ from .data.check import needs_unlabeled, preflight
 from .data.folder import DataError
 from .evaluator import Evaluator
 from .methods import Batch, Method, MethodContext, build_method
-from .models import build_model, default_normalization
+from .models import SegmentationNetwork, model_from_config, model_normalization
 from .optim import Optimization, build_optimizer, lr_factor, resolve_amp, set_lr
 from .resume import compare, continued_anchor, data_fingerprint, decide
 from .runlog import RunLog, append_record, rewind_log
@@ -139,30 +139,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def normalization(cfg: Config) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """The configured mean/std, or the encoder's own."""
-    mean, std = default_normalization(cfg.model.encoder, cfg.model.weights)
-    return tuple(cfg.model.mean or mean), tuple(cfg.model.std or std)  # type: ignore[return-value]
-
-
-def model_builder(cfg: Config, num_classes: int):
-    """A function ``drop_path -> network`` for the configured architecture."""
-
-    def build(drop_path: float) -> nn.Module:
-        return build_model(
-            cfg.model.arch,
-            cfg.model.encoder,
-            num_classes,
-            weights=cfg.model.weights,
-            output_stride=cfg.model.output_stride,
-            drop_path=drop_path,
-            decoder_channels=cfg.model.decoder_channels,
-            aspp_dropout=cfg.model.aspp_dropout,
-        )
-
-    return build
-
-
 class Trainer:
     """Runs one experiment described by a :class:`Config` in ``cfg.run_dir``.
 
@@ -183,7 +159,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = not cfg.train.deterministic
         self.data: SplitData = self._open_data()
         self.num_classes = len(self.data.classes)
-        self.mean, self.std = normalization(cfg)
+        self.mean, self.std = model_normalization(cfg.model)
         self.method: Method = self._build_method()
         self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
         optimizer = build_optimizer(self.method.optimizer_groups(cfg.optim), cfg.optim)
@@ -214,8 +190,11 @@ class Trainer:
 
     def _build_method(self) -> Method:
         """The configured method on the device, its networks' forwards wrapped for DDP."""
-        ctx = MethodContext(cfg=self.cfg.method, build=model_builder(self.cfg, self.num_classes),
-                            num_classes=self.num_classes, mean=self.mean, std=self.std)
+
+        def build(drop_path: float) -> SegmentationNetwork:
+            return model_from_config(self.cfg.model, self.num_classes, drop_path=drop_path)
+
+        ctx = MethodContext(cfg=self.cfg.method, build=build, num_classes=self.num_classes, mean=self.mean, std=self.std)
         method = build_method(ctx).to(self.device)
         self.channels_last = self.cfg.train.channels_last
         if self.channels_last:
