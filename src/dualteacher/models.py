@@ -48,7 +48,6 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 
 from dualteacher.config import ModelConfig
-from dualteacher.registry import NETWORKS
 from dualteacher.pretrained import (
     EFFICIENTNET_LITE0,
     EFFICIENTNET_LITE0_MEAN_STD,
@@ -57,6 +56,7 @@ from dualteacher.pretrained import (
     load_into,
     load_state_dict_file,
 )
+from dualteacher.registry import NETWORKS
 
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 ARCHITECTURES: dict[str, type[SegmentationModel]] = {
@@ -89,8 +89,8 @@ class SegmentationNetwork(Protocol):
     """
 
     stride: int
-    """A multiple the network pads its input sides to internally (1 when it needs none). Export
-    pads to it in the graph; any input size must still give logits at that size."""
+    """Input sides are padded (bottom/right) up to a multiple of this inside the network (1: no
+    padding); the logits still have the input size. Export pads to it in the graph."""
 
     def __call__(self, x: Tensor, perturb: FeaturePerturbation | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """The module's ``forward``: float logits ``[B, num_classes, H, W]`` for normalised float
