@@ -10,6 +10,7 @@ import dataclasses
 import os
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Network architecture; see :func:`dualteacher.models.build_model`."""
+    """The network; built by :func:`dualteacher.models.model_from_config` (SMP architectures:
+    :func:`dualteacher.models.build_model`)."""
 
     arch: str = "deeplabv3plus"
     encoder: str = "resnet50"
@@ -192,54 +194,80 @@ def _plain(value: Any) -> Any:
 
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
-    """Convert ``value`` to ``annotation`` or raise a ConfigError naming ``key``."""
+    """Convert ``value`` to ``annotation`` (a scalar, ``X | None`` or a tuple of them) or raise a
+    ConfigError naming ``key``."""
     origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(key, value, arg)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+        return _coerce_union(key, value, typing.get_args(annotation))
     if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
-        return tuple(_coerce(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true/false, got {value!r}")
-    if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if annotation is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        word = {True: "on", False: "off"}.get(value) if isinstance(value, bool) else None
-        if word in _CHOICES.get(key, ()):
-            return word  # YAML reads a bare off/on as a boolean
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return _coerce_tuple(key, value, typing.get_args(annotation))
+    if annotation in _SCALARS:
+        return _SCALARS[annotation](key, value)
     raise ConfigError(f"{key}: unsupported setting type {annotation!r}")
+
+
+def _coerce_union(key: str, value: Any, args: tuple[Any, ...]) -> Any:
+    """None where the union allows it, else the first member type that takes ``value``; the
+    error of the first member otherwise."""
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(key, value, arg)
+        except ConfigError as err:
+            errors.append(str(err))
+    raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+
+
+def _coerce_tuple(key: str, value: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A YAML list as ``tuple[X, ...]`` (any length) or ``tuple[X, Y]`` (that length), item by item."""
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{key}: expected a list, got {value!r}")
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
+    if len(value) != len(args):
+        raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+    return tuple(_coerce(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
+
+
+def _to_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"{key}: expected true/false, got {value!r}")
+
+
+def _to_int(key: str, value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ConfigError(f"{key}: expected an integer, got {value!r}")
+
+
+def _to_float(key: str, value: Any) -> float:
+    """Numbers, and numeric strings: YAML 1.1 reads ``1e-3`` (no dot) as a string."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"{key}: expected a number, got {value!r}")
+
+
+def _to_str(key: str, value: Any) -> str:
+    """Strings and numbers as text; a bare YAML ``on``/``off`` (read as a boolean) where it is a choice."""
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    word = {True: "on", False: "off"}.get(value) if isinstance(value, bool) else None
+    if word in _CHOICES.get(key, ()):
+        return word
+    raise ConfigError(f"{key}: expected a string, got {value!r}")
+
+
+_SCALARS: dict[type, Callable[[str, Any], Any]] = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
 
 
 def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
@@ -291,13 +319,22 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 def validate(cfg: Config) -> Config:
-    """Check value ranges and choices; raise ConfigError naming the key."""
+    """Check value ranges and choices; raise ConfigError naming the key (the first check that fails)."""
     for key, choices in _CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
         if value not in choices:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
-    checks = [
+    for key, ok, why in _range_checks(cfg):
+        if not ok:
+            raise ConfigError(f"{key}: {why}")
+    _check_mixings(cfg.method)
+    return cfg
+
+
+def _range_checks(cfg: Config) -> list[tuple[str, bool, str]]:
+    """(key, whether its value is in range, what the range is) for every bounded setting."""
+    return [
         ("data.crop_size", cfg.data.crop_size >= 8, "must be >= 8"),
         ("data.workers", cfg.data.workers >= 0, "must be >= 0"),
         ("data.scale_range", 0 < cfg.data.scale_range[0] <= cfg.data.scale_range[1], "needs 0 < min <= max"),
@@ -334,17 +371,17 @@ def validate(cfg: Config) -> Config:
         ("train.keep_checkpoints", cfg.train.keep_checkpoints >= 1, "must be >= 1"),
         ("train.max_bad_steps", cfg.train.max_bad_steps >= 1, "must be >= 1"),
     ]
-    for key, ok, why in checks:
-        if not ok:
-            raise ConfigError(f"{key}: {why}")
-    unknown_mix = [m for m in cfg.method.mixings if m not in MIXINGS]
+
+
+def _check_mixings(method: MethodConfig) -> None:
+    """Registered mixings; for Dual Teacher one per teacher or a single one for all."""
+    unknown_mix = [m for m in method.mixings if m not in MIXINGS]
     if unknown_mix:
         raise ConfigError(f"method.mixings: unknown mixing {unknown_mix[0]!r} ({', '.join(MIXINGS)})")
-    if cfg.method.name == "dual_teacher" and len(cfg.method.mixings) not in (1, cfg.method.num_teachers):
+    if method.name == "dual_teacher" and len(method.mixings) not in (1, method.num_teachers):
         raise ConfigError(
-            f"method.mixings: give one mixing per teacher ({cfg.method.num_teachers}) or a single one for all"
+            f"method.mixings: give one mixing per teacher ({method.num_teachers}) or a single one for all"
         )
-    return cfg
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

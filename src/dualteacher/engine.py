@@ -26,13 +26,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm import tqdm
 
 from . import distributed
@@ -50,7 +51,7 @@ from .data.check import needs_unlabeled, preflight
 from .data.core import DataError
 from .evaluator import Evaluator
 from .methods import Batch, Method, MethodContext, build_method
-from .models import build_model, default_normalization
+from .models import SegmentationNetwork, model_from_config, model_normalization
 from .optim import Optimization, build_optimizer, lr_factor, resolve_amp, set_lr
 from .resume import compare, continued_anchor, data_fingerprint, decide
 from .runlog import RunLog, append_record, rewind_log
@@ -115,6 +116,21 @@ class TrainWindow:
         return means, images_per_s
 
 
+@dataclass
+class _Session:
+    """What one :meth:`Trainer.fit` holds open: the log, the batches from here on, the current log
+    window and the progress bar."""
+
+    log: RunLog
+    batches: Iterator[tuple[Batch, Batch | None]]
+    window: TrainWindow
+    bar: tqdm
+
+    def close(self) -> None:
+        self.bar.close()
+        self.log.close()
+
+
 class Stream(enum.IntEnum):
     """The independent random streams of a run, each seeded by :func:`derive_seed` from the run's
     seed and this number (the values are part of every seed's run: never renumber them)."""
@@ -139,30 +155,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def normalization(cfg: Config) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """The configured mean/std, or the encoder's own."""
-    mean, std = default_normalization(cfg.model.encoder, cfg.model.weights)
-    return tuple(cfg.model.mean or mean), tuple(cfg.model.std or std)  # type: ignore[return-value]
-
-
-def model_builder(cfg: Config, num_classes: int):
-    """A function ``drop_path -> network`` for the configured architecture."""
-
-    def build(drop_path: float) -> nn.Module:
-        return build_model(
-            cfg.model.arch,
-            cfg.model.encoder,
-            num_classes,
-            weights=cfg.model.weights,
-            output_stride=cfg.model.output_stride,
-            drop_path=drop_path,
-            decoder_channels=cfg.model.decoder_channels,
-            aspp_dropout=cfg.model.aspp_dropout,
-        )
-
-    return build
-
-
 class Trainer:
     """Runs one experiment described by a :class:`Config` in ``cfg.run_dir``.
 
@@ -183,7 +175,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = not cfg.train.deterministic
         self.data: SplitData = self._open_data()
         self.num_classes = len(self.data.classes)
-        self.mean, self.std = normalization(cfg)
+        self.mean, self.std = model_normalization(cfg.model)
         self.method: Method = self._build_method()
         self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
         optimizer = build_optimizer(self.method.optimizer_groups(cfg.optim), cfg.optim)
@@ -214,8 +206,11 @@ class Trainer:
 
     def _build_method(self) -> Method:
         """The configured method on the device, its networks' forwards wrapped for DDP."""
-        ctx = MethodContext(cfg=self.cfg.method, build=model_builder(self.cfg, self.num_classes),
-                            num_classes=self.num_classes, mean=self.mean, std=self.std)
+
+        def build(drop_path: float) -> SegmentationNetwork:
+            return model_from_config(self.cfg.model, self.num_classes, drop_path=drop_path)
+
+        ctx = MethodContext(cfg=self.cfg.method, build=build, num_classes=self.num_classes, mean=self.mean, std=self.std)
         method = build_method(ctx).to(self.device)
         self.channels_last = self.cfg.train.channels_last
         if self.channels_last:
@@ -330,13 +325,6 @@ class Trainer:
         epochs = self.iteration // self.iters_per_epoch
         return epochs % self.cfg.train.eval_every == 0 or self.iteration == self.total_iters
 
-    def _evaluation_missed(self) -> bool:
-        """Whether the evaluation due at this iteration did not run: a data error stopped the run
-        there (a resumed run then evaluates first)."""
-        if self.iteration == 0 or not self._evaluation_due():
-            return False
-        return not self.history or self.history[-1]["iteration"] != self.iteration
-
     def _epoch_evaluation(self, log: RunLog) -> dict[str, Any]:
         """Evaluate at an epoch end, record it in the history and the log, print a summary."""
         with self._stop_on_data_error(log):
@@ -427,53 +415,43 @@ class Trainer:
         run after the current iteration with a checkpoint; the record then names the signal
         under ``"interrupted"``.
         """
-        end = min(stop_at, self.total_iters) if stop_at is not None else self.total_iters
-        log, batches, window, bar = self._start()
-        record: dict[str, Any] = self.history[-1] if self.history else {}  # what a run with nothing left returns
-        if self._evaluation_missed():  # a data error stopped the run where it was to evaluate
-            record = self._epoch_evaluation(log)
-            if self.rank == 0:
-                self.save_training_state()
-        started_epoch = -1
+        end = self.total_iters if stop_at is None else min(stop_at, self.total_iters)
+        session = self._open_session()
+        record = self._catch_up(session.log)
+        first = self.iteration
         with StopSignals() as stop:
             while self.iteration < end:
                 step_start = time.perf_counter()
                 # epoch start: a method may switch teachers here (the epoch is derived, so resume agrees)
                 epoch = self.iteration // self.iters_per_epoch
-                if epoch != started_epoch:
+                if self.iteration == first or self.iteration % self.iters_per_epoch == 0:
                     self.method.start_epoch(epoch)
-                    started_epoch = epoch
                 # learning rate and this iteration's randomness
                 lr = set_lr(self.optimizer, lr_factor(self.iteration, self.total_iters, self.cfg.optim, self.lr_anchor))
                 gen = self._seed_iteration()
                 # data, forward, backward, step
-                with self._stop_on_data_error(log):
-                    labeled, unlabeled = next(batches)
+                with self._stop_on_data_error(session.log):
+                    labeled, unlabeled = next(session.batches)
                 loss, parts, stepped = self.train_step(labeled, unlabeled, gen)
                 self.iteration += 1
-                # log
-                window.add(loss, parts, stepped)
-                if self.iteration % self.cfg.train.log_every == 0 or self.iteration == self.total_iters:
-                    self._log_window(window, log, bar, lr, epoch)
-                bar.update(1)
+                # log the window's means every train.log_every iterations
+                self._log_step(session, loss, parts, stepped, lr, epoch)
                 self.train_seconds += time.perf_counter() - step_start
-                # evaluate, checkpoint, stop on a signal
+                # evaluate at the epoch ends train.eval_every asks for
                 if self._evaluation_due():
-                    record = self._epoch_evaluation(log)
+                    record = self._epoch_evaluation(session.log)
+                # checkpoint at its cadence or on a signal; stop on a signal
                 interrupted = stop.received(self.world > 1)
                 if self.rank == 0 and (interrupted or self._checkpoint_due(end)):
                     self.save_training_state()
                 if interrupted:
-                    tqdm.write(f"stopped by {interrupted} after iteration {self.iteration}; checkpoint written "
-                               f"to {self.run_dir}: run the same command to continue")
-                    record = {**record, "interrupted": interrupted}
+                    record = self._interrupted(record, interrupted)
                     break
-        bar.close()
-        log.close()
+        session.close()
         distributed.barrier()
         return record
 
-    def _start(self) -> tuple[RunLog, Iterator[tuple[Batch, Batch | None]], TrainWindow, tqdm]:
+    def _open_session(self) -> _Session:
         """The log (and the run's config.yaml), the batches from here on, the first log window, the bar."""
         log = RunLog(self.run_dir, enabled=self.rank == 0)
         if self.rank == 0:
@@ -485,18 +463,37 @@ class Trainer:
         images_per_iter = (self.batch_l + (self.batch_u if self.method.uses_unlabeled else 0)) * self.world
         bar = tqdm(total=self.total_iters, initial=self.iteration, disable=not self.progress or self.rank != 0,
                    dynamic_ncols=True, desc=self.cfg.method.name)
-        return log, batches, TrainWindow(images_per_iter), bar
+        return _Session(log, batches, TrainWindow(images_per_iter), bar)
 
-    def _log_window(self, window: TrainWindow, log: RunLog, bar: tqdm, lr: float, epoch: int) -> None:
+    def _catch_up(self, log: RunLog) -> dict[str, Any]:
+        """The latest evaluation record ({} before the first); first, when a data error stopped the
+        run where it was to evaluate, that evaluation and a checkpoint."""
+        last = self.history[-1] if self.history else {}
+        if self.iteration == 0 or not self._evaluation_due() or last.get("iteration") == self.iteration:
+            return last
+        record = self._epoch_evaluation(log)
+        if self.rank == 0:
+            self.save_training_state()
+        return record
+
+    def _log_step(self, session: _Session, loss: Tensor, parts: dict[str, Tensor], stepped: bool, lr: float, epoch: int) -> None:
+        """Add the step to the log window, write the window every ``train.log_every`` iterations
+        and at the run's end, advance the bar."""
+        session.window.add(loss, parts, stepped)
+        if self.iteration % self.cfg.train.log_every == 0 or self.iteration == self.total_iters:
+            self._log_window(session, lr, epoch)
+        session.bar.update(1)
+
+    def _log_window(self, session: _Session, lr: float, epoch: int) -> None:
         """Write the window's mean losses, LR, throughput and skips; a non-finite mean loss stops the run."""
-        means, images_per_s = window.close()
+        means, images_per_s = session.window.close()
         if "loss" in means and not math.isfinite(means["loss"]):
             raise FloatingPointError(
                 f"non-finite training loss at iteration {self.iteration}: " + ", ".join(f"{k}={v}" for k, v in means.items())
             )
         train = {**means, "lr": lr, "images_per_s": images_per_s, "skipped_steps": self.skipped_steps}
-        log.write({"type": "train", "iteration": self.iteration, "epoch": epoch, **train})
-        bar.set_postfix(loss=f"{train.get('loss', float('nan')):.3f}", lr=f"{lr:.2e}", ips=f"{train['images_per_s']:.0f}")
+        session.log.write({"type": "train", "iteration": self.iteration, "epoch": epoch, **train})
+        session.bar.set_postfix(loss=f"{train.get('loss', float('nan')):.3f}", lr=f"{lr:.2e}", ips=f"{train['images_per_s']:.0f}")
 
     def _checkpoint_due(self, end: int) -> bool:
         """At the run's (or ``stop_at``'s) end; at epoch ends and every ``checkpoint_every``
@@ -504,6 +501,12 @@ class Trainer:
         every = self.cfg.train.checkpoint_every
         periodic = self.iteration % self.iters_per_epoch == 0 or bool(every and self.iteration % every == 0)
         return self.iteration == end or (periodic and self.optimization.bad_in_a_row == 0)
+
+    def _interrupted(self, record: dict[str, Any], signal_name: str) -> dict[str, Any]:
+        """``record`` marked as stopped by ``signal_name``, after telling how to continue."""
+        tqdm.write(f"stopped by {signal_name} after iteration {self.iteration}; checkpoint written "
+                   f"to {self.run_dir}: run the same command to continue")
+        return {**record, "interrupted": signal_name}
 
 
 def _summary(record: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from . import __version__
 from .inference import LoadedModel
+from .models import SegmentationNetwork
 
 OPSET = 17
 
@@ -35,7 +36,7 @@ OPSET = 17
 class ExportWrapper(nn.Module):
     """Images in [0, 1] to logits: normalisation and stride padding as graph operations."""
 
-    def __init__(self, network: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], stride: int) -> None:
+    def __init__(self, network: SegmentationNetwork, mean: tuple[float, ...], std: tuple[float, ...], stride: int) -> None:
         super().__init__()
         self.network = network
         self.stride = stride

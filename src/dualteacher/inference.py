@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
 from .augment import normalize
 from .checkpoint import CheckpointError, load_checkpoint, load_module
@@ -33,7 +33,7 @@ from .data.registry import open_source, reader
 from .data.transforms import IGNORE_INDEX
 from .evaluate import Metrics, Predictor
 from .inference_modes import EvalSettings, build_predictor, evaluate_split
-from .models import build_model
+from .models import SegmentationNetwork, model_from_config
 
 ImageInput = str | Path | Image.Image | np.ndarray
 
@@ -69,7 +69,7 @@ def to_batch(images: list[np.ndarray], device: torch.device) -> Tensor:
 class LoadedModel:
     """A network in eval mode with everything needed to use it: classes and normalisation."""
 
-    network: nn.Module
+    network: SegmentationNetwork
     classes: list[str]
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -192,14 +192,7 @@ def load_model(path: str | Path, role: str | None = None, device: str | torch.de
     tensors, state = load_checkpoint(path)
     cfg = config_from_dict(state["config"])
     device = torch.device(device)
-    network = build_model(
-        cfg.model.arch,
-        cfg.model.encoder,
-        state["num_classes"],
-        weights=None,
-        output_stride=cfg.model.output_stride,
-        decoder_channels=cfg.model.decoder_channels,
-    )
+    network = model_from_config(cfg.model, state["num_classes"], pretrained=False)
     if state["kind"] == "model":
         if role not in (None, state["role"]):
             raise CheckpointError(f"{path} holds only the {state['role']!r} network, not {role!r}")

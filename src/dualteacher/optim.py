@@ -23,8 +23,9 @@ def _split_decay(params: list[nn.Parameter]) -> tuple[list[nn.Parameter], list[n
 def optimizer_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
     """The optimiser groups of one network: (encoder, head) × (decay, no decay), empty ones left out.
 
-    The head (decoder and classifier) learns ``head_lr_mult`` times faster, as in the papers; a
-    network without ``param_groups()`` (encoder, head) is all head. Each group stores its
+    The head (decoder and classifier) learns ``head_lr_mult`` times faster, as in the papers; the
+    split is a :class:`~dualteacher.models.SegmentationNetwork`'s ``param_groups()`` (encoder,
+    head), and a module without it is all head. Each group stores its
     ``base_lr`` for :func:`set_lr`.
     """
     if hasattr(model, "param_groups"):

@@ -1,5 +1,5 @@
-"""Every extension point by name: training methods, dataset layouts, mixings, pseudo-label
-threshold modes and evaluation modes.
+"""Every extension point by name: training methods, dataset layouts, networks, mixings,
+pseudo-label threshold modes and evaluation modes.
 
 A registry maps each name to its implementation, written as ``"module:attribute"`` so that the
 names are known (configuration checks, command-line choices) without importing PyTorch; the
@@ -83,6 +83,11 @@ DATASETS = Registry("dataset", {
     "ade20k": "dualteacher.data.standard:ADE20K",
 })
 """``data.dataset`` -> :class:`~dualteacher.data.source.DataSource` subclass."""
+
+NETWORKS = Registry("network", {})
+"""``model.arch`` -> :class:`~dualteacher.models.NetworkBuilder` of a network not from
+segmentation_models_pytorch (a :class:`~dualteacher.models.SegmentationNetwork`); looked up before
+the SMP architectures, which are ``models.ARCHITECTURES``."""
 
 MIXINGS = Registry("mixing", {
     "cutmix": "dualteacher.augment:cutmix",

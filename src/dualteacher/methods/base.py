@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -22,8 +22,11 @@ from ..data.transforms import IGNORE_INDEX
 from ..losses import pseudo_label_loss, supervised_ce
 from ..optim import optimizer_groups
 
-ModelBuilder = Callable[[float], nn.Module]
-"""Builds a fresh network with the given drop-path (stochastic depth) rate."""
+if TYPE_CHECKING:
+    from ..models import SegmentationNetwork
+
+ModelBuilder = Callable[[float], "SegmentationNetwork"]
+"""Builds a fresh network (an ``nn.Module``) with the given drop-path (stochastic depth) rate."""
 
 
 @dataclass
@@ -159,7 +162,7 @@ def make_teacher(ctx: MethodContext, student: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def pseudo_label(teacher: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
+def pseudo_label(teacher: SegmentationNetwork, images: Tensor) -> tuple[Tensor, Tensor]:
     """Confidence and argmax class per pixel from one pass without gradients (teachers are in eval
     mode; FixMatch labels with its own network in train mode)."""
     return confidence_and_label(teacher(images))
