@@ -132,6 +132,7 @@ class MethodContract:
         trained, teachers = method.trained(), method.teachers()
         assert not {id(net) for net in trained.values()} & {id(net) for net in teachers.values()}
         assert len(method.modules()) == len(trained) + len(teachers), "a teacher's role hides a trained network's"
+        method.train()  # as the engine does again after an evaluation
         self.step(method)[0].backward()
         for role, teacher in teachers.items():
             assert not teacher.training, f"{role} is in training mode"
