@@ -59,7 +59,7 @@ class MethodContract:
         """The method with fixed initial weights, in training mode, at epoch 0."""
         cls = self.implementation()
         ctx = MethodContext(
-            cfg=MethodConfig(name=METHODS.name_of(cls) or cls.__name__, threshold=0.0, student_drop_path=0.0),
+            cfg=MethodConfig(name=self.method if isinstance(self.method, str) else cls.__name__, threshold=0.0, student_drop_path=0.0),
             build=tiny_network, num_classes=NUM_CLASSES, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
         )
         torch.manual_seed(0)
@@ -72,7 +72,7 @@ class MethodContract:
         """``method.step`` on :func:`tiny_batches`, with the unlabelled batch (``unlabeled`` to
         replace it) only if the method reads one, and a generator seeded with ``seed``."""
         labeled, default = tiny_batches()
-        batch = (unlabeled or default) if method.uses_unlabeled else None
+        batch = (default if unlabeled is None else unlabeled) if method.uses_unlabeled else None
         return method.step(labeled, batch, torch.Generator().manual_seed(seed))
 
     def test_the_loss_is_a_finite_scalar_whose_gradient_reaches_every_trained_network(self) -> None:
