@@ -56,7 +56,7 @@ if [[ $parts == *" grid "* ]]; then
 fi
 if [[ $parts == *" tests "* ]]; then
   timeout 150 "$python" -m pytest -q -p no:cacheprovider -k "cuda or torchrun" \
-    tests/test_amp.py tests/test_augment.py tests/test_distributed.py > "$out/tests.log" 2>&1
+    tests/engine/test_amp.py tests/methods/test_augment.py tests/engine/test_distributed.py > "$out/tests.log" 2>&1
   echo "pytest exit status $?" >> "$out/tests.log"
 fi
 if [[ $parts == *" grid "* ]]; then

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from conftest import tiny_overrides
+from method_contract import MethodContract
 from dualteacher import compare, recipe
 from dualteacher.augment import make_mix_mask, no_mixing
 from dualteacher.cli import build_parser, sub_commands
@@ -32,6 +33,10 @@ class LabelledOnly(Method):
     def step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         loss = supervised_ce(self.net(self.norm(labeled.image)), labeled.mask)
         return loss, {"loss_sup": loss.detach()}
+
+
+class TestLabelledOnlyContract(MethodContract):
+    method = LabelledOnly
 
 
 @pytest.mark.parametrize(("registry", "kind"), [

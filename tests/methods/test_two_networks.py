@@ -1,7 +1,7 @@
 """A method may own more than one trained network: the engine asks the method for its trained
 networks and optimiser groups. A toy cross-pseudo-supervision method (two students, each
 teaching the other), defined and registered here alone, trains both end to end through
-``train()``, and a resumed run continues both exactly."""
+``train()``, and a resumed run continues both exactly; it keeps the method contract too."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from conftest import tiny_overrides
+from method_contract import MethodContract
 from dualteacher import distributed
 from dualteacher.config import load_config
 from dualteacher.engine import Trainer, train
@@ -42,6 +43,10 @@ class CrossPseudoSupervision(Method):
         loss_cross = (pseudo_label_loss(a[n:], label_b, conf_b, unlabeled.valid, 0.0, "none")
                       + pseudo_label_loss(b[n:], label_a, conf_a, unlabeled.valid, 0.0, "none"))
         return loss_sup + loss_cross, {"loss_sup": loss_sup.detach(), "loss_cross": loss_cross.detach()}
+
+
+class TestCrossPseudoSupervisionContract(MethodContract):
+    method = CrossPseudoSupervision
 
 
 @pytest.fixture(scope="module")
