@@ -42,6 +42,17 @@ def test_time_to_accuracy_is_the_first_evaluation_reaching_the_target() -> None:
     assert time_to_accuracy(curve, 0.41) is None
 
 
+def test_seed_mean_curve_compares_runs_at_equal_training_seconds() -> None:
+    from dualteacher.plots import mean_curve
+
+    short = [[10.0, 0.2], [20.0, 0.4]]  # an equal-wall-clock run with fewer, slower evaluations
+    long = [[5.0, 0.1], [10.0, 0.3], [15.0, 0.5], [20.0, 0.5], [25.0, 0.6]]
+    curve = mean_curve([short, long])
+    assert [t for t, _ in curve] == [10.0, 15.0, 20.0]  # the window both runs cover
+    assert [m for _, m in curve] == pytest.approx([0.25, 0.4, 0.45])  # short is 0.3 at 15 s
+    assert mean_curve([short]) == [(10.0, 0.2), (20.0, 0.4)]
+
+
 def test_summary_of_hand_made_runs(tmp_path: Path) -> None:
     def run(variant: str, seed: int, curve: list[list[float]], budget: str = "iterations") -> dict:
         return {"variant": variant, "seed": seed, "fraction": "1/8", "budget": budget, "iterations": 10,

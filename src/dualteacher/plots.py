@@ -104,9 +104,21 @@ def coupling_figure(runs: dict[str, Path], path: Path) -> Path:
 
 
 def mean_curve(curves: Sequence[Sequence[Sequence[float]]]) -> list[tuple[float, float]]:
-    """Mean (training seconds, mIoU) per evaluation over runs, up to the shortest run's last."""
-    points = min(len(c) for c in curves)
-    return [(float(np.mean([c[i][0] for c in curves])), float(np.mean([c[i][1] for c in curves]))) for i in range(points)]
+    """The seed-mean of ``curves`` ([[training seconds, mIoU], ...] each, seconds increasing) as a
+    function of training time: every curve is interpolated linearly between its evaluations at
+    each evaluation time of any curve, from the latest first evaluation to the earliest last one
+    (runs of different lengths, as under an equal wall-clock budget, are compared at equal
+    seconds, not at equal evaluation index). Raises ValueError for an empty curve."""
+    if any(len(c) == 0 for c in curves):
+        raise ValueError("mean_curve: a run has no evaluation")
+    arrays = [np.asarray(c, dtype=float).reshape(-1, 2) for c in curves]
+    start, end = max(a[0, 0] for a in arrays), min(a[-1, 0] for a in arrays)
+    times = np.unique(np.concatenate([a[:, 0] for a in arrays]))
+    times = times[(times >= start) & (times <= end)]
+    if times.size == 0:
+        times = np.array([end])
+    means = np.mean([np.interp(times, a[:, 0], a[:, 1]) for a in arrays], axis=0)
+    return [(float(t), float(m)) for t, m in zip(times, means)]
 
 
 def miou_vs_time_figure(runs: Sequence[dict], fractions: Sequence[str], variants: Sequence[str],
