@@ -342,9 +342,9 @@ def probe_worker(run: Run) -> float:
     shutil.rmtree(run.run_dir, ignore_errors=True)
     trainer = Trainer(run.config(), resume=False, progress=False)
     trainer.fit(stop_at=PROBE_WARMUP)
-    start = trainer.train_seconds
+    start = trainer.state.train_seconds
     trainer.fit(stop_at=PROBE_WARMUP + PROBE_TIMED)
-    seconds = (trainer.train_seconds - start) / PROBE_TIMED
+    seconds = (trainer.state.train_seconds - start) / PROBE_TIMED
     shutil.rmtree(run.run_dir, ignore_errors=True)
     return seconds
 
