@@ -95,6 +95,7 @@ def test_command_line_choices_are_the_registries() -> None:
     assert choices("eval", "--mode") == choices("predict", "--mode") == tuple(EVAL_MODES)
     assert choices("demo", "--methods") == tuple(METHODS)
     assert next(a.default for a in commands["compare"]._actions if "--methods" in a.option_strings) == list(METHODS)
+    assert choices("compare", "--budget") == compare.BUDGETS  # not a registry, but one list too
 
 
 class Picky(LabelledOnly):
