@@ -47,6 +47,14 @@ def test_bad_settings_name_the_key(override: str, needle: str) -> None:
         load_config(None, [override])
 
 
+def test_dual_teacher_asks_one_mixing_per_teacher_or_one_for_all() -> None:
+    three = "method.mixings=[cutmix, classmix, cutmix]"
+    assert load_config(None, ["method.name=dual_teacher", "method.mixings=[cutmix]"]).method.mixings == ("cutmix",)
+    with pytest.raises(ConfigError, match=r"method.mixings: give one mixing per teacher \(2\) or a single one for all"):
+        load_config(None, ["method.name=dual_teacher", three])
+    assert load_config(None, ["method.name=mean_teacher", three]).method.name == "mean_teacher"  # its rule alone
+
+
 def test_unknown_key_in_yaml_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "exp.yaml"
     path.write_text("model:\n  encdoer: resnet50\n")

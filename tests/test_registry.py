@@ -15,7 +15,7 @@ from method_contract import MethodContract
 from dualteacher import compare, recipe
 from dualteacher.augment import make_mix_mask, no_mixing
 from dualteacher.cli import build_parser, sub_commands
-from dualteacher.config import ConfigError, load_config
+from dualteacher.config import ConfigError, MethodConfig, load_config
 from dualteacher.data.check import needs_unlabeled
 from dualteacher.data.source import DataSource
 from dualteacher.engine import train
@@ -95,15 +95,30 @@ def test_command_line_choices_are_the_registries() -> None:
     assert choices("eval", "--mode") == choices("predict", "--mode") == tuple(EVAL_MODES)
     assert choices("demo", "--methods") == tuple(METHODS)
     assert next(a.default for a in commands["compare"]._actions if "--methods" in a.option_strings) == list(METHODS)
+    assert choices("compare", "--budget") == compare.BUDGETS  # not a registry, but one list too
 
 
-def test_recipe_settings_name_registered_methods(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert set(recipe.METHOD_SETTINGS) <= set(METHODS)
-    with METHODS.registered("labelled_only", LabelledOnly):
-        assert recipe.method_settings("labelled_only") == []
-    monkeypatch.setitem(recipe.METHOD_SETTINGS, "fixmach", [])
-    with pytest.raises(ConfigError, match="'fixmach' is not one of supervised"):
-        recipe.method_settings("fixmatch")
+class Picky(LabelledOnly):
+    """A toy method with recipe settings of its own and a config check of its own."""
+
+    recipe_settings = ("method.student_drop_path=0.0",)
+
+    @classmethod
+    def check_config(cls, cfg: MethodConfig) -> None:
+        if cfg.threshold < 0.5:
+            raise ConfigError("method.threshold: picky wants >= 0.5")
+
+
+def test_the_recipe_and_the_config_check_ask_the_method_class() -> None:
+    assert recipe.method_settings("fixmatch") == ["method.mixings=[cutmix]", "method.student_drop_path=0.0"]
+    assert recipe.method_settings("dual_teacher") == []
+    with METHODS.registered("picky", Picky):
+        assert recipe.method_settings("picky") == ["method.student_drop_path=0.0"]
+        assert load_config(None, ["method.name=picky", "method.threshold=0.9"]).method.name == "picky"
+        with pytest.raises(ConfigError, match="picky wants"):
+            load_config(None, ["method.name=picky", "method.threshold=0.2"])
+    with pytest.raises(ConfigError, match="'picky' is not one of supervised"):
+        recipe.method_settings("picky")
 
 
 def test_the_comparison_trains_every_registered_method() -> None:

@@ -217,6 +217,7 @@ def _data_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
+    from .budgets import BUDGETS
     from .registry import EVAL_MODES, METHODS
 
     parser = argparse.ArgumentParser(prog="dualteacher", description="Semi-supervised semantic segmentation with Dual Teacher.")
@@ -314,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     length = p.add_mutually_exclusive_group()
     length.add_argument("--iterations", type=_positive, help="iterations per run (default: the recipe's)")
     length.add_argument("--minutes", type=float, help="iterations such that Dual Teacher trains about this long")
-    p.add_argument("--budget", nargs="+", default=["iterations"], choices=["iterations", "time"],
+    p.add_argument("--budget", nargs="+", default=["iterations"], choices=BUDGETS,
                    help="time: every method also gets Dual Teacher's training time")
     p.add_argument("--upper-bound", action="store_true", help="also supervised with every train image labelled")
     p.add_argument("--jobs", type=_positive, default=1, help="runs at a time (the CPU threads are shared out)")

@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from .budgets import BUDGETS
 from .config import Config, ConfigError, load_config
 from .data.check import check_data
 from .data.core import DataError
@@ -68,7 +69,6 @@ EXTRA_VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     UPPER_BOUND: (BASELINE, ()),
 }
 """Variants beside the registered methods: name -> (method, its own settings)."""
-BUDGETS = ("iterations", "time")
 POOL = "train"
 PROBE_WARMUP, PROBE_TIMED = 3, 10
 TOLERANCE = 1e-9
@@ -342,9 +342,9 @@ def probe_worker(run: Run) -> float:
     shutil.rmtree(run.run_dir, ignore_errors=True)
     trainer = Trainer(run.config(), resume=False, progress=False)
     trainer.fit(stop_at=PROBE_WARMUP)
-    start = trainer.train_seconds
+    start = trainer.state.train_seconds
     trainer.fit(stop_at=PROBE_WARMUP + PROBE_TIMED)
-    seconds = (trainer.train_seconds - start) / PROBE_TIMED
+    seconds = (trainer.state.train_seconds - start) / PROBE_TIMED
     shutil.rmtree(run.run_dir, ignore_errors=True)
     return seconds
 

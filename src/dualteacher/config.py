@@ -319,7 +319,8 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 def validate(cfg: Config) -> Config:
-    """Check value ranges and choices; raise ConfigError naming the key (the first check that fails)."""
+    """Check value ranges and choices, then ask the method (its ``check_config``); raise
+    ConfigError naming the key (the first check that fails)."""
     for key, choices in _CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
@@ -328,7 +329,10 @@ def validate(cfg: Config) -> Config:
     for key, ok, why in _range_checks(cfg):
         if not ok:
             raise ConfigError(f"{key}: {why}")
-    _check_mixings(cfg.method)
+    unknown_mix = [m for m in cfg.method.mixings if m not in MIXINGS]
+    if unknown_mix:
+        raise ConfigError(f"method.mixings: unknown mixing {unknown_mix[0]!r} ({', '.join(MIXINGS)})")
+    METHODS.get(cfg.method.name).check_config(cfg.method)  # imports the method (and PyTorch)
     return cfg
 
 
@@ -371,17 +375,6 @@ def _range_checks(cfg: Config) -> list[tuple[str, bool, str]]:
         ("train.keep_checkpoints", cfg.train.keep_checkpoints >= 1, "must be >= 1"),
         ("train.max_bad_steps", cfg.train.max_bad_steps >= 1, "must be >= 1"),
     ]
-
-
-def _check_mixings(method: MethodConfig) -> None:
-    """Registered mixings; for Dual Teacher one per teacher or a single one for all."""
-    unknown_mix = [m for m in method.mixings if m not in MIXINGS]
-    if unknown_mix:
-        raise ConfigError(f"method.mixings: unknown mixing {unknown_mix[0]!r} ({', '.join(MIXINGS)})")
-    if method.name == "dual_teacher" and len(method.mixings) not in (1, method.num_teachers):
-        raise ConfigError(
-            f"method.mixings: give one mixing per teacher ({method.num_teachers}) or a single one for all"
-        )
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -7,7 +7,6 @@ teacher–student coupling diagnostics and a picture of the pseudo-labels.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,27 +20,26 @@ from .config import Config
 from .data.build import SplitData, eval_loader
 from .diagnostics import coupling_metrics
 from .evaluate import Metrics, evaluate, logits_predictor
+from .inference import checkpoint_card
 from .inference_modes import EvalSettings, build_predictor
 from .methods import Method
+from .models import Normalization
 from .plots import PICTURE_IMAGES, teacher_picture
 from .runlog import RunLog
-
-Normalization = tuple[tuple[float, float, float], tuple[float, float, float]]
+from .training_state import TrainingState
 
 
 class Evaluator:
-    """Scores a method's networks on ``data.val`` and tracks the best one (``best``, checkpointed).
-
-    ``model_card`` gives what inference needs besides the weights; it is saved with every best.
-    """
+    """Scores a method's networks on ``data.val`` and tracks the best one in ``state.best``
+    (checkpointed with the state); each new best is saved with what inference needs besides
+    the weights (:func:`~dualteacher.inference.checkpoint_card`)."""
 
     def __init__(self, cfg: Config, data: SplitData, method: Method, norm: Normalization, device: torch.device,
-                 model_card: Callable[[], dict[str, Any]], *, rank: int = 0, world: int = 1) -> None:
-        self.cfg, self.data, self.method, self.device = cfg, data, method, device
+                 state: TrainingState, *, rank: int = 0, world: int = 1) -> None:
+        self.cfg, self.data, self.method, self.device, self.state = cfg, data, method, device, state
         self.mean, self.std = norm
-        self.model_card = model_card
+        self.card = checkpoint_card(cfg, data.classes, norm)
         self.rank, self.world = rank, world
-        self.best: dict[str, Any] = {"miou": -1.0}
         self.probe = self._probe_images()
 
     @property
@@ -92,13 +90,13 @@ class Evaluator:
         return keep == "best" or (keep == "student") == (role in self.method.trained())
 
     def _track_best(self, role: str, metrics: Metrics, iteration: int) -> None:
-        """A new best eligible network replaces ``best`` and (rank 0) ``best.safetensors``."""
-        if not self._eligible(role) or metrics.miou <= self.best["miou"]:
+        """A new best eligible network replaces ``state.best`` and (rank 0) ``best.safetensors``."""
+        if not self._eligible(role) or metrics.miou <= self.state.best["miou"]:
             return
-        self.best = {"miou": metrics.miou, "role": role, "iteration": iteration}
+        self.state.best = {"miou": metrics.miou, "role": role, "iteration": iteration}
         if self.rank == 0:
             state = {"kind": "model", "role": role, "iteration": iteration,
-                     "metrics": metrics.as_dict(self.data.classes), **self.model_card()}
+                     "metrics": metrics.as_dict(self.data.classes), **self.card}
             save_checkpoint(self.best_path, module_tensors("model", self.method.modules()[role]), state)
 
     def _picture(self, log: RunLog, iteration: int) -> None:

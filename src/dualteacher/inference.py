@@ -27,13 +27,13 @@ from torch import Tensor
 from .augment import normalize
 from .checkpoint import CheckpointError, load_checkpoint, load_module
 from .colors import palette
-from .config import DataConfig, config_from_dict
+from .config import Config, DataConfig, config_from_dict
 from .data.core import DataError, load_image, rgb_image
 from .data.registry import open_source, reader
 from .data.transforms import IGNORE_INDEX
 from .evaluate import Metrics, Predictor
 from .inference_modes import EvalSettings, build_predictor, evaluate_split
-from .models import SegmentationNetwork, model_from_config
+from .models import Normalization, SegmentationNetwork, model_from_config
 
 ImageInput = str | Path | Image.Image | np.ndarray
 
@@ -181,6 +181,13 @@ class LoadedModel:
             batch_size=batch_size or trained.val_batch_size, workers=workers,
         )
         return metrics
+
+
+def checkpoint_card(cfg: Config, classes: list[str], norm: Normalization) -> dict[str, Any]:
+    """The header entries every checkpoint carries for :func:`load_model`: the run's settings,
+    the class names and count, and the input normalisation (mean, std)."""
+    mean, std = norm
+    return {"config": cfg.to_dict(), "classes": classes, "num_classes": len(classes), "mean": list(mean), "std": list(std)}
 
 
 def load_model(path: str | Path, role: str | None = None, device: str | torch.device = "cpu") -> LoadedModel:

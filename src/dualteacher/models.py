@@ -58,6 +58,9 @@ from dualteacher.pretrained import (
 )
 from dualteacher.registry import NETWORKS
 
+Normalization = tuple[tuple[float, float, float], tuple[float, float, float]]
+"""Per-channel (mean, std) of RGB inputs in [0, 1]."""
+
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 ARCHITECTURES: dict[str, type[SegmentationModel]] = {
     "deeplabv3plus": smp.DeepLabV3Plus,
@@ -282,7 +285,7 @@ def model_from_config(
     return network
 
 
-def model_normalization(model: ModelConfig) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+def model_normalization(model: ModelConfig) -> Normalization:
     """The (mean, std) the network's inputs are normalised with, for images in [0, 1]: the
     configured ``model.mean``/``model.std``, else those of the encoder's weights."""
     mean, std = default_normalization(model.encoder, model.weights)
@@ -485,9 +488,7 @@ def _drop_path_factors(net: SegmentationModel, name: str, drop_path: float) -> d
     return factors
 
 
-def default_normalization(
-    encoder: str, weights: str | None = None
-) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+def default_normalization(encoder: str, weights: str | None = None) -> Normalization:
     """(mean, std) that the encoder's pretrained weights expect, for inputs scaled to [0, 1]."""
     if weights == EFFICIENTNET_LITE0:
         return EFFICIENTNET_LITE0_MEAN_STD

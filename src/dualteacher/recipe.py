@@ -1,10 +1,11 @@
 """The one shared training recipe: model, input size, optimiser, schedule and batch.
 
-Every method trains with :data:`RECIPE` plus its own entry of :data:`METHOD_SETTINGS` (none for
-a method it does not list; every key must name a registered method); the demo, the shipped ``configs/digits_*.yaml``, ``dualteacher compare`` and the benchmarks all
-build their settings with :func:`recipe_config`. :func:`adapt_recipe` fits the recipe to the
-data it is given (the crop is never larger than the smallest training image, a val batch holds
-about as many pixels as the recipe's) and says what it chose.
+Every method trains with :data:`RECIPE` plus its own settings, the ``recipe_settings`` of its
+class (:func:`method_settings`); the demo, the shipped ``configs/digits_*.yaml``, ``dualteacher
+compare`` and the benchmarks all build their settings with :func:`recipe_config`.
+:func:`adapt_recipe` fits the recipe to the data it is given (the crop is never larger than the
+smallest training image, a val batch holds about as many pixels as the recipe's) and says what
+it chose.
 """
 
 from __future__ import annotations
@@ -47,11 +48,6 @@ RECIPE = [
     "train.log_every=10",
     "train.probe_images=16",
 ]
-METHOD_SETTINGS = {
-    "mean_teacher": ["method.mixings=[cutmix]", "method.student_drop_path=0.0"],
-    "fixmatch": ["method.mixings=[cutmix]", "method.student_drop_path=0.0"],
-    "unimatch": ["method.mixings=[cutmix]", "method.student_drop_path=0.0"],
-}
 BASELINE = "supervised"
 """The method the others are measured against; with every train image labelled, the upper bound."""
 UPPER_BOUND = "supervised_all"
@@ -59,15 +55,11 @@ UPPER_BOUND = "supervised_all"
 
 
 def method_settings(method: str) -> list[str]:
-    """The recipe's own settings of ``method`` (none if it lists none).
-
-    Raises :class:`ConfigError` when a key of :data:`METHOD_SETTINGS` is not a registered method
-    (a typo or a renamed method would otherwise silently train with no settings).
-    """
-    stray = [name for name in METHOD_SETTINGS if name not in METHODS]
-    if stray:
-        raise ConfigError(f"recipe METHOD_SETTINGS: {stray[0]!r} is not one of {', '.join(METHODS)}")
-    return list(METHOD_SETTINGS.get(method, []))
+    """The recipe's own settings of ``method``: its class's ``recipe_settings`` (imported here,
+    with PyTorch). Raises :class:`ConfigError` when ``method`` is not a registered method."""
+    if method not in METHODS:
+        raise ConfigError(f"method.name: {method!r} is not one of {', '.join(METHODS)}")
+    return list(METHODS.get(method).recipe_settings)
 
 
 def schedule(iterations: int) -> list[str]:

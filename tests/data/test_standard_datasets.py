@@ -342,8 +342,8 @@ def test_epochs_over_the_unlabeled_set(trees, tmp_path: Path) -> None:
     )
     over_labeled = Trainer(load_config(None, overrides), resume=False, progress=False)
     over_unlabeled = Trainer(load_config(None, [*overrides, "train.epoch_over=unlabeled"]), resume=False, progress=False)
-    assert over_labeled.iters_per_epoch == 2 // 2
-    assert over_unlabeled.iters_per_epoch == 10 // 4
+    assert over_labeled.schedule.iters_per_epoch == 2 // 2
+    assert over_unlabeled.schedule.iters_per_epoch == 10 // 4
 
 
 def test_folder_entries_name_ids(tmp_path: Path) -> None:

@@ -96,7 +96,7 @@ def test_the_same_dataset_at_another_path_is_a_safe_change(tiny_data, run: Path,
     overrides = [*tiny_overrides(tiny_data, run), f"data.root={moved}"]
     assert "data.root" in refused(overrides, run, capsys)
     trainer = Trainer(load_config(None, overrides), allow_changes=True, progress=False)
-    assert trainer.iteration == 3 and "same ids and file sizes" in capsys.readouterr().out
+    assert trainer.state.iteration == 3 and "same ids and file sizes" in capsys.readouterr().out
 
 
 def test_another_class_count_is_refused_clearly(tiny_data, run: Path, tmp_path: Path, capsys) -> None:

@@ -91,7 +91,7 @@ def test_corrupted_newest_checkpoint_falls_back_to_the_previous_one(tiny_data, t
 
     trainer = Trainer(load_config(None, overrides), progress=False)
     assert "skipping last.safetensors" in capsys.readouterr().out
-    assert trainer.resumed_from == run / "last-1.safetensors" and trainer.iteration == 4
+    assert trainer.resumed_from == run / "last-1.safetensors" and trainer.state.iteration == 4
     trainer.fit()
     a, b = weights(tmp_path / "ref"), weights(run)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -116,12 +116,12 @@ def test_nan_steps_are_skipped_and_too_many_stop_the_run(tiny_data, tmp_path: Pa
 
     def poisoned(labeled, unlabeled, gen):
         loss, parts = step(labeled, unlabeled, gen)
-        return (loss * float("nan"), parts) if trainer.iteration in (2, 3) else (loss, parts)
+        return (loss * float("nan"), parts) if trainer.state.iteration in (2, 3) else (loss, parts)
 
     trainer.method.step = poisoned
     before = [p.detach().clone() for p in trainer.method.student.parameters()]
     trainer.fit(stop_at=4)
-    assert trainer.skipped_steps == 2
+    assert trainer.state.skipped_steps == 2
     assert all(torch.isfinite(p).all() for p in trainer.method.student.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.method.student.parameters()))
     saved = load_checkpoint(run / "last.safetensors")[1]

@@ -72,6 +72,7 @@ from dualteacher.data.core import (
     find_missing,
     image_conversion,
     read_list_lines,
+    rgb_image,
 )
 from dualteacher.data.digits import default_cache_dir
 from dualteacher.data.source import DataSource
@@ -306,8 +307,11 @@ _Facts = dict[str, Any]
 
 
 def _read_file(job: tuple[str, bool]) -> tuple[str, _Facts | None, str | None]:
-    """Read one file's header and, when the job says decode, all its pixels (for an L/P file,
-    the pixel count of every value); ``(path, facts, None)`` or ``(path, None, why unreadable)``."""
+    """Read one file's header and, when the job says decode, all its pixels: an L/P file (a mask,
+    or an image) counted per value, any other file decoded to RGB by the decoder that training
+    and inference use (:func:`~dualteacher.data.core.rgb_image`); a mode that decoder refuses is
+    a finding of its own (``image-mode``), so its pixels are not read. ``(path, facts, None)``
+    or ``(path, None, why unreadable)``; the finding made of it names the file."""
     path, decode = job
     try:
         with Image.open(path) as image:
@@ -315,8 +319,8 @@ def _read_file(job: tuple[str, bool]) -> tuple[str, _Facts | None, str | None]:
                              "decoded": decode, "values": None}
             if decode and image.mode in MASK_MODES:
                 facts["values"] = [[v, n] for v, n in enumerate(image.histogram()) if n]
-            elif decode:
-                image.load()
+            elif decode and image_conversion(image.mode)[0] != "refused":
+                rgb_image(image, path)
     except Exception as error:  # noqa: BLE001 - any decoder failure is a finding about this file
         return path, None, decode_failure(error)
     return path, facts, None

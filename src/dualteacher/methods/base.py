@@ -56,6 +56,16 @@ class Method(ABC):
     uses_unlabeled = True
     """Whether :meth:`step` reads an unlabelled batch (training then loads and checks that split)."""
 
+    recipe_settings: tuple[str, ...] = ()
+    """The method's own ``key=value`` settings in the shared recipe (:mod:`dualteacher.recipe`),
+    applied after the recipe's and before the user's."""
+
+    @classmethod
+    def check_config(cls, cfg: MethodConfig) -> None:
+        """Check the ``method`` settings against what this method accepts; called by the config
+        validation of every run of it. Raises :class:`~dualteacher.config.ConfigError` naming
+        the key; the default accepts every setting that passed the shared checks."""
+
     def __init__(self, ctx: MethodContext, student_drop_path: float | None = None) -> None:
         """``student_drop_path`` None takes ``method.student_drop_path``."""
         self.ctx = ctx

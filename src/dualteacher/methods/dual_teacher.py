@@ -8,7 +8,11 @@ Per iteration, with teacher k on shift (k = (epoch // period) mod K):
   4. one student pass (with stochastic depth) on [labelled, mixed, strong un-mixed]
      (the last view is skipped when the ICL weight is 0):
      L = CE(labelled) + w_u * L_mix + w_icl * L_icl, the last being the implicit consistency
-     term between teacher k's pseudo-labels and the student on the un-mixed strong view;
+     term between teacher k's pseudo-labels and the student on the un-mixed strong view.
+     ``method.threshold_mode`` applies to L_mix only (the official code weights it by the
+     share of confident pixels, ``fraction``); L_icl is always thresholded per pixel, CE on
+     the pixels whose confidence reaches the threshold divided by the valid pixels, as the
+     method defines the ICL term;
   5. after the optimiser step only teacher k receives the EMA of the student; with
      ``restart_per_shift`` its momentum counter restarts at each shift, so it starts the
      shift as a copy of the student (the official code's behaviour).
@@ -20,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..augment import strong_photometric
+from ..config import ConfigError, MethodConfig
 from ..losses import pseudo_label_loss, supervised_ce
 from ..teachers import TeacherPool
 from .base import Batch, Method, MethodContext, confident_fraction, make_teacher, mix, pseudo_label
@@ -27,6 +32,12 @@ from .base import Batch, Method, MethodContext, confident_fraction, make_teacher
 
 class DualTeacher(Method):
     """Student + K temporary teachers taking turns."""
+
+    @classmethod
+    def check_config(cls, cfg: MethodConfig) -> None:
+        """``method.mixings``: one per teacher or a single one for all (raises ConfigError)."""
+        if len(cfg.mixings) not in (1, cfg.num_teachers):
+            raise ConfigError(f"method.mixings: give one mixing per teacher ({cfg.num_teachers}) or a single one for all")
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
@@ -68,6 +79,7 @@ class DualTeacher(Method):
         loss = loss_sup + c.unsup_weight * loss_mix
         loss_icl = torch.zeros((), device=loss.device)
         if c.icl_weight > 0:
+            # per pixel whatever method.threshold_mode says: the ICL term is defined so (see above)
             loss_icl = pseudo_label_loss(logits[n + m :], pseudo, conf, unlabeled.valid, c.threshold, "pixel")
             loss = loss + c.icl_weight * loss_icl
         return loss, {

@@ -21,6 +21,8 @@ from .base import Batch, Method, pseudo_label
 class FixMatch(Method):
     """A single network taught by its own confident weak-view predictions."""
 
+    recipe_settings = ("method.mixings=[cutmix]", "method.student_drop_path=0.0")
+
     def step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         assert unlabeled is not None and unlabeled.valid is not None
         conf, pseudo = pseudo_label(self.net, self.norm(unlabeled.image))

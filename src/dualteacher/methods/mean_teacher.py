@@ -20,6 +20,8 @@ from .base import Batch, Method, MethodContext, make_teacher, pseudo_label
 class MeanTeacher(Method):
     """Student + one persistent EMA teacher."""
 
+    recipe_settings = ("method.mixings=[cutmix]", "method.student_drop_path=0.0")
+
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
         c = self.cfg

@@ -34,6 +34,8 @@ STRONG_SHARE = 0.25
 class UniMatch(Method):
     """A single network, three perturbed streams: FP, strong view 1, strong view 2."""
 
+    recipe_settings = ("method.mixings=[cutmix]", "method.student_drop_path=0.0")
+
     def step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         assert unlabeled is not None and unlabeled.valid is not None
         c = self.cfg
