@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from dualteacher import compare as cmp
 from scenes import make_scenes
@@ -105,6 +106,13 @@ def test_summary_schema_and_a_second_call_trains_nothing(data: Path, tmp_path: P
     assert again.summary == summary == json.loads((out / "summary.json").read_text())
     with pytest.raises(ConfigError, match=r"1-8_seed0_supervised_iterations4\.json was trained with other settings"):
         compare(options(data, out, overrides=[*TINY, "optim.lr=0.003"]))
+
+    moved = Path(shutil.copytree(data, tmp_path / "moved"))  # the same data elsewhere: still reused
+    assert compare(options(moved, out, budgets=["iterations", "time"], upper_bound=True, jobs=2)).summary == summary
+    image = sorted((moved / "images").glob("*.png"))[-1]
+    Image.open(image).save(image, compress_level=0)  # same pixels, another file: no longer provably the same data
+    with pytest.raises(ConfigError, match=r"iterations4\.json was trained on other data"):
+        compare(options(moved, out))
 
 
 def test_an_interrupted_run_writes_no_summary(tmp_path: Path, monkeypatch) -> None:

@@ -18,13 +18,14 @@ training iteration (evaluation excluded) of the equal-iteration runs, which ``ti
 also trains. Variants and the upper bound train under ``iterations`` only.
 
 Each run is a fresh spawned process (``jobs`` at a time, the CPU threads shared out), so its
-peak memory is its own. A run with a summary is reused when its settings match, an interrupted
+peak memory is its own. A run with a summary is reused when its settings and data match, an interrupted
 one resumes from its checkpoint: the same command again trains nothing new.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -62,6 +63,7 @@ from .recipe import (
     recipe_config,
 )
 from .registry import METHODS
+from .resume import files_digest
 from .runlog import read_log
 
 EXTRA_VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -130,6 +132,7 @@ class Run:
     run_dir: str
     summary: str
     threads: int
+    data_digest: str = ""
 
     @property
     def method(self) -> str:
@@ -223,6 +226,17 @@ def check_dataset(source: DataSource, val_split: str) -> None:
         raise DataError(report.format(severities=("error", "warning")))
 
 
+def data_digest(source: DataSource, val_split: str) -> str:
+    """SHA-256 (hex) over the ids of the train pool and of ``val_split`` with the byte sizes of
+    their image and mask files: a finished run's summary is reused only for the same data."""
+    parts = []
+    for split in (POOL, val_split):
+        ids = source.split_ids(split)
+        files = source.files(ids, labeled=True)
+        parts.append(f"{split}:{files_digest(ids, files.images, files.masks)}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 def _threads(jobs: int) -> int:
     """Threads per run: the CPUs shared out over ``jobs``, at most torch's own (``OMP_NUM_THREADS``)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -240,6 +254,8 @@ class Plan:
     threads: int
     iterations: int = ITERATIONS
     probe: dict[str, Any] | None = None
+    data_digest: str = ""
+    """:func:`data_digest` of the data the runs train on."""
 
     @property
     def runs_dir(self) -> Path:
@@ -255,7 +271,7 @@ class Plan:
         overrides = (*variant_of(variant)[1], *self.adaptation.overrides, *self.opts.overrides)
         return Run(name, variant, fraction, seed, budget, iterations, str(self.opts.data), labeled, unlabeled,
                    tuple(_data_settings(self.opts)), overrides, str(self.runs_dir / name),
-                   str(self.opts.out / "summaries" / f"{name}.json"), self.threads)
+                   str(self.opts.out / "summaries" / f"{name}.json"), self.threads, self.data_digest)
 
     def equal_iteration_runs(self) -> list[Run]:
         """Every variant on every fraction and seed, then the upper bound per seed."""
@@ -294,7 +310,7 @@ def plan_comparison(opts: CompareOptions) -> Plan:
         for seed in opts.seeds:
             labeled, unlabeled = split_source(source, fraction, seed, pool=POOL)
             splits[fraction, seed] = (labeled.stem, unlabeled.stem)
-    plan = Plan(opts, variants, adaptation, splits, _threads(opts.jobs))
+    plan = Plan(opts, variants, adaptation, splits, _threads(opts.jobs), data_digest=data_digest(source, val_split))
     if opts.iterations is not None:
         plan.iterations = opts.iterations
     elif opts.minutes is not None:
@@ -386,6 +402,7 @@ def run_one(run: Run) -> dict[str, Any] | None:
         "threads": run.threads,
         "device": device_name(),
         "settings": run.settings,
+        "data": run.data_digest,
         "curve": [[r["train_seconds"], r["student/miou"]] for r in evals],
     }
     path = Path(run.summary)
@@ -397,7 +414,8 @@ def run_one(run: Run) -> dict[str, Any] | None:
 
 
 def finished(run: Run) -> dict[str, Any] | None:
-    """The summary of ``run`` if it finished; :class:`ConfigError` if it ran with other settings."""
+    """The summary of ``run`` if it finished; :class:`ConfigError` if it ran with other settings or
+    on other data (a summary written before summaries recorded their data is taken as it is)."""
     path = Path(run.summary)
     if not path.exists():
         return None
@@ -407,6 +425,9 @@ def finished(run: Run) -> dict[str, Any] | None:
         differ = [s for s in run.settings if s not in (stored or [])] + [s for s in stored or [] if s not in run.settings]
         why = "none recorded" if stored is None else f"e.g. {differ[0]}" if differ else "in another order"
         raise ConfigError(f"{path} was trained with other settings ({why}): choose another --out, or remove it to retrain")
+    if "data" in summary and summary["data"] != run.data_digest:
+        raise ConfigError(f"{path} was trained on other data (other ids or files of other sizes in the train or val "
+                          "split): choose another --out, or remove it to retrain")
     return summary
 
 

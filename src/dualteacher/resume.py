@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,17 +139,20 @@ def data_fingerprint(splits: Mapping[str, FileListDataset | None]) -> dict[str, 
     """Per split (None: not read): its number of ids and a SHA-256 over its ids, in order, with
     the byte size of each image and mask file. A copy of the data elsewhere keeps it; other data,
     even with the same ids, almost surely changes it. Costs one ``stat`` per file."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, dataset in splits.items():
-        if dataset is None:
-            continue
-        digest = hashlib.sha256()
-        masks = dataset.mask_paths or [None] * len(dataset.ids)
-        for sample_id, image, mask in zip(dataset.ids, dataset.image_paths, masks):
-            sizes = f"{_size(image)}\t{_size(mask) if mask is not None else ''}"
-            digest.update(f"{sample_id}\t{sizes}\n".encode())
-        out[name] = {"ids": len(dataset.ids), "sha256": digest.hexdigest()}
-    return out
+    return {
+        name: {"ids": len(dataset.ids), "sha256": files_digest(dataset.ids, dataset.image_paths, dataset.mask_paths)}
+        for name, dataset in splits.items()
+        if dataset is not None
+    }
+
+
+def files_digest(ids: Sequence[str], images: Sequence[Path], masks: Sequence[Path] | None) -> str:
+    """SHA-256 (hex) over ``ids`` in order, each with the byte size of its image and mask file."""
+    digest = hashlib.sha256()
+    for sample_id, image, mask in zip(ids, images, masks or [None] * len(ids)):
+        sizes = f"{_size(image)}\t{_size(mask) if mask is not None else ''}"
+        digest.update(f"{sample_id}\t{sizes}\n".encode())
+    return digest.hexdigest()
 
 
 def _other_data(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> str | None:
