@@ -67,3 +67,18 @@ def test_gpu_check_script_parses_and_its_compare_call_is_valid() -> None:
     cfg = load_config(None, overrides)
     assert cfg.train.amp == "off" and cfg.train.eval_every > 1000
     assert text.count("-m dualteacher compare --data") == 2
+
+
+def test_dual_teacher_ablation_removes_one_part_per_row_and_ends_at_mean_teacher(tiny_data, tmp_path: Path) -> None:
+    ablation = script("dual_teacher_ablation")
+    configs = {
+        name: ablation.recipe_config(tiny_data["root"], "l", "u", method, tmp_path, 400, 0, overrides)
+        for name, (method, overrides) in ablation.ROWS.items()
+    }
+    full, *removed, mean_teacher = configs.values()
+    assert full.method.name == "dual_teacher" and mean_teacher.method.name == "mean_teacher"
+    fields = ("student_drop_path", "icl_weight", "mixings", "num_teachers", "restart_per_shift")
+    for row in removed:  # each row differs from the full method in the settings of one part only
+        changed = {f for f in fields if getattr(row.method, f) != getattr(full.method, f)}
+        assert changed and len(changed) <= 3 and row.train == full.train and row.optim == full.optim
+    assert {f for r in removed for f in fields if getattr(r.method, f) != getattr(full.method, f)} == set(fields)
