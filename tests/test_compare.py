@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import types
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,19 @@ def test_the_data_check_reads_masks_with_the_configured_ignore_index(tmp_path: P
     opts = options(root, tmp_path / "out", fractions=["4"], methods=["supervised"], iterations=2,
                    overrides=[*TINY, "data.ignore_index=7"])
     assert cmp.plan_comparison(opts).iterations == 2
+
+
+def test_the_speed_probe_leaves_out_the_loader_start_up(tmp_path: Path, monkeypatch) -> None:
+    class Fake:  # each fit() call costs 5 s of loader start-up plus 0.5 s per iteration
+        def __init__(self, cfg, resume: bool, progress: bool) -> None:
+            self.state = types.SimpleNamespace(iteration=0, train_seconds=0.0)
+
+        def fit(self, stop_at: int) -> None:
+            self.state.train_seconds += 5.0 + 0.5 * (stop_at - self.state.iteration)
+            self.state.iteration = stop_at
+
+    monkeypatch.setattr(cmp, "Trainer", Fake)
+    run = Run("p", "supervised", "1/8", 0, "probe", 1000, str(tmp_path), "train", "train", (), tuple(TINY),
+              str(tmp_path / "run"), str(tmp_path / "p.json"), 1)
+    monkeypatch.setattr(Run, "config", lambda self: None)
+    assert cmp.probe_worker(run) == pytest.approx(0.5)
