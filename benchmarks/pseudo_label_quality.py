@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 
 from dualteacher.config import config_from_dict
-from dualteacher.data.build import eval_loader
-from dualteacher.data.registry import open_source
+from dualteacher.data.build import eval_loader, source_from_config
 from dualteacher.data.transforms import IGNORE_INDEX
 from dualteacher.evaluate import unpadded_groups
 from dualteacher.inference import load_model
@@ -31,7 +30,7 @@ def quality(checkpoint: Path, role: str, split: str, threshold: float, limit: in
     """Per-class coverage and accuracy of confident pixels, and the overall figures."""
     model = load_model(checkpoint, role)
     data = config_from_dict(model.state["config"]).data
-    source = open_source(data.dataset, data.root, data.splits_dir, ignore_index=data.ignore_index)
+    source = source_from_config(data)
     ids = source.split_ids(split)[:limit]
     dataset = source.dataset(ids, labeled=True, transform=EvalSettings.from_config(data).transform())
     k = len(model.classes)
