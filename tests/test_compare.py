@@ -65,9 +65,10 @@ def test_summary_of_hand_made_runs(tmp_path: Path) -> None:
         run("supervised", 0, [[5, 0.2], [10, 0.4]]), run("supervised", 1, [[5, 0.2], [10, 0.6]]),  # target 0.5
         run("dual_teacher", 0, [[8, 0.5], [16, 0.5]]), run("dual_teacher", 1, [[8, 0.3], [16, 0.7]]),
         run("supervised_all", 0, [[4, 0.9]]),
+        run("unimatch", 0, [[5, 0.3], [10, 0.45]]),  # one seed: measured against supervised's seed 0 (0.4)
     ]
     opts = CompareOptions(data=tmp_path, out=tmp_path, fractions=["1/8"], methods=["supervised", "dual_teacher"])
-    plan = Plan(opts, ["supervised", "dual_teacher"], Adaptation([], []), {}, threads=1, iterations=10)
+    plan = Plan(opts, ["supervised", "dual_teacher", "unimatch"], Adaptation([], []), {}, threads=1, iterations=10)
     summary = summarize(results, plan)
     dual = summary["methods"]["dual_teacher"]["1/8"]
     assert dual["mean"] == pytest.approx(0.6) and dual["std"] == pytest.approx(0.1414, abs=1e-4)
@@ -75,6 +76,7 @@ def test_summary_of_hand_made_runs(tmp_path: Path) -> None:
     assert dual["time_to_accuracy"] == 16  # the seed-mean curve is 0.4 at 8 s, 0.6 at 16 s
     assert dual["per_seed"]["0"]["time_to_accuracy"] == 8 and dual["per_seed"]["1"]["time_to_accuracy"] == 16
     assert summary["methods"]["supervised"]["1/8"]["time_to_accuracy"] == 10
+    assert summary["methods"]["unimatch"]["1/8"]["time_to_accuracy"] == 10  # not 'never' against the 2-seed mean 0.5
     assert summary["upper_bound"]["mean"] == 0.9 and summary["upper_bound"]["std"] is None
     table = cmp.write_table(summary, ["1/8"], tmp_path / "table.md")
     assert "| dual_teacher | 1/8 | 0.6000 ± 0.1414 | 2 | 10 | 1.600 | 16 | 100 | 16 |" in table

@@ -476,11 +476,16 @@ def time_to_accuracy(curve: Sequence[Sequence[float]], target: float) -> float |
     return next((float(seconds) for seconds, miou in curve if miou >= target - TOLERANCE), None)
 
 
-def _seed_stats(runs: list[dict], target: float | None) -> dict[str, Any]:
-    """mean, std (None for one seed), final mIoU and detail per seed; with ``target``, each
-    seed's time to reach it."""
+def _seed_stats(runs: list[dict], targets: dict[int, float] | None) -> dict[str, Any]:
+    """mean, std (None for one seed), final mIoU and detail per seed; with ``targets`` (seed ->
+    supervised's final mIoU on that seed's split), each seed's time to reach its own target."""
     runs = sorted(runs, key=lambda r: r["seed"])
     finals = [r["student_miou"] for r in runs]
+
+    def reached(run: dict) -> float | None:
+        target = None if targets is None else targets.get(run["seed"])
+        return None if target is None else time_to_accuracy(run["curve"], target)
+
     return {
         "mean": statistics.mean(finals),
         "std": statistics.stdev(finals) if len(finals) > 1 else None,
@@ -488,17 +493,20 @@ def _seed_stats(runs: list[dict], target: float | None) -> dict[str, Any]:
         "per_seed": {
             str(r["seed"]): {
                 "iterations": r["iterations"], "train_seconds": r["train_seconds"], "s_per_iteration": r["s_per_it"],
-                "peak_memory_mb": r["peak_memory_mb"],
-                "time_to_accuracy": None if target is None else time_to_accuracy(r["curve"], target),
+                "peak_memory_mb": r["peak_memory_mb"], "time_to_accuracy": reached(r),
             }
             for r in runs
         },
     }
 
 
-def _cell(runs: list[dict], target: float | None) -> dict[str, Any]:
-    """One method at one fraction under one budget (see :func:`summarize`)."""
-    stats = _seed_stats(runs, target)
+def _cell(runs: list[dict], targets: dict[int, float]) -> dict[str, Any]:
+    """One method at one fraction under one budget (see :func:`summarize`); ``targets``: seed ->
+    supervised's final mIoU. The cell's target is their mean over the method's own seeds (None
+    when supervised lacks one of them), so a partial grid compares like with like."""
+    stats = _seed_stats(runs, targets)
+    seeds = [r["seed"] for r in runs]
+    target = statistics.mean(targets[s] for s in seeds) if all(s in targets for s in seeds) else None
     return {
         **{k: stats[k] for k in ("mean", "std", "seeds")},
         "s_per_iteration": statistics.mean(r["s_per_it"] for r in runs),
@@ -513,8 +521,7 @@ def _budget_cells(runs: list[dict], variants: Sequence[str], fractions: Sequence
     def mine(variant: str, fraction: str) -> list[dict]:
         return [r for r in runs if r["variant"] == variant and r["fraction"] == fraction]
 
-    targets = {f: statistics.mean(r["student_miou"] for r in mine(BASELINE, f)) if mine(BASELINE, f) else None
-               for f in fractions}
+    targets = {f: {r["seed"]: r["student_miou"] for r in mine(BASELINE, f)} for f in fractions}
     return {v: {f: _cell(mine(v, f), targets[f]) for f in fractions if mine(v, f)} for v in variants}
 
 
@@ -538,9 +545,10 @@ def summarize(results: list[dict], plan: Plan) -> dict[str, Any]:
     also holds its equal-wall-clock result under ``"equal_time"``. mIoU is the final student's;
     ``std`` is the sample standard deviation over seeds (null for one seed);
     ``time_to_accuracy`` is the training time at which the method's seed-mean curve first reaches
-    the seed-mean final mIoU of supervised training on the same fraction and budget (null if
-    never, or without supervised runs); ``per_seed`` holds iterations, training seconds, s/it,
-    peak memory and time-to-accuracy per seed.
+    the final mIoU of supervised training on the same fraction and budget, averaged over the
+    method's seeds (null if never, or when supervised lacks one of those seeds); ``per_seed``
+    holds iterations, training seconds, s/it, peak memory and time-to-accuracy per seed, the
+    latter against supervised on the same seed (its own labelled split).
     """
     opts = plan.opts
     every = _with_reference_timed(results, plan)
