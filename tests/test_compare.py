@@ -53,6 +53,8 @@ def test_seed_mean_curve_compares_runs_at_equal_training_seconds() -> None:
     assert [t for t, _ in curve] == [10.0, 15.0, 20.0]  # the window both runs cover
     assert [m for _, m in curve] == pytest.approx([0.25, 0.4, 0.45])  # short is 0.3 at 15 s
     assert mean_curve([short]) == [(10.0, 0.2), (20.0, 0.4)]
+    same_length = mean_curve([short, [[12.0, 0.4], [24.0, 0.6]]])  # equal iterations: point by point
+    assert [t for t, _ in same_length] == [11.0, 22.0] and [m for _, m in same_length] == pytest.approx([0.3, 0.5])
 
 
 def test_summary_of_hand_made_runs(tmp_path: Path) -> None:

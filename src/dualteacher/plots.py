@@ -104,14 +104,20 @@ def coupling_figure(runs: dict[str, Path], path: Path) -> Path:
 
 
 def mean_curve(curves: Sequence[Sequence[Sequence[float]]]) -> list[tuple[float, float]]:
-    """The seed-mean of ``curves`` ([[training seconds, mIoU], ...] each, seconds increasing) as a
-    function of training time: every curve is interpolated linearly between its evaluations at
-    each evaluation time of any curve, from the latest first evaluation to the earliest last one
-    (runs of different lengths, as under an equal wall-clock budget, are compared at equal
-    seconds, not at equal evaluation index). Raises ValueError for an empty curve."""
+    """The seed-mean of ``curves`` ([[training seconds, mIoU], ...] each, seconds increasing).
+
+    Curves with the same number of evaluations (runs of equal length evaluate at the same
+    iterations) are averaged point by point, times and mIoU alike, so the mean ends at the seeds'
+    mean final. Otherwise (an equal wall-clock budget gives each seed its own length) every curve
+    is interpolated linearly on training time at each evaluation time of any curve, from the
+    latest first evaluation to the earliest last one, so runs are compared at equal seconds.
+    Raises ValueError for a run without evaluations.
+    """
     if any(len(c) == 0 for c in curves):
         raise ValueError("mean_curve: a run has no evaluation")
     arrays = [np.asarray(c, dtype=float).reshape(-1, 2) for c in curves]
+    if len({len(a) for a in arrays}) == 1:
+        return [(float(t), float(m)) for t, m in np.mean(arrays, axis=0)]
     start, end = max(a[0, 0] for a in arrays), min(a[-1, 0] for a in arrays)
     times = np.unique(np.concatenate([a[:, 0] for a in arrays]))
     times = times[(times >= start) & (times <= end)]
