@@ -5,7 +5,8 @@ temporary teachers taking turns every epoch and restarted from the student at ea
 for the second teacher, the implicit-consistency term on the un-mixed strong view, and the
 student's drop-path 0.1. Each row trains the shared recipe (:mod:`dualteacher.recipe`) on 1/32
 labelled (seed 0) for ``--iterations`` with the row's overrides, evaluating every epoch, and
-prints the final student val mIoU; finished rows are kept in ``OUT/ablation.json`` and not re-run.
+prints the final student val mIoU; finished rows are kept in ``OUT/ablation_<iterations>.json``
+with their overrides, and not re-run while those are the same.
 The last row, Dual Teacher with one persistent teacher, no consistency term, no drop-path and
 CutMix, is Mean Teacher (a test checks the two steps are bitwise equal).
 
@@ -69,10 +70,10 @@ def main() -> None:
     for name, (method, overrides) in ROWS.items():
         if args.rows and not any(name.startswith(p) for p in args.rows):
             continue
-        if name not in done:
+        if name not in done or done[name].get("overrides") != [method, *overrides]:
             start = time.perf_counter()
             done[name] = {**run_row(name, method, overrides, root, args.runs, args.iterations),
-                          "seconds": time.perf_counter() - start}
+                          "seconds": time.perf_counter() - start, "overrides": [method, *overrides]}
             args.out.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(done, indent=1))
         print(f"| {name} | {done[name]['miou']:.3f} | {' '.join(f'{v:.2f}' for v in done[name]['curve'])} |", flush=True)

@@ -326,8 +326,9 @@ def iterations_for(minutes: float, s_per_iteration: float) -> int:
 
 
 def probe(plan: Plan) -> dict[str, Any]:
-    """Seconds per training iteration of the reference method, alone in a fresh process:
-    :data:`PROBE_TIMED` iterations after :data:`PROBE_WARMUP` (first fraction, first seed).
+    """Seconds per training iteration of the reference method, alone in a fresh process: after
+    :data:`PROBE_WARMUP` iterations, :data:`PROBE_TIMED` iterations timed without the data
+    loaders' start-up (see :func:`probe_worker`; first fraction, first seed).
 
     Stored in ``OUT/probe.json`` and reused while method, settings and threads are the same,
     so that the same command picks the same length (and so finds its finished runs).
@@ -336,7 +337,7 @@ def probe(plan: Plan) -> dict[str, Any]:
     run = plan.run(opts.fractions[0], opts.seeds[0], opts.reference, "probe", ITERATIONS)
     run = dataclasses.replace(run, run_dir=str(plan.runs_dir / f"probe_{opts.reference}"))
     key = {"method": opts.reference, "settings": run.settings, "device": device_name(), "threads": run.threads,
-           "warmup": PROBE_WARMUP, "timed": PROBE_TIMED}
+           "warmup": PROBE_WARMUP, "timed": PROBE_TIMED, "timing": "1- and 11-iteration sessions, difference"}
     path = opts.out / "probe.json"
     if path.exists():
         stored = json.loads(path.read_text())
