@@ -119,6 +119,7 @@ class MethodConfig:
     teacher_init: str = "student"
     cutmix_p: float = 1.0
     fp_dropout: float = 0.5
+    init_from: str | None = None
 
 
 @dataclass

@@ -43,6 +43,7 @@ from .optim import Optimization, build_optimizer, lr_factor, resolve_amp, set_lr
 from .runlog import RunLog
 from .streams import TrainBatches, seed_iteration
 from .training_state import Schedule, TrainingCheckpoints, TrainingState
+from .warm_start import read_warm_start
 
 
 class StopSignals:
@@ -189,10 +190,17 @@ class Trainer:
 
     def _build_method(self) -> Method:
         """The configured method with its networks on the device (NHWC in memory with
-        ``train.channels_last``), their forwards wrapped for DDP."""
+        ``train.channels_last``), their forwards wrapped for DDP; with ``method.init_from`` every
+        network starts from that checkpoint's student (:mod:`dualteacher.warm_start`)."""
+
+        init_from = self.cfg.method.init_from
+        warm = read_warm_start(init_from, self.cfg.model, self.data.classes) if init_from else None
 
         def build(drop_path: float) -> SegmentationNetwork:
-            return model_from_config(self.cfg.model, self.num_classes, drop_path=drop_path)
+            network = model_from_config(self.cfg.model, self.num_classes, drop_path=drop_path, pretrained=warm is None)
+            if warm is not None:
+                warm.load_into(network)
+            return network
 
         ctx = MethodContext(cfg=self.cfg.method, build=build, num_classes=self.num_classes, mean=self.mean, std=self.std)
         method = build_method(ctx).to(self.device)

@@ -1,0 +1,64 @@
+"""``method.init_from``: every network of a run starts from an earlier run's student."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import tiny_overrides
+from dualteacher.checkpoint import CheckpointError, load_checkpoint
+from dualteacher.config import load_config
+from dualteacher.engine import Trainer, train
+
+
+@pytest.fixture(scope="module")
+def warm_run(tiny_data, tmp_path_factory) -> Path:
+    """A finished supervised run of six iterations (its student is not the random init)."""
+    run_dir = tmp_path_factory.mktemp("warm") / "supervised"
+    train(load_config(None, tiny_overrides(tiny_data, run_dir)), progress=False)
+    return run_dir
+
+
+def _student_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    tensors, _ = load_checkpoint(run_dir / "last.safetensors")
+    return {k.removeprefix("model/student/"): v for k, v in tensors.items() if k.startswith("model/student/")}
+
+
+def _same(network: torch.nn.Module, weights: dict[str, torch.Tensor]) -> bool:
+    state = network.state_dict()
+    return state.keys() == weights.keys() and all(torch.equal(state[k], weights[k]) for k in state)
+
+
+@pytest.mark.parametrize("method", ["dual_teacher", "supervised"])
+def test_every_network_starts_from_the_warm_up_student(tiny_data, warm_run, tmp_path, method):
+    cfg = load_config(None, tiny_overrides(tiny_data, tmp_path / method, method, method__init_from=str(warm_run)))
+    trainer = Trainer(cfg, progress=False)
+    weights = _student_weights(warm_run)
+    networks = trainer.method.modules()
+    assert len(networks) == (3 if method == "dual_teacher" else 1)
+    for network in networks.values():
+        assert _same(network, weights)
+    fresh = Trainer(load_config(None, tiny_overrides(tiny_data, tmp_path / "fresh", method)), progress=False)
+    assert not _same(fresh.method.student, weights)
+
+
+def test_a_best_checkpoint_file_works_too(tiny_data, warm_run, tmp_path):
+    best, state = load_checkpoint(warm_run / "best.safetensors")
+    cfg = load_config(None, tiny_overrides(tiny_data, tmp_path / "run", "mean_teacher",
+                                           method__init_from=str(warm_run / "best.safetensors")))
+    trainer = Trainer(cfg, progress=False)
+    assert _same(trainer.method.student, {k.removeprefix("model/"): v for k, v in best.items()})
+
+
+def test_wrong_checkpoints_are_refused_naming_the_file_before_anything_is_written(tiny_data, warm_run, tmp_path):
+    cases = {
+        "missing": (tmp_path / "nowhere" / "last.safetensors", {}, "does not exist"),
+        "architecture": (warm_run, {"model__decoder_channels": 16}, "model.decoder_channels=32"),
+    }
+    for name, (path, extra, message) in cases.items():
+        run_dir = tmp_path / name
+        cfg = load_config(None, tiny_overrides(tiny_data, run_dir, "mean_teacher", method__init_from=str(path), **extra))
+        with pytest.raises(CheckpointError, match=message) as err:
+            Trainer(cfg, progress=False)
+        assert str(path) in str(err.value)
+        assert not (run_dir / "metrics.jsonl").exists()
