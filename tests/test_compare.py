@@ -187,3 +187,38 @@ def test_the_speed_probe_leaves_out_the_loader_start_up(tmp_path: Path, monkeypa
               str(tmp_path / "run"), str(tmp_path / "p.json"), 1)
     monkeypatch.setattr(Run, "config", lambda self: None)
     assert cmp.probe_worker(run) == pytest.approx(0.5)
+
+
+def test_a_warm_start_trains_the_warm_up_first_and_counts_it(data: Path, tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "out"
+    result = compare(options(data, out, methods=["supervised", "mean_teacher"], warmup=2, upper_bound=True,
+                             budgets=["iterations", "time"], reference="mean_teacher"))
+    assert result.failed == []
+    summaries = {p.stem: json.loads(p.read_text()) for p in (out / "summaries").glob("*.json")}
+    warmup = summaries.pop("1-8_seed0_supervised_warmup2")
+    assert warmup["iterations"] == 2 and "warmup" not in warmup
+    upper = summaries.pop("all_seed0_supervised_all_iterations6")  # warm-up + run, from the pretrained encoder
+    assert "warmup" not in upper
+    timed = next(name for name in summaries if name.startswith("1-8_seed0_supervised_time"))
+    assert set(summaries) == {"1-8_seed0_supervised_iterations4_after_warmup2",
+                              "1-8_seed0_mean_teacher_iterations4_after_warmup2", timed}
+    assert timed.endswith("_after_warmup2")
+    for name, run in summaries.items():
+        steps = int(name.split("_after")[0].rsplit("iterations", 1)[-1].rsplit("time", 1)[-1])
+        config = (tmp_path / "out" / "runs" / name / "config.yaml").read_text()
+        assert f"init_from: {out / 'runs' / '1-8_seed0_supervised_warmup2'}" in config
+        assert run["warmup"] == {"name": warmup["name"], "iterations": 2, "train_seconds": warmup["train_seconds"]}
+        assert run["iterations"] == 2 + steps
+        assert run["curve"][:len(warmup["curve"])] == warmup["curve"]
+        own = run["curve"][len(warmup["curve"]):]
+        assert own[0][0] > warmup["train_seconds"] and run["train_seconds"] == pytest.approx(own[-1][0])
+        assert run["s_per_it"] == pytest.approx((run["train_seconds"] - warmup["train_seconds"]) / steps)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["budget"]["warmup"] == 2 and set(summary["methods"]) == {"supervised", "mean_teacher"}
+    assert "after a supervised warm-up of 2 iterations" in (out / "table.md").read_text()
+
+    monkeypatch.setattr(cmp, "launch", no_training)
+    assert compare(options(data, out, methods=["supervised", "mean_teacher"], warmup=2, upper_bound=True,
+                           budgets=["iterations", "time"], reference="mean_teacher")).summary == summary
+    with pytest.raises(ConfigError, match="--warmup"):
+        compare(options(data, out, warmup=-1))

@@ -121,8 +121,8 @@ def _cmd_make_digits(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(Path(args.out), methods=args.methods, iterations=args.iterations, seed=args.seed, progress=not args.quiet,
-             upper_bound=not args.no_upper_bound)
+    run_demo(Path(args.out), methods=args.methods, iterations=args.iterations, warmup=args.warmup, seed=args.seed,
+             progress=not args.quiet, upper_bound=not args.no_upper_bound)
     return 0
 
 
@@ -130,7 +130,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .compare import CompareOptions, compare
 
     names = ("data", "out", "dataset", "splits_dir", "methods", "variants", "seeds", "iterations", "minutes",
-             "upper_bound", "jobs", "runs", "overrides", "report_only")
+             "upper_bound", "jobs", "runs", "overrides", "report_only", "warmup")
     options = CompareOptions(fractions=args.labeled, budgets=args.budget, **{k: getattr(args, k) for k in names})
     return 1 if compare(options).failed else 0
 
@@ -300,7 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output directory")
     p.add_argument("--methods", nargs="+", choices=tuple(METHODS),
                    help="methods to train (default: supervised, Mean Teacher and Dual Teacher)")
-    p.add_argument("--iterations", type=int, default=None, help="iterations per method (default: the demo budget)")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="iterations of each method after the warm-up (default: the demo budget)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="supervised iterations every method starts from (default: the demo's; 0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-upper-bound", action="store_true", help="skip supervised training on every train scene")
     p.add_argument("--quiet", action="store_true")
@@ -318,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", nargs="+", default=["iterations"], choices=BUDGETS,
                    help="time: every method also gets Dual Teacher's training time")
     p.add_argument("--upper-bound", action="store_true", help="also supervised with every train image labelled")
+    p.add_argument("--warmup", type=int, default=0,
+                   help="supervised iterations on each labelled split that every method starts from (counted in "
+                        "every time; default 0: none)")
     p.add_argument("--jobs", type=_positive, default=1, help="runs at a time (the CPU threads are shared out)")
     p.add_argument("--out", required=True, type=Path, help="summary.json, table.md, figures, summaries/")
     p.add_argument("--runs", type=Path, help="run directories (default: OUT/runs)")

@@ -17,6 +17,13 @@ same fraction and seed: method m runs round(N · s_ref / s_m) iterations, s the 
 training iteration (evaluation excluded) of the equal-iteration runs, which ``time`` therefore
 also trains. Variants and the upper bound train under ``iterations`` only.
 
+Warm start (``warmup`` W > 0): per fraction and seed, one supervised run of W iterations on the
+labelled split trains first, and every run of that fraction and seed, supervised included,
+starts from its student (``method.init_from``, :mod:`dualteacher.warm_start`) for its N
+iterations; the upper bound trains W + N iterations from the pretrained encoder. A warm-started
+run's training time, curve and iterations include the warm-up's, so every wall-clock figure
+counts it; its seconds per iteration are its own steps'.
+
 Each run is a fresh spawned process (``jobs`` at a time, the CPU threads shared out), so its
 peak memory is its own. A run with a summary is reused when its settings and data match, an interrupted
 one resumes from its checkpoint: the same command again trains nothing new.
@@ -104,6 +111,7 @@ class CompareOptions:
     overrides: list[str] = field(default_factory=list)
     reference: str = "dual_teacher"
     report_only: bool = False
+    warmup: int = 0
 
     def __post_init__(self) -> None:
         self.data, self.out = Path(self.data), Path(self.out)
@@ -133,6 +141,11 @@ class Run:
     summary: str
     threads: int
     data_digest: str = ""
+    start: tuple[str, ...] = ()
+    """``method.init_from`` of a warm-started run: in its settings, not in what a finished run is
+    checked against (the warm-up's location may move; the run's name carries the warm-up)."""
+    warmup_summary: str = ""
+    """The warm-up run's summary, whose time and curve a warm-started run's summary includes."""
 
     @property
     def method(self) -> str:
@@ -146,7 +159,7 @@ class Run:
     def config(self) -> Config:
         """The run's validated settings."""
         return recipe_config(self.root, self.labeled, self.unlabeled, self.method, self.run_dir, self.iterations,
-                             self.seed, [*self.data, *self.overrides])
+                             self.seed, [*self.data, *self.overrides, *self.start])
 
 
 @dataclass
@@ -195,6 +208,8 @@ def check_options(opts: CompareOptions) -> list[str]:
         raise ConfigError("give --iterations or --minutes, not both")
     if (opts.iterations is not None and opts.iterations < 1) or (opts.minutes is not None and opts.minutes <= 0):
         raise ConfigError("--iterations and --minutes must be positive")
+    if opts.warmup < 0:
+        raise ConfigError(f"--warmup must be 0 (none) or a number of iterations, got {opts.warmup}")
     if opts.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {opts.jobs}")
     if "time" in opts.budgets and opts.reference not in opts.methods:
@@ -262,22 +277,40 @@ class Plan:
         return self.opts.runs if self.opts.runs is not None else self.opts.out / "runs"
 
     def run(self, fraction: str, seed: int, variant: str, budget: str, iterations: int) -> Run:
-        """The run of ``variant`` on ``fraction`` (``"all"``: every train image labelled) and ``seed``."""
+        """The run of ``variant`` on ``fraction`` (``"all"``: every train image labelled) and
+        ``seed``; with a warm start (and a labelled fraction), from that fraction's warm-up."""
         if fraction == "all":
             (labeled, unlabeled), tag = (POOL, POOL), "all"
         else:
             (labeled, unlabeled), tag = self.splits[fraction, seed], budget_tag(parse_labeled(fraction))
         name = f"{tag}_seed{seed}_{variant}_{budget}{iterations}"
+        start, warmup_summary = (), ""
+        if self.opts.warmup and fraction != "all" and budget != "warmup":
+            warmup = self.warmup_run(fraction, seed)
+            name += f"_after_warmup{self.opts.warmup}"
+            start, warmup_summary = (f"method.init_from={json.dumps(warmup.run_dir)}",), warmup.summary
         overrides = (*variant_of(variant)[1], *self.adaptation.overrides, *self.opts.overrides)
         return Run(name, variant, fraction, seed, budget, iterations, str(self.opts.data), labeled, unlabeled,
                    tuple(_data_settings(self.opts)), overrides, str(self.runs_dir / name),
-                   str(self.opts.out / "summaries" / f"{name}.json"), self.threads, self.data_digest)
+                   str(self.opts.out / "summaries" / f"{name}.json"), self.threads, self.data_digest, start,
+                   warmup_summary)
+
+    def warmup_run(self, fraction: str, seed: int) -> Run:
+        """The supervised warm-up of ``fraction`` and ``seed`` (budget ``"warmup"``)."""
+        return self.run(fraction, seed, BASELINE, "warmup", self.opts.warmup)
+
+    def warmup_runs(self) -> list[Run]:
+        """One warm-up per fraction and seed (none without a warm start)."""
+        opts = self.opts
+        return [self.warmup_run(f, s) for f in opts.fractions for s in opts.seeds] if opts.warmup else []
 
     def equal_iteration_runs(self) -> list[Run]:
-        """Every variant on every fraction and seed, then the upper bound per seed."""
+        """Every variant on every fraction and seed, then the upper bound per seed (for the
+        warm-up's iterations more under a warm start)."""
         n, opts = self.iterations, self.opts
         runs = [self.run(f, s, v, "iterations", n) for f in opts.fractions for s in opts.seeds for v in self.variants]
-        return runs + ([self.run("all", s, UPPER_BOUND, "iterations", n) for s in opts.seeds] if opts.upper_bound else [])
+        upper = [self.run("all", s, UPPER_BOUND, "iterations", n + opts.warmup) for s in opts.seeds]
+        return runs + (upper if opts.upper_bound else [])
 
     def equal_time_runs(self, finished: list[dict]) -> list[Run]:
         """Each method (but the reference) for the reference's training time, per fraction and seed
@@ -420,12 +453,28 @@ def run_one(run: Run) -> dict[str, Any] | None:
         "data": run.data_digest,
         "curve": [[r["train_seconds"], r["student/miou"]] for r in evals],
     }
+    if run.warmup_summary:
+        summary = _after_warmup(summary, json.loads(Path(run.warmup_summary).read_text()))
     path = Path(run.summary)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(summary, indent=1))
     os.replace(tmp, path)
     return summary
+
+
+def _after_warmup(summary: dict[str, Any], warmup: dict[str, Any]) -> dict[str, Any]:
+    """A warm-started run's summary that counts its warm-up: iterations and training seconds
+    added, the warm-up's curve first and the run's shifted by the warm-up's training time;
+    ``s_per_it`` stays the run's own steps' and ``warmup`` records what was added."""
+    seconds = warmup["train_seconds"]
+    return {
+        **summary,
+        "iterations": warmup["iterations"] + summary["iterations"],
+        "train_seconds": seconds + summary["train_seconds"],
+        "curve": [*warmup["curve"], *([t + seconds, m] for t, m in summary["curve"])],
+        "warmup": {"name": warmup["name"], "iterations": warmup["iterations"], "train_seconds": seconds},
+    }
 
 
 def finished(run: Run) -> dict[str, Any] | None:
@@ -565,6 +614,7 @@ def summarize(results: list[dict], plan: Plan) -> dict[str, Any]:
         "budget": {
             "budgets": ["iterations", *(["time"] if "time" in opts.budgets else [])],
             "iterations": plan.iterations,
+            "warmup": opts.warmup,
             "minutes": opts.minutes,
             "probe": plan.probe,
             "reference": opts.reference,
@@ -601,8 +651,11 @@ def write_table(summary: dict[str, Any], fractions: Sequence[str], path: Path) -
              f"Recipe: {'; '.join(summary['recipe']['account'])}", ""]
     header = ["| method | labelled | student mIoU (mean ± std) | seeds | iterations | s / iteration | training time (s) "
               "| peak memory (MiB) | time to supervised's mIoU (s) |", "|---|---|---|---|---|---|---|---|---|"]
-    titles = {"iterations": f"**Equal iterations** ({budget['iterations']})",
-              "time": f"**Equal wall-clock** ({budget['reference']}'s training time for {budget['iterations']} iterations)"}
+    warm = (f", each after a supervised warm-up of {budget['warmup']} iterations (counted in every time and "
+            "iteration count; the upper bound trains as long from the pretrained encoder)") if budget.get("warmup") else ""
+    titles = {"iterations": f"**Equal iterations** ({budget['iterations']}{warm})",
+              "time": f"**Equal wall-clock** ({budget['reference']}'s training time for {budget['iterations']} "
+                      f"iterations{warm})"}
     for kind in budget["budgets"]:
         rows = []
         for method, cells in summary["methods"].items():
@@ -681,11 +734,12 @@ def compare(opts: CompareOptions) -> Comparison:
         print(f"--minutes {opts.minutes}: {opts.reference} took {plan.probe['s_per_iteration']:.3f} s per training "
               f"iteration ({PROBE_TIMED} timed after {PROBE_WARMUP}, alone, {plan.threads} thread(s)) -> "
               f"{plan.iterations} iterations", flush=True)
-    equal_iterations = plan.equal_iteration_runs()
-    for run in equal_iterations:
+    warmups, equal_iterations = plan.warmup_runs(), plan.equal_iteration_runs()
+    for run in [*warmups, *equal_iterations]:
         finished(run)  # settings of earlier runs checked before anything trains
     results: list[dict] = []
-    failed = _train_or_reuse(equal_iterations, plan, results)
+    failed = _train_or_reuse(warmups, plan, results)
+    failed += _train_or_reuse(equal_iterations, plan, results)
     if "time" in opts.budgets:
         failed += _train_or_reuse(plan.equal_time_runs(results), plan, results)
     summary = write_outputs(results, plan, figures=True)

@@ -26,11 +26,19 @@ def _eval_records(run_dir: Path) -> list[dict]:
     return [r for r in read_log(run_dir) if r.get("type") == "eval"]
 
 
-def plot_miou(ax: plt.Axes, runs: dict[str, Path]) -> None:
-    """Val mIoU over iterations: the student solid, each teacher dashed in the same colour."""
+def plot_miou(ax: plt.Axes, runs: dict[str, Path], offsets: dict[str, int] | None = None,
+              warmup: Path | None = None) -> None:
+    """Val mIoU over iterations: the student solid, each teacher dashed in the same colour.
+
+    ``offsets`` shifts a run's iterations (a warm-started run starts after its warm-up);
+    ``warmup`` draws that run's student in grey."""
+    offsets = offsets or {}
+    if warmup is not None:
+        recs = _eval_records(warmup)
+        ax.plot([r["iteration"] for r in recs], [r["student/miou"] for r in recs], color="0.5", label="warm-up (supervised)")
     for label, run_dir in runs.items():
         recs = _eval_records(run_dir)
-        its = [r["iteration"] for r in recs]
+        its = [r["iteration"] + offsets.get(label, 0) for r in recs]
         line = ax.plot(its, [r["student/miou"] for r in recs], label=f"{label} student")[0]
         teacher_keys = sorted({k for r in recs for k in r if k.endswith("/miou") and not k.startswith("student")})
         for key in teacher_keys:
@@ -58,14 +66,16 @@ def plot_coupling(ax: plt.Axes, runs: dict[str, Path], metric: str = "disagreeme
         ax.legend(fontsize=7)
 
 
-def demo_figure(out: Path, methods: list[str], source: DataSource, scenes: int = 4) -> Path:
-    """Write ``out/demo.png``: mIoU over training, coupling over training, and predictions on the
-    first ``scenes`` images of ``source``'s ``val`` split."""
+def demo_figure(out: Path, methods: list[str], source: DataSource, scenes: int = 4,
+                offsets: dict[str, int] | None = None, warmup: Path | None = None) -> Path:
+    """Write ``out/demo.png``: mIoU over training (``offsets`` and ``warmup`` as in
+    :func:`plot_miou`), coupling over training, and predictions on the first ``scenes`` images of
+    ``source``'s ``val`` split."""
     fig = plt.figure(figsize=(15, 4 + 2.2 * scenes))
     grid = fig.add_gridspec(1 + scenes, len(methods) + 2, height_ratios=[2.2] + [1.0] * scenes)
     half = (len(methods) + 2) // 2
     runs = {m: out / m for m in methods}
-    plot_miou(fig.add_subplot(grid[0, :half]), runs)
+    plot_miou(fig.add_subplot(grid[0, :half]), runs, offsets, warmup)
     plot_coupling(fig.add_subplot(grid[0, half:]), runs)
 
     models = {m: load_model(out / m / "best.safetensors") for m in methods}

@@ -1,0 +1,45 @@
+"""The demo: warm-up first, every method from its student, times that count the warm-up."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import dualteacher.demo as demo
+from dualteacher.data.digits import generate_digit_scenes
+from dualteacher.runlog import read_log
+
+TINY = ["data.crop_size=48", "data.workers=0", "data.val_batch_size=8", "model.weights=null",
+        "model.decoder_channels=32", "train.batch_size=4", "train.unlabeled_batch_size=4",
+        "train.eval_every=1", "train.probe_images=2"]
+
+
+@pytest.fixture
+def tiny_scenes(tmp_path, monkeypatch) -> Path:
+    root = generate_digit_scenes(tmp_path / "digits", num_train=64, num_val=8, size=48, seed=0)
+    monkeypatch.setattr(demo, "ensure_digit_scenes", lambda: root)
+    return root
+
+
+def test_the_demo_warm_starts_every_method_and_counts_the_warm_up(tiny_scenes, tmp_path):
+    out = tmp_path / "demo"
+    rows = demo.run_demo(out, methods=["supervised", "mean_teacher"], iterations=2, warmup=2, progress=False,
+                         extra=TINY)
+    assert [r["method"] for r in rows] == ["supervised", "mean_teacher", "supervised_all"]
+    warm = [r["warmup_seconds"] for r in rows]
+    assert warm[0] == warm[1] > 0 and warm[2] == 0
+    assert all(r["seconds"] > r["warmup_seconds"] for r in rows)
+    assert [r["iterations"] for r in rows] == [4, 4, 4]
+    assert (out / "demo.png").stat().st_size > 0
+    assert json.loads((out / "results.json").read_text()) == rows
+    for name in ("supervised", "mean_teacher"):
+        settings = (out / name / "config.yaml").read_text()
+        assert f"init_from: {out / 'warmup'}" in settings
+    assert "init_from: null" in (out / "supervised_all" / "config.yaml").read_text()
+    assert [r["iteration"] for r in read_log(out / "supervised_all") if r["type"] == "eval"][-1] == 4
+
+
+def test_without_warm_up_no_run_is_warm_started(tiny_scenes, tmp_path):
+    runs = demo.demo_runs(["supervised", "dual_teacher"], "l", "u", 5, 0, upper_bound=True)
+    assert [(r.name, r.iterations, r.warm_start) for r in runs] == [
+        ("supervised", 5, False), ("dual_teacher", 5, False), ("supervised_all", 5, False)]
