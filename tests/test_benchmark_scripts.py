@@ -38,6 +38,9 @@ def test_compare_methods_is_dualteacher_compare_on_the_digit_scenes(tmp_path: Pa
     assert opts.data == tmp_path and opts.fractions == ["1/16"] and opts.seeds == [0] and opts.report_only
     assert opts.budgets == ["iterations", "time"] and opts.out == Path("benchmarks/results/compare")
     assert opts.runs == Path("runs/compare") and opts.overrides == ["train.amp=off"]
+    assert opts.warmup == 300 and opts.iterations == 700 and opts.minutes is None
+    assert cm.main(["--minutes", "2", "--warmup", "0", "--report-only"]) == 0
+    assert calls[1].minutes == 2 and calls[1].iterations is None and calls[1].warmup == 0
 
 
 def test_pseudo_label_quality_at_threshold_zero_is_pixel_accuracy(tiny_data, tmp_path: Path) -> None:

@@ -68,9 +68,11 @@ def test_summary_of_hand_made_runs(tmp_path: Path) -> None:
         run("dual_teacher", 0, [[8, 0.5], [16, 0.5]]), run("dual_teacher", 1, [[8, 0.3], [16, 0.7]]),
         run("supervised_all", 0, [[4, 0.9]]),
         run("unimatch", 0, [[5, 0.3], [10, 0.45]]),  # one seed: measured against supervised's seed 0 (0.4)
+        run("fixmatch", 0, [[5, 0.1], [10, 0.2]]), run("fixmatch", 2, [[5, 0.3], [10, 0.9]]),  # seed 2: no supervised
     ]
     opts = CompareOptions(data=tmp_path, out=tmp_path, fractions=["1/8"], methods=["supervised", "dual_teacher"])
-    plan = Plan(opts, ["supervised", "dual_teacher", "unimatch"], Adaptation([], []), {}, threads=1, iterations=10)
+    plan = Plan(opts, ["supervised", "dual_teacher", "unimatch", "fixmatch"], Adaptation([], []), {}, threads=1,
+                iterations=10)
     summary = summarize(results, plan)
     dual = summary["methods"]["dual_teacher"]["1/8"]
     assert dual["mean"] == pytest.approx(0.6) and dual["std"] == pytest.approx(0.1414, abs=1e-4)
@@ -82,6 +84,8 @@ def test_summary_of_hand_made_runs(tmp_path: Path) -> None:
     assert summary["upper_bound"]["mean"] == 0.9 and summary["upper_bound"]["std"] is None
     table = cmp.write_table(summary, ["1/8"], tmp_path / "table.md")
     assert "| dual_teacher | 1/8 | 0.6000 ± 0.1414 | 2 | 10 | 1.600 | 16 | 100 | 12 |" in table
+    assert summary["methods"]["fixmatch"]["1/8"]["per_seed"]["2"]["target"] is None
+    assert "| fixmatch | 1/8 | 0.5500 ± 0.4950 | 2 | 10 | 1.000 | 10 | 100 | no supervised run |" in table
 
 
 def test_summary_schema_and_a_second_call_trains_nothing(data: Path, tmp_path: Path, monkeypatch) -> None:

@@ -532,9 +532,11 @@ def _seed_stats(runs: list[dict], targets: dict[int, float] | None) -> dict[str,
     runs = sorted(runs, key=lambda r: r["seed"])
     finals = [r["student_miou"] for r in runs]
 
+    def target(run: dict) -> float | None:
+        return None if targets is None else targets.get(run["seed"])
+
     def reached(run: dict) -> float | None:
-        target = None if targets is None else targets.get(run["seed"])
-        return None if target is None else time_to_accuracy(run["curve"], target)
+        return None if target(run) is None else time_to_accuracy(run["curve"], target(run))
 
     return {
         "mean": statistics.mean(finals),
@@ -543,7 +545,7 @@ def _seed_stats(runs: list[dict], targets: dict[int, float] | None) -> dict[str,
         "per_seed": {
             str(r["seed"]): {
                 "iterations": r["iterations"], "train_seconds": r["train_seconds"], "s_per_iteration": r["s_per_it"],
-                "peak_memory_mb": r["peak_memory_mb"], "time_to_accuracy": reached(r),
+                "peak_memory_mb": r["peak_memory_mb"], "time_to_accuracy": reached(r), "target": target(r),
             }
             for r in runs
         },
@@ -595,8 +597,8 @@ def summarize(results: list[dict], plan: Plan) -> dict[str, Any]:
     ``time_to_accuracy`` is, per seed, the training time at which the method first reaches the
     final mIoU of supervised training on the same fraction, budget and seed (its own labelled
     split), and for the cell the mean over its seeds (null when any seed never reaches it or has
-    no supervised run); ``per_seed`` holds iterations, training seconds, s/it, peak memory and
-    time-to-accuracy per seed.
+    no supervised run); ``per_seed`` holds iterations, training seconds, s/it, peak memory,
+    time-to-accuracy and its ``target`` (None: no supervised run on that seed) per seed.
     """
     opts = plan.opts
     every = _with_reference_timed(results, plan)
@@ -636,7 +638,8 @@ def _table_row(name: str, fraction: str, cell: dict[str, Any], supervised: bool)
     seeds = list(cell["per_seed"].values())
     its = sorted({s["iterations"] for s in seeds})
     miou = f"{cell['mean']:.4f}" + (f" ± {cell['std']:.4f}" if cell["std"] is not None else " (1 seed)")
-    reached = "–" if not supervised else "never" if cell["time_to_accuracy"] is None else f"{cell['time_to_accuracy']:.0f}"
+    reached = ("–" if not supervised else "no supervised run" if any(s.get("target", 0) is None for s in seeds)
+               else "never" if cell["time_to_accuracy"] is None else f"{cell['time_to_accuracy']:.0f}")
     return (f"| {name} | {fraction} | {miou} | {len(seeds)} | {its[0] if len(its) == 1 else f'{its[0]}–{its[-1]}'} "
             f"| {statistics.mean(s['s_per_iteration'] for s in seeds):.3f} "
             f"| {statistics.mean(s['train_seconds'] for s in seeds):.0f} "

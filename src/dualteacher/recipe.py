@@ -23,6 +23,9 @@ from .data.source import DataSource
 from .registry import METHODS
 
 ITERATIONS = 1000
+WARMUP_ITERATIONS = 300
+"""The benchmark's supervised warm start: 300 of its 1,000 iterations are one supervised run on the
+labelled split that every method continues from (``dualteacher compare --warmup``, the demo)."""
 ITERS_PER_EPOCH = 50
 MIN_CROP = 8
 
