@@ -43,3 +43,22 @@ def test_without_warm_up_no_run_is_warm_started(tiny_scenes, tmp_path):
     runs = demo.demo_runs(["supervised", "dual_teacher"], "l", "u", 5, 0, upper_bound=True)
     assert [(r.name, r.iterations, r.warm_start) for r in runs] == [
         ("supervised", 5, False), ("dual_teacher", 5, False), ("supervised_all", 5, False)]
+
+
+def test_scenes_are_chosen_by_disagreement_alone_and_scored_on_digit_pixels():
+    import numpy as np
+
+    from dualteacher.plots import digit_accuracy, most_disputed
+
+    agree = np.zeros((3, 4, 4), dtype=np.int64)
+    predictions = np.stack([agree, agree.copy(), agree.copy()])  # [runs, images, H, W]
+    predictions[1, 2, :2] = 5  # image 2: 8 disputed pixels
+    predictions[2, 0, 0, 0] = 1  # image 0: 1 disputed pixel
+    assert most_disputed(predictions, 2) == [2, 0]
+    mask = np.zeros((4, 4), dtype=np.int64)
+    mask[0] = 3
+    mask[1, 0] = 255
+    prediction = np.zeros((4, 4), dtype=np.int64)
+    prediction[0, :3] = 3
+    assert digit_accuracy(prediction, mask) == 0.75
+    assert np.isnan(digit_accuracy(prediction, np.zeros((4, 4), dtype=np.int64)))

@@ -96,7 +96,7 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
 
     offsets = {run.name: warmup for run in runs if run.warm_start}
     figure = demo_figure(out, [run.name for run in runs if run.name != WARMUP], source, offsets=offsets,
-                         warmup=out / WARMUP if warmup else None)
+                         warmup=out / WARMUP if warmup else None, disputed_by=methods)
     print(f"figure: {figure}")
     return rows
 

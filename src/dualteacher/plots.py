@@ -31,19 +31,23 @@ def plot_miou(ax: plt.Axes, runs: dict[str, Path], offsets: dict[str, int] | Non
     """Val mIoU over iterations: the student solid, each teacher dashed in the same colour.
 
     ``offsets`` shifts a run's iterations (a warm-started run starts after its warm-up);
-    ``warmup`` draws that run's student in grey."""
+    ``warmup`` draws that run's student in grey, and every shifted run's lines start from its end."""
     offsets = offsets or {}
+    start: list[tuple[int, float]] = []
     if warmup is not None:
         recs = _eval_records(warmup)
-        ax.plot([r["iteration"] for r in recs], [r["student/miou"] for r in recs], color="0.5", label="warm-up (supervised)")
+        its, mious = [r["iteration"] for r in recs], [r["student/miou"] for r in recs]
+        ax.plot(its, mious, color="0.5", label="warm-up (supervised)")
+        start = [(its[-1], mious[-1])] if its else []
     for label, run_dir in runs.items():
         recs = _eval_records(run_dir)
-        its = [r["iteration"] + offsets.get(label, 0) for r in recs]
-        line = ax.plot(its, [r["student/miou"] for r in recs], label=f"{label} student")[0]
+        first = start if label in offsets else []
+        its = [i for i, _ in first] + [r["iteration"] + offsets.get(label, 0) for r in recs]
+        line = ax.plot(its, [m for _, m in first] + [r["student/miou"] for r in recs], label=f"{label} student")[0]
         teacher_keys = sorted({k for r in recs for k in r if k.endswith("/miou") and not k.startswith("student")})
         for key in teacher_keys:
-            ax.plot(its, [r.get(key, np.nan) for r in recs], "--", color=line.get_color(), alpha=0.6,
-                    label=f"{label} {key.split('/')[0]}")
+            ax.plot(its, [m for _, m in first] + [r.get(key, np.nan) for r in recs], "--", color=line.get_color(),
+                    alpha=0.6, label=f"{label} {key.split('/')[0]}")
     ax.set_xlabel("iteration")
     ax.set_ylabel("val mIoU")
     ax.set_title("val mIoU over training")
@@ -51,13 +55,16 @@ def plot_miou(ax: plt.Axes, runs: dict[str, Path], offsets: dict[str, int] | Non
         ax.legend(fontsize=7)
 
 
-def plot_coupling(ax: plt.Axes, runs: dict[str, Path], metric: str = "disagreement") -> None:
-    """A coupling metric (``disagreement``, ``kl`` or ``param_distance``) of every teacher over iterations."""
+def plot_coupling(ax: plt.Axes, runs: dict[str, Path], metric: str = "disagreement",
+                  offsets: dict[str, int] | None = None) -> None:
+    """A coupling metric (``disagreement``, ``kl`` or ``param_distance``) of every teacher over
+    iterations (``offsets`` as in :func:`plot_miou`)."""
+    offsets = offsets or {}
     for label, run_dir in runs.items():
         recs = _eval_records(run_dir)
         keys = sorted({k for r in recs for k in r if k.startswith("coupling/") and k.endswith(f"/{metric}")})
         for key in keys:
-            ax.plot([r["iteration"] for r in recs], [r.get(key, np.nan) for r in recs],
+            ax.plot([r["iteration"] + offsets.get(label, 0) for r in recs], [r.get(key, np.nan) for r in recs],
                     label=f"{label} {key.split('/')[1]}")
     ax.set_xlabel("iteration")
     ax.set_ylabel(f"teacher-student {metric.replace('_', ' ')}")
@@ -66,34 +73,61 @@ def plot_coupling(ax: plt.Axes, runs: dict[str, Path], metric: str = "disagreeme
         ax.legend(fontsize=7)
 
 
+def digit_accuracy(prediction: np.ndarray, mask: np.ndarray, ignore_index: int = 255) -> float:
+    """Share of the labelled foreground pixels (class > 0, not ``ignore_index``) of ``mask`` [H, W]
+    that ``prediction`` [H, W] gets right; NaN for an image without foreground."""
+    foreground = (mask > 0) & (mask != ignore_index)
+    return float((prediction[foreground] == mask[foreground]).mean()) if foreground.any() else float("nan")
+
+
+def most_disputed(predictions: np.ndarray, count: int) -> list[int]:
+    """Indices of the ``count`` images on which the runs' predictions [R, N, H, W] disagree on the
+    most pixels (pixels where not every run predicts the same class), most disputed first. The
+    choice looks only at the predictions, never at the ground truth, so it favours no run."""
+    disputed = (predictions != predictions[:1]).any(axis=0).sum(axis=(1, 2))
+    return [int(i) for i in np.argsort(-disputed, kind="stable")[:count]]
+
+
 def demo_figure(out: Path, methods: list[str], source: DataSource, scenes: int = 4,
-                offsets: dict[str, int] | None = None, warmup: Path | None = None) -> Path:
+                offsets: dict[str, int] | None = None, warmup: Path | None = None, pool: int = 100,
+                disputed_by: Sequence[str] | None = None) -> Path:
     """Write ``out/demo.png``: mIoU over training (``offsets`` and ``warmup`` as in
-    :func:`plot_miou`), coupling over training, and predictions on the first ``scenes`` images of
-    ``source``'s ``val`` split."""
+    :func:`plot_miou`), coupling over training, and each run's best network's prediction on the
+    ``scenes`` of the first ``pool`` ``val`` images where the runs ``disputed_by`` (default: all)
+    disagree most (:func:`most_disputed`), each titled with its digit-pixel accuracy
+    (:func:`digit_accuracy`)."""
     fig = plt.figure(figsize=(15, 4 + 2.2 * scenes))
     grid = fig.add_gridspec(1 + scenes, len(methods) + 2, height_ratios=[2.2] + [1.0] * scenes)
     half = (len(methods) + 2) // 2
     runs = {m: out / m for m in methods}
     plot_miou(fig.add_subplot(grid[0, :half]), runs, offsets, warmup)
-    plot_coupling(fig.add_subplot(grid[0, half:]), runs)
+    plot_coupling(fig.add_subplot(grid[0, half:]), runs, offsets=offsets)
 
     models = {m: load_model(out / m / "best.safetensors") for m in methods}
     colours = palette(len(next(iter(models.values())).classes))
-    val = source.dataset(source.split_ids("val")[:scenes], labeled=True)
-    for row in range(1, len(val) + 1):
-        sample = val[row - 1]
-        x = sample["image"][None].float() / 255
-        panels = [("image", sample["image"].permute(1, 2, 0).numpy()), ("ground truth", colours[sample["mask"].numpy()])]
-        for method, model in models.items():
-            pred = model.logits(x).argmax(1)[0].numpy()
-            panels.append((f"{method} ({model.role})", colours[pred]))
+    val = source.dataset(source.split_ids("val")[:pool], labeled=True)
+    samples = [val[i] for i in range(len(val))]
+    with torch.no_grad():
+        predictions = np.stack([
+            np.stack([model.logits(s["image"][None].float() / 255).argmax(1)[0].numpy() for s in samples])
+            for model in models.values()
+        ])
+    judges = [i for i, m in enumerate(methods) if disputed_by is None or m in disputed_by]
+    for row, index in enumerate(most_disputed(predictions[judges], scenes), start=1):
+        sample = samples[index]
+        mask = sample["mask"].numpy()
+        panels = [(f"val scene {index}", sample["image"].permute(1, 2, 0).numpy()), ("ground truth", colours[mask])]
+        for (method, model), prediction in zip(models.items(), predictions[:, index]):
+            accuracy = digit_accuracy(prediction, mask)
+            panels.append((f"{method} ({model.role})\ndigit pixels right: {accuracy:.0%}", colours[prediction]))
         for col, (title, picture) in enumerate(panels):
             ax = fig.add_subplot(grid[row, col])
             ax.imshow(picture, interpolation="nearest")
             ax.set_axis_off()
-            if row == 1:
-                ax.set_title(title, fontsize=9)
+            ax.set_title(title, fontsize=8)
+    judged = ", ".join(methods[i] for i in judges)
+    fig.suptitle(f"predictions on the {scenes} of the first {len(samples)} val scenes where {judged} disagree most "
+                 "(chosen from their predictions alone, not the ground truth)", y=0.995, fontsize=10)
     fig.tight_layout()
     path = out / "demo.png"
     fig.savefig(path, dpi=90)
