@@ -5,7 +5,8 @@
 #   2. the CUDA-only tests and the torchrun tests (both ranks share the GPU over gloo, so DDP
 #      runs with CUDA tensors and SyncBatchNorm), beside the grid;
 #   3. the method comparison, `dualteacher compare` on the digit scenes (FRACTIONS, SEEDS,
-#      ITERATIONS, by default one fraction at three times the CPU benchmark's 1,000 iterations;
+#      WARMUP + ITERATIONS, by default one fraction at three times the CPU benchmark's
+#      300 + 700 iterations: a 900-iteration supervised warm-up, then 2,100 per method;
 #      persistent Dual Teacher and the all-labelled upper bound included), equal iterations,
 #      float32 (train.amp=off, like the CPU runs), one evaluation at the end
 #      (with many runs sharing the GPU, evaluations and start-up cost more than training), JOBS
@@ -14,20 +15,21 @@
 #      have no summary).
 #
 #   benchmarks/gpu_check.sh OUT [TOTAL_SECONDS] [JOBS]
-#   environment: ITERATIONS=3000 SEEDS="0 1 2" FRACTIONS="1/32" PYTHON=python3
+#   environment: WARMUP=900 ITERATIONS=2100 SEEDS="0 1 2" FRACTIONS="1/32" PYTHON=python3
 #                PARTS="step tests grid" (any subset, e.g. PARTS=grid to give the grid all the time)
 set -u
 out=${1:?usage: benchmarks/gpu_check.sh OUT [TOTAL_SECONDS] [JOBS]}
 total_seconds=${2:-600}
 jobs=${3:-10}
-iterations=${ITERATIONS:-3000}
+warmup=${WARMUP:-900}
+iterations=${ITERATIONS:-2100}
 read -r -a seeds <<< "${SEEDS:-0 1 2}"
 read -r -a fractions <<< "${FRACTIONS:-1/32}"
 python=${PYTHON:-python3}
 parts=" ${PARTS:-step tests grid} "
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-grid=(--iterations "$iterations" --seeds "${seeds[@]}" --labeled "${fractions[@]}" --budget iterations
+grid=(--warmup "$warmup" --iterations "$iterations" --seeds "${seeds[@]}" --labeled "${fractions[@]}" --budget iterations
       --variants dual_teacher_persistent --upper-bound --out "$out/compare_gpu" --runs "$out/runs")
 overrides=(train.amp=off train.eval_every=1000000)
 

@@ -62,11 +62,12 @@ def test_gpu_check_script_parses_and_its_compare_call_is_valid() -> None:
     text = path.read_text()
     grid = re.search(r"^grid=\((.*?)\)$", text, re.S | re.M).group(1).replace('"', "").split()
     overrides = re.search(r"^overrides=\((.*?)\)$", text, re.M).group(1).split()
-    values = {"$iterations": "1000", "${seeds[@]}": "0", "${fractions[@]}": "1/8", "$out/compare_gpu": "o", "$out/runs": "r"}
+    values = {"$warmup": "900", "$iterations": "2100", "${seeds[@]}": "0", "${fractions[@]}": "1/8", "$out/compare_gpu": "o", "$out/runs": "r"}
     args = build_parser().parse_args(["compare", "--data", "d", *[values.get(a, a) for a in grid], *overrides])
     assert args.budget == ["iterations"] and args.variants == ["dual_teacher_persistent"]
+    assert args.warmup == 900 and args.iterations == 2100
     check_options(CompareOptions(data=Path("d"), out=Path("o"), fractions=args.labeled, variants=args.variants,
-                                 overrides=args.overrides))
+                                 overrides=args.overrides, warmup=args.warmup))
     cfg = load_config(None, overrides)
     assert cfg.train.amp == "off" and cfg.train.eval_every > 1000
     assert text.count("-m dualteacher compare --data") == 2
