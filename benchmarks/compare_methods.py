@@ -29,7 +29,7 @@ LENGTH = ["--iterations", str(ITERATIONS - WARMUP_ITERATIONS)]
 def main(argv: list[str] | None = None) -> int:
     """``dualteacher compare --data <digit scenes> DEFAULTS [LENGTH] argv``; its exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    length = [] if "--minutes" in argv else LENGTH
+    length = [] if any(a == "--minutes" or a.startswith("--minutes=") for a in argv) else LENGTH
     return dualteacher(["compare", "--data", str(ensure_digit_scenes()), *DEFAULTS, *length, *argv])
 
 

@@ -134,7 +134,7 @@ def test_an_interrupted_run_writes_no_summary(tmp_path: Path, monkeypatch) -> No
 
 def test_minutes_picks_a_positive_iteration_count_and_keeps_it(data: Path, tmp_path: Path, monkeypatch) -> None:
     assert cmp.iterations_for(2, 0.5) == 240 and cmp.iterations_for(0.001, 10.0) == 1
-    opts = options(data, tmp_path / "out", iterations=None, minutes=0.05)
+    opts = options(data, tmp_path / "out", iterations=None, minutes=0.05, warmup=2)  # the probe starts from scratch
     plan = cmp.plan_comparison(opts)
     assert plan.iterations >= 1 and plan.probe["s_per_iteration"] > 0
     assert plan.iterations == cmp.iterations_for(0.05, plan.probe["s_per_iteration"])
@@ -222,7 +222,36 @@ def test_a_warm_start_trains_the_warm_up_first_and_counts_it(data: Path, tmp_pat
     assert "after a supervised warm-up of 2 iterations" in (out / "table.md").read_text()
 
     monkeypatch.setattr(cmp, "launch", no_training)
-    assert compare(options(data, out, methods=["supervised", "mean_teacher"], warmup=2, upper_bound=True,
-                           budgets=["iterations", "time"], reference="mean_teacher")).summary == summary
+    again = dict(methods=["supervised", "mean_teacher"], warmup=2, upper_bound=True, budgets=["iterations", "time"],
+                 reference="mean_teacher")
+    assert compare(options(data, out, **again)).summary == summary
     with pytest.raises(ConfigError, match="--warmup"):
         compare(options(data, out, warmup=-1))
+    with pytest.raises(ConfigError, match="use --warmup"):
+        compare(options(data, out, overrides=[*TINY, "method.init_from=x"]))
+
+    warmup_summary = out / "summaries" / "1-8_seed0_supervised_warmup2.json"
+    retrained = {**warmup, "train_seconds": warmup["train_seconds"] + 1}
+    warmup_summary.write_text(json.dumps(retrained))  # the warm-up was trained again since
+    with pytest.raises(ConfigError, match="started from another warm-up"):
+        compare(options(data, out, **again))
+    warmup_summary.write_text(json.dumps(warmup))
+    (out / "summaries" / "1-8_seed0_mean_teacher_iterations4_after_warmup2.json").unlink()
+    (out / "runs" / "1-8_seed0_supervised_warmup2" / "last.safetensors").unlink()
+    with pytest.raises(ConfigError, match=r"warm-up .*last\.safetensors, which is gone"):
+        compare(options(data, out, **again))
+
+
+def test_runs_whose_warm_up_did_not_finish_do_not_train(data: Path, tmp_path: Path, monkeypatch) -> None:
+    launched = []
+
+    def launch(runs, jobs, done):
+        launched.append([run.name for run in runs])
+        return [run.name for run in runs if run.budget == "warmup"]  # the warm-up fails
+
+    monkeypatch.setattr(cmp, "launch", launch)
+    result = compare(options(data, tmp_path / "out", methods=["supervised", "mean_teacher"], warmup=2,
+                             upper_bound=True))
+    assert launched == [["1-8_seed0_supervised_warmup2"], ["all_seed0_supervised_all_iterations6"]]
+    assert set(result.failed) == {"1-8_seed0_supervised_warmup2", "1-8_seed0_supervised_iterations4_after_warmup2",
+                                  "1-8_seed0_mean_teacher_iterations4_after_warmup2"}

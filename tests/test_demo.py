@@ -29,17 +29,22 @@ def test_the_demo_warm_starts_every_method_and_counts_the_warm_up(tiny_scenes, t
     warm = [r["warmup_seconds"] for r in rows]
     assert warm[0] == warm[1] > 0 and warm[2] == 0
     assert all(r["seconds"] > r["warmup_seconds"] for r in rows)
-    assert [r["iterations"] for r in rows] == [4, 4, 4]
+    trained = {name: [r["iteration"] for r in read_log(out / name) if r["type"] == "eval"][-1]
+               for name in ("warmup", "supervised", "mean_teacher", "supervised_all")}
+    assert [r["iterations"] for r in rows] == [trained["warmup"] + trained["supervised"],
+                                               trained["warmup"] + trained["mean_teacher"], trained["supervised_all"]]
     assert (out / "demo.png").stat().st_size > 0
     assert json.loads((out / "results.json").read_text()) == rows
     for name in ("supervised", "mean_teacher"):
         settings = (out / name / "config.yaml").read_text()
         assert f"init_from: {out / 'warmup'}" in settings
     assert "init_from: null" in (out / "supervised_all" / "config.yaml").read_text()
-    assert [r["iteration"] for r in read_log(out / "supervised_all") if r["type"] == "eval"][-1] == 4
+    assert trained == {"warmup": 2, "supervised": 2, "mean_teacher": 2, "supervised_all": 4}
+    with pytest.raises(ValueError, match="iterations >= 1 and warmup >= 0"):
+        demo.run_demo(out, iterations=2, warmup=-1, extra=TINY)
 
 
-def test_without_warm_up_no_run_is_warm_started(tiny_scenes, tmp_path):
+def test_without_warm_up_no_run_is_warm_started():
     runs = demo.demo_runs(["supervised", "dual_teacher"], "l", "u", 5, 0, upper_bound=True)
     assert [(r.name, r.iterations, r.warm_start) for r in runs] == [
         ("supervised", 5, False), ("dual_teacher", 5, False), ("supervised_all", 5, False)]

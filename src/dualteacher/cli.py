@@ -201,6 +201,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {value}")
+    return value
+
+
 def _data_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     """``--dataset``, ``--data`` and ``--splits-dir``, shared by the data-reading commands."""
     from .registry import DATASETS
@@ -300,9 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output directory")
     p.add_argument("--methods", nargs="+", choices=tuple(METHODS),
                    help="methods to train (default: supervised, Mean Teacher and Dual Teacher)")
-    p.add_argument("--iterations", type=int, default=None,
+    p.add_argument("--iterations", type=_positive, default=None,
                    help="iterations of each method after the warm-up (default: the demo budget)")
-    p.add_argument("--warmup", type=int, default=None,
+    p.add_argument("--warmup", type=_non_negative, default=None,
                    help="supervised iterations every method starts from (default: the demo's; 0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-upper-bound", action="store_true", help="skip supervised training on every train scene")
@@ -321,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", nargs="+", default=["iterations"], choices=BUDGETS,
                    help="time: every method also gets Dual Teacher's training time")
     p.add_argument("--upper-bound", action="store_true", help="also supervised with every train image labelled")
-    p.add_argument("--warmup", type=int, default=0,
+    p.add_argument("--warmup", type=_non_negative, default=0,
                    help="supervised iterations on each labelled split that every method starts from (counted in "
                         "every time; default 0: none)")
     p.add_argument("--jobs", type=_positive, default=1, help="runs at a time (the CPU threads are shared out)")

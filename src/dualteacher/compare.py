@@ -85,7 +85,7 @@ _OWN_KEYS = {
     "data.root": "--data", "data.dataset": "--dataset", "data.splits_dir": "--splits-dir",
     "data.labeled_split": "--labeled", "data.unlabeled_split": "--labeled", "method.name": "--methods",
     "train.seed": "--seeds", "run_dir": "--runs", "train.epochs": "--iterations or --minutes",
-    "train.iters_per_epoch": "--iterations or --minutes",
+    "train.iters_per_epoch": "--iterations or --minutes", "method.init_from": "--warmup",
 }
 
 
@@ -141,9 +141,9 @@ class Run:
     summary: str
     threads: int
     data_digest: str = ""
-    start: tuple[str, ...] = ()
-    """``method.init_from`` of a warm-started run: in its settings, not in what a finished run is
-    checked against (the warm-up's location may move; the run's name carries the warm-up)."""
+    warmup_dir: str = ""
+    """A warm-started run's warm-up run directory, its ``method.init_from``: in the run's settings,
+    not in what a finished run is checked against (the run's name carries the warm-up)."""
     warmup_summary: str = ""
     """The warm-up run's summary, whose time and curve a warm-started run's summary includes."""
 
@@ -160,6 +160,11 @@ class Run:
         """The run's validated settings."""
         return recipe_config(self.root, self.labeled, self.unlabeled, self.method, self.run_dir, self.iterations,
                              self.seed, [*self.data, *self.overrides, *self.start])
+
+    @property
+    def start(self) -> list[str]:
+        """``method.init_from`` of a warm-started run (none otherwise)."""
+        return [f"method.init_from={json.dumps(self.warmup_dir)}"] if self.warmup_dir else []
 
 
 @dataclass
@@ -284,15 +289,15 @@ class Plan:
         else:
             (labeled, unlabeled), tag = self.splits[fraction, seed], budget_tag(parse_labeled(fraction))
         name = f"{tag}_seed{seed}_{variant}_{budget}{iterations}"
-        start, warmup_summary = (), ""
-        if self.opts.warmup and fraction != "all" and budget != "warmup":
+        warmup_dir, warmup_summary = "", ""
+        if self.opts.warmup and fraction != "all" and budget not in ("warmup", "probe"):
             warmup = self.warmup_run(fraction, seed)
             name += f"_after_warmup{self.opts.warmup}"
-            start, warmup_summary = (f"method.init_from={json.dumps(warmup.run_dir)}",), warmup.summary
+            warmup_dir, warmup_summary = warmup.run_dir, warmup.summary
         overrides = (*variant_of(variant)[1], *self.adaptation.overrides, *self.opts.overrides)
         return Run(name, variant, fraction, seed, budget, iterations, str(self.opts.data), labeled, unlabeled,
                    tuple(_data_settings(self.opts)), overrides, str(self.runs_dir / name),
-                   str(self.opts.out / "summaries" / f"{name}.json"), self.threads, self.data_digest, start,
+                   str(self.opts.out / "summaries" / f"{name}.json"), self.threads, self.data_digest, warmup_dir,
                    warmup_summary)
 
     def warmup_run(self, fraction: str, seed: int) -> Run:
@@ -466,7 +471,8 @@ def run_one(run: Run) -> dict[str, Any] | None:
 def _after_warmup(summary: dict[str, Any], warmup: dict[str, Any]) -> dict[str, Any]:
     """A warm-started run's summary that counts its warm-up: iterations and training seconds
     added, the warm-up's curve first and the run's shifted by the warm-up's training time;
-    ``s_per_it`` stays the run's own steps' and ``warmup`` records what was added."""
+    ``s_per_it`` stays the run's own steps', ``total_seconds`` (wall time with evaluations and
+    start-up) the run's own, and ``warmup`` records what was added."""
     seconds = warmup["train_seconds"]
     return {
         **summary,
@@ -492,7 +498,33 @@ def finished(run: Run) -> dict[str, Any] | None:
     if "data" in summary and summary["data"] != run.data_digest:
         raise ConfigError(f"{path} was trained on other data (other ids or files of other sizes in the train or val "
                           "split): choose another --out, or remove it to retrain")
+    warmup = Path(run.warmup_summary) if run.warmup_summary else None
+    if warmup is not None and warmup.exists():
+        current = json.loads(warmup.read_text())
+        if summary.get("warmup", {}).get("train_seconds") != current["train_seconds"]:
+            raise ConfigError(f"{path} started from another warm-up than {warmup} (retrained since): remove it to "
+                              "retrain it from this one")
     return summary
+
+
+def waiting_for_warmup(runs: list[Run], finished_names: Collection[str]) -> list[Run]:
+    """The unfinished warm-started ``runs`` whose warm-up is not among ``finished_names`` (it failed
+    or was interrupted): they would start from a partial network, so they do not train.
+
+    Raises :class:`ConfigError` naming both files when a finished warm-up's checkpoint is gone
+    (e.g. a fresh ``--runs``) while runs still need it.
+    """
+    waiting = []
+    for run in runs:
+        if not run.warmup_dir or finished(run) is not None:
+            continue
+        checkpoint = Path(run.warmup_dir) / "last.safetensors"
+        if Path(run.warmup_summary).exists() and not checkpoint.exists():
+            raise ConfigError(f"{run.name} starts from the warm-up {checkpoint}, which is gone although its summary "
+                              f"{run.warmup_summary} is there: remove the summary to retrain the warm-up")
+        if Path(run.warmup_summary).stem not in finished_names:
+            waiting.append(run)
+    return waiting
 
 
 def launch(runs: list[Run], jobs: int, done: Callable[[dict], None]) -> list[str]:
@@ -741,8 +773,13 @@ def compare(opts: CompareOptions) -> Comparison:
     for run in [*warmups, *equal_iterations]:
         finished(run)  # settings of earlier runs checked before anything trains
     results: list[dict] = []
+    waiting_for_warmup(equal_iterations, [run.name for run in warmups if finished(run) is not None])
     failed = _train_or_reuse(warmups, plan, results)
-    failed += _train_or_reuse(equal_iterations, plan, results)
+    waiting = waiting_for_warmup(equal_iterations, {r["name"] for r in results})
+    for run in waiting:
+        print(f"{run.name}: not trained: its warm-up {Path(run.warmup_summary).stem} has not finished", flush=True)
+    failed += [run.name for run in waiting]
+    failed += _train_or_reuse([run for run in equal_iterations if run not in waiting], plan, results)
     if "time" in opts.budgets:
         failed += _train_or_reuse(plan.equal_time_runs(results), plan, results)
     summary = write_outputs(results, plan, figures=True)

@@ -365,6 +365,8 @@ def _range_checks(cfg: Config) -> list[tuple[str, bool, str]]:
         ("method.ema_momentum", 0.0 <= cfg.method.ema_momentum < 1.0, "must be in [0, 1)"),
         ("method.cutmix_p", 0.0 <= cfg.method.cutmix_p <= 1.0, "must be in [0, 1]"),
         ("method.fp_dropout", 0.0 <= cfg.method.fp_dropout < 1.0, "must be in [0, 1)"),
+        ("method.init_from", cfg.method.init_from is None or cfg.method.teacher_init == "student",
+         "starts every network, teachers too, from one checkpoint: it needs method.teacher_init=student"),
         ("train.epochs", cfg.train.epochs >= 1, "must be >= 1"),
         ("train.iters_per_epoch", cfg.train.iters_per_epoch is None or cfg.train.iters_per_epoch >= 1, "must be >= 1"),
         ("train.batch_size", cfg.train.batch_size >= 1, "must be >= 1"),

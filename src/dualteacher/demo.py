@@ -78,7 +78,9 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
     labeled, unlabeled = split_source(source, LABELED_FRACTION, seed)
     print(f"digit scenes at {root} (ready in {time.perf_counter() - t0:.1f}s); labelled list {labeled.name}")
     runs = demo_runs(methods, labeled.stem, unlabeled.stem, iterations, warmup, upper_bound)
-    rows, warmup_seconds = [], 0.0
+    if iterations < 1 or warmup < 0:
+        raise ValueError(f"the demo needs iterations >= 1 and warmup >= 0, got {iterations} and {warmup}")
+    rows, warmup_seconds, warmup_iterations = [], 0.0, 0
     for run in runs:
         start_from = [f"method.init_from={json.dumps(str(out / WARMUP))}"] if run.warm_start else []
         cfg = recipe_config(root, run.labeled, run.unlabeled, run.method, out / run.name, run.iterations, seed,
@@ -86,33 +88,36 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
         start = time.perf_counter()
         train(cfg, progress=progress)
         seconds = time.perf_counter() - start
+        trained = cfg.train.epochs * cfg.train.iters_per_epoch  # the schedule rounds to whole epochs
         if run.name == WARMUP:
-            warmup_seconds = seconds
+            warmup_seconds, warmup_iterations = seconds, trained
             continue
-        rows.append(_row(out / run.name, run, seconds, warmup_seconds if run.warm_start else 0.0, warmup))
+        before = (warmup_seconds, warmup_iterations) if run.warm_start else (0.0, 0)
+        rows.append(_row(out / run.name, run.name, seconds, trained, before))
     (out / "results.json").write_text(json.dumps(rows, indent=1))
     print(format_table(rows))
     from .plots import demo_figure
 
-    offsets = {run.name: warmup for run in runs if run.warm_start}
+    offsets = {run.name: warmup_iterations for run in runs if run.warm_start}
     figure = demo_figure(out, [run.name for run in runs if run.name != WARMUP], source, offsets=offsets,
                          warmup=out / WARMUP if warmup else None, disputed_by=methods)
     print(f"figure: {figure}")
     return rows
 
 
-def _row(run_dir: Path, run: DemoRun, seconds: float, warmup_seconds: float, warmup: int) -> dict[str, Any]:
-    """One table row from a finished run's log; times and iterations include the warm-up's."""
+def _row(run_dir: Path, name: str, seconds: float, iterations: int, before: tuple[float, int]) -> dict[str, Any]:
+    """One table row from a finished run's log; times and iterations include those ``before`` it
+    (the warm-up's seconds and iterations, zero for a run that is not warm-started)."""
     records = [r for r in read_log(run_dir) if r["type"] == "eval"]
     final = records[-1]
     return {
-        "method": run.name,
+        "method": name,
         "final_student_miou": final["student/miou"],
         "best_miou": max(v for r in records for k, v in r.items() if k.endswith("/miou")),
         "final_teacher_miou": {k: v for k, v in final.items() if k.endswith("/miou") and not k.startswith("student")},
-        "seconds": warmup_seconds + seconds,
-        "warmup_seconds": warmup_seconds,
-        "iterations": run.iterations + (warmup if run.warm_start else 0),
+        "seconds": before[0] + seconds,
+        "warmup_seconds": before[0],
+        "iterations": before[1] + iterations,
     }
 
 

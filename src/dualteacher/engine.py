@@ -194,7 +194,7 @@ class Trainer:
         network starts from that checkpoint's student (:mod:`dualteacher.warm_start`)."""
 
         init_from = self.cfg.method.init_from
-        warm = read_warm_start(init_from, self.cfg.model, self.data.classes) if init_from else None
+        warm = read_warm_start(init_from, self.cfg.model, self.data.classes, (self.mean, self.std)) if init_from else None
 
         def build(drop_path: float) -> SegmentationNetwork:
             network = model_from_config(self.cfg.model, self.num_classes, drop_path=drop_path, pretrained=warm is None)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 NOTE, SAFE, REFUSED = "note", "safe", "refused"
 
-NOTED = frozenset({"data.workers"})
+NOTED = frozenset({"data.workers", "method.init_from"})  # init_from: a resumed run's networks come from its checkpoint
 SAFE_KEYS = frozenset({
     "train.epochs", "train.eval_every", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
     "train.device", "train.amp", "train.channels_last", "train.deterministic", "train.nan_guard",

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import tiny_overrides
-from dualteacher.checkpoint import CheckpointError, load_checkpoint
-from dualteacher.config import load_config
+from dualteacher.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from dualteacher.config import ConfigError, load_config
 from dualteacher.engine import Trainer, train
 
 
@@ -51,9 +51,17 @@ def test_a_best_checkpoint_file_works_too(tiny_data, warm_run, tmp_path):
 
 
 def test_wrong_checkpoints_are_refused_naming_the_file_before_anything_is_written(tiny_data, warm_run, tmp_path):
+    unfinished = tmp_path / "stopped_run"
+    Trainer(load_config(None, tiny_overrides(tiny_data, unfinished)), progress=False).fit(stop_at=3)
+    tensors, state = load_checkpoint(warm_run / "last.safetensors")
+    other_classes = tmp_path / "other_classes.safetensors"
+    save_checkpoint(other_classes, tensors, {**state, "classes": [f"c{i}" for i in range(len(state["classes"]))]})
     cases = {
         "missing": (tmp_path / "nowhere" / "last.safetensors", {}, "does not exist"),
         "architecture": (warm_run, {"model__decoder_channels": 16}, "model.decoder_channels=32"),
+        "normalisation": (warm_run, {"model__mean": "[0.4, 0.4, 0.4]"}, "normalised with mean"),
+        "classes": (other_classes, {}, "its classes"),
+        "unfinished": (unfinished, {}, "stopped at iteration 3 of 6"),
     }
     for name, (path, extra, message) in cases.items():
         run_dir = tmp_path / name
@@ -62,3 +70,21 @@ def test_wrong_checkpoints_are_refused_naming_the_file_before_anything_is_writte
             Trainer(cfg, progress=False)
         assert str(path) in str(err.value)
         assert not (run_dir / "metrics.jsonl").exists()
+
+
+def test_init_from_needs_teachers_copied_from_the_student(tiny_data, warm_run, tmp_path):
+    with pytest.raises(ConfigError, match="method.init_from: .* needs method.teacher_init=student"):
+        load_config(None, tiny_overrides(tiny_data, tmp_path, "dual_teacher", method__init_from=str(warm_run),
+                                         method__teacher_init="independent"))
+
+
+def test_a_resumed_run_may_find_its_warm_up_elsewhere(tiny_data, warm_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    Trainer(load_config(None, tiny_overrides(tiny_data, run_dir, "mean_teacher", method__init_from=str(warm_run))),
+            progress=False).fit(stop_at=3)
+    moved = Path(shutil.copytree(warm_run, tmp_path / "moved"))
+    record = train(load_config(None, tiny_overrides(tiny_data, run_dir, "mean_teacher", method__init_from=str(moved))),
+                   progress=False)
+    assert record["iteration"] == 6
