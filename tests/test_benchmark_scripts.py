@@ -14,6 +14,7 @@ from dualteacher.compare import CompareOptions, Comparison, check_options
 from dualteacher.config import load_config
 from dualteacher.engine import train
 from dualteacher.inference import load_model
+from dualteacher.recipe import WARMUP_ITERATIONS
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
@@ -38,7 +39,7 @@ def test_compare_methods_is_dualteacher_compare_on_the_digit_scenes(tmp_path: Pa
     assert opts.data == tmp_path and opts.fractions == ["1/16"] and opts.seeds == [0] and opts.report_only
     assert opts.budgets == ["iterations", "time"] and opts.out == Path("benchmarks/results/compare")
     assert opts.runs == Path("runs/compare") and opts.overrides == ["train.amp=off"]
-    assert opts.warmup == 300 and opts.iterations == 700 and opts.minutes is None
+    assert opts.warmup == WARMUP_ITERATIONS and opts.iterations is None and opts.minutes is None  # compare's defaults
     assert cm.main(["--minutes", "2", "--warmup", "0", "--report-only"]) == 0
     assert calls[1].minutes == 2 and calls[1].iterations is None and calls[1].warmup == 0
 

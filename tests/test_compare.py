@@ -15,7 +15,7 @@ from dualteacher.cli import main
 from dualteacher.compare import CompareOptions, Plan, Run, compare, summarize, time_to_accuracy
 from dualteacher.config import ConfigError
 from dualteacher.data.core import DataError
-from dualteacher.recipe import Adaptation
+from dualteacher.recipe import ITERATIONS, WARMUP_ITERATIONS, Adaptation
 
 TINY = ["model.weights=null", "model.decoder_channels=32", "data.workers=0", "train.batch_size=4",
         "train.unlabeled_batch_size=4", "train.log_every=1", "train.probe_images=4", "optim.lr=0.002"]
@@ -30,7 +30,7 @@ def data(tiny_data, tmp_path: Path) -> Path:
 
 def options(data: Path, out: Path, **extra) -> CompareOptions:
     return CompareOptions(**{"data": data, "out": out, "fractions": ["1/8"], "seeds": [0], "iterations": 4,
-                             "methods": ["supervised", "dual_teacher"], "overrides": TINY, **extra})
+                             "methods": ["supervised", "dual_teacher"], "overrides": TINY, "warmup": 0, **extra})
 
 
 def no_training(*args, **kwargs):
@@ -109,6 +109,9 @@ def test_summary_schema_and_a_second_call_trains_nothing(data: Path, tmp_path: P
     assert (out / "table.md").read_text().count("| supervised | 1/8 |") == 2
     assert (out / "miou_vs_time.png").stat().st_size > 0
     assert len(list((out / "summaries").glob("*.json"))) == 4  # 2 methods, the upper bound, supervised at equal time
+    threads = sorted({json.loads(f.read_text())["threads"] for f in (out / "summaries").glob("*.json")})
+    assert summary["budget"]["threads_per_run"] == threads  # what the runs used, not this call's share
+    assert f"{' or '.join(map(str, threads))} thread(s) per run" in (out / "table.md").read_text()
 
     monkeypatch.setattr(cmp, "launch", no_training)
     again = compare(options(data, out, budgets=["iterations", "time"], upper_bound=True, jobs=2))
@@ -141,6 +144,17 @@ def test_minutes_picks_a_positive_iteration_count_and_keeps_it(data: Path, tmp_p
     assert not (plan.runs_dir / "probe_dual_teacher").exists()
     monkeypatch.setattr(cmp, "ProcessPoolExecutor", no_training)
     assert cmp.plan_comparison(opts).iterations == plan.iterations  # the stored probe, not a new one
+
+
+def test_the_default_length_is_the_recipes_after_its_warm_up(data: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(cmp, "ProcessPoolExecutor", no_training)
+    assert CompareOptions(data=data, out=tmp_path, fractions=["1/8"]).warmup == WARMUP_ITERATIONS
+    for warmup in (0, WARMUP_ITERATIONS):
+        plan = cmp.plan_comparison(options(data, tmp_path / "out", iterations=None, warmup=warmup))
+        assert plan.iterations + warmup == ITERATIONS and plan.probe is None
+    with pytest.raises(ConfigError, match=f"--warmup {ITERATIONS} leaves none of the recipe's"):
+        cmp.plan_comparison(options(data, tmp_path / "out", iterations=None, warmup=ITERATIONS))
+    assert cmp.plan_comparison(options(data, tmp_path / "out", warmup=ITERATIONS)).iterations == 4
 
 
 @pytest.mark.parametrize("change, message", [
@@ -255,3 +269,44 @@ def test_runs_whose_warm_up_did_not_finish_do_not_train(data: Path, tmp_path: Pa
     assert launched == [["1-8_seed0_supervised_warmup2"], ["all_seed0_supervised_all_iterations6"]]
     assert set(result.failed) == {"1-8_seed0_supervised_warmup2", "1-8_seed0_supervised_iterations4_after_warmup2",
                                   "1-8_seed0_mean_teacher_iterations4_after_warmup2"}
+
+
+def partly_labelled(data: Path, keep: int) -> list[str]:
+    """Remove the masks of all train images but the first ``keep``; return the ids that keep one."""
+    ids = (data / "splits" / "train.txt").read_text().split()
+    for sample_id in ids[keep:]:
+        (data / "masks" / f"{sample_id}.png").unlink()
+    return ids[:keep]
+
+
+def test_masked_compares_on_the_images_that_have_a_mask(data: Path, tmp_path: Path) -> None:
+    train_ids = (data / "splits" / "train.txt").read_text().split()
+    masked = partly_labelled(data, 16)
+    with pytest.raises(DataError, match="mask"):  # a budget needs every train image labelled
+        cmp.plan_comparison(options(data, tmp_path / "out", fractions=["1/8"]))
+    out = tmp_path / "out"
+    result = compare(options(data, out, fractions=["masked"], seeds=[0, 1], iterations=2,
+                             methods=["supervised", "mean_teacher"]))
+    assert result.failed == []
+    assert (data / "splits" / "labeled_masked.txt").read_text().split() == masked
+    assert (data / "splits" / "unlabeled_masked.txt").read_text().split() == train_ids[16:]
+    assert set(result.summary["methods"]["mean_teacher"]) == {"masked"}
+    assert set(result.summary["methods"]["supervised"]["masked"]["seeds"]) == {"0", "1"}
+    names = {p.stem for p in (out / "summaries").glob("*.json")}
+    assert names == {f"masked_seed{s}_{m}_iterations2" for s in (0, 1) for m in ("supervised", "mean_teacher")}
+    assert "| mean_teacher | masked |" in (out / "table.md").read_text()
+
+
+@pytest.mark.parametrize("change, keep, error, message", [
+    ({"upper_bound": True}, 16, ConfigError, "goes alone and without --upper-bound"),
+    ({"fractions": ["masked", "1/8"]}, 16, ConfigError, "goes alone"),
+    ({}, None, DataError, "every one of the 64 images .* has a mask"),
+    ({}, 0, DataError, "no image of the .* has a mask file"),
+])
+def test_masked_refuses_what_it_cannot_compare(data: Path, tmp_path: Path, monkeypatch, change, keep, error,
+                                               message) -> None:
+    monkeypatch.setattr(cmp, "launch", no_training)
+    if keep is not None:
+        partly_labelled(data, keep)
+    with pytest.raises(error, match=message):
+        compare(options(data, tmp_path / "out", **{"fractions": ["masked"], **change}))

@@ -131,7 +131,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     names = ("data", "out", "dataset", "splits_dir", "methods", "variants", "seeds", "iterations", "minutes",
              "upper_bound", "jobs", "runs", "overrides", "report_only", "warmup")
-    options = CompareOptions(fractions=args.labeled, budgets=args.budget, **{k: getattr(args, k) for k in names})
+    given = {k: getattr(args, k) for k in names if not (k == "warmup" and args.warmup is None)}
+    options = CompareOptions(fractions=args.labeled, budgets=args.budget, **given)
     return 1 if compare(options).failed else 0
 
 
@@ -268,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("split", help="write nested labelled/unlabelled lists, or import public split files")
     _data_options(p, required=True)
     budget = p.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--labeled", help="a count (92) or a fraction (1/16, 0.125) of the source split")
+    budget.add_argument("--labeled", help="a count (92) or a fraction (1/16, 0.125) of the source split, or 'masked': "
+                                          "its images that have a mask file (the others unlabelled)")
     budget.add_argument("--import", dest="import_labeled", type=Path, metavar="FILE",
                         help="a labelled list to import (UniMatch/U2PL 'image mask' lines, or ids / file names)")
     p.add_argument("--import-unlabeled", type=Path, metavar="FILE", help="its unlabelled list (default: the rest of the pool)")
@@ -318,19 +320,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="does semi-supervised training help on my data? every method with one recipe")
     _data_options(p, required=True)
-    p.add_argument("--labeled", nargs="+", required=True, help="label budgets: fractions (1/16 1/8) or counts (50)")
+    p.add_argument("--labeled", nargs="+", required=True,
+                   help="label budgets: fractions (1/16 1/8) or counts (50) of the train split, or 'masked': the "
+                        "train images that have a mask file, the others unlabelled (your own partly labelled data)")
     p.add_argument("--methods", nargs="+", default=list(METHODS))
     p.add_argument("--variants", nargs="+", default=[], help="extra variants, e.g. dual_teacher_persistent")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--iterations", type=_positive, help="iterations per run (default: the recipe's)")
-    length.add_argument("--minutes", type=float, help="iterations such that Dual Teacher trains about this long")
+    length.add_argument("--iterations", type=_positive,
+                        help="iterations per run after the warm-up (default: recipe.ITERATIONS less the warm-up)")
+    length.add_argument("--minutes", type=float,
+                        help="iterations after the warm-up such that Dual Teacher trains about this long")
     p.add_argument("--budget", nargs="+", default=["iterations"], choices=BUDGETS,
                    help="time: every method also gets Dual Teacher's training time")
     p.add_argument("--upper-bound", action="store_true", help="also supervised with every train image labelled")
-    p.add_argument("--warmup", type=_non_negative, default=0,
+    p.add_argument("--warmup", type=_non_negative, default=None,
                    help="supervised iterations on each labelled split that every method starts from (counted in "
-                        "every time; default 0: none)")
+                        "every time; default: dualteacher.recipe.WARMUP_ITERATIONS; 0: none, every run from the encoder)")
     p.add_argument("--jobs", type=_positive, default=1, help="runs at a time (the CPU threads are shared out)")
     p.add_argument("--out", required=True, type=Path, help="summary.json, table.md, figures, summaries/")
     p.add_argument("--runs", type=Path, help="run directories (default: OUT/runs)")

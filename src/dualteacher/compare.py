@@ -2,7 +2,9 @@
 
 Trains the chosen methods with the shared recipe (:mod:`dualteacher.recipe`, adapted to the
 data and overridable with ``key=value``) on labelled fractions of the train split drawn per seed
-(nested lists, as ``dualteacher split`` writes them), and writes::
+(nested lists, as ``dualteacher split`` writes them) or, with the budget ``masked``, on the
+train images that have a mask file (the others unlabelled, one split for every seed; for data
+that is only partly annotated, so without an upper bound), and writes::
 
     OUT/summary.json          the comparison (schema in :func:`summarize`)
     OUT/table.md              the same as markdown tables, with peak memory
@@ -10,14 +12,15 @@ data and overridable with ``key=value``) on labelled fractions of the train spli
     OUT/coupling.png          teacher-student coupling (first fraction and seed), if teachers ran
     OUT/summaries/<run>.json  one per run; OUT/probe.json: the --minutes probe
 
-Budgets. ``iterations``: every method trains N iterations (``iterations``, or ``minutes`` M:
-N such that the reference method trains about M minutes, from a timed probe of its step).
+Budgets. ``iterations``: every method trains N iterations after the warm-up (``iterations``;
+``minutes`` M: N such that the reference method trains about M minutes, from a timed probe of
+its step; neither: the recipe's 1,000 less the warm-up).
 ``time``: every method trains for the training time of the reference's N-iteration run of the
 same fraction and seed: method m runs round(N · s_ref / s_m) iterations, s the seconds per
 training iteration (evaluation excluded) of the equal-iteration runs, which ``time`` therefore
 also trains. Variants and the upper bound train under ``iterations`` only.
 
-Warm start (``warmup`` W > 0): per fraction and seed, one supervised run of W iterations on the
+Warm start (``warmup`` W > 0; default the recipe's ``WARMUP_ITERATIONS``, 0 for none): per fraction and seed, one supervised run of W iterations on the
 labelled split trains first, and every run of that fraction and seed, supervised included,
 starts from its student (``method.init_from``, :mod:`dualteacher.warm_start`) for its N
 iterations; the upper bound trains W + N iterations from the pretrained encoder. A warm-started
@@ -54,7 +57,7 @@ from .data.check import check_data
 from .data.core import DataError
 from .data.registry import open_source
 from .data.source import DataSource
-from .data.split_files import split_source
+from .data.split_files import MASKED, split_source
 from .data.splits import budget_tag, parse_labeled
 from .engine import Trainer, train
 from .plots import coupling_figure, miou_vs_time_figure
@@ -62,6 +65,7 @@ from .recipe import (
     BASELINE,
     ITERATIONS,
     RECIPE,
+    WARMUP_ITERATIONS,
     UPPER_BOUND,
     Adaptation,
     adapt_recipe,
@@ -92,7 +96,7 @@ _OWN_KEYS = {
 @dataclass
 class CompareOptions:
     """What to compare; see the module docstring. ``fractions`` are label budgets as
-    ``dualteacher split --labeled`` reads them (``1/16``, ``0.125``, ``50``)."""
+    ``dualteacher split --labeled`` reads them (``1/16``, ``0.125``, ``50``), or ``["masked"]``."""
 
     data: Path
     out: Path
@@ -111,7 +115,7 @@ class CompareOptions:
     overrides: list[str] = field(default_factory=list)
     reference: str = "dual_teacher"
     report_only: bool = False
-    warmup: int = 0
+    warmup: int = WARMUP_ITERATIONS
 
     def __post_init__(self) -> None:
         self.data, self.out = Path(self.data), Path(self.out)
@@ -202,9 +206,12 @@ def check_options(opts: CompareOptions) -> list[str]:
     if not opts.fractions:
         raise ConfigError("--labeled: give at least one label budget (1/16, 0.125 or a count such as 50)")
     try:
-        tags = [budget_tag(parse_labeled(f)) for f in opts.fractions]
+        tags = [fraction_tag(f) for f in opts.fractions]
     except ValueError as error:
         raise ConfigError(f"--labeled: {error}") from None
+    if MASKED in opts.fractions and (len(opts.fractions) > 1 or opts.upper_bound):
+        raise ConfigError(f"--labeled {MASKED} (the train images with a mask as the labelled set) goes alone and without "
+                          "--upper-bound: label budgets and the upper bound need a mask for every train image")
     if len(set(tags)) < len(tags):
         raise ConfigError(f"--labeled: the same budget is given twice ({', '.join(opts.fractions)})")
     if not opts.seeds or len(set(opts.seeds)) < len(opts.seeds):
@@ -215,6 +222,8 @@ def check_options(opts: CompareOptions) -> list[str]:
         raise ConfigError("--iterations and --minutes must be positive")
     if opts.warmup < 0:
         raise ConfigError(f"--warmup must be 0 (none) or a number of iterations, got {opts.warmup}")
+    if opts.iterations is None and opts.minutes is None and opts.warmup >= ITERATIONS:
+        raise ConfigError(f"--warmup {opts.warmup} leaves none of the recipe's {ITERATIONS} iterations: give --iterations")
     if opts.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {opts.jobs}")
     if "time" in opts.budgets and opts.reference not in opts.methods:
@@ -234,13 +243,22 @@ def _data_settings(opts: CompareOptions) -> list[str]:
     return settings + ([f"data.splits_dir={json.dumps(str(opts.splits_dir))}"] if opts.splits_dir else [])
 
 
-def check_dataset(source: DataSource, val_split: str) -> None:
-    """The fast data check (file headers) of every train image and mask and the val split.
+def fraction_tag(fraction: str) -> str:
+    """The file-name tag of a label budget (``"1-16"``, ``"50"``, ``"masked"``); ValueError if unreadable."""
+    return MASKED if fraction == MASKED else budget_tag(parse_labeled(fraction))
+
+
+def check_dataset(source: DataSource, val_split: str, labeled: str = POOL, unlabeled: str | None = None) -> None:
+    """The fast data check (file headers) of the val split and of the images and masks of
+    ``labeled`` (every train image by default) and the images of ``unlabeled`` (by default the
+    rest of the reader's unlabelled pool, if it is another split).
 
     Raises :class:`DataError` listing every problem, before any run starts.
     """
-    unlabeled_pool = source.default_unlabeled_pool(POOL)
-    splits = {"labeled": POOL, "val": val_split, **({"unlabeled": unlabeled_pool} if unlabeled_pool != POOL else {})}
+    if unlabeled is None:
+        pool = source.default_unlabeled_pool(POOL)
+        unlabeled = pool if pool != POOL else None
+    splits = {"labeled": labeled, "val": val_split, **({"unlabeled": unlabeled} if unlabeled else {})}
     report = check_data(source, splits, full=False)
     if report.errors:
         raise DataError(report.format(severities=("error", "warning")))
@@ -287,7 +305,7 @@ class Plan:
         if fraction == "all":
             (labeled, unlabeled), tag = (POOL, POOL), "all"
         else:
-            (labeled, unlabeled), tag = self.splits[fraction, seed], budget_tag(parse_labeled(fraction))
+            (labeled, unlabeled), tag = self.splits[fraction, seed], fraction_tag(fraction)
         name = f"{tag}_seed{seed}_{variant}_{budget}{iterations}"
         warmup_dir, warmup_summary = "", ""
         if self.opts.warmup and fraction != "all" and budget not in ("warmup", "probe"):
@@ -341,19 +359,26 @@ def plan_comparison(opts: CompareOptions) -> Plan:
     data = load_config(None, [*RECIPE, *opts.overrides]).data
     source = open_source(opts.dataset, opts.data, opts.splits_dir, ignore_index=data.ignore_index)
     val_split = data.val_split
-    check_dataset(source, val_split)
-    adaptation = adapt_recipe(source, [POOL, source.default_unlabeled_pool(POOL)], val_split, opts.overrides)
     splits = {}
-    for fraction in opts.fractions:
-        for seed in opts.seeds:
-            labeled, unlabeled = split_source(source, fraction, seed, pool=POOL)
-            splits[fraction, seed] = (labeled.stem, unlabeled.stem)
+    if opts.fractions == [MASKED]:  # one split, whatever the seed: the user's own annotations
+        labeled, unlabeled = split_source(source, MASKED, 0, pool=POOL)
+        check_dataset(source, val_split, labeled.stem, unlabeled.stem)
+        splits = {(MASKED, seed): (labeled.stem, unlabeled.stem) for seed in opts.seeds}
+    else:
+        check_dataset(source, val_split)
+        for fraction in opts.fractions:
+            for seed in opts.seeds:
+                labeled, unlabeled = split_source(source, fraction, seed, pool=POOL)
+                splits[fraction, seed] = (labeled.stem, unlabeled.stem)
+    adaptation = adapt_recipe(source, [POOL, source.default_unlabeled_pool(POOL)], val_split, opts.overrides)
     plan = Plan(opts, variants, adaptation, splits, _threads(opts.jobs), data_digest=data_digest(source, val_split))
     if opts.iterations is not None:
         plan.iterations = opts.iterations
     elif opts.minutes is not None:
         plan.probe = probe(plan)
         plan.iterations = iterations_for(opts.minutes, plan.probe["s_per_iteration"])
+    else:
+        plan.iterations = ITERATIONS - opts.warmup
     return plan
 
 
@@ -507,14 +532,9 @@ def finished(run: Run) -> dict[str, Any] | None:
     return summary
 
 
-def waiting_for_warmup(runs: list[Run], finished_names: Collection[str]) -> list[Run]:
-    """The unfinished warm-started ``runs`` whose warm-up is not among ``finished_names`` (it failed
-    or was interrupted): they would start from a partial network, so they do not train.
-
-    Raises :class:`ConfigError` naming both files when a finished warm-up's checkpoint is gone
-    (e.g. a fresh ``--runs``) while runs still need it.
-    """
-    waiting = []
+def check_warmup_checkpoints(runs: list[Run]) -> None:
+    """Raise :class:`ConfigError` naming both files when an unfinished warm-started run needs a
+    finished warm-up whose checkpoint is gone (e.g. a fresh ``--runs``)."""
     for run in runs:
         if not run.warmup_dir or finished(run) is not None:
             continue
@@ -522,9 +542,13 @@ def waiting_for_warmup(runs: list[Run], finished_names: Collection[str]) -> list
         if Path(run.warmup_summary).exists() and not checkpoint.exists():
             raise ConfigError(f"{run.name} starts from the warm-up {checkpoint}, which is gone although its summary "
                               f"{run.warmup_summary} is there: remove the summary to retrain the warm-up")
-        if Path(run.warmup_summary).stem not in finished_names:
-            waiting.append(run)
-    return waiting
+
+
+def waiting_for_warmup(runs: list[Run], finished_names: Collection[str]) -> list[Run]:
+    """The unfinished warm-started ``runs`` whose warm-up is not among ``finished_names`` (it failed
+    or was interrupted): they would start from a partial network, so they do not train."""
+    return [run for run in runs if run.warmup_dir and finished(run) is None
+            and Path(run.warmup_summary).stem not in finished_names]
 
 
 def launch(runs: list[Run], jobs: int, done: Callable[[dict], None]) -> list[str]:
@@ -652,7 +676,7 @@ def summarize(results: list[dict], plan: Plan) -> dict[str, Any]:
             "minutes": opts.minutes,
             "probe": plan.probe,
             "reference": opts.reference,
-            "threads_per_run": plan.threads,
+            "threads_per_run": sorted({r["threads"] for r in results}) or [plan.threads],
             "devices": sorted({r["device"] for r in results}),
         },
         "recipe": {
@@ -682,7 +706,7 @@ def write_table(summary: dict[str, Any], fractions: Sequence[str], path: Path) -
     """``table.md``: per budget, one row per method and fraction (mean ± std over seeds, cost,
     time to supervised's mIoU), and the upper bound."""
     budget = summary["budget"]
-    lines = [f"Trained on: {'; '.join(budget['devices']) or '–'}, {budget['threads_per_run']} thread(s) per run. "
+    lines = [f"Trained on: {'; '.join(budget['devices']) or '–'}, {' or '.join(map(str, budget['threads_per_run']))} thread(s) per run. "
              f"Recipe: {'; '.join(summary['recipe']['account'])}", ""]
     header = ["| method | labelled | student mIoU (mean ± std) | seeds | iterations | s / iteration | training time (s) "
               "| peak memory (MiB) | time to supervised's mIoU (s) |", "|---|---|---|---|---|---|---|---|---|"]
@@ -773,7 +797,7 @@ def compare(opts: CompareOptions) -> Comparison:
     for run in [*warmups, *equal_iterations]:
         finished(run)  # settings of earlier runs checked before anything trains
     results: list[dict] = []
-    waiting_for_warmup(equal_iterations, [run.name for run in warmups if finished(run) is not None])
+    check_warmup_checkpoints(equal_iterations)
     failed = _train_or_reuse(warmups, plan, results)
     waiting = waiting_for_warmup(equal_iterations, {r["name"] for r in results})
     for run in waiting:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dualteacher.data.registry import open_source
+from dualteacher.data.core import DataError
 from dualteacher.data.split_files import split_source
 from dualteacher.data.splits import budget_tag, make_split, parse_labeled
 
@@ -82,3 +83,27 @@ def test_split_source_writes_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "splits").iterdir()) == [
         "labeled_1-16_seed2.txt", "labeled_mine.txt", "train.txt", "unlabeled_1-16_seed2.txt", "unlabeled_mine.txt",
     ]
+
+
+def test_masked_labels_the_images_that_have_a_mask(tmp_path: Path) -> None:
+    for folder in ("images", "masks", "splits"):
+        (tmp_path / folder).mkdir()
+    ids = IDS[:10]
+    (tmp_path / "splits" / "train.txt").write_text("".join(f"{i}\n" for i in ids))
+    for k, sample_id in enumerate(ids):
+        (tmp_path / "images" / f"{sample_id}.png").write_bytes(b"")
+        if k % 3 == 0:
+            (tmp_path / "masks" / f"{sample_id}.png").write_bytes(b"")
+    source = open_source("folder", tmp_path)
+    lab_path, unl_path = split_source(source, "masked", seed=5)
+    assert (lab_path.name, unl_path.name) == ("labeled_masked.txt", "unlabeled_masked.txt")
+    assert source.split_ids("labeled_masked") == [ids[0], ids[3], ids[6], ids[9]]
+    assert source.split_ids("unlabeled_masked") == [i for k, i in enumerate(ids) if k % 3]
+    for sample_id in ids:
+        (tmp_path / "masks" / f"{sample_id}.png").write_bytes(b"")
+    with pytest.raises(DataError, match="every one of the 10 images .* has a mask"):
+        split_source(source, "masked", seed=0)
+    for mask in (tmp_path / "masks").iterdir():
+        mask.unlink()
+    with pytest.raises(DataError, match="no image of the .* has a mask file"):
+        split_source(source, "masked", seed=0)

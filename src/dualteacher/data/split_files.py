@@ -1,6 +1,8 @@
 """Write labelled/unlabelled lists for any dataset reader: drawn with a seed, or imported.
 
-Drawn lists are nested across budgets for one seed (see :mod:`dualteacher.data.splits`).
+Drawn lists are nested across budgets for one seed (see :mod:`dualteacher.data.splits`); the
+budget :data:`MASKED` instead takes the images that have a mask file as the labelled set, for
+data where only some images are annotated.
 The unlabelled list is the reader's unlabelled pool minus the labelled ids: the labelled
 pool itself, except for classic PASCAL VOC, whose labelled ids come from the 1,464 ``train``
 images and whose unlabelled ids are the rest of the 10,582 ``train_aug`` pool when it is
@@ -21,11 +23,13 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from dualteacher.data.core import DataError, read_list_lines
+from dualteacher.data.core import DataError, find_missing, read_list_lines
 from dualteacher.data.source import DataSource
 from dualteacher.data.splits import budget_tag, make_split, parse_labeled
 
 _SHOWN = 5
+MASKED = "masked"
+"""The label budget "every image of the pool that has a mask file" (the rest unlabelled)."""
 
 
 def _write_lines_atomic(path: Path, lines: list[str]) -> None:
@@ -46,6 +50,27 @@ def write_lists(directory: Path, suffix: str, labeled_ids: list[str], unlabeled_
     return labeled_path, unlabeled_path
 
 
+def masked_ids(source: DataSource, pool: str = "train") -> tuple[list[str], list[str]]:
+    """The ids of split ``pool`` whose mask file exists (in pool order), and the others.
+
+    Raises :class:`DataError` when no image of the pool has a mask, or every one has (then there
+    is nothing unlabelled: draw a budget instead).
+    """
+    ids = source.split_ids(pool)
+    masks = source.files(ids, labeled=True).masks
+    missing = set(find_missing(masks))
+    labeled = [i for i, mask in zip(ids, masks) if str(mask) not in missing]
+    unlabeled = [i for i, mask in zip(ids, masks) if str(mask) in missing]
+    where = f"{source.name} {pool!r} split at {source.root}"
+    if not labeled:
+        raise DataError(f"--labeled {MASKED}: no image of the {where} has a mask file (e.g. {masks[0]})" if masks
+                        else f"--labeled {MASKED}: the {where} lists no image")
+    if not unlabeled:
+        raise DataError(f"--labeled {MASKED}: every one of the {len(ids)} images of the {where} has a mask, so none "
+                        "is unlabelled: give a budget (1/16, 50) to label a subset")
+    return labeled, unlabeled
+
+
 def split_source(
     source: DataSource,
     labeled: int | float | str,
@@ -57,8 +82,12 @@ def split_source(
     """Draw ``labeled`` ids of split ``pool`` with ``seed``; write both lists; return their paths.
 
     The files are ``<splits_dir>/labeled_<name>.txt`` and ``unlabeled_<name>.txt``; ``name``
-    defaults to ``<tag>_seed<seed>`` (``92_seed0``, ``1-16_seed0``).
+    defaults to ``<tag>_seed<seed>`` (``92_seed0``, ``1-16_seed0``). The budget :data:`MASKED`
+    labels the images of ``pool`` that have a mask file and leaves the others unlabelled,
+    whatever the seed (``name`` defaults to ``masked``); see :func:`masked_ids`.
     """
+    if labeled == MASKED:
+        return write_lists(source.splits_dir, name or MASKED, *masked_ids(source, pool))
     budget = parse_labeled(labeled) if isinstance(labeled, str) else labeled
     try:
         labeled_ids, rest = make_split(source.split_ids(pool), budget, seed)
