@@ -57,6 +57,22 @@ def test_pseudo_label_quality_at_threshold_zero_is_pixel_accuracy(tiny_data, tmp
     assert strict["confident_share"] < everything["confident_share"]
 
 
+def test_run_diagnostics_reads_losses_coverage_and_teacher_margin(tiny_data, tmp_path: Path) -> None:
+    diagnostics = script("run_diagnostics")
+    for method in ("dual_teacher", "supervised"):
+        train(load_config(None, tiny_overrides(tiny_data, tmp_path / method, method)), progress=False)
+    dual, supervised = (diagnostics.diagnose(tmp_path / m) for m in ("dual_teacher", "supervised"))
+    assert set(dual["terms"]) == {"loss_icl", "loss_mix"} and dual["iterations"] == 6
+    assert dual["unlabeled_over_supervised"] > 0 and set(dual["confident"]) == {1, 4, 6}
+    assert all(0 <= share <= 1 for share in dual["confident"].values())
+    assert isinstance(dual["teacher_minus_student"], float)
+    assert supervised["terms"] == {} and supervised["teacher_minus_student"] is None
+    text = diagnostics.table([dual, supervised])
+    assert "| dual_teacher | " in text and "| supervised | " in text and text.count("| – |") >= 2
+    with pytest.raises(FileNotFoundError):
+        diagnostics.diagnose(tmp_path / "nothing")
+
+
 def test_gpu_check_script_parses_and_its_compare_call_is_valid() -> None:
     path = BENCHMARKS / "gpu_check.sh"
     assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
