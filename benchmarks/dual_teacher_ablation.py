@@ -7,10 +7,11 @@ student's drop-path 0.1. Each row trains the shared recipe (:mod:`dualteacher.re
 ``--labeled`` (1/32) of the train scenes drawn with ``--seed`` (0) for ``--iterations`` with the
 row's overrides, evaluating every epoch, and prints the final student val mIoU; finished rows
 are kept in ``OUT/ablation_<iterations>.json`` with their overrides, and not re-run while those
-are the same. ``--init-from CHECKPOINT`` starts every row from a supervised warm-up
-(``method.init_from``; the protocol of ``dualteacher compare``), e.g. the comparison's own
-``runs/compare/1-32_seed1_supervised_warmup300``; its rows go to
-``OUT/ablation_<iterations>_after_<warm-up directory>.json``.
+are the same. ``--init-from RUN`` starts every row from a supervised warm-up on the same
+labelled split (``method.init_from``; the protocol of ``dualteacher compare``), e.g. the
+comparison's own ``runs/compare/1-32_seed1_supervised_warmup300``. Other budgets, seeds or
+warm-ups keep their rows apart: ``OUT/ablation_<iterations>_<budget>_seed<seed>[_after_<warm-up>_<hash>].json``
+and run directories under ``RUNS/<iterations>...``.
 The last row, Dual Teacher with one persistent teacher, no consistency term, no drop-path and
 CutMix, is Mean Teacher (a test checks the two steps are bitwise equal).
 
@@ -22,6 +23,7 @@ CutMix, is Mean Teacher (a test checks the two steps are bitwise equal).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import time
@@ -31,7 +33,9 @@ import torch
 
 from dualteacher.data.digits import ensure_digit_scenes
 from dualteacher.data.registry import open_source
+from dualteacher.config import load_config
 from dualteacher.data.split_files import split_source
+from dualteacher.data.splits import budget_tag, parse_labeled
 from dualteacher.engine import train
 from dualteacher.recipe import recipe_config
 from dualteacher.runlog import read_log
@@ -60,6 +64,32 @@ def run_row(name: str, method: str, overrides: list[str], root: Path, runs: Path
             "train_seconds": evals[-1]["train_seconds"], "threads": torch.get_num_threads()}
 
 
+def experiment_key(labeled: str, seed: int, init_from: Path | None) -> str:
+    """What keeps an experiment's rows apart: empty for the original one (1/32, seed 0, from the
+    encoder), else ``_<budget>_seed<seed>`` and, with a warm start, ``_after_<name>_<hash>`` (the
+    hash of its resolved path, so two warm-ups of one name do not collide)."""
+    if labeled == "1/32" and seed == 0 and init_from is None:
+        return ""
+    key = f"_{budget_tag(parse_labeled(labeled))}_seed{seed}"
+    if init_from is not None:
+        resolved = init_from.resolve()
+        name = resolved.parent.name if resolved.is_file() else resolved.name
+        key += f"_after_{name}_{hashlib.sha256(str(resolved).encode()).hexdigest()[:8]}"
+    return key
+
+
+def check_warm_up(init_from: Path, labeled_split: str) -> None:
+    """Stop unless the warm-up run (a run directory or a file in one) trained on ``labeled_split``."""
+    run_dir = init_from if init_from.is_dir() else init_from.parent
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        raise SystemExit(f"--init-from {init_from}: no {config} tells which labelled split it trained on")
+    trained_on = load_config(str(config), []).data.labeled_split
+    if trained_on != labeled_split:
+        raise SystemExit(f"--init-from {init_from} trained on {trained_on}, not on {labeled_split}: "
+                         "give the warm-up of the same --labeled and --seed")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=400)
@@ -73,9 +103,12 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     root = ensure_digit_scenes()
     start_from = [f"method.init_from={args.init_from}"] if args.init_from else []
-    suffix = f"_after_{args.init_from.resolve().name}" if args.init_from else ""
-    path = args.out / f"ablation_{args.iterations}{suffix}.json"
-    runs = args.runs / f"{args.iterations}{suffix}" if args.init_from else args.runs
+    if args.init_from:
+        labeled, _ = split_source(open_source("folder", root), args.labeled, args.seed)
+        check_warm_up(args.init_from, labeled.stem)
+    key = experiment_key(args.labeled, args.seed, args.init_from)
+    path = args.out / f"ablation_{args.iterations}{key}.json"
+    runs = args.runs / f"{args.iterations}{key}"
     done = json.loads(path.read_text()) if path.exists() else {}
     print(f"| row ({args.labeled} labelled, seed {args.seed}, {args.iterations} iterations"
           f"{f' after {args.init_from}' if args.init_from else ''}) | student mIoU | curve (every epoch) |")
@@ -83,9 +116,7 @@ def main() -> None:
     for name, (method, overrides) in ROWS.items():
         if args.rows and not any(name.startswith(p) for p in args.rows):
             continue
-        settings = [method, *overrides, *start_from, f"labeled={args.labeled}", f"seed={args.seed}"]
-        if args.labeled == "1/32" and args.seed == 0 and not start_from:
-            settings = [method, *overrides]  # the rows made before --labeled/--seed/--init-from existed
+        settings = [method, *overrides, *start_from]
         if name not in done or done[name].get("overrides") != settings:
             start = time.perf_counter()
             done[name] = {**run_row(name, method, [*overrides, *start_from], root, runs, args.iterations,

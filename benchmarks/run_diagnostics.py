@@ -27,23 +27,24 @@ def diagnose(run_dir: Path) -> dict[str, Any]:
     """The diagnostics of one run (see the module docstring); raises FileNotFoundError without a log
     and ValueError when the log holds no training record."""
     records = read_log(run_dir)
-    train = [r for r in records if r["type"] == "train"]
-    evals = [r for r in records if r["type"] == "eval"]
+    train = [r for r in records if r["type"] == "train" and "loss" in r and "loss_sup" in r]  # not all-skipped windows
+    evals = [r for r in records if r["type"] == "eval" and "student/miou" in r]
     if not train:
-        raise ValueError(f"{run_dir / 'metrics.jsonl'} holds no training record")
+        raise ValueError(f"{Path(run_dir) / 'metrics.jsonl'} holds no training record with losses")
     last = train[-1]["iteration"]
     late = [r for r in train if r["iteration"] > last / 2] or train[-1:]
-    terms = sorted(k for k in train[0] if k.startswith("loss_") and k != "loss_sup")
+    terms = sorted({k for r in late for k in r if k.startswith("loss_") and k != "loss_sup"})
     supervised = statistics.mean(r["loss_sup"] for r in late)
     unlabeled = statistics.mean(r["loss"] - r["loss_sup"] for r in late)
     marks = sorted({train[0]["iteration"], train[len(train) // 2]["iteration"], last})
     confident = {r["iteration"]: r["confident"] for r in train if r["iteration"] in marks and "confident" in r}
     teachers = sorted({k for r in evals for k in r if k.endswith("/miou") and k != "student/miou"})
-    margin = (statistics.mean(max(r[k] for k in teachers) - r["student/miou"] for r in evals)
-              if teachers and evals else None)
+    scored = [r for r in evals if any(k in r for k in teachers)]
+    margin = (statistics.mean(max(r[k] for k in teachers if k in r) - r["student/miou"] for r in scored)
+              if scored else None)
     return {
         "run": Path(run_dir).name, "iterations": last, "loss_sup": supervised,
-        "terms": {k: statistics.mean(r[k] for r in late) for k in terms},
+        "terms": {k: statistics.mean(r[k] for r in late if k in r) for k in terms},
         "unlabeled_over_supervised": unlabeled / supervised if terms and supervised > 0 else None,
         "confident": confident, "teacher_minus_student": margin,
     }

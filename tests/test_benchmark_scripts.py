@@ -11,7 +11,7 @@ import pytest
 from conftest import tiny_overrides
 from dualteacher.cli import build_parser
 from dualteacher.compare import CompareOptions, Comparison, check_options
-from dualteacher.config import load_config
+from dualteacher.config import load_config, save_config
 from dualteacher.engine import train
 from dualteacher.inference import load_model
 from dualteacher.recipe import WARMUP_ITERATIONS
@@ -71,6 +71,23 @@ def test_run_diagnostics_reads_losses_coverage_and_teacher_margin(tiny_data, tmp
     assert "| dual_teacher | " in text and "| supervised | " in text and text.count("| – |") >= 2
     with pytest.raises(FileNotFoundError):
         diagnostics.diagnose(tmp_path / "nothing")
+
+
+def test_the_ablation_keeps_other_splits_and_warm_ups_apart(tiny_data, tmp_path: Path) -> None:
+    ablation = script("dual_teacher_ablation")
+    assert ablation.experiment_key("1/32", 0, None) == ""  # the committed rows keep their file
+    assert ablation.experiment_key("1/16", 2, None) == "_1-16_seed2"
+    first, second = tmp_path / "a" / "warmup", tmp_path / "b" / "warmup"
+    for run in (first, second):
+        run.mkdir(parents=True)
+    keys = {ablation.experiment_key("1/32", 1, run) for run in (first, second)}
+    assert len(keys) == 2 and all(k.startswith("_1-32_seed1_after_warmup_") for k in keys)
+    save_config(load_config(None, tiny_overrides(tiny_data, first)), first / "config.yaml")
+    ablation.check_warm_up(first, tiny_data["labeled"])
+    with pytest.raises(SystemExit, match="not on labeled_other"):
+        ablation.check_warm_up(first / "last.safetensors", "labeled_other")
+    with pytest.raises(SystemExit, match="no .*config.yaml"):
+        ablation.check_warm_up(second, tiny_data["labeled"])
 
 
 def test_gpu_check_script_parses_and_its_compare_call_is_valid() -> None:

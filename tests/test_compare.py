@@ -146,6 +146,14 @@ def test_minutes_picks_a_positive_iteration_count_and_keeps_it(data: Path, tmp_p
     assert cmp.plan_comparison(opts).iterations == plan.iterations  # the stored probe, not a new one
 
 
+def test_the_help_states_the_recipes_length_and_warm_up() -> None:
+    from dualteacher.cli import build_parser, sub_commands
+
+    helps = {a.dest: a.help for a in sub_commands(build_parser())["compare"]._actions}
+    assert f"the recipe's {WARMUP_ITERATIONS};" in helps["warmup"]
+    assert f"the recipe's {ITERATIONS} less the warm-up" in helps["iterations"]
+
+
 def test_the_default_length_is_the_recipes_after_its_warm_up(data: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(cmp, "ProcessPoolExecutor", no_training)
     assert CompareOptions(data=data, out=tmp_path, fractions=["1/8"]).warmup == WARMUP_ITERATIONS
@@ -254,6 +262,9 @@ def test_a_warm_start_trains_the_warm_up_first_and_counts_it(data: Path, tmp_pat
     (out / "runs" / "1-8_seed0_supervised_warmup2" / "last.safetensors").unlink()
     with pytest.raises(ConfigError, match=r"warm-up .*last\.safetensors, which is gone"):
         compare(options(data, out, **again))
+    reported = compare(options(data, out, **again, report_only=True))  # reporting needs no checkpoint
+    assert set(reported.summary["methods"]) == {"supervised", "mean_teacher"}
+    assert "1/8" not in reported.summary["methods"]["mean_teacher"]
 
 
 def test_runs_whose_warm_up_did_not_finish_do_not_train(data: Path, tmp_path: Path, monkeypatch) -> None:
@@ -285,7 +296,7 @@ def test_masked_compares_on_the_images_that_have_a_mask(data: Path, tmp_path: Pa
     with pytest.raises(DataError, match="mask"):  # a budget needs every train image labelled
         cmp.plan_comparison(options(data, tmp_path / "out", fractions=["1/8"]))
     out = tmp_path / "out"
-    result = compare(options(data, out, fractions=["masked"], seeds=[0, 1], iterations=2,
+    result = compare(options(data, out, fractions=["masked"], seeds=[0, 1], iterations=2, warmup=1,
                              methods=["supervised", "mean_teacher"]))
     assert result.failed == []
     assert (data / "splits" / "labeled_masked.txt").read_text().split() == masked
@@ -293,7 +304,11 @@ def test_masked_compares_on_the_images_that_have_a_mask(data: Path, tmp_path: Pa
     assert set(result.summary["methods"]["mean_teacher"]) == {"masked"}
     assert set(result.summary["methods"]["supervised"]["masked"]["seeds"]) == {"0", "1"}
     names = {p.stem for p in (out / "summaries").glob("*.json")}
-    assert names == {f"masked_seed{s}_{m}_iterations2" for s in (0, 1) for m in ("supervised", "mean_teacher")}
+    runs = {f"masked_seed{s}_{m}_iterations2_after_warmup1" for s in (0, 1) for m in ("supervised", "mean_teacher")}
+    assert names == runs | {f"masked_seed{s}_supervised_warmup1" for s in (0, 1)}
+    for name in names:  # every seed trains on the same lists
+        config = (out / "runs" / name / "config.yaml").read_text()
+        assert "labeled_split: labeled_masked" in config and "unlabeled_split: unlabeled_masked" in config
     assert "| mean_teacher | masked |" in (out / "table.md").read_text()
 
 

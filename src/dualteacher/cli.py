@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     length = p.add_mutually_exclusive_group()
     length.add_argument("--iterations", type=_positive,
-                        help="iterations per run after the warm-up (default: recipe.ITERATIONS less the warm-up)")
+                        help="iterations per run after the warm-up (default: the recipe's 1000 less the warm-up)")
     length.add_argument("--minutes", type=float,
                         help="iterations after the warm-up such that Dual Teacher trains about this long")
     p.add_argument("--budget", nargs="+", default=["iterations"], choices=BUDGETS,
@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upper-bound", action="store_true", help="also supervised with every train image labelled")
     p.add_argument("--warmup", type=_non_negative, default=None,
                    help="supervised iterations on each labelled split that every method starts from (counted in "
-                        "every time; default: dualteacher.recipe.WARMUP_ITERATIONS; 0: none, every run from the encoder)")
+                        "every time; default: the recipe's 300; 0: none, every run from the encoder)")
     p.add_argument("--jobs", type=_positive, default=1, help="runs at a time (the CPU threads are shared out)")
     p.add_argument("--out", required=True, type=Path, help="summary.json, table.md, figures, summaries/")
     p.add_argument("--runs", type=Path, help="run directories (default: OUT/runs)")

@@ -20,12 +20,13 @@ same fraction and seed: method m runs round(N · s_ref / s_m) iterations, s the 
 training iteration (evaluation excluded) of the equal-iteration runs, which ``time`` therefore
 also trains. Variants and the upper bound train under ``iterations`` only.
 
-Warm start (``warmup`` W > 0; default the recipe's ``WARMUP_ITERATIONS``, 0 for none): per fraction and seed, one supervised run of W iterations on the
-labelled split trains first, and every run of that fraction and seed, supervised included,
-starts from its student (``method.init_from``, :mod:`dualteacher.warm_start`) for its N
-iterations; the upper bound trains W + N iterations from the pretrained encoder. A warm-started
-run's training time, curve and iterations include the warm-up's, so every wall-clock figure
-counts it; its seconds per iteration are its own steps'.
+Warm start (``warmup`` W > 0; default the recipe's ``WARMUP_ITERATIONS``, 0 for none): per
+fraction and seed, one supervised run of W iterations on the labelled split trains first, and
+every run of that fraction and seed, supervised included, starts from its student
+(``method.init_from``, :mod:`dualteacher.warm_start`) for its N iterations; the upper bound
+trains W + N iterations from the pretrained encoder. A warm-started run's training time, curve
+and iterations include the warm-up's, so every wall-clock figure counts it; its seconds per
+iteration are its own steps'.
 
 Each run is a fresh spawned process (``jobs`` at a time, the CPU threads shared out), so its
 peak memory is its own. A run with a summary is reused when its settings and data match, an interrupted
@@ -223,7 +224,8 @@ def check_options(opts: CompareOptions) -> list[str]:
     if opts.warmup < 0:
         raise ConfigError(f"--warmup must be 0 (none) or a number of iterations, got {opts.warmup}")
     if opts.iterations is None and opts.minutes is None and opts.warmup >= ITERATIONS:
-        raise ConfigError(f"--warmup {opts.warmup} leaves none of the recipe's {ITERATIONS} iterations: give --iterations")
+        raise ConfigError(f"--warmup {opts.warmup} leaves none of the recipe's {ITERATIONS} iterations: "
+                          "give --iterations or --minutes")
     if opts.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {opts.jobs}")
     if "time" in opts.budgets and opts.reference not in opts.methods:
@@ -797,7 +799,8 @@ def compare(opts: CompareOptions) -> Comparison:
     for run in [*warmups, *equal_iterations]:
         finished(run)  # settings of earlier runs checked before anything trains
     results: list[dict] = []
-    check_warmup_checkpoints(equal_iterations)
+    if not opts.report_only:
+        check_warmup_checkpoints(equal_iterations)
     failed = _train_or_reuse(warmups, plan, results)
     waiting = waiting_for_warmup(equal_iterations, {r["name"] for r in results})
     for run in waiting:

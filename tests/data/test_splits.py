@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
+import types
 from pathlib import Path
 
 import pytest
 
 from dualteacher.data.registry import open_source
 from dualteacher.data.core import DataError
-from dualteacher.data.split_files import split_source
+from dualteacher.data.split_files import masked_ids, split_source
 from dualteacher.data.splits import budget_tag, make_split, parse_labeled
 
 IDS = [f"img_{i:04d}" for i in range(2975)]
@@ -107,3 +108,6 @@ def test_masked_labels_the_images_that_have_a_mask(tmp_path: Path) -> None:
         mask.unlink()
     with pytest.raises(DataError, match="no image of the .* has a mask file"):
         split_source(source, "masked", seed=0)
+    voc = types.SimpleNamespace(name="voc")  # the benchmark layouts are fully annotated
+    with pytest.raises(DataError, match="the voc layout is fully annotated"):
+        masked_ids(voc)

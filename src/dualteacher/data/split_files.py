@@ -53,9 +53,13 @@ def write_lists(directory: Path, suffix: str, labeled_ids: list[str], unlabeled_
 def masked_ids(source: DataSource, pool: str = "train") -> tuple[list[str], list[str]]:
     """The ids of split ``pool`` whose mask file exists (in pool order), and the others.
 
-    Raises :class:`DataError` when no image of the pool has a mask, or every one has (then there
-    is nothing unlabelled: draw a budget instead).
+    Only for the folder layout: the benchmark readers are fully annotated (and Cityscapes falls back
+    to other mask files when one is missing). Raises :class:`DataError` for another reader, when no
+    image of the pool has a mask, or when every one has (nothing unlabelled: draw a budget instead).
     """
+    if source.name != "folder":
+        raise DataError(f"--labeled {MASKED} labels the images that have a mask file in the folder layout (your own "
+                        f"data); the {source.name} layout is fully annotated: give a budget (1/16, 50)")
     ids = source.split_ids(pool)
     masks = source.files(ids, labeled=True).masks
     missing = set(find_missing(masks))
