@@ -59,8 +59,9 @@ def test_pseudo_label_quality_at_threshold_zero_is_pixel_accuracy(tiny_data, tmp
 
 def test_run_diagnostics_reads_losses_coverage_and_teacher_margin(tiny_data, tmp_path: Path) -> None:
     diagnostics = script("run_diagnostics")
-    for method in ("dual_teacher", "supervised"):
-        train(load_config(None, tiny_overrides(tiny_data, tmp_path / method, method)), progress=False)
+    for method in ("dual_teacher", "supervised"):  # threshold 0: every pixel gets a pseudo-label from the first step
+        extra = {"method__threshold": 0.0} if method == "dual_teacher" else {}
+        train(load_config(None, tiny_overrides(tiny_data, tmp_path / method, method, **extra)), progress=False)
     dual, supervised = (diagnostics.diagnose(tmp_path / m) for m in ("dual_teacher", "supervised"))
     assert set(dual["terms"]) == {"loss_icl", "loss_mix"} and dual["iterations"] == 6
     assert dual["unlabeled_over_supervised"] > 0 and set(dual["confident"]) == {1, 4, 6}

@@ -678,7 +678,7 @@ def summarize(results: list[dict], plan: Plan) -> dict[str, Any]:
             "minutes": opts.minutes,
             "probe": plan.probe,
             "reference": opts.reference,
-            "threads_per_run": sorted({r["threads"] for r in results}) or [plan.threads],
+            "threads_per_run": sorted({r["threads"] for r in results if "threads" in r}) or [plan.threads],
             "devices": sorted({r["device"] for r in results}),
         },
         "recipe": {
