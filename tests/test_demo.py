@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import dualteacher.demo as demo
+import dualteacher.plots as plots
 from dualteacher.data.digits import generate_digit_scenes
 from dualteacher.runlog import read_log
 
@@ -21,8 +22,15 @@ def tiny_scenes(tmp_path, monkeypatch) -> Path:
     return root
 
 
-def test_the_demo_warm_starts_every_method_and_counts_the_warm_up(tiny_scenes, tmp_path):
+def test_the_demo_warm_starts_every_method_and_counts_the_warm_up(tiny_scenes, tmp_path, monkeypatch):
     out = tmp_path / "demo"
+    loaded, real_load_model = [], plots.load_model
+
+    def load_model(path, role=None):
+        loaded.append((Path(path).relative_to(out), role))
+        return real_load_model(path, role)
+
+    monkeypatch.setattr(plots, "load_model", load_model)
     rows = demo.run_demo(out, methods=["supervised", "mean_teacher"], iterations=2, warmup=2, progress=False,
                          extra=TINY)
     assert [r["method"] for r in rows] == ["supervised", "mean_teacher", "supervised_all"]
@@ -34,6 +42,8 @@ def test_the_demo_warm_starts_every_method_and_counts_the_warm_up(tiny_scenes, t
     assert [r["iterations"] for r in rows] == [trained["warmup"] + trained["supervised"],
                                                trained["warmup"] + trained["mean_teacher"], trained["supervised_all"]]
     assert (out / "demo.png").stat().st_size > 0
+    # the figure shows the final students, whose mIoU the table reports (best.safetensors may hold a teacher)
+    assert loaded == [(Path(run) / "last.safetensors", "student") for run in ("supervised", "mean_teacher", "supervised_all")]
     assert json.loads((out / "results.json").read_text()) == rows
     for name in ("supervised", "mean_teacher"):
         settings = (out / name / "config.yaml").read_text()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -44,6 +45,29 @@ from .runlog import RunLog
 from .streams import TrainBatches, seed_iteration
 from .training_state import Schedule, TrainingCheckpoints, TrainingState
 from .warm_start import read_warm_start
+
+BAR_SECONDS = 0.1
+"""Seconds between progress-bar redraws on a terminal (tqdm's default)."""
+PIPED_BAR_SECONDS = 30.0
+"""Seconds between redraws when stderr is a pipe or file (``make demo 2>&1 | tee log``): there
+every redraw stays in the log, so the bar redraws at most this often (plus once per evaluation,
+whose line it writes above the bar)."""
+
+
+def progress_label(method: str, run_dir: Path) -> str:
+    """The progress bar's label: the run directory's name, followed by the method unless the name
+    is the method or starts with it (``warmup (supervised)``, ``dual_teacher``,
+    ``dual_teacher_seed1``)."""
+    name = run_dir.name
+    return name if name == method or name.startswith(f"{method}_") else f"{name} ({method})"
+
+
+def progress_bar(total: int, initial: int, label: str, enabled: bool) -> tqdm:
+    """The training loop's bar over ``total`` iterations, starting at ``initial``: redrawn every
+    :data:`BAR_SECONDS` on a terminal, every :data:`PIPED_BAR_SECONDS` otherwise."""
+    seconds = BAR_SECONDS if sys.stderr.isatty() else PIPED_BAR_SECONDS
+    return tqdm(total=total, initial=initial, disable=not enabled, dynamic_ncols=True, desc=label,
+                mininterval=seconds, maxinterval=max(seconds, 10.0))
 
 
 class StopSignals:
@@ -124,7 +148,8 @@ class _Session:
             )
         train = {**means, "lr": lr, "images_per_s": images_per_s, "skipped_steps": skipped_steps}
         self.log.write({"type": "train", "iteration": iteration, "epoch": epoch, **train})
-        self.bar.set_postfix(loss=f"{train.get('loss', float('nan')):.3f}", lr=f"{lr:.2e}", ips=f"{images_per_s:.0f}")
+        self.bar.set_postfix(loss=f"{train.get('loss', float('nan')):.3f}", lr=f"{lr:.2e}", ips=f"{images_per_s:.0f}",
+                             refresh=False)  # shown at the bar's next redraw
 
     def close(self) -> None:
         self.bar.close()
@@ -336,8 +361,8 @@ class Trainer:
         self.method.train()
         unlabeled = self.schedule.batch_unlabeled if self.method.uses_unlabeled else 0
         images_per_iter = (self.schedule.batch_labeled + unlabeled) * self.world
-        bar = tqdm(total=self.schedule.total_iters, initial=self.state.iteration, disable=not self.progress or self.rank != 0,
-                   dynamic_ncols=True, desc=self.cfg.method.name)
+        bar = progress_bar(self.schedule.total_iters, self.state.iteration,
+                           progress_label(self.cfg.method.name, self.run_dir), self.progress and self.rank == 0)
         return _Session(log, batches, TrainWindow(images_per_iter), bar)
 
     def _catch_up(self, log: RunLog) -> dict[str, Any]:

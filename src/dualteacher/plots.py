@@ -18,7 +18,7 @@ from torch import Tensor, nn  # noqa: E402
 from .augment import normalize  # noqa: E402
 from .colors import colorize, palette  # noqa: E402
 from .data.source import DataSource  # noqa: E402
-from .inference import load_model  # noqa: E402
+from .inference import LoadedModel, load_model  # noqa: E402
 from .runlog import read_log  # noqa: E402
 
 
@@ -88,14 +88,20 @@ def most_disputed(predictions: np.ndarray, count: int) -> list[int]:
     return [int(i) for i in np.argsort(-disputed, kind="stable")[:count]]
 
 
+def final_students(out: Path, runs: Sequence[str]) -> dict[str, LoadedModel]:
+    """Each run's student at the end of training, from ``out/<run>/last.safetensors``: the network
+    whose mIoU the demo and the comparison report (``best.safetensors`` may hold a teacher)."""
+    return {run: load_model(out / run / "last.safetensors", role="student") for run in runs}
+
+
 def demo_figure(out: Path, methods: list[str], source: DataSource, scenes: int = 4,
                 offsets: dict[str, int] | None = None, warmup: Path | None = None, pool: int = 100,
                 disputed_by: Sequence[str] | None = None) -> Path:
     """Write ``out/demo.png``: mIoU over training (``offsets`` and ``warmup`` as in
-    :func:`plot_miou`), coupling over training, and each run's best network's prediction on the
-    ``scenes`` of the first ``pool`` ``val`` images where the runs ``disputed_by`` (default: all)
-    disagree most (:func:`most_disputed`), each titled with its digit-pixel accuracy
-    (:func:`digit_accuracy`)."""
+    :func:`plot_miou`), coupling over training, and each run's final student (the network whose
+    mIoU the demo's table reports, from ``last.safetensors``) predicting the ``scenes`` of the
+    first ``pool`` ``val`` images where the runs ``disputed_by`` (default: all) disagree most
+    (:func:`most_disputed`), each titled with its digit-pixel accuracy (:func:`digit_accuracy`)."""
     fig = plt.figure(figsize=(15, 4 + 2.2 * scenes))
     grid = fig.add_gridspec(1 + scenes, len(methods) + 2, height_ratios=[2.2] + [1.0] * scenes)
     half = (len(methods) + 2) // 2
@@ -103,7 +109,7 @@ def demo_figure(out: Path, methods: list[str], source: DataSource, scenes: int =
     plot_miou(fig.add_subplot(grid[0, :half]), runs, offsets, warmup)
     plot_coupling(fig.add_subplot(grid[0, half:]), runs, offsets=offsets)
 
-    models = {m: load_model(out / m / "best.safetensors") for m in methods}
+    models = final_students(out, methods)
     colours = palette(len(next(iter(models.values())).classes))
     val = source.dataset(source.split_ids("val")[:pool], labeled=True)
     samples = [val[i] for i in range(len(val))]
@@ -119,7 +125,7 @@ def demo_figure(out: Path, methods: list[str], source: DataSource, scenes: int =
         panels = [(f"val scene {index}", sample["image"].permute(1, 2, 0).numpy()), ("ground truth", colours[mask])]
         for (method, model), prediction in zip(models.items(), predictions[:, index]):
             accuracy = digit_accuracy(prediction, mask)
-            panels.append((f"{method} ({model.role})\ndigit pixels right: {accuracy:.0%}", colours[prediction]))
+            panels.append((f"{method} student\ndigit pixels right: {accuracy:.0%}", colours[prediction]))
         for col, (title, picture) in enumerate(panels):
             ax = fig.add_subplot(grid[row, col])
             ax.imshow(picture, interpolation="nearest")

@@ -11,7 +11,7 @@ from conftest import tiny_overrides
 from dualteacher.checkpoint import load_checkpoint
 from dualteacher.cli import main
 from dualteacher.config import load_config
-from dualteacher.engine import Trainer, train
+from dualteacher.engine import PIPED_BAR_SECONDS, Trainer, progress_bar, progress_label, train
 from dualteacher.runlog import read_log
 
 
@@ -31,6 +31,16 @@ def test_supervised_run_learns_and_eval_reproduces_it(tiny_data, tmp_path: Path,
     result = json.loads(capsys.readouterr().out)
     assert result["miou"] == pytest.approx(record["student/miou"], abs=1e-9)
     assert result["pixel_accuracy"] == pytest.approx(record["student/pixel_accuracy"], abs=1e-9)
+
+
+def test_progress_bar_names_the_run_and_redraws_rarely_when_piped(tiny_data, tmp_path: Path, capsys) -> None:
+    train(load_config(None, tiny_overrides(tiny_data, tmp_path / "warmup", train__epochs=3)), progress=True)
+    assert "warmup (supervised)" in capsys.readouterr().err  # not just "supervised": the demo has three such runs
+    assert progress_label("dual_teacher", tmp_path / "dual_teacher_seed1") == "dual_teacher_seed1"
+    assert progress_label("dual_teacher", tmp_path / "dual_teachers") == "dual_teachers (dual_teacher)"
+    piped = progress_bar(10, 0, "run", enabled=True)  # capsys: stderr is not a terminal
+    assert piped.mininterval == piped.maxinterval == PIPED_BAR_SECONDS > 10
+    piped.close()
 
 
 def test_same_seed_same_metrics(tiny_data, tmp_path: Path) -> None:
