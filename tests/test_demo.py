@@ -22,7 +22,7 @@ def tiny_scenes(tmp_path, monkeypatch) -> Path:
     return root
 
 
-def test_the_demo_warm_starts_every_method_and_counts_the_warm_up(tiny_scenes, tmp_path, monkeypatch):
+def test_the_demo_warm_starts_every_method_and_counts_the_warm_up(tiny_scenes, tmp_path, monkeypatch, capsys):
     out = tmp_path / "demo"
     loaded, real_load_model = [], plots.load_model
 
@@ -34,9 +34,9 @@ def test_the_demo_warm_starts_every_method_and_counts_the_warm_up(tiny_scenes, t
     rows = demo.run_demo(out, methods=["supervised", "mean_teacher"], iterations=2, warmup=2, progress=False,
                          extra=TINY)
     assert [r["method"] for r in rows] == ["supervised", "mean_teacher", "supervised_all"]
-    warm = [r["warmup_seconds"] for r in rows]
+    warm = [r["warmup_train_seconds"] for r in rows]
     assert warm[0] == warm[1] > 0 and warm[2] == 0
-    assert all(r["seconds"] > r["warmup_seconds"] for r in rows)
+    assert all(r["train_seconds"] > r["warmup_train_seconds"] for r in rows)
     trained = {name: [r["iteration"] for r in read_log(out / name) if r["type"] == "eval"][-1]
                for name in ("warmup", "supervised", "mean_teacher", "supervised_all")}
     assert [r["iterations"] for r in rows] == [trained["warmup"] + trained["supervised"],
@@ -50,6 +50,14 @@ def test_the_demo_warm_starts_every_method_and_counts_the_warm_up(tiny_scenes, t
         assert f"init_from: {out / 'warmup'}" in settings
     assert "init_from: null" in (out / "supervised_all" / "config.yaml").read_text()
     assert trained == {"warmup": 2, "supervised": 2, "mean_teacher": 2, "supervised_all": 4}
+    # a second call reuses the finished runs, says so, and reports the same table (times from the logs)
+    capsys.readouterr()
+    again = demo.run_demo(out, methods=["supervised", "mean_teacher"], iterations=2, warmup=2, progress=False,
+                          extra=TINY)
+    printed = capsys.readouterr().out
+    assert again == rows and demo.format_table(rows) in printed
+    assert all(f"{name}: finished in an earlier call, reused" in printed
+               for name in ("warmup", "supervised", "mean_teacher", "supervised_all"))
     with pytest.raises(ValueError, match="iterations >= 1 and warmup >= 0"):
         demo.run_demo(out, iterations=2, warmup=-1, extra=TINY)
 
@@ -77,3 +85,12 @@ def test_scenes_are_chosen_by_disagreement_alone_and_scored_on_digit_pixels():
     prediction[0, :3] = 3
     assert digit_accuracy(prediction, mask) == 0.75
     assert np.isnan(digit_accuracy(prediction, np.zeros((4, 4), dtype=np.int64)))
+
+
+def test_the_help_states_the_demos_length_and_warm_up():
+    from dualteacher.cli import build_parser, sub_commands
+    from dualteacher.recipe import WARMUP_ITERATIONS
+
+    helps = {a.dest: a.help for a in sub_commands(build_parser())["demo"]._actions}
+    assert f"(default: {demo.DEMO_ITERATIONS})" in helps["iterations"]
+    assert f"(default: {WARMUP_ITERATIONS};" in helps["warmup"]

@@ -306,14 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_make_digits)
 
     p = sub.add_parser("demo", help="the built-in comparison on digit scenes (offline)")
-    p.add_argument("--out", default="runs/demo", help="output directory")
+    p.add_argument("--out", default="runs/demo",
+                   help="output directory (default: runs/demo; finished runs in it are reused)")
     p.add_argument("--methods", nargs="+", choices=tuple(METHODS),
                    help="methods to train (default: supervised, Mean Teacher and Dual Teacher)")
     p.add_argument("--iterations", type=_positive, default=None,
-                   help="iterations of each method after the warm-up (default: the demo budget)")
+                   help="iterations of each method after the warm-up (default: 200)")
     p.add_argument("--warmup", type=_non_negative, default=None,
-                   help="supervised iterations every method starts from (default: the demo's; 0: none)")
-    p.add_argument("--seed", type=int, default=0)
+                   help="supervised iterations every method starts from (default: 300; 0: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the labelled split and of training (default: 0)")
     p.add_argument("--no-upper-bound", action="store_true", help="skip supervised training on every train scene")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
@@ -323,9 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labeled", nargs="+", required=True,
                    help="label budgets: fractions (1/16 1/8) or counts (50) of the train split, or 'masked': the "
                         "train images that have a mask file, the others unlabelled (your own partly labelled data)")
-    p.add_argument("--methods", nargs="+", default=list(METHODS))
+    p.add_argument("--methods", nargs="+", default=list(METHODS), help=f"methods to run (default: {' '.join(METHODS)})")
     p.add_argument("--variants", nargs="+", default=[], help="extra variants, e.g. dual_teacher_persistent")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="seeds, each its own labelled split and training run (default: 0 1 2)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--iterations", type=_positive,
                         help="iterations per run after the warm-up (default: the recipe's 1000 less the warm-up)")

@@ -8,7 +8,9 @@ start (:mod:`dualteacher.warm_start`): one supervised run of the benchmark's
 labelled scenes, then every method, supervised included, continues from its student for
 :data:`DEMO_ITERATIONS` with the shared recipe (:mod:`dualteacher.recipe`), the same data and
 seed. The upper bound trains from the ImageNet encoder for the same total number of iterations.
-Every time in the table counts the warm-up. The demo prints a table and writes a figure.
+Every time in the table is training time read from the runs' logs and counts the warm-up's, so a
+second call on the same directory, which reuses the finished runs, reports the same table. The
+demo prints a table and writes a figure.
 """
 
 from __future__ import annotations
@@ -65,8 +67,9 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
     ``supervised_all``); print the table, write ``results.json`` and ``demo.png``.
 
     ``warmup`` 0 trains every method from the ImageNet encoder instead; ``extra`` (``key=value``)
-    goes after the recipe in every run. Returns one row per method and the upper bound, whose
-    ``seconds`` include the warm-up's for warm-started runs.
+    goes after the recipe in every run. A run already finished in ``out`` (an earlier call) is
+    reused, and said so. Returns one row per method and the upper bound, whose ``train_seconds``
+    include the warm-up's for warm-started runs.
     """
     methods = methods or DEMO_METHODS
     iterations = DEMO_ITERATIONS if iterations is None else iterations
@@ -85,10 +88,11 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
         start_from = [f"method.init_from={json.dumps(str(out / WARMUP))}"] if run.warm_start else []
         cfg = recipe_config(root, run.labeled, run.unlabeled, run.method, out / run.name, run.iterations, seed,
                             [*extra, *start_from])
-        start = time.perf_counter()
-        train(cfg, progress=progress)
-        seconds = time.perf_counter() - start
         trained = cfg.train.epochs * cfg.train.iters_per_epoch  # the schedule rounds to whole epochs
+        if _finished(out / run.name, trained):
+            print(f"{run.name}: finished in an earlier call, reused (delete {out} to train it again)")
+        train(cfg, progress=progress)
+        seconds = _final_eval(out / run.name)["train_seconds"]
         if run.name == WARMUP:
             warmup_seconds, warmup_iterations = seconds, trained
             continue
@@ -96,6 +100,7 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
         rows.append(_row(out / run.name, run.name, seconds, trained, before))
     (out / "results.json").write_text(json.dumps(rows, indent=1))
     print(format_table(rows))
+    print(f"the demo took {time.perf_counter() - t0:.0f} s (evaluations, figures and start-up included)")
     from .plots import demo_figure
 
     offsets = {run.name: warmup_iterations for run in runs if run.warm_start}
@@ -105,9 +110,20 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
     return rows
 
 
+def _finished(run_dir: Path, iterations: int) -> bool:
+    """Whether ``run_dir`` holds a run whose log has an evaluation at ``iterations``."""
+    return (run_dir / "metrics.jsonl").exists() and any(
+        r["type"] == "eval" and r["iteration"] == iterations for r in read_log(run_dir))
+
+
+def _final_eval(run_dir: Path) -> dict[str, Any]:
+    """The last evaluation record of a run's log (its ``train_seconds`` survive a resume)."""
+    return [r for r in read_log(run_dir) if r["type"] == "eval"][-1]
+
+
 def _row(run_dir: Path, name: str, seconds: float, iterations: int, before: tuple[float, int]) -> dict[str, Any]:
-    """One table row from a finished run's log; times and iterations include those ``before`` it
-    (the warm-up's seconds and iterations, zero for a run that is not warm-started)."""
+    """One table row from a finished run's log; training seconds and iterations include those
+    ``before`` it (the warm-up's, zero for a run that is not warm-started)."""
     records = [r for r in read_log(run_dir) if r["type"] == "eval"]
     final = records[-1]
     return {
@@ -115,21 +131,21 @@ def _row(run_dir: Path, name: str, seconds: float, iterations: int, before: tupl
         "final_student_miou": final["student/miou"],
         "best_miou": max(v for r in records for k, v in r.items() if k.endswith("/miou")),
         "final_teacher_miou": {k: v for k, v in final.items() if k.endswith("/miou") and not k.startswith("student")},
-        "seconds": before[0] + seconds,
-        "warmup_seconds": before[0],
+        "train_seconds": before[0] + seconds,
+        "warmup_train_seconds": before[0],
         "iterations": before[1] + iterations,
     }
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """A markdown table of the demo results (times include the warm-up)."""
+    """A markdown table of the demo results (training times include the warm-up's)."""
     lines = [
-        "| run | student mIoU (final) | best mIoU (any model, any eval) | wall time incl. warm-up (s) | iterations | s / iteration |",
+        "| run | student mIoU (final) | best mIoU (any model, any eval) | training time incl. warm-up (s) | iterations | s / iteration |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['method']} | {r['final_student_miou']:.4f} | {r['best_miou']:.4f} | {r['seconds']:.0f} | "
-            f"{r['iterations']} | {r['seconds'] / r['iterations']:.3f} |"
+            f"| {r['method']} | {r['final_student_miou']:.4f} | {r['best_miou']:.4f} | {r['train_seconds']:.0f} | "
+            f"{r['iterations']} | {r['train_seconds'] / r['iterations']:.3f} |"
         )
     return "\n".join(lines)

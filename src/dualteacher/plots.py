@@ -5,6 +5,7 @@ method comparison (mIoU against training time), a run's report (every curve of i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import cycle
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +21,9 @@ from .colors import colorize, palette  # noqa: E402
 from .data.source import DataSource  # noqa: E402
 from .inference import LoadedModel, load_model  # noqa: E402
 from .runlog import read_log  # noqa: E402
+
+TEACHER_STYLES = ("--", ":", "-.")
+"""Line styles of a run's teachers, in order (Dual Teacher's two must be told apart)."""
 
 
 def _eval_records(run_dir: Path) -> list[dict]:
@@ -45,8 +49,8 @@ def plot_miou(ax: plt.Axes, runs: dict[str, Path], offsets: dict[str, int] | Non
         its = [i for i, _ in first] + [r["iteration"] + offsets.get(label, 0) for r in recs]
         line = ax.plot(its, [m for _, m in first] + [r["student/miou"] for r in recs], label=f"{label} student")[0]
         teacher_keys = sorted({k for r in recs for k in r if k.endswith("/miou") and not k.startswith("student")})
-        for key in teacher_keys:
-            ax.plot(its, [m for _, m in first] + [r.get(key, np.nan) for r in recs], "--", color=line.get_color(),
+        for key, style in zip(teacher_keys, cycle(TEACHER_STYLES)):
+            ax.plot(its, [m for _, m in first] + [r.get(key, np.nan) for r in recs], style, color=line.get_color(),
                     alpha=0.6, label=f"{label} {key.split('/')[0]}")
     ax.set_xlabel("iteration")
     ax.set_ylabel("val mIoU")
