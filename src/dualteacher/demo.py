@@ -100,13 +100,13 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
         rows.append(_row(out / run.name, run.name, seconds, trained, before))
     (out / "results.json").write_text(json.dumps(rows, indent=1))
     print(format_table(rows))
-    print(f"the demo took {time.perf_counter() - t0:.0f} s (evaluations, figures and start-up included)")
     from .plots import demo_figure
 
     offsets = {run.name: warmup_iterations for run in runs if run.warm_start}
     figure = demo_figure(out, [run.name for run in runs if run.name != WARMUP], source, offsets=offsets,
                          warmup=out / WARMUP if warmup else None, disputed_by=methods)
     print(f"figure: {figure}")
+    print(f"the demo took {time.perf_counter() - t0:.0f} s (evaluations, the figure and start-up included)")
     return rows
 
 
