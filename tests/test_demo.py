@@ -62,6 +62,19 @@ def test_the_demo_warm_starts_every_method_and_counts_the_warm_up(tiny_scenes, t
         demo.run_demo(out, iterations=2, warmup=-1, extra=TINY)
 
 
+def test_an_interrupted_run_stops_the_demo(tiny_scenes, tmp_path, monkeypatch):
+    trained = []
+
+    def interrupted_train(cfg, progress):
+        trained.append(cfg.run_dir)
+        return {"iteration": 1, "train_seconds": 0.1, "interrupted": "SIGINT"}
+
+    monkeypatch.setattr(demo, "train", interrupted_train)
+    assert demo.run_demo(tmp_path / "demo", iterations=2, warmup=2, progress=False, extra=TINY) is None
+    assert trained == [str(tmp_path / "demo" / "warmup")]  # no method starts from a partial warm-up
+    assert not (tmp_path / "demo" / "results.json").exists()
+
+
 def test_without_warm_up_no_run_is_warm_started():
     runs = demo.demo_runs(["supervised", "dual_teacher"], "l", "u", 5, 0, upper_bound=True)
     assert [(r.name, r.iterations, r.warm_start) for r in runs] == [

@@ -121,9 +121,9 @@ def _cmd_make_digits(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(Path(args.out), methods=args.methods, iterations=args.iterations, warmup=args.warmup, seed=args.seed,
-             progress=not args.quiet, upper_bound=not args.no_upper_bound)
-    return 0
+    rows = run_demo(Path(args.out), methods=args.methods, iterations=args.iterations, warmup=args.warmup,
+                    seed=args.seed, progress=not args.quiet, upper_bound=not args.no_upper_bound)
+    return 0 if rows is not None else 130
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:

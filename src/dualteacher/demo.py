@@ -61,7 +61,7 @@ def demo_runs(methods: Sequence[str], labeled: str, unlabeled: str, iterations: 
 
 def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int | None = None,
              warmup: int | None = None, seed: int = 0, progress: bool = True, upper_bound: bool = True,
-             extra: Sequence[str] = ()) -> list[dict[str, Any]]:
+             extra: Sequence[str] = ()) -> list[dict[str, Any]] | None:
     """Train the warm-up, every method (default :data:`DEMO_METHODS`) from it on the labelled
     fraction and, with ``upper_bound``, supervised training on every train scene (row
     ``supervised_all``); print the table, write ``results.json`` and ``demo.png``.
@@ -69,7 +69,8 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
     ``warmup`` 0 trains every method from the ImageNet encoder instead; ``extra`` (``key=value``)
     goes after the recipe in every run. A run already finished in ``out`` (an earlier call) is
     reused, and said so. Returns one row per method and the upper bound, whose ``train_seconds``
-    include the warm-up's for warm-started runs.
+    include the warm-up's for warm-started runs; None if a run was interrupted (SIGINT/SIGTERM:
+    its checkpoint is kept and the next call continues it; no later run starts from a partial one).
     """
     methods = methods or DEMO_METHODS
     iterations = DEMO_ITERATIONS if iterations is None else iterations
@@ -91,8 +92,11 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
         trained = cfg.train.epochs * cfg.train.iters_per_epoch  # the schedule rounds to whole epochs
         if _finished(out / run.name, trained):
             print(f"{run.name}: finished in an earlier call, reused (delete {out} to train it again)")
-        train(cfg, progress=progress)
-        seconds = _final_eval(out / run.name)["train_seconds"]
+        record = train(cfg, progress=progress)
+        if "interrupted" in record:
+            print(f"{run.name}: interrupted; its checkpoint is kept, run the demo again to continue")
+            return None
+        seconds = record["train_seconds"]
         if run.name == WARMUP:
             warmup_seconds, warmup_iterations = seconds, trained
             continue
@@ -114,11 +118,6 @@ def _finished(run_dir: Path, iterations: int) -> bool:
     """Whether ``run_dir`` holds a run whose log has an evaluation at ``iterations``."""
     return (run_dir / "metrics.jsonl").exists() and any(
         r["type"] == "eval" and r["iteration"] == iterations for r in read_log(run_dir))
-
-
-def _final_eval(run_dir: Path) -> dict[str, Any]:
-    """The last evaluation record of a run's log (its ``train_seconds`` survive a resume)."""
-    return [r for r in read_log(run_dir) if r["type"] == "eval"][-1]
 
 
 def _row(run_dir: Path, name: str, seconds: float, iterations: int, before: tuple[float, int]) -> dict[str, Any]:
