@@ -3,7 +3,7 @@
 Dual Teacher differs from Mean Teacher (same views, losses and threshold) in four parts: two
 temporary teachers taking turns every epoch and restarted from the student at each shift, ClassMix
 for the second teacher, the implicit-consistency term on the un-mixed strong view, and the
-student's drop-path 0.1. Each row trains the shared recipe (:mod:`dualteacher.recipe`) on
+student's drop-path 0.1. Each row trains the shared recipe (:mod:`dualteacher.experiments.recipe`) on
 ``--labeled`` (1/32) of the train scenes drawn with ``--seed`` (0) for ``--iterations`` with the
 row's overrides, evaluating every epoch, and prints the final student val mIoU; finished rows
 are kept in ``OUT/ablation_<iterations>.json`` with their overrides, and not re-run while those
@@ -36,8 +36,8 @@ from dualteacher.data.registry import open_source
 from dualteacher.config import load_config
 from dualteacher.data.split_files import split_source
 from dualteacher.data.splits import budget_tag, parse_labeled
-from dualteacher.engine import train
-from dualteacher.recipe import recipe_config
+from dualteacher.training.loop import train
+from dualteacher.experiments.recipe import recipe_config
 from dualteacher.runlog import read_log
 
 ONE_TEACHER = ["method.mixings=[cutmix]", "method.num_teachers=1", "method.restart_per_shift=false"]

@@ -7,7 +7,7 @@ re-runs nothing that finished):
               over 4×4 cells, upsampled bilinearly and arg-maxed (DeepLabV3+ predicts at stride 4);
   classifier  how fast the ImageNet EfficientNet-Lite0 learns *which* digit a one-digit scene shows
               (global pooling + linear head, AdamW 1e-3, batch 8): val accuracy after N iterations;
-  train       supervised training with the shared recipe (:mod:`dualteacher.recipe`) plus the row's
+  train       supervised training with the shared recipe (:mod:`dualteacher.experiments.recipe`) plus the row's
               overrides: final val mIoU, with every train scene or a labelled fraction.
 
     python benchmarks/protocol_study.py                 # every row (about 1.5 hours alone)
@@ -32,8 +32,8 @@ from dualteacher.data.digits import SceneStyle, ensure_digit_scenes
 from dualteacher.data.registry import open_source
 from dualteacher.data.split_files import split_source
 from dualteacher.data.splits import parse_labeled
-from dualteacher.engine import train
-from dualteacher.recipe import recipe_config
+from dualteacher.training.loop import train
+from dualteacher.experiments.recipe import recipe_config
 from dualteacher.runlog import read_log
 
 V2 = SceneStyle(max_digits=4, digit_size=(26 / 64, 48 / 64), stroke=0, overlap=True)
@@ -109,7 +109,7 @@ def classifier(root: Path, iterations: int, seed: int = 0) -> dict:
     """Val accuracy of EfficientNet-Lite0 (ImageNet) classifying one-digit scenes after ``iterations``."""
     import timm
 
-    from dualteacher.pretrained import efficientnet_lite0_imagenet_state_dict
+    from dualteacher.models.pretrained import efficientnet_lite0_imagenet_state_dict
 
     torch.manual_seed(seed)
     records = json.loads((root / "scenes.json").read_text())

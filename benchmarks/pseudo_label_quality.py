@@ -20,9 +20,9 @@ import torch
 from dualteacher.config import config_from_dict
 from dualteacher.data.build import eval_loader, source_from_config
 from dualteacher.data.transforms import IGNORE_INDEX
-from dualteacher.evaluate import unpadded_groups
-from dualteacher.inference import load_model
-from dualteacher.inference_modes import EvalSettings
+from dualteacher.inference.metrics import unpadded_groups
+from dualteacher.inference.model import load_model
+from dualteacher.inference.modes import EvalSettings
 
 
 @torch.no_grad()

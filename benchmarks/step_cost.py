@@ -1,6 +1,6 @@
 """What one training iteration costs, per method, against the passes it cannot avoid.
 
-Builds real :class:`~dualteacher.engine.Trainer` objects on generated digit scenes at the
+Builds real :class:`~dualteacher.training.loop.Trainer` objects on generated digit scenes at the
 requested size (random-init model, no downloads) and times, on the same machine in one run:
 
   supervised / Mean Teacher / Dual Teacher step   ``Trainer.train_step``: the method's step under the
@@ -38,7 +38,7 @@ from dualteacher.config import default_workers, load_config
 from dualteacher.data.digits import generate_digit_scenes
 from dualteacher.data.registry import open_source
 from dualteacher.data.split_files import split_source
-from dualteacher.engine import Trainer
+from dualteacher.training.loop import Trainer
 from dualteacher.methods import Batch
 from dualteacher.methods.base import pseudo_label
 

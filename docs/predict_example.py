@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from dualteacher.colors import palette  # noqa: E402
+from dualteacher.inference.colors import palette  # noqa: E402
 
 
 def main(out: Path, target: Path) -> None:

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from dualteacher.config import MethodConfig
 from dualteacher.methods import Batch, Method, MethodContext
-from dualteacher.models import build_model
+from dualteacher.models.network import build_model
 from dualteacher.registry import METHODS
 
 NUM_CLASSES = 3

@@ -10,11 +10,11 @@ import pytest
 
 from conftest import tiny_overrides
 from dualteacher.cli import build_parser
-from dualteacher.compare import CompareOptions, Comparison, check_options
+from dualteacher.experiments.compare import CompareOptions, Comparison, check_options
 from dualteacher.config import load_config, save_config
-from dualteacher.engine import train
-from dualteacher.inference import load_model
-from dualteacher.recipe import WARMUP_ITERATIONS
+from dualteacher.training.loop import train
+from dualteacher.inference.model import load_model
+from dualteacher.experiments.recipe import WARMUP_ITERATIONS
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
@@ -28,10 +28,10 @@ def script(name: str):
 
 
 def test_compare_methods_is_dualteacher_compare_on_the_digit_scenes(tmp_path: Path, monkeypatch) -> None:
-    import dualteacher.compare
+    import dualteacher.experiments.compare
 
     calls = []
-    monkeypatch.setattr(dualteacher.compare, "compare", lambda opts: calls.append(opts) or Comparison({}, []))
+    monkeypatch.setattr(dualteacher.experiments.compare, "compare", lambda opts: calls.append(opts) or Comparison({}, []))
     cm = script("compare_methods")
     monkeypatch.setattr(cm, "ensure_digit_scenes", lambda: tmp_path)
     assert cm.main(["--seeds", "0", "--labeled", "1/16", "--report-only", "train.amp=off"]) == 0

@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from dualteacher import compare as cmp
+from dualteacher.experiments import compare as cmp
 from scenes import make_scenes
 from dualteacher.cli import main
-from dualteacher.compare import CompareOptions, Plan, Run, compare, summarize, time_to_accuracy
+from dualteacher.experiments.compare import CompareOptions, Plan, Run, compare, summarize, time_to_accuracy
 from dualteacher.config import ConfigError
 from dualteacher.data.core import DataError
-from dualteacher.recipe import ITERATIONS, WARMUP_ITERATIONS, Adaptation
+from dualteacher.experiments.recipe import ITERATIONS, WARMUP_ITERATIONS, Adaptation
 
 TINY = ["model.weights=null", "model.decoder_channels=32", "data.workers=0", "train.batch_size=4",
         "train.unlabeled_batch_size=4", "train.log_every=1", "train.probe_images=4", "optim.lr=0.002"]
@@ -45,7 +45,7 @@ def test_time_to_accuracy_is_the_first_evaluation_reaching_the_target() -> None:
 
 
 def test_seed_mean_curve_compares_runs_at_equal_training_seconds() -> None:
-    from dualteacher.plots import mean_curve
+    from dualteacher.experiments.plots import mean_curve
 
     short = [[10.0, 0.2], [20.0, 0.4]]  # an equal-wall-clock run with fewer, slower evaluations
     long = [[5.0, 0.1], [10.0, 0.3], [15.0, 0.5], [20.0, 0.5], [25.0, 0.6]]

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from dualteacher.config import load_config
-from dualteacher.recipe import recipe_config
+from dualteacher.experiments.recipe import recipe_config
 from dualteacher.registry import METHODS
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))

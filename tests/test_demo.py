@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-import dualteacher.demo as demo
-import dualteacher.plots as plots
+import dualteacher.experiments.demo as demo
+import dualteacher.experiments.plots as plots
 from dualteacher.data.digits import generate_digit_scenes
 from dualteacher.runlog import read_log
 
@@ -84,7 +84,7 @@ def test_without_warm_up_no_run_is_warm_started():
 def test_scenes_are_chosen_by_disagreement_alone_and_scored_on_digit_pixels():
     import numpy as np
 
-    from dualteacher.plots import digit_accuracy, most_disputed
+    from dualteacher.experiments.plots import digit_accuracy, most_disputed
 
     agree = np.zeros((3, 4, 4), dtype=np.int64)
     predictions = np.stack([agree, agree.copy(), agree.copy()])  # [runs, images, H, W]
@@ -102,7 +102,7 @@ def test_scenes_are_chosen_by_disagreement_alone_and_scored_on_digit_pixels():
 
 def test_the_help_states_the_demos_length_and_warm_up():
     from dualteacher.cli import build_parser, sub_commands
-    from dualteacher.recipe import WARMUP_ITERATIONS
+    from dualteacher.experiments.recipe import WARMUP_ITERATIONS
 
     helps = {a.dest: a.help for a in sub_commands(build_parser())["demo"]._actions}
     assert f"(default: {demo.DEMO_ITERATIONS})" in helps["iterations"]

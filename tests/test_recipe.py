@@ -9,7 +9,7 @@ from PIL import Image
 from dualteacher.config import load_config
 from dualteacher.data.core import DataError
 from dualteacher.data.registry import open_source
-from dualteacher.recipe import RECIPE, adapt_recipe, schedule
+from dualteacher.experiments.recipe import RECIPE, adapt_recipe, schedule
 
 
 def folder_data(root: Path, train: list[tuple[int, int]], val: list[tuple[int, int]]) -> Path:

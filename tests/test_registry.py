@@ -12,15 +12,16 @@ from torch import Tensor
 
 from conftest import tiny_overrides
 from method_contract import MethodContract
-from dualteacher import compare, recipe
-from dualteacher.augment import make_mix_mask, no_mixing
+from dualteacher.experiments import compare
+from dualteacher.experiments import recipe
+from dualteacher.semi.augment import make_mix_mask, no_mixing
 from dualteacher.cli import build_parser, sub_commands
 from dualteacher.config import ConfigError, MethodConfig, load_config
 from dualteacher.data.check import needs_unlabeled
 from dualteacher.data.source import DataSource
-from dualteacher.engine import train
-from dualteacher.inference_modes import EvalMode
-from dualteacher.losses import supervised_ce
+from dualteacher.training.loop import train
+from dualteacher.inference.modes import EvalMode
+from dualteacher.semi.losses import supervised_ce
 from dualteacher.methods import Batch, Method
 from dualteacher.registry import DATASETS, EVAL_MODES, METHODS, MIXINGS, THRESHOLD_MODES, Registry
 

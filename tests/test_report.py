@@ -11,9 +11,9 @@ from torch import nn
 from conftest import tiny_overrides
 from dualteacher.cli import main
 from dualteacher.config import MethodConfig, load_config
-from dualteacher.engine import Trainer
+from dualteacher.training.loop import Trainer
 from dualteacher.methods import MethodContext, build_method
-from dualteacher.plots import pseudo_label_grid
+from dualteacher.experiments.plots import pseudo_label_grid
 
 
 @pytest.fixture(scope="module")

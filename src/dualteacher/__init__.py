@@ -10,7 +10,7 @@ __all__ = ["load_model", "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name == "load_model":
-        from .inference import load_model
+        from dualteacher.inference.model import load_model
 
         return load_model
     raise AttributeError(f"module 'dualteacher' has no attribute {name!r}")

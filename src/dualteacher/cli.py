@@ -10,8 +10,8 @@ from pathlib import Path
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .engine import train
+    from dualteacher.config import load_config
+    from dualteacher.training.loop import train
 
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config and not Path(config).exists():
@@ -34,7 +34,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .inference import load_model
+    from dualteacher.inference.model import load_model
 
     model = load_model(args.checkpoint, role=args.model, device=args.device)
     try:
@@ -65,8 +65,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_split(args: argparse.Namespace) -> int:
-    from .data.registry import open_source
-    from .data.split_files import import_split, split_source
+    from dualteacher.data.registry import open_source
+    from dualteacher.data.split_files import import_split, split_source
 
     source = open_source(args.dataset, args.data, args.splits_dir)
     if args.import_labeled is not None:
@@ -87,8 +87,8 @@ def _cmd_split(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_data(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .data import check
+    from dualteacher.config import load_config
+    from dualteacher.data import check
 
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config and not Path(config).exists():
@@ -110,7 +110,7 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_make_digits(args: argparse.Namespace) -> int:
-    from .data.digits import DEFAULT_SIZE, generate_digit_scenes
+    from dualteacher.data.digits import DEFAULT_SIZE, generate_digit_scenes
 
     root = generate_digit_scenes(Path(args.out), num_train=args.num_train, num_val=args.num_val,
                                  size=args.size or DEFAULT_SIZE, seed=args.seed)
@@ -119,7 +119,7 @@ def _cmd_make_digits(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from dualteacher.experiments.demo import run_demo
 
     rows = run_demo(Path(args.out), methods=args.methods, iterations=args.iterations, warmup=args.warmup,
                     seed=args.seed, progress=not args.quiet, upper_bound=not args.no_upper_bound)
@@ -127,7 +127,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import CompareOptions, compare
+    from dualteacher.experiments.compare import CompareOptions, compare
 
     names = ("data", "out", "dataset", "splits_dir", "methods", "variants", "seeds", "iterations", "minutes",
              "upper_bound", "jobs", "runs", "overrides", "report_only", "warmup")
@@ -137,8 +137,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import load_model
-    from .predict import predict_files, safe_name
+    from dualteacher.inference.model import load_model
+    from dualteacher.inference.predict import predict_files, safe_name
 
     model = load_model(args.checkpoint, role=args.model, device=args.device)
     try:
@@ -162,8 +162,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     import time
 
-    from .export import check_onnx, export_onnx
-    from .inference import load_model
+    from dualteacher.inference.export import check_onnx, export_onnx
+    from dualteacher.inference.model import load_model
 
     model = load_model(args.checkpoint, role=args.model)
     start = time.perf_counter()
@@ -184,7 +184,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .plots import report_figure
+    from dualteacher.experiments.plots import report_figure
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "metrics.jsonl").is_file():
@@ -211,7 +211,7 @@ def _non_negative(text: str) -> int:
 
 def _data_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     """``--dataset``, ``--data`` and ``--splits-dir``, shared by the data-reading commands."""
-    from .registry import DATASETS
+    from dualteacher.registry import DATASETS
 
     parser.add_argument("--dataset", choices=tuple(DATASETS),
                         default="folder" if required else None,
@@ -225,8 +225,8 @@ def _data_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
-    from .budgets import BUDGETS
-    from .registry import EVAL_MODES, METHODS
+    from dualteacher.experiments.budgets import BUDGETS
+    from dualteacher.registry import EVAL_MODES, METHODS
 
     parser = argparse.ArgumentParser(prog="dualteacher", description="Semi-supervised semantic segmentation with Dual Teacher.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -415,9 +415,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dualteacher`` console script."""
     args = parse_args(argv)
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .data.core import DataError
+    from dualteacher.checkpoint import CheckpointError
+    from dualteacher.config import ConfigError
+    from dualteacher.data.core import DataError
 
     try:
         return args.func(args)

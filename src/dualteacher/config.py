@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .registry import DATASETS, EVAL_MODES, METHODS, MIXINGS, THRESHOLD_MODES, Registry
+from dualteacher.registry import DATASETS, EVAL_MODES, METHODS, MIXINGS, THRESHOLD_MODES, Registry
 
 
 class ConfigError(ValueError):
@@ -41,7 +41,7 @@ class DataConfig:
     ``eval_tile`` (default: ``crop_size``) and ``eval_stride`` (default: 2/3 of the tile),
     ``eval_flip`` and ``eval_scales`` test-time augmentation, and ``eval_resize`` = (long,
     short), a keep-ratio resize of every val image before prediction (mmseg's
-    ``Resize(scale=(2048, 512), keep_ratio=True)``); see :mod:`dualteacher.inference_modes`.
+    ``Resize(scale=(2048, 512), keep_ratio=True)``); see :mod:`dualteacher.inference.modes`.
     ``workers`` (data-loading processes per rank) defaults to :func:`default_workers`.
     ``ignore_index`` is the mask value of unlabelled pixels in the folder layout's files (e.g. 0
     when class 0 means "unlabelled"); it is mapped to 255 when a mask is read, and 255 is always
@@ -70,8 +70,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The network; built by :func:`dualteacher.models.model_from_config` (SMP architectures:
-    :func:`dualteacher.models.build_model`)."""
+    """The network; built by :func:`dualteacher.models.network.model_from_config` (SMP architectures:
+    :func:`dualteacher.models.network.build_model`)."""
 
     arch: str = "deeplabv3plus"
     encoder: str = "resnet50"

@@ -85,27 +85,27 @@ DATASETS = Registry("dataset", {
 """``data.dataset`` -> :class:`~dualteacher.data.source.DataSource` subclass."""
 
 NETWORKS = Registry("network", {})
-"""``model.arch`` -> :class:`~dualteacher.models.NetworkBuilder` of a network not from
-segmentation_models_pytorch (a :class:`~dualteacher.models.SegmentationNetwork`); looked up before
+"""``model.arch`` -> :class:`~dualteacher.models.network.NetworkBuilder` of a network not from
+segmentation_models_pytorch (a :class:`~dualteacher.models.network.SegmentationNetwork`); looked up before
 the SMP architectures, which are ``models.ARCHITECTURES``."""
 
 MIXINGS = Registry("mixing", {
-    "cutmix": "dualteacher.augment:cutmix",
-    "classmix": "dualteacher.augment:classmix",
-    "none": "dualteacher.augment:no_mixing",
+    "cutmix": "dualteacher.semi.augment:cutmix",
+    "classmix": "dualteacher.semi.augment:classmix",
+    "none": "dualteacher.semi.augment:no_mixing",
 })
-"""``method.mixings`` -> mixing-mask function (:class:`~dualteacher.augment.MixMask`)."""
+"""``method.mixings`` -> mixing-mask function (:class:`~dualteacher.semi.augment.MixMask`)."""
 
 THRESHOLD_MODES = Registry("threshold mode", {
-    "pixel": "dualteacher.losses:pixel_weights",
-    "fraction": "dualteacher.losses:fraction_weights",
-    "none": "dualteacher.losses:valid_weights",
+    "pixel": "dualteacher.semi.losses:pixel_weights",
+    "fraction": "dualteacher.semi.losses:fraction_weights",
+    "none": "dualteacher.semi.losses:valid_weights",
 })
-"""``method.threshold_mode`` -> per-pixel weights of the pseudo-label loss (:func:`~dualteacher.losses.pseudo_label_loss`)."""
+"""``method.threshold_mode`` -> per-pixel weights of the pseudo-label loss (:func:`~dualteacher.semi.losses.pseudo_label_loss`)."""
 
 EVAL_MODES = Registry("evaluation mode", {
-    "whole": "dualteacher.inference_modes:WHOLE",
-    "center": "dualteacher.inference_modes:CENTER",
-    "slide": "dualteacher.inference_modes:SLIDE",
+    "whole": "dualteacher.inference.modes:WHOLE",
+    "center": "dualteacher.inference.modes:CENTER",
+    "slide": "dualteacher.inference.modes:SLIDE",
 })
-"""``data.eval_mode`` -> :class:`~dualteacher.inference_modes.EvalMode`."""
+"""``data.eval_mode`` -> :class:`~dualteacher.inference.modes.EvalMode`."""

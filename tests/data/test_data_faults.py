@@ -20,8 +20,8 @@ from dualteacher.data.check import check_data, preflight
 from dualteacher.data.core import DataError
 from dualteacher.data.registry import open_source
 from dualteacher.data.sampler import ShuffledStreamSampler
-from dualteacher.engine import Trainer
-from dualteacher.streams import derive_seed
+from dualteacher.training.loop import Trainer
+from dualteacher.training.streams import derive_seed
 
 SPLITS = {"labeled": "labeled", "unlabeled": "unlabeled", "val": "val"}
 

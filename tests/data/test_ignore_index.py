@@ -16,8 +16,8 @@ from dualteacher.config import ConfigError, load_config
 from dualteacher.data.check import check_config
 from dualteacher.data.core import DataError, ignore_map
 from dualteacher.data.registry import open_source
-from dualteacher.engine import train
-from dualteacher.evaluate import confusion_matrix, metrics_from_confusion
+from dualteacher.training.loop import train
+from dualteacher.inference.metrics import confusion_matrix, metrics_from_confusion
 
 VAL_SIZES = [(41, 53), (37, 61), (50, 33), (45, 45)]
 

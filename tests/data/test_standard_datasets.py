@@ -26,7 +26,7 @@ from dualteacher.data.standard import (
     ade20k_label_map,
     cityscapes_label_map,
 )
-from dualteacher.engine import Trainer, train
+from dualteacher.training.loop import Trainer, train
 
 H, W = 40, 56
 

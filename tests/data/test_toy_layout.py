@@ -12,7 +12,7 @@ from dualteacher.data.core import FileListDataset, find_missing, ignore_map, mis
 from dualteacher.data.registry import open_source
 from dualteacher.data.source import DataSource, SampleFiles
 from dualteacher.data.transforms import IGNORE_INDEX, Transform
-from dualteacher.engine import train
+from dualteacher.training.loop import train
 from dualteacher.registry import DATASETS
 
 

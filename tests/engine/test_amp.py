@@ -8,7 +8,7 @@ from conftest import tiny_overrides
 
 from dualteacher.checkpoint import load_checkpoint
 from dualteacher.config import ConfigError, load_config
-from dualteacher.engine import Trainer, resolve_amp
+from dualteacher.training.loop import Trainer, resolve_amp
 from dualteacher.runlog import read_log
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

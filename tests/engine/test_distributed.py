@@ -17,11 +17,11 @@ import torch.multiprocessing as mp
 from conftest import tiny_overrides
 from torch import nn
 
-from dualteacher import distributed
+from dualteacher.training import distributed
 from dualteacher.config import load_config
 from dualteacher.data.build import eval_loader, open_splits
 from dualteacher.data.sampler import ShuffledStreamSampler
-from dualteacher.evaluate import evaluate
+from dualteacher.inference.metrics import evaluate
 from dualteacher.runlog import read_log
 
 WORLD = 2

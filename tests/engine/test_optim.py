@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from dualteacher.config import OptimConfig
-from dualteacher.optim import build_optimizer, lr_factor, optimizer_groups, set_lr
+from dualteacher.training.optim import build_optimizer, lr_factor, optimizer_groups, set_lr
 
 
 class TwoPart(nn.Module):

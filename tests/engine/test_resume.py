@@ -14,9 +14,9 @@ from dualteacher.config import Config, load_config
 from dualteacher.data.digits import generate_digit_scenes
 from dualteacher.data.registry import open_source
 from dualteacher.data.split_files import split_source
-from dualteacher.engine import Trainer
+from dualteacher.training.loop import Trainer
 from dualteacher.data.core import FileListDataset
-from dualteacher.resume import (
+from dualteacher.training.resume import (
     NOTE, REFUSED, SAFE, Change, ResumeError, compare, continued_anchor, data_fingerprint, decide,
 )
 from dualteacher.runlog import read_log

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from conftest import tiny_overrides
 from dualteacher.checkpoint import load_checkpoint, save_rotating
 from dualteacher.config import load_config
-from dualteacher.engine import Trainer
+from dualteacher.training.loop import Trainer
 
 LONGER = {"train__epochs": 3, "train__iters_per_epoch": 4, "train__checkpoint_every": 1}
 

@@ -11,7 +11,7 @@ from conftest import tiny_overrides
 from dualteacher.checkpoint import load_checkpoint
 from dualteacher.cli import main
 from dualteacher.config import load_config
-from dualteacher.engine import PIPED_BAR_SECONDS, Trainer, progress_bar, progress_label, train
+from dualteacher.training.loop import PIPED_BAR_SECONDS, Trainer, progress_bar, progress_label, train
 from dualteacher.runlog import read_log
 
 

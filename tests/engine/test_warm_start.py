@@ -8,7 +8,7 @@ import torch
 from conftest import tiny_overrides
 from dualteacher.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dualteacher.config import ConfigError, load_config
-from dualteacher.engine import Trainer, train
+from dualteacher.training.loop import Trainer, train
 
 
 @pytest.fixture(scope="module")

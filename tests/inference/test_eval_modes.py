@@ -14,7 +14,7 @@ from dualteacher.config import load_config
 from dualteacher.data.build import val_transform
 from dualteacher.data.registry import open_source
 from dualteacher.data.transforms import EvalTransform
-from dualteacher.inference_modes import EvalSettings, build_predictor, evaluate_split, resize_factor
+from dualteacher.inference.modes import EvalSettings, build_predictor, evaluate_split, resize_factor
 
 
 def pixelwise_model(num_classes: int = 5) -> nn.Module:

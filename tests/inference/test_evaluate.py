@@ -2,7 +2,7 @@
 
 import torch
 
-from dualteacher.evaluate import confusion_matrix, evaluate, metrics_from_confusion
+from dualteacher.inference.metrics import confusion_matrix, evaluate, metrics_from_confusion
 
 
 def test_confusion_matrix_counts_and_ignores() -> None:

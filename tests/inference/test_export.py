@@ -10,7 +10,7 @@ import torch
 
 from dualteacher import load_model
 from dualteacher.cli import main
-from dualteacher.export import ExportWrapper, check_onnx
+from dualteacher.inference.export import ExportWrapper, check_onnx
 from test_predict import checkpoint  # noqa: F401  (the module-scoped checkpoint fixture)
 
 

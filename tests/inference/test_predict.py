@@ -16,15 +16,15 @@ from dualteacher.checkpoint import load_checkpoint, save_checkpoint
 from dualteacher.cli import main
 from dualteacher.config import load_config
 from dualteacher.data.registry import open_source
-from dualteacher.engine import train
-from dualteacher.evaluate import (
+from dualteacher.training.loop import train
+from dualteacher.inference.metrics import (
     confusion_matrix,
     metrics_from_confusion,
     sliding_window_logits,
     window_starts,
 )
-from dualteacher.inference_modes import EvalSettings, build_predictor
-from dualteacher.predict import class_map_png, output_names
+from dualteacher.inference.modes import EvalSettings, build_predictor
+from dualteacher.inference.predict import class_map_png, output_names
 
 
 @pytest.fixture(scope="module")

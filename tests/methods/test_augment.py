@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from dualteacher.augment import (
+from dualteacher.semi.augment import (
     StrongAugConfig,
     apply_mix,
     beta_integer,

@@ -5,7 +5,7 @@ import math
 import torch
 from torch import nn
 
-from dualteacher.diagnostics import coupling_metrics, prediction_coupling, relative_distance
+from dualteacher.semi.diagnostics import coupling_metrics, prediction_coupling, relative_distance
 
 
 class Fixed(nn.Module):

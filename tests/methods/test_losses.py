@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dualteacher.losses import pseudo_label_loss, supervised_ce
+from dualteacher.semi.losses import pseudo_label_loss, supervised_ce
 
 torch.set_num_threads(1)
 

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from conftest import tiny_overrides
-from dualteacher.augment import channel_dropout
+from dualteacher.semi.augment import channel_dropout
 from dualteacher.checkpoint import load_checkpoint
 from dualteacher.config import ConfigError, MethodConfig, load_config
-from dualteacher.engine import train
+from dualteacher.training.loop import train
 from dualteacher.methods import Batch, MethodContext, build_method
-from dualteacher.models import build_model
+from dualteacher.models.network import build_model
 from dualteacher.runlog import read_log
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from dualteacher.teachers import TeacherPool, ema_momentum, ema_update
+from dualteacher.semi.teachers import TeacherPool, ema_momentum, ema_update
 
 torch.set_num_threads(1)
 

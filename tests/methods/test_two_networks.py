@@ -13,10 +13,10 @@ from torch import Tensor, nn
 
 from conftest import tiny_overrides
 from method_contract import MethodContract
-from dualteacher import distributed
+from dualteacher.training import distributed
 from dualteacher.config import load_config
-from dualteacher.engine import Trainer, train
-from dualteacher.losses import pseudo_label_loss, supervised_ce
+from dualteacher.training.loop import Trainer, train
+from dualteacher.semi.losses import pseudo_label_loss, supervised_ce
 from dualteacher.methods import Batch, Method, MethodContext
 from dualteacher.methods.base import confidence_and_label
 from dualteacher.registry import METHODS

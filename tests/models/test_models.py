@@ -1,4 +1,4 @@
-"""Tests for dualteacher.models: building by name, padding, drop-path, splits and weight loading."""
+"""Tests for dualteacher.models.network: building by name, padding, drop-path, splits and weight loading."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from safetensors.torch import save_file
 from timm.layers import DropPath
 from torch import nn
 
-from dualteacher.models import (
+from dualteacher.models.network import (
     build_model,
     count_parameters,
     default_normalization,
     resolve_encoder_name,
 )
-from dualteacher.pretrained import WeightsMismatchError
+from dualteacher.models.pretrained import WeightsMismatchError
 
 torch.set_num_threads(1)
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from dualteacher.models import build_model
-from dualteacher.pretrained import WeightsMismatchError
+from dualteacher.models.network import build_model
+from dualteacher.models.pretrained import WeightsMismatchError
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for dualteacher.pretrained: built-in ImageNet EfficientNet-Lite0 weights, file loading."""
+"""Tests for dualteacher.models.pretrained: built-in ImageNet EfficientNet-Lite0 weights, file loading."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from skimage import data
 from timm.layers import Conv2dSame
 
-from dualteacher.models import build_model, default_normalization
-from dualteacher.pretrained import (
+from dualteacher.models.network import build_model, default_normalization
+from dualteacher.models.pretrained import (
     EFFICIENTNET_LITE0,
     efficientnet_lite0_imagenet_state_dict,
     efficientnet_lite0_weights_path,

@@ -9,13 +9,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..config import DataConfig
-from ..registry import EVAL_MODES
-from .core import DataError, FileListDataset, collate_eval
-from .registry import open_source
-from .sampler import ShardSampler, ShuffledStreamSampler
-from .source import DataSource
-from .transforms import EvalTransform, WeakTransform
+from dualteacher.config import DataConfig
+from dualteacher.registry import EVAL_MODES
+from dualteacher.data.core import DataError, FileListDataset, collate_eval
+from dualteacher.data.registry import open_source
+from dualteacher.data.sampler import ShardSampler, ShuffledStreamSampler
+from dualteacher.data.source import DataSource
+from dualteacher.data.transforms import EvalTransform, WeakTransform
 
 
 @dataclass

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from ..registry import METHODS
-from .base import Batch, Method, MethodContext
+from dualteacher.registry import METHODS
+from dualteacher.methods.base import Batch, Method, MethodContext
 
 
 def build_method(ctx: MethodContext) -> Method:

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from ..augment import StrongAugConfig, apply_mix, make_mix_mask, normalize, random_partner, strong_photometric
-from ..config import MethodConfig, OptimConfig
-from ..data.transforms import IGNORE_INDEX
-from ..losses import pseudo_label_loss, supervised_ce
-from ..optim import optimizer_groups
+from dualteacher.semi.augment import StrongAugConfig, apply_mix, make_mix_mask, normalize, random_partner, strong_photometric
+from dualteacher.config import MethodConfig, OptimConfig
+from dualteacher.data.transforms import IGNORE_INDEX
+from dualteacher.semi.losses import pseudo_label_loss, supervised_ce
+from dualteacher.training.optim import optimizer_groups
 
 if TYPE_CHECKING:
-    from ..models import SegmentationNetwork
+    from dualteacher.models.network import SegmentationNetwork
 
 ModelBuilder = Callable[[float], "SegmentationNetwork"]
 """Builds a fresh network (an ``nn.Module``) with the given drop-path (stochastic depth) rate."""
@@ -57,7 +57,7 @@ class Method(ABC):
     """Whether :meth:`step` reads an unlabelled batch (training then loads and checks that split)."""
 
     recipe_settings: tuple[str, ...] = ()
-    """The method's own ``key=value`` settings in the shared recipe (:mod:`dualteacher.recipe`),
+    """The method's own ``key=value`` settings in the shared recipe (:mod:`dualteacher.experiments.recipe`),
     applied after the recipe's and before the user's."""
 
     @classmethod
@@ -97,7 +97,7 @@ class Method(ABC):
         return {}
 
     def optimizer_groups(self, optim: OptimConfig) -> list[dict[str, Any]]:
-        """The optimiser's parameter groups: :func:`~dualteacher.optim.optimizer_groups` of every trained network."""
+        """The optimiser's parameter groups: :func:`~dualteacher.training.optim.optimizer_groups` of every trained network."""
         return [group for module in self.trained().values() for group in optimizer_groups(module, optim)]
 
     def wrap(self, wrapper: Callable[[nn.Module], nn.Module]) -> None:

@@ -23,11 +23,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..augment import strong_photometric
-from ..config import ConfigError, MethodConfig
-from ..losses import pseudo_label_loss, supervised_ce
-from ..teachers import TeacherPool
-from .base import Batch, Method, MethodContext, confident_fraction, make_teacher, mix, pseudo_label
+from dualteacher.semi.augment import strong_photometric
+from dualteacher.config import ConfigError, MethodConfig
+from dualteacher.semi.losses import pseudo_label_loss, supervised_ce
+from dualteacher.semi.teachers import TeacherPool
+from dualteacher.methods.base import Batch, Method, MethodContext, confident_fraction, make_teacher, mix, pseudo_label
 
 
 class DualTeacher(Method):

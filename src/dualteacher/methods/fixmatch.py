@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Batch, Method, pseudo_label
+from dualteacher.methods.base import Batch, Method, pseudo_label
 
 
 class FixMatch(Method):

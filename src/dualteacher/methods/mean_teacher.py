@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..teachers import TeacherPool
-from .base import Batch, Method, MethodContext, make_teacher, pseudo_label
+from dualteacher.semi.teachers import TeacherPool
+from dualteacher.methods.base import Batch, Method, MethodContext, make_teacher, pseudo_label
 
 
 class MeanTeacher(Method):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..losses import supervised_ce
-from .base import Batch, Method, MethodContext
+from dualteacher.semi.losses import supervised_ce
+from dualteacher.methods.base import Batch, Method, MethodContext
 
 
 class Supervised(Method):

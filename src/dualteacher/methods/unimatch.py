@@ -21,9 +21,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..augment import channel_dropout, strong_photometric
-from ..losses import pseudo_label_loss, supervised_ce
-from .base import Batch, Method, confidence_and_label, confident_fraction, mix
+from dualteacher.semi.augment import channel_dropout, strong_photometric
+from dualteacher.semi.losses import pseudo_label_loss, supervised_ce
+from dualteacher.methods.base import Batch, Method, confidence_and_label, confident_fraction, mix
 
 FP_SHARE = 0.5
 """Share of the unlabelled loss taken by the feature-perturbation stream."""

@@ -30,12 +30,12 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .checkpoint import atomic_write_bytes
-from .colors import overlay as blend
-from .data.core import DataError
-from .evaluate import size_groups
-from .inference import LoadedModel, image_array, to_batch
-from .inference_modes import EvalSettings
+from dualteacher.checkpoint import atomic_write_bytes
+from dualteacher.inference.colors import overlay as blend
+from dualteacher.data.core import DataError
+from dualteacher.inference.metrics import size_groups
+from dualteacher.inference.model import LoadedModel, image_array, to_batch
+from dualteacher.inference.modes import EvalSettings
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _UNSAFE = re.compile(r"[^\w.-]")

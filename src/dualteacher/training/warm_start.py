@@ -6,7 +6,7 @@ practice of starting self-training from a supervised model, e.g. Noisy Student a
 supervised run on the labelled split first, then every method (supervised continued, Mean
 Teacher, Dual Teacher, ...) from its final student, its teachers included, so that no
 method's first pseudo-labels come from an untrained head. The warm-up's time belongs in every
-wall-clock figure (:mod:`dualteacher.demo` and ``dualteacher compare`` add it). The checkpoint
+wall-clock figure (:mod:`dualteacher.experiments.demo` and ``dualteacher compare`` add it). The checkpoint
 is read whenever the run is built, a resumed one included, so it must stay where it is until
 the run ends.
 """
@@ -19,9 +19,9 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from .checkpoint import CheckpointError, load_checkpoint, load_module
-from .config import ConfigError, ModelConfig, config_from_dict
-from .models import Normalization
+from dualteacher.checkpoint import CheckpointError, load_checkpoint, load_module
+from dualteacher.config import ConfigError, ModelConfig, config_from_dict
+from dualteacher.models.network import Normalization
 
 ARCHITECTURE_KEYS = ("arch", "encoder", "output_stride", "decoder_channels")
 """The ``model`` settings that decide the shape of the weights (the input normalisation is

@@ -7,7 +7,7 @@
   whole-image scores.
 * ``slide``: overlapping ``tile x tile`` windows every ``stride`` pixels (default 2/3 of the
   tile), the last window aligned to the image edge; softmax probabilities are averaged where
-  windows overlap (:func:`dualteacher.evaluate.sliding_window_logits`).
+  windows overlap (:func:`dualteacher.inference.metrics.sliding_window_logits`).
 
 Test-time augmentation on top of any mode: ``flip`` adds the horizontally mirrored image;
 ``scales`` runs the image rescaled by each factor (bilinear) and ``resize`` = (long, short)
@@ -19,7 +19,7 @@ whole split.
 A predictor maps a float batch in [0, 1] ``[B, 3, H, W]`` to ``[B, C, H, W]``: plain logits in
 ``whole``/``center`` mode without TTA, otherwise the log of the averaged probabilities (same
 argmax; softmax gives the probabilities back). It is always called on images of one size:
-:func:`dualteacher.evaluate.evaluate` splits every val batch into groups of equal-size images
+:func:`dualteacher.inference.metrics.evaluate` splits every val batch into groups of equal-size images
 without padding, so windows, resizing and the network see each image as if it were alone,
 whatever the val batch size.
 """
@@ -33,12 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import DataConfig
-from .data.build import eval_loader
-from .data.source import DataSource
-from .data.transforms import EvalTransform
-from .evaluate import Metrics, Predictor, evaluate, sliding_window_logits
-from .registry import EVAL_MODES
+from dualteacher.config import DataConfig
+from dualteacher.data.build import eval_loader
+from dualteacher.data.source import DataSource
+from dualteacher.data.transforms import EvalTransform
+from dualteacher.inference.metrics import Metrics, Predictor, evaluate, sliding_window_logits
+from dualteacher.registry import EVAL_MODES
 
 
 @dataclass(frozen=True)

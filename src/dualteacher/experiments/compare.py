@@ -1,6 +1,6 @@
 """``dualteacher compare``: does semi-supervised training help on my data?
 
-Trains the chosen methods with the shared recipe (:mod:`dualteacher.recipe`, adapted to the
+Trains the chosen methods with the shared recipe (:mod:`dualteacher.experiments.recipe`, adapted to the
 data and overridable with ``key=value``) on labelled fractions of the train split drawn per seed
 (nested lists, as ``dualteacher split`` writes them) or, with the budget ``masked``, on the
 train images that have a mask file (the others unlabelled, one split for every seed; for data
@@ -23,7 +23,7 @@ also trains. Variants and the upper bound train under ``iterations`` only.
 Warm start (``warmup`` W > 0; default the recipe's ``WARMUP_ITERATIONS``, 0 for none): per
 fraction and seed, one supervised run of W iterations on the labelled split trains first, and
 every run of that fraction and seed, supervised included, starts from its student
-(``method.init_from``, :mod:`dualteacher.warm_start`) for its N iterations; the upper bound
+(``method.init_from``, :mod:`dualteacher.training.warm_start`) for its N iterations; the upper bound
 trains W + N iterations from the pretrained encoder. A warm-started run's training time, curve
 and iterations include the warm-up's, so every wall-clock figure counts it; its seconds per
 iteration are its own steps'.
@@ -52,17 +52,17 @@ from typing import Any
 
 import torch
 
-from .budgets import BUDGETS
-from .config import Config, ConfigError, load_config
-from .data.check import check_data
-from .data.core import DataError
-from .data.registry import open_source
-from .data.source import DataSource
-from .data.split_files import MASKED, split_source
-from .data.splits import budget_tag, parse_labeled
-from .engine import Trainer, train
-from .plots import coupling_figure, miou_vs_time_figure
-from .recipe import (
+from dualteacher.experiments.budgets import BUDGETS
+from dualteacher.config import Config, ConfigError, load_config
+from dualteacher.data.check import check_data
+from dualteacher.data.core import DataError
+from dualteacher.data.registry import open_source
+from dualteacher.data.source import DataSource
+from dualteacher.data.split_files import MASKED, split_source
+from dualteacher.data.splits import budget_tag, parse_labeled
+from dualteacher.training.loop import Trainer, train
+from dualteacher.experiments.plots import coupling_figure, miou_vs_time_figure
+from dualteacher.experiments.recipe import (
     BASELINE,
     ITERATIONS,
     RECIPE,
@@ -74,9 +74,9 @@ from .recipe import (
     override_keys,
     recipe_config,
 )
-from .registry import METHODS
-from .resume import files_digest
-from .runlog import read_log
+from dualteacher.registry import METHODS
+from dualteacher.training.resume import files_digest
+from dualteacher.runlog import read_log
 
 EXTRA_VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "dual_teacher_persistent": ("dual_teacher", ("method.restart_per_shift=false",)),

@@ -1,6 +1,6 @@
 """Evaluation during training: every network of a method on the val set, the best one kept.
 
-:mod:`dualteacher.evaluate` scores one predictor; the :class:`Evaluator` runs it for the student
+:mod:`dualteacher.inference.metrics` scores one predictor; the :class:`Evaluator` runs it for the student
 and every teacher, keeps the best eligible network as ``best.safetensors``, and adds the
 teacher–student coupling diagnostics and a picture of the pseudo-labels.
 """
@@ -13,26 +13,26 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import distributed
-from .augment import normalize
-from .checkpoint import module_tensors, save_checkpoint
-from .config import Config
-from .data.build import SplitData, eval_loader
-from .diagnostics import coupling_metrics
-from .evaluate import Metrics, evaluate, logits_predictor
-from .inference import checkpoint_card
-from .inference_modes import EvalSettings, build_predictor
-from .methods import Method
-from .models import Normalization
-from .plots import PICTURE_IMAGES, teacher_picture
-from .runlog import RunLog
-from .training_state import TrainingState
+from dualteacher.training import distributed
+from dualteacher.semi.augment import normalize
+from dualteacher.checkpoint import module_tensors, save_checkpoint
+from dualteacher.config import Config
+from dualteacher.data.build import SplitData, eval_loader
+from dualteacher.semi.diagnostics import coupling_metrics
+from dualteacher.inference.metrics import Metrics, evaluate, logits_predictor
+from dualteacher.inference.model import checkpoint_card
+from dualteacher.inference.modes import EvalSettings, build_predictor
+from dualteacher.methods import Method
+from dualteacher.models.network import Normalization
+from dualteacher.experiments.plots import PICTURE_IMAGES, teacher_picture
+from dualteacher.runlog import RunLog
+from dualteacher.training.state import TrainingState
 
 
 class Evaluator:
     """Scores a method's networks on ``data.val`` and tracks the best one in ``state.best``
     (checkpointed with the state); each new best is saved with what inference needs besides
-    the weights (:func:`~dualteacher.inference.checkpoint_card`)."""
+    the weights (:func:`~dualteacher.inference.model.checkpoint_card`)."""
 
     def __init__(self, cfg: Config, data: SplitData, method: Method, norm: Normalization, device: torch.device,
                  state: TrainingState, *, rank: int = 0, world: int = 1) -> None:

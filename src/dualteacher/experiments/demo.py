@@ -3,10 +3,10 @@ against supervised training with every train scene labelled (the upper bound).
 
 Everything ships offline: real MNIST digits and real textures from installed packages, and
 real ImageNet weights for the EfficientNet-Lite0 encoder. The protocol has a supervised warm
-start (:mod:`dualteacher.warm_start`): one supervised run of the benchmark's
-:data:`~dualteacher.recipe.WARMUP_ITERATIONS` (300) on the
+start (:mod:`dualteacher.training.warm_start`): one supervised run of the benchmark's
+:data:`~dualteacher.experiments.recipe.WARMUP_ITERATIONS` (300) on the
 labelled scenes, then every method, supervised included, continues from its student for
-:data:`DEMO_ITERATIONS` with the shared recipe (:mod:`dualteacher.recipe`), the same data and
+:data:`DEMO_ITERATIONS` with the shared recipe (:mod:`dualteacher.experiments.recipe`), the same data and
 seed. The upper bound trains from the ImageNet encoder for the same total number of iterations.
 Every time in the table is training time read from the runs' logs and counts the warm-up's, so a
 second call on the same directory, which reuses the finished runs, reports the same table. The
@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .data.digits import ensure_digit_scenes
-from .data.registry import open_source
-from .data.split_files import split_source
-from .engine import train
-from .recipe import BASELINE, UPPER_BOUND, WARMUP_ITERATIONS, recipe_config
-from .runlog import read_log
+from dualteacher.data.digits import ensure_digit_scenes
+from dualteacher.data.registry import open_source
+from dualteacher.data.split_files import split_source
+from dualteacher.training.loop import train
+from dualteacher.experiments.recipe import BASELINE, UPPER_BOUND, WARMUP_ITERATIONS, recipe_config
+from dualteacher.runlog import read_log
 
 LABELED_FRACTION = 1 / 32
 DEMO_ITERATIONS = 200
@@ -104,7 +104,7 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
         rows.append(_row(out / run.name, run.name, seconds, trained, before))
     (out / "results.json").write_text(json.dumps(rows, indent=1))
     print(format_table(rows))
-    from .plots import demo_figure
+    from dualteacher.experiments.plots import demo_figure
 
     offsets = {run.name: warmup_iterations for run in runs if run.warm_start}
     figure = demo_figure(out, [run.name for run in runs if run.name != WARMUP], source, offsets=offsets,

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import Config
-from .data.build import SplitData, stream_loader
-from .methods import Batch
-from .training_state import Schedule
+from dualteacher.config import Config
+from dualteacher.data.build import SplitData, stream_loader
+from dualteacher.methods import Batch
+from dualteacher.training.state import Schedule
 
 
 class Stream(enum.IntEnum):

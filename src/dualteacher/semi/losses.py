@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from .data.transforms import IGNORE_INDEX
-from .registry import THRESHOLD_MODES
+from dualteacher.data.transforms import IGNORE_INDEX
+from dualteacher.registry import THRESHOLD_MODES
 
 __all__ = ["fraction_weights", "pixel_weights", "pseudo_label_loss", "supervised_ce", "valid_weights"]
 

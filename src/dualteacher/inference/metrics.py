@@ -19,8 +19,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .augment import normalize
-from .data.transforms import IGNORE_INDEX
+from dualteacher.semi.augment import normalize
+from dualteacher.data.transforms import IGNORE_INDEX
 
 
 def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> Tensor:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from .config import Config, ConfigError, load_config
-from .data.core import DataError
-from .data.source import DataSource
-from .registry import METHODS
+from dualteacher.config import Config, ConfigError, load_config
+from dualteacher.data.core import DataError
+from dualteacher.data.source import DataSource
+from dualteacher.registry import METHODS
 
 ITERATIONS = 1000
 WARMUP_ITERATIONS = 300

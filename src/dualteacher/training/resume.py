@@ -25,11 +25,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import Config, ConfigError, OptimConfig
-from .optim import lr_factor
+from dualteacher.config import Config, ConfigError, OptimConfig
+from dualteacher.training.optim import lr_factor
 
 if TYPE_CHECKING:
-    from .data.core import FileListDataset
+    from dualteacher.data.core import FileListDataset
 
 NOTE, SAFE, REFUSED = "note", "safe", "refused"
 
@@ -182,7 +182,7 @@ def total_iterations(state: Mapping[str, Any], iters_per_epoch: int) -> int:
 
 def continued_anchor(state: Mapping[str, Any], optim: OptimConfig, iters_per_epoch: int,
                      total: int) -> tuple[int, float] | None:
-    """The LR-schedule anchor (see :func:`dualteacher.optim.lr_factor`) that continues the run of
+    """The LR-schedule anchor (see :func:`dualteacher.training.optim.lr_factor`) that continues the run of
     ``state`` to ``total`` iterations.
 
     The same length keeps the checkpoint's anchor. Another length, past the warm-up, decays from

@@ -1,11 +1,11 @@
 """The training loop shared by every method: schedule, evaluation, logging, checkpoints, resume.
 
 :meth:`Trainer.fit` is the loop; its parts each do one job: :meth:`Trainer.train_step` (one
-method step, :class:`~dualteacher.optim.Optimization`'s backward and optimiser step, the teachers'
-update), :class:`~dualteacher.streams.TrainBatches` (the batches from any iteration on; the run's
-random streams are in :mod:`dualteacher.streams`), :class:`~dualteacher.evaluator.Evaluator` (val
-mIoU and the best network), :class:`~dualteacher.training_state.TrainingCheckpoints` (what the loop
-has done, :class:`~dualteacher.training_state.TrainingState`, and everything else a checkpoint
+method step, :class:`~dualteacher.training.optim.Optimization`'s backward and optimiser step, the teachers'
+update), :class:`~dualteacher.training.streams.TrainBatches` (the batches from any iteration on; the run's
+random streams are in :mod:`dualteacher.training.streams`), :class:`~dualteacher.training.evaluator.Evaluator` (val
+mIoU and the best network), :class:`~dualteacher.training.state.TrainingCheckpoints` (what the loop
+has done, :class:`~dualteacher.training.state.TrainingState`, and everything else a checkpoint
 carries; resume) and :class:`TrainWindow` (the logged means between two log lines).
 
 Precision: on CUDA the method step (student and teacher forwards, losses) runs under autocast,
@@ -32,19 +32,19 @@ import torch.distributed as dist
 from torch import Tensor
 from tqdm import tqdm
 
-from . import distributed
-from .config import Config, save_config
-from .data.build import SplitData, open_splits
-from .data.check import needs_unlabeled, preflight
-from .data.core import DataError
-from .evaluator import Evaluator
-from .methods import Batch, Method, MethodContext, build_method
-from .models import SegmentationNetwork, model_from_config, model_normalization
-from .optim import Optimization, build_optimizer, lr_factor, resolve_amp, set_lr
-from .runlog import RunLog
-from .streams import TrainBatches, seed_iteration
-from .training_state import Schedule, TrainingCheckpoints, TrainingState
-from .warm_start import read_warm_start
+from dualteacher.training import distributed
+from dualteacher.config import Config, save_config
+from dualteacher.data.build import SplitData, open_splits
+from dualteacher.data.check import needs_unlabeled, preflight
+from dualteacher.data.core import DataError
+from dualteacher.training.evaluator import Evaluator
+from dualteacher.methods import Batch, Method, MethodContext, build_method
+from dualteacher.models.network import SegmentationNetwork, model_from_config, model_normalization
+from dualteacher.training.optim import Optimization, build_optimizer, lr_factor, resolve_amp, set_lr
+from dualteacher.runlog import RunLog
+from dualteacher.training.streams import TrainBatches, seed_iteration
+from dualteacher.training.state import Schedule, TrainingCheckpoints, TrainingState
+from dualteacher.training.warm_start import read_warm_start
 
 BAR_SECONDS = 0.1
 """Seconds between progress-bar redraws on a terminal (tqdm's default)."""
@@ -169,8 +169,8 @@ class Trainer:
     """Runs one experiment described by a :class:`Config` in ``cfg.run_dir``.
 
     With ``resume``, a checkpoint in ``run_dir`` is continued (:meth:`resume`); settings that
-    differ from the checkpoint's raise :class:`~dualteacher.resume.ResumeError` before anything
-    is written, unless every difference is safe and ``allow_changes`` (see :mod:`dualteacher.resume`).
+    differ from the checkpoint's raise :class:`~dualteacher.training.resume.ResumeError` before anything
+    is written, unless every difference is safe and ``allow_changes`` (see :mod:`dualteacher.training.resume`).
     """
 
     def __init__(self, cfg: Config, *, resume: bool = True, allow_changes: bool = False, progress: bool = True) -> None:
@@ -216,7 +216,7 @@ class Trainer:
     def _build_method(self) -> Method:
         """The configured method with its networks on the device (NHWC in memory with
         ``train.channels_last``), their forwards wrapped for DDP; with ``method.init_from`` every
-        network starts from that checkpoint's student (:mod:`dualteacher.warm_start`)."""
+        network starts from that checkpoint's student (:mod:`dualteacher.training.warm_start`)."""
 
         init_from = self.cfg.method.init_from
         warm = read_warm_start(init_from, self.cfg.model, self.data.classes, (self.mean, self.std)) if init_from else None
@@ -250,7 +250,7 @@ class Trainer:
 
     def resume(self, *, allow_changes: bool = False) -> Path | None:
         """Continue from the newest valid training checkpoint in ``run_dir``; its path (None: there
-        is none). Raises :class:`~dualteacher.resume.ResumeError` as the constructor does."""
+        is none). Raises :class:`~dualteacher.training.resume.ResumeError` as the constructor does."""
         path = self.checkpoints.resume(self.state, allow_changes=allow_changes, announce=self.rank == 0)
         if path is not None:
             self.resumed_from = path
@@ -403,7 +403,7 @@ def _worker_message(error: DataError) -> str:
 def train(cfg: Config, *, resume: bool = True, allow_changes: bool = False, progress: bool = True) -> dict[str, Any]:
     """Build a :class:`Trainer` for ``cfg`` and run it; return the final evaluation record.
 
-    Raises :class:`~dualteacher.resume.ResumeError` when ``run_dir`` holds a checkpoint written
+    Raises :class:`~dualteacher.training.resume.ResumeError` when ``run_dir`` holds a checkpoint written
     with other settings that are not all safe and allowed (``allow_changes``).
     """
     trainer = Trainer(cfg, resume=resume, allow_changes=allow_changes, progress=progress)

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .data.transforms import IGNORE_INDEX
-from .registry import MIXINGS
+from dualteacher.data.transforms import IGNORE_INDEX
+from dualteacher.registry import MIXINGS
 
 __all__ = [
     "MixMask",

@@ -18,15 +18,15 @@ from typing import Any
 from torch import Tensor
 from tqdm import tqdm
 
-from .checkpoint import load_latest, load_module, load_optimizer, module_tensors, optimizer_tensors, save_rotating
-from .config import Config, TrainConfig
-from .data.build import SplitData
-from .inference import checkpoint_card
-from .methods import Method
-from .models import Normalization
-from .optim import Optimization
-from .resume import compare, continued_anchor, data_fingerprint, decide
-from .runlog import append_record, rewind_log
+from dualteacher.checkpoint import load_latest, load_module, load_optimizer, module_tensors, optimizer_tensors, save_rotating
+from dualteacher.config import Config, TrainConfig
+from dualteacher.data.build import SplitData
+from dualteacher.inference.model import checkpoint_card
+from dualteacher.methods import Method
+from dualteacher.models.network import Normalization
+from dualteacher.training.optim import Optimization
+from dualteacher.training.resume import compare, continued_anchor, data_fingerprint, decide
+from dualteacher.runlog import append_record, rewind_log
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ class TrainingCheckpoints:
 
     @functools.cached_property
     def data_fingerprint(self) -> dict[str, Any]:
-        """What tells this run's data from other data at another path (:func:`~dualteacher.resume.data_fingerprint`)."""
+        """What tells this run's data from other data at another path (:func:`~dualteacher.training.resume.data_fingerprint`)."""
         return data_fingerprint({"labeled": self.data.labeled, "unlabeled": self.data.unlabeled, "val": self.data.val})
 
     def save(self, state: TrainingState) -> Path:
@@ -153,7 +153,7 @@ class TrainingCheckpoints:
         there is none, nothing changes). With ``announce`` (rank 0), drop the log records the
         checkpoint does not cover, record the allowed setting changes and print where it resumes.
 
-        Raises :class:`~dualteacher.resume.ResumeError`, before anything is written, when the
+        Raises :class:`~dualteacher.training.resume.ResumeError`, before anything is written, when the
         checkpoint's settings differ from ``cfg`` other than safely with ``allow_changes``.
         """
         found = load_latest(self.run_dir, self.cfg.train.keep_checkpoints, tqdm.write)

@@ -48,7 +48,7 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 
 from dualteacher.config import ModelConfig
-from dualteacher.pretrained import (
+from dualteacher.models.pretrained import (
     EFFICIENTNET_LITE0,
     EFFICIENTNET_LITE0_MEAN_STD,
     EFFICIENTNET_LITE0_TIMM_NAME,
@@ -314,7 +314,7 @@ def build_model(
             ``"efficientnet-lite0"`` (built-in ImageNet weights, encoder
             ``tu-tf_efficientnet_lite0`` only) or a path to a backbone checkpoint
             (``.safetensors``/``.pth``/``.pt``; classifier-head keys are ignored, any other
-            mismatch raises :class:`~dualteacher.pretrained.WeightsMismatchError`).
+            mismatch raises :class:`~dualteacher.models.pretrained.WeightsMismatchError`).
         output_stride: DeepLabV3+ only, 16 (atrous rates 6/12/18) or 8 (12/24/36); the other
             architectures always use the encoder's full stride and ignore it.
         drop_path: encoder stochastic-depth rate (see the module docstring).

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import __version__
-from .inference import LoadedModel
-from .models import SegmentationNetwork
+from dualteacher import __version__
+from dualteacher.inference.model import LoadedModel
+from dualteacher.models.network import SegmentationNetwork
 
 OPSET = 17
 

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import distributed
-from .config import OptimConfig, TrainConfig
+from dualteacher.training import distributed
+from dualteacher.config import OptimConfig, TrainConfig
 
 
 def _split_decay(params: list[nn.Parameter]) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -24,7 +24,7 @@ def optimizer_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]
     """The optimiser groups of one network: (encoder, head) × (decay, no decay), empty ones left out.
 
     The head (decoder and classifier) learns ``head_lr_mult`` times faster, as in the papers; the
-    split is a :class:`~dualteacher.models.SegmentationNetwork`'s ``param_groups()`` (encoder,
+    split is a :class:`~dualteacher.models.network.SegmentationNetwork`'s ``param_groups()`` (encoder,
     head), and a module without it is all head. Each group stores its
     ``base_lr`` for :func:`set_lr`.
     """
@@ -53,7 +53,7 @@ def lr_factor(iteration: int, total: int, cfg: OptimConfig, anchor: tuple[int, f
 
     The decay starts from factor 1 at ``warmup_iters``, or, with ``anchor = (start, factor)``, from
     ``factor`` at iteration ``start``: a run resumed with another length continues from the LR it had
-    (:func:`dualteacher.resume.continued_anchor`) instead of jumping to the longer schedule's value.
+    (:func:`dualteacher.training.resume.continued_anchor`) instead of jumping to the longer schedule's value.
     """
     start, peak = anchor if anchor is not None else (cfg.warmup_iters, 1.0)
     if iteration < cfg.warmup_iters:

@@ -16,11 +16,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from .augment import normalize  # noqa: E402
-from .colors import colorize, palette  # noqa: E402
-from .data.source import DataSource  # noqa: E402
-from .inference import LoadedModel, load_model  # noqa: E402
-from .runlog import read_log  # noqa: E402
+from dualteacher.semi.augment import normalize  # noqa: E402
+from dualteacher.inference.colors import colorize, palette  # noqa: E402
+from dualteacher.data.source import DataSource  # noqa: E402
+from dualteacher.inference.model import LoadedModel, load_model  # noqa: E402
+from dualteacher.runlog import read_log  # noqa: E402
 
 TEACHER_STYLES = ("--", ":", "-.")
 """Line styles of a run's teachers, in order (Dual Teacher's two must be told apart)."""

@@ -24,16 +24,16 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .augment import normalize
-from .checkpoint import CheckpointError, load_checkpoint, load_module
-from .colors import palette
-from .config import Config, DataConfig, config_from_dict
-from .data.core import DataError, load_image, rgb_image
-from .data.registry import open_source, reader
-from .data.transforms import IGNORE_INDEX
-from .evaluate import Metrics, Predictor
-from .inference_modes import EvalSettings, build_predictor, evaluate_split
-from .models import Normalization, SegmentationNetwork, model_from_config
+from dualteacher.semi.augment import normalize
+from dualteacher.checkpoint import CheckpointError, load_checkpoint, load_module
+from dualteacher.inference.colors import palette
+from dualteacher.config import Config, DataConfig, config_from_dict
+from dualteacher.data.core import DataError, load_image, rgb_image
+from dualteacher.data.registry import open_source, reader
+from dualteacher.data.transforms import IGNORE_INDEX
+from dualteacher.inference.metrics import Metrics, Predictor
+from dualteacher.inference.modes import EvalSettings, build_predictor, evaluate_split
+from dualteacher.models.network import Normalization, SegmentationNetwork, model_from_config
 
 ImageInput = str | Path | Image.Image | np.ndarray
 

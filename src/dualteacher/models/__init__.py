@@ -1,0 +1,1 @@
+"""Networks: the segmentation-network contract, building from a config, drop-path, pretrained weights."""
