@@ -3,22 +3,26 @@
 ``class TestMyMethod(MethodContract): method = "my_method"`` (a name in
 :data:`~dualteacher.registry.METHODS`, or the :class:`~dualteacher.methods.Method` subclass
 itself for a toy that is not registered) runs every check below on a tiny random-init network,
-as the engine drives a method: ``train()``, ``start_epoch``, ``step`` with the unlabelled batch
+as the engine drives a method: ``train()``, ``begin_step``, ``step`` with the unlabelled batch
 only when ``uses_unlabeled``, backward, optimiser step, ``after_optimizer_step``.
 
-Every unlabelled pixel teaches (threshold 0), so the unlabelled terms reach the loss, and the
-student has no drop-path, so the networks draw nothing from torch's global RNG and the step's
-randomness is the generator's alone.
+Every unlabelled pixel teaches (threshold 0, where the method has one), so the unlabelled terms
+reach the loss, and the student has no drop-path, so the networks draw nothing from torch's
+global RNG and the step's randomness is the generator's alone. A pass over the labelled split
+is 2 iterations (``labeled_pass``). The contract also catches the traps of writing a step: a
+forward pass with gradients that bypasses the wrapped network (no gradient all-reduce under
+torchrun) and a network fed images that were not normalised.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from dualteacher.config import MethodConfig
 from dualteacher.methods import Batch, Method, MethodContext
 from dualteacher.models.network import build_model
 from dualteacher.registry import METHODS
@@ -55,17 +59,21 @@ class MethodContract:
         """The method's class."""
         return METHODS.get(self.method) if isinstance(self.method, str) else self.method
 
-    def build(self) -> Method:
-        """The method with fixed initial weights, in training mode, at epoch 0."""
+    def settings(self) -> Any:
+        """The method's own settings class with its defaults, threshold 0 and no drop-path."""
         cls = self.implementation()
-        ctx = MethodContext(
-            cfg=MethodConfig(name=self.method if isinstance(self.method, str) else cls.__name__, threshold=0.0, student_drop_path=0.0),
-            build=tiny_network, num_classes=NUM_CLASSES, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
-        )
+        fields = {f.name for f in dataclasses.fields(cls.Settings)}
+        tweaks = {k: v for k, v in (("threshold", 0.0), ("student_drop_path", 0.0)) if k in fields}
+        return cls.Settings(name=self.method if isinstance(self.method, str) else cls.__name__, **tweaks)
+
+    def build(self) -> Method:
+        """The method with fixed initial weights, in training mode, at iteration 0."""
+        ctx = MethodContext(cfg=self.settings(), build=tiny_network, num_classes=NUM_CLASSES,
+                            mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), labeled_pass=2)
         torch.manual_seed(0)
-        method = cls(ctx)
+        method = self.implementation()(ctx)
         method.train()
-        method.start_epoch(0)
+        method.begin_step(0, 0)
         return method
 
     def step(self, method: Method, seed: int = 0, unlabeled: Batch | None = None) -> tuple[Tensor, dict[str, Tensor]]:
@@ -102,23 +110,24 @@ class MethodContract:
         assert parts_a.keys() == parts_b.keys() and all(torch.equal(parts_a[k], parts_b[k]) for k in parts_a)
 
     def test_the_state_round_trips_through_json_and_the_method_resumes_exactly(self) -> None:
-        """Train two epochs of two steps, then restore a fresh method as a resumed run does (weights,
-        JSON state, ``start_epoch``): equal state, the same next loss and the same teacher update."""
+        """Train three iterations (epochs of two), then restore a fresh method as a resumed run does
+        (weights, JSON state, ``begin_step`` of the next iteration): equal state, the same next
+        loss and the same teacher update."""
         method = self.build()
         optimizer = torch.optim.SGD([p for net in method.trained().values() for p in net.parameters()], lr=0.1)
-        for epoch in range(2):
-            method.start_epoch(epoch)
-            for seed in range(2):
-                optimizer.zero_grad()
-                self.step(method, seed)[0].backward()
-                optimizer.step()
-                method.after_optimizer_step()
+        for iteration in range(3):
+            method.begin_step(iteration, iteration // 2)
+            optimizer.zero_grad()
+            self.step(method, iteration)[0].backward()
+            optimizer.step()
+            method.after_optimizer_step()
         state = json.loads(json.dumps(method.state_dict()))
         resumed = self.build()
         for role, net in resumed.modules().items():
             net.load_state_dict(method.modules()[role].state_dict())
         resumed.load_state_dict(state)
-        resumed.start_epoch(1)
+        for run in (resumed, method):
+            run.begin_step(3, 1)
         assert resumed.state_dict() == method.state_dict()
         assert resumed.active_teacher() == method.active_teacher()
         assert torch.equal(self.step(resumed, seed=5)[0], self.step(method, seed=5)[0])
@@ -147,3 +156,44 @@ class MethodContract:
             return
         _, other = tiny_batches(seed=1)
         assert not torch.equal(self.step(self.build())[0], self.step(self.build(), unlabeled=other)[0])
+
+    def test_every_forward_with_gradients_goes_through_the_wrapped_network(self) -> None:
+        """A step that calls ``self.student(...)`` instead of :meth:`Method.net` /
+        :meth:`Method.forward_net` bypasses DDP: its gradients would not be all-reduced."""
+        method = self.build()
+        inside = {"wrapper": False}
+        bypassed: list[str] = []
+
+        class Wrapper(nn.Module):
+            def __init__(self, module: nn.Module) -> None:
+                super().__init__()
+                self.module = module
+
+            def forward(self, *args: Any, **kwargs: Any) -> Any:
+                inside["wrapper"] = True
+                try:
+                    return self.module(*args, **kwargs)
+                finally:
+                    inside["wrapper"] = False
+
+        method.wrap(Wrapper)
+        for role, net in method.trained().items():
+            net.register_forward_pre_hook(
+                lambda _m, _a, role=role: bypassed.append(role) if torch.is_grad_enabled() and not inside["wrapper"] else None
+            )
+        self.step(method)[0].backward()
+        assert not bypassed, f"forward passes with gradients bypassed the wrapped {bypassed[0]}: call self.net / self.forward_net(role)"
+
+    def test_every_network_sees_normalised_images(self) -> None:
+        """Images arrive in [0, 1]; with mean 0.5 and std 0.25 every network input must reach
+        below -1 (``self.norm``), which raw images never do."""
+        method = self.build()
+        lowest: dict[str, float] = {}
+        for role, net in method.modules().items():
+            net.register_forward_pre_hook(
+                lambda _m, args, role=role: lowest.__setitem__(role, min(lowest.get(role, 0.0), float(args[0].min())))
+            )
+        self.step(method)
+        assert lowest, "no network was called"
+        unnormalised = [role for role, low in lowest.items() if low >= 0.0]
+        assert not unnormalised, f"{unnormalised[0]} was fed images in [0, 1]: normalise them with self.norm"

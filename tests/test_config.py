@@ -52,7 +52,10 @@ def test_dual_teacher_asks_one_mixing_per_teacher_or_one_for_all() -> None:
     assert load_config(None, ["method.name=dual_teacher", "method.mixings=[cutmix]"]).method.mixings == ("cutmix",)
     with pytest.raises(ConfigError, match=r"method.mixings: give one mixing per teacher \(2\) or a single one for all"):
         load_config(None, ["method.name=dual_teacher", three])
-    assert load_config(None, ["method.name=mean_teacher", three]).method.name == "mean_teacher"  # its rule alone
+    with pytest.raises(ConfigError, match=r"method.mixings: this method mixes with one mixing"):
+        load_config(None, ["method.name=mean_teacher", three])
+    with pytest.raises(ConfigError, match=r"method.icl_weight is not a setting of method 'mean_teacher'; its settings: .*threshold"):
+        load_config(None, ["method.name=mean_teacher", "method.icl_weight=0.2"])
 
 
 def test_unknown_key_in_yaml_is_an_error(tmp_path: Path) -> None:

@@ -16,7 +16,9 @@ from dualteacher.experiments import compare
 from dualteacher.experiments import recipe
 from dualteacher.semi.augment import make_mix_mask, no_mixing
 from dualteacher.cli import build_parser, sub_commands
-from dualteacher.config import ConfigError, MethodConfig, load_config
+from dataclasses import dataclass
+
+from dualteacher.config import ConfigError, MethodSettings, load_config
 from dualteacher.data.check import needs_unlabeled
 from dualteacher.data.source import DataSource
 from dualteacher.training.loop import train
@@ -80,10 +82,11 @@ def test_a_name_is_registered_once_and_only_inside_its_block() -> None:
     (MIXINGS, "method.mixings", "[toy]", no_mixing),
 ])
 def test_config_validation_reads_the_registries(registry: Registry, key: str, value: str, target: object) -> None:
+    method = [] if key == "method.name" else ["method.name=dual_teacher"]
     with pytest.raises(ConfigError, match=key):
-        load_config(None, [f"{key}={value}"])
+        load_config(None, [*method, f"{key}={value}"])
     with registry.registered("toy", target):
-        load_config(None, [f"{key}={value}"])
+        load_config(None, [*method, f"{key}={value}"])
 
 
 def test_command_line_choices_are_the_registries() -> None:
@@ -99,25 +102,34 @@ def test_command_line_choices_are_the_registries() -> None:
     assert choices("compare", "--budget") == compare.BUDGETS  # not a registry, but one list too
 
 
+@dataclass
+class PickySettings(MethodSettings):
+    """A toy method's own setting, declared beside its step as every method's are."""
+
+    pickiness: float = 0.5
+
+    def checks(self) -> list[tuple[str, bool, str]]:
+        return [*super().checks(), ("pickiness", self.pickiness >= 0.5, "picky wants >= 0.5")]
+
+
 class Picky(LabelledOnly):
-    """A toy method with recipe settings of its own and a config check of its own."""
+    """A toy method with settings of its own and recipe settings of its own."""
 
-    recipe_settings = ("method.student_drop_path=0.0",)
-
-    @classmethod
-    def check_config(cls, cfg: MethodConfig) -> None:
-        if cfg.threshold < 0.5:
-            raise ConfigError("method.threshold: picky wants >= 0.5")
+    Settings = PickySettings
+    recipe_settings = ("method.pickiness=0.9",)
 
 
-def test_the_recipe_and_the_config_check_ask_the_method_class() -> None:
-    assert recipe.method_settings("fixmatch") == ["method.mixings=[cutmix]", "method.student_drop_path=0.0"]
-    assert recipe.method_settings("dual_teacher") == []
+def test_a_method_declares_its_settings_in_its_own_class() -> None:
+    assert recipe.method_settings("fixmatch") == []
+    assert recipe.method_settings("dual_teacher") == ["method.shift=50"]
     with METHODS.registered("picky", Picky):
-        assert recipe.method_settings("picky") == ["method.student_drop_path=0.0"]
-        assert load_config(None, ["method.name=picky", "method.threshold=0.9"]).method.name == "picky"
-        with pytest.raises(ConfigError, match="picky wants"):
-            load_config(None, ["method.name=picky", "method.threshold=0.2"])
+        assert recipe.method_settings("picky") == ["method.pickiness=0.9"]
+        cfg = load_config(None, ["method.name=picky", "method.pickiness=0.7"]).method
+        assert isinstance(cfg, PickySettings) and cfg.pickiness == 0.7
+        with pytest.raises(ConfigError, match="method.pickiness: picky wants >= 0.5"):
+            load_config(None, ["method.name=picky", "method.pickiness=0.2"])
+        with pytest.raises(ConfigError, match="method.threshold is not a setting of method 'picky'; its settings: init_from, name, pickiness"):
+            load_config(None, ["method.name=picky", "method.threshold=0.9"])
     with pytest.raises(ConfigError, match="'picky' is not one of supervised"):
         recipe.method_settings("picky")
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from conftest import tiny_overrides
 from dualteacher.cli import main
-from dualteacher.config import MethodConfig, load_config
+from dualteacher.config import load_config, method_settings_class
 from dualteacher.training.loop import Trainer
 from dualteacher.methods import MethodContext, build_method
 from dualteacher.experiments.plots import pseudo_label_grid
@@ -40,18 +40,18 @@ def test_pictures_are_saved_at_every_evaluation(dual_run) -> None:
 
 def test_active_teacher_names_the_pseudo_labeller() -> None:
     def context(name: str) -> MethodContext:
-        cfg = MethodConfig(name=name, student_drop_path=0.0)
+        cfg = method_settings_class(name)(name=name)
         return MethodContext(cfg=cfg, build=lambda drop_path: nn.Conv2d(3, 2, 1), num_classes=2,
-                             mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+                             mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), labeled_pass=3)
 
     assert build_method(context("supervised")).active_teacher() is None
     assert build_method(context("mean_teacher")).active_teacher() == "teacher"
     dual = build_method(context("dual_teacher"))
     shifts = []
-    for epoch in range(4):
-        dual.start_epoch(epoch)
+    for iteration in range(12):  # shifts of one labelled pass: 3 iterations
+        dual.begin_step(iteration, 0)
         shifts.append(dual.active_teacher())
-    assert shifts == ["teacher1", "teacher2", "teacher1", "teacher2"]
+    assert shifts == ["teacher1"] * 3 + ["teacher2"] * 3 + ["teacher1"] * 3 + ["teacher2"] * 3
     assert set(shifts) <= set(dual.teachers())
 
 

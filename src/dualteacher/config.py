@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from dualteacher.registry import DATASETS, EVAL_MODES, METHODS, MIXINGS, THRESHOLD_MODES, Registry
+from dualteacher.registry import DATASETS, EVAL_MODES, METHODS, Registry
 
 
 class ConfigError(ValueError):
@@ -100,26 +100,23 @@ class OptimConfig:
 
 
 @dataclass
-class MethodConfig:
-    """Semi-supervised method and its settings (documented in the README)."""
+class MethodSettings:
+    """The settings every method has: its registered ``name`` and the optional warm start.
+
+    Each method declares its own settings as a subclass beside its step (its class attribute
+    ``Settings``, with its paper's defaults); the ``method`` section of a config is read into the
+    class of the method it names, so a setting that means nothing to that method is an error.
+    ``init_from``: every network of the run starts from this earlier run's student
+    (:mod:`dualteacher.training.warm_start`).
+    """
 
     name: str = "supervised"
-    threshold: float = 0.95
-    threshold_mode: str = "pixel"
-    unsup_weight: float = 1.0
-    icl_weight: float = 0.2
-    student_drop_path: float = 0.1
-    num_teachers: int = 2
-    shift_period: int = 1
-    mixings: tuple[str, ...] = ("cutmix", "classmix")
-    ema_momentum: float = 0.99
-    ema_warmup: bool = True
-    restart_per_shift: bool = True
-    ema_buffers: bool = True
-    teacher_init: str = "student"
-    cutmix_p: float = 1.0
-    fp_dropout: float = 0.5
     init_from: str | None = None
+
+    def checks(self) -> list[tuple[str, bool, str]]:
+        """(key, whether its value is valid, what a valid value is) for each setting with a range
+        or a choice; subclasses extend the list."""
+        return []
 
 
 @dataclass
@@ -164,7 +161,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
+    method: MethodSettings = field(default_factory=MethodSettings)
     train: TrainConfig = field(default_factory=TrainConfig)
     run_dir: str = "runs/default"
 
@@ -178,9 +175,6 @@ _CHOICES: dict[str, tuple[str, ...] | Registry] = {
     "data.eval_mode": EVAL_MODES,
     "train.epoch_over": ("labeled", "unlabeled"),
     "optim.name": ("adamw", "sgd"),
-    "method.name": METHODS,
-    "method.threshold_mode": THRESHOLD_MODES,
-    "method.teacher_init": ("student", "independent"),
     "train.keep": ("best", "student", "teacher"),
     "train.amp": ("auto", "bf16", "fp16", "off"),
 }
@@ -285,11 +279,37 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
     kwargs = {}
     for name, value in values.items():
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
+        if hint is MethodSettings:
+            kwargs[name] = _build_method(value, f"{prefix}{name}.")
+        elif dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, value, f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce(f"{prefix}{name}", value, hint)
     return cls(**kwargs)
+
+
+def method_settings_class(name: str) -> type[MethodSettings]:
+    """The settings class of the registered method ``name`` (its ``Settings``; imports the method
+    and PyTorch). Raises :class:`ConfigError` for an unknown name."""
+    if name not in METHODS:
+        raise ConfigError(f"method.name: {name!r} is not one of {', '.join(METHODS)}")
+    return METHODS.get(name).Settings
+
+
+def _build_method(values: Any, prefix: str) -> MethodSettings:
+    """The ``method`` section as the settings class of the method it names (default
+    ``supervised``); a key that method does not declare is an error that lists its settings."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix.rstrip('.')}: expected a mapping, got {values!r}")
+    name = _to_str(f"{prefix}name", values.get("name", MethodSettings.name))
+    cls = method_settings_class(name)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"{prefix}{unknown[0]} is not a setting of method {name!r}; its settings: {', '.join(sorted(known))}"
+        )
+    return _build(cls, {**values, "name": name}, prefix)
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -320,7 +340,7 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 def validate(cfg: Config) -> Config:
-    """Check value ranges and choices, then ask the method (its ``check_config``); raise
+    """Check value ranges and choices, then the method's own (:meth:`MethodSettings.checks`); raise
     ConfigError naming the key (the first check that fails)."""
     for key, choices in _CHOICES.items():
         section, name = key.split(".")
@@ -330,10 +350,9 @@ def validate(cfg: Config) -> Config:
     for key, ok, why in _range_checks(cfg):
         if not ok:
             raise ConfigError(f"{key}: {why}")
-    unknown_mix = [m for m in cfg.method.mixings if m not in MIXINGS]
-    if unknown_mix:
-        raise ConfigError(f"method.mixings: unknown mixing {unknown_mix[0]!r} ({', '.join(MIXINGS)})")
-    METHODS.get(cfg.method.name).check_config(cfg.method)  # imports the method (and PyTorch)
+    for name, ok, why in cfg.method.checks():
+        if not ok:
+            raise ConfigError(f"method.{name}: {why}")
     return cfg
 
 
@@ -356,17 +375,6 @@ def _range_checks(cfg: Config) -> list[tuple[str, bool, str]]:
         ("optim.head_lr_mult", cfg.optim.head_lr_mult > 0, "must be > 0"),
         ("optim.weight_decay", cfg.optim.weight_decay >= 0, "must be >= 0"),
         ("optim.warmup_iters", cfg.optim.warmup_iters >= 0, "must be >= 0"),
-        ("method.threshold", 0.0 <= cfg.method.threshold <= 1.0, "must be in [0, 1]"),
-        ("method.icl_weight", cfg.method.icl_weight >= 0, "must be >= 0"),
-        ("method.unsup_weight", cfg.method.unsup_weight >= 0, "must be >= 0"),
-        ("method.student_drop_path", 0.0 <= cfg.method.student_drop_path < 1.0, "must be in [0, 1)"),
-        ("method.num_teachers", cfg.method.num_teachers >= 1, "must be >= 1"),
-        ("method.shift_period", cfg.method.shift_period >= 1, "must be >= 1"),
-        ("method.ema_momentum", 0.0 <= cfg.method.ema_momentum < 1.0, "must be in [0, 1)"),
-        ("method.cutmix_p", 0.0 <= cfg.method.cutmix_p <= 1.0, "must be in [0, 1]"),
-        ("method.fp_dropout", 0.0 <= cfg.method.fp_dropout < 1.0, "must be in [0, 1)"),
-        ("method.init_from", cfg.method.init_from is None or cfg.method.teacher_init == "student",
-         "starts every network, teachers too, from one checkpoint: it needs method.teacher_init=student"),
         ("train.epochs", cfg.train.epochs >= 1, "must be >= 1"),
         ("train.iters_per_epoch", cfg.train.iters_per_epoch is None or cfg.train.iters_per_epoch >= 1, "must be >= 1"),
         ("train.batch_size", cfg.train.batch_size >= 1, "must be >= 1"),
@@ -399,8 +407,44 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return validate(_build(Config, values, ""))
 
 
+LEGACY_METHOD_KEYS = frozenset({
+    "name", "threshold", "threshold_mode", "unsup_weight", "icl_weight", "student_drop_path", "num_teachers",
+    "shift_period", "mixings", "ema_momentum", "ema_warmup", "restart_per_shift", "ema_buffers", "teacher_init",
+    "cutmix_p", "fp_dropout", "init_from",
+})
+"""The keys of the one ``method`` section every method shared before each declared its own
+settings (dualteacher 0.1.0): a checkpoint header holding all of them was written then."""
+
+
+def migrate_method(values: dict[str, Any], iters_per_epoch: int | None) -> dict[str, Any]:
+    """A ``method`` section written with :data:`LEGACY_METHOD_KEYS` as the method's own settings.
+
+    The keys the method does not declare are dropped (it never read them); a single-mixing method
+    keeps the first of ``mixings``, the one it used; Dual Teacher's ``shift_period`` of epochs becomes ``shift``: ``epoch`` for 1, else that many epochs of
+    ``iters_per_epoch`` iterations. Sections of today's form are returned unchanged. Raises
+    :class:`ConfigError` when a shift of several epochs of unknown length cannot be converted.
+    """
+    if not LEGACY_METHOD_KEYS <= set(values):
+        return values
+    known = {f.name for f in dataclasses.fields(method_settings_class(values["name"]))}
+    out = {key: value for key, value in values.items() if key in known}
+    if values["name"] != "dual_teacher" and "mixings" in known:
+        out["mixings"] = values["mixings"][:1]
+    if "shift" in known:
+        period = values["shift_period"]
+        if period != 1 and iters_per_epoch is None:
+            raise ConfigError(f"method.shift_period={period} of a checkpoint whose epochs have no fixed length "
+                              "(train.iters_per_epoch) cannot be converted to method.shift")
+        out["shift"] = "epoch" if period == 1 else period * iters_per_epoch
+    return out
+
+
 def config_from_dict(values: dict[str, Any]) -> Config:
-    """Rebuild a validated Config from :meth:`Config.to_dict` output."""
+    """Rebuild a validated Config from :meth:`Config.to_dict` output, of this version or an earlier
+    one (:func:`migrate_method`)."""
+    if isinstance(values.get("method"), dict):
+        iters = values.get("train", {}).get("iters_per_epoch")
+        values = {**values, "method": migrate_method(values["method"], iters)}
     return validate(_build(Config, values, ""))
 
 

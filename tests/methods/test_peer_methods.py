@@ -8,7 +8,8 @@ import torch
 from conftest import tiny_overrides
 from dualteacher.semi.augment import channel_dropout
 from dualteacher.checkpoint import load_checkpoint
-from dualteacher.config import ConfigError, MethodConfig, load_config
+from dualteacher.config import ConfigError, load_config
+from dualteacher.methods.unimatch import UniMatchSettings
 from dualteacher.training.loop import train
 from dualteacher.methods import Batch, MethodContext, build_method
 from dualteacher.models.network import build_model
@@ -40,12 +41,12 @@ def test_runs_end_to_end_with_one_network(tiny_data, tmp_path: Path, method: str
 
 def _unimatch(threshold: float = 0.0) -> tuple:
     torch.manual_seed(0)
-    cfg = MethodConfig(name="unimatch", threshold=threshold, student_drop_path=0.0, mixings=("cutmix",))
+    cfg = UniMatchSettings(name="unimatch", threshold=threshold)
 
     def build(drop_path: float):
         return build_model("deeplabv3plus", "tu-tf_efficientnet_lite0", 5, decoder_channels=16, drop_path=drop_path)
 
-    method = build_method(MethodContext(cfg=cfg, build=build, num_classes=5, mean=MEAN, std=STD))
+    method = build_method(MethodContext(cfg=cfg, build=build, num_classes=5, mean=MEAN, std=STD, labeled_pass=1))
     method.student.train()
     labeled = Batch(torch.rand(2, 3, 32, 32), mask=torch.randint(0, 5, (2, 32, 32)))
     unlabeled = Batch(torch.rand(3, 3, 32, 32), valid=torch.ones(3, 32, 32, dtype=torch.bool))

@@ -110,7 +110,7 @@ def test_ema_update_unwraps_ddp(tmp_path: Path) -> None:
 def test_pool_freezes_teachers_and_they_get_no_gradients() -> None:
     student = _net(1)
     pool = TeacherPool([_net(2), _net(3)])
-    pool.start_epoch(0)
+    pool.start_shift(0)
     for teacher in pool.modules():
         assert not teacher.training
         assert all(not p.requires_grad for p in teacher.parameters())
@@ -122,28 +122,30 @@ def test_pool_freezes_teachers_and_they_get_no_gradients() -> None:
     assert all(p.grad is None for t in pool.modules() for p in t.parameters())
     assert all(p.grad is not None for p in student.parameters())
     pool.modules()[0].train()
-    pool.start_epoch(1)
+    pool.start_shift(1)
     assert not pool.modules()[0].training
 
 
-def test_pool_requires_start_epoch() -> None:
+def test_pool_requires_a_shift() -> None:
     pool = TeacherPool([_net(0)])
     with pytest.raises(RuntimeError):
         pool.update(_net(1))
 
 
 @pytest.mark.parametrize(
-    ("num", "period", "expected"),
+    ("num", "expected"),
     [
-        (2, 1, [0, 1, 0, 1, 0, 1]),
-        (3, 2, [0, 0, 1, 1, 2, 2, 0, 0, 1, 1]),
-        (1, 1, [0, 0, 0]),
+        (2, [0, 1, 0, 1, 0, 1]),
+        (3, [0, 1, 2, 0, 1]),
+        (1, [0, 0, 0]),
     ],
 )
-def test_shift_schedule(num: int, period: int, expected: list[int]) -> None:
-    pool = TeacherPool([_net(i) for i in range(num)], period=period)
-    assert [pool.active_index(e) for e in range(len(expected))] == expected
-    assert [pool.start_epoch(e) for e in range(len(expected))] == expected
+def test_shift_schedule(num: int, expected: list[int]) -> None:
+    pool = TeacherPool([_net(i) for i in range(num)])
+    assert [pool.start_shift(s) for s in range(len(expected))] == expected
+    assert pool.active_idx == expected[-1]
+    with pytest.raises(ValueError):
+        pool.start_shift(-1)
 
 
 def test_only_active_teacher_changes_and_restart_copies_student() -> None:
@@ -152,7 +154,7 @@ def test_only_active_teacher_changes_and_restart_copies_student() -> None:
     pool = TeacherPool([_net(2), _net(3)], restart_per_shift=True)
     step = 0
     for epoch in range(4):
-        active = pool.start_epoch(epoch)
+        active = pool.start_shift(epoch)
         other = pool.modules()[1 - active]
         other_before = _state(other)
         for i in range(3):
@@ -168,18 +170,18 @@ def test_only_active_teacher_changes_and_restart_copies_student() -> None:
         assert pool.counters[active] == 3
 
 
-def test_period_two_keeps_counter_within_shift() -> None:
+def test_the_same_shift_again_keeps_the_counter() -> None:
     student = _net(1)
-    pool = TeacherPool([_net(2), _net(3), _net(4)], period=2, restart_per_shift=True)
-    pool.start_epoch(0)
+    pool = TeacherPool([_net(2), _net(3), _net(4)], restart_per_shift=True)
+    pool.start_shift(0)
     pool.update(student)
     pool.update(student)
-    pool.start_epoch(1)  # same shift: no restart
+    pool.start_shift(0)  # same shift (its next iteration): no restart
     assert pool.active_idx == 0 and pool.counters == (2, 0, 0)
-    pool.start_epoch(2)
+    pool.start_shift(1)
     assert pool.active_idx == 1 and pool.counters == (2, 0, 0)
     pool.update(student)
-    pool.start_epoch(6)  # back to teacher 0: restarted
+    pool.start_shift(3)  # back to teacher 0: restarted
     assert pool.active_idx == 0 and pool.counters == (0, 1, 0)
 
 
@@ -189,7 +191,7 @@ def test_persistent_counters_across_shifts() -> None:
     pool = TeacherPool([_net(2), _net(3)], restart_per_shift=False)
     momenta = []
     for epoch in range(4):
-        pool.start_epoch(epoch)
+        pool.start_shift(epoch)
         for _ in range(2):
             _train_step(student, opt, epoch)
             momenta.append(pool.update(student))
@@ -201,21 +203,21 @@ def test_persistent_counters_across_shifts() -> None:
 
 def test_state_dict_round_trip_is_json_and_resumes() -> None:
     student = _net(1)
-    pool = TeacherPool([_net(2), _net(3)], period=2)
+    pool = TeacherPool([_net(2), _net(3)])
     for epoch in range(3):
-        pool.start_epoch(epoch)
+        pool.start_shift(epoch // 2)  # shifts of two epochs
         for _ in range(epoch + 1):
             pool.update(student)
     state = json.loads(json.dumps(pool.state_dict()))
-    clone = TeacherPool([copy.deepcopy(t) for t in pool.modules()], period=2)
+    clone = TeacherPool([copy.deepcopy(t) for t in pool.modules()])
     clone.load_state_dict(state)
     assert clone.state_dict() == pool.state_dict()
-    clone.start_epoch(3)  # same shift as epoch 2: must not restart after a resume
-    pool.start_epoch(3)
+    clone.start_shift(1)  # same shift as epoch 2: must not restart after a resume
+    pool.start_shift(1)
     assert clone.counters == pool.counters == (3, 3)
     assert clone.next_momentum() == pool.next_momentum() == ema_momentum(3)
     with pytest.raises(ValueError):
-        TeacherPool([_net(2), _net(3), _net(4)], period=2).load_state_dict(state)
+        TeacherPool([_net(2), _net(3), _net(4)]).load_state_dict(state)
 
 
 def test_single_persistent_teacher_is_mean_teacher() -> None:
@@ -226,7 +228,7 @@ def test_single_persistent_teacher_is_mean_teacher() -> None:
     plain.requires_grad_(False)
     step = 0
     for epoch in range(3):
-        pool.start_epoch(epoch)
+        pool.start_shift(0)
         for _ in range(4):
             _train_step(student, opt, step)
             pool.update(student)

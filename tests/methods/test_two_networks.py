@@ -18,7 +18,7 @@ from dualteacher.config import load_config
 from dualteacher.training.loop import Trainer, train
 from dualteacher.semi.losses import pseudo_label_loss, supervised_ce
 from dualteacher.methods import Batch, Method, MethodContext
-from dualteacher.methods.base import confidence_and_label
+from dualteacher.methods.common import confidence_and_label
 from dualteacher.registry import METHODS
 
 

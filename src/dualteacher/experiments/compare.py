@@ -482,6 +482,7 @@ def run_one(run: Run) -> dict[str, Any] | None:
         "threads": run.threads,
         "device": device_name(),
         "settings": run.settings,
+        "settings_version": SETTINGS_VERSION,
         "data": run.data_digest,
         "curve": [[r["train_seconds"], r["student/miou"]] for r in evals],
     }
@@ -510,6 +511,29 @@ def _after_warmup(summary: dict[str, Any], warmup: dict[str, Any]) -> dict[str, 
     }
 
 
+SETTINGS_VERSION = 2
+"""Summaries record it from the release in which each method declares its own settings on; a
+summary without it stored the settings of that time."""
+
+
+def same_settings(method: str, summary: dict[str, Any], settings: list[str]) -> bool:
+    """Whether the settings a summary stored resolve to the same configuration of ``method`` as
+    ``settings``; spelling a default out, or leaving it out, changes nothing. A Dual Teacher
+    summary from before :data:`SETTINGS_VERSION` shifted teachers once per epoch
+    (``train.iters_per_epoch`` of its settings), which ``method.shift`` now says."""
+    stored = summary.get("settings")
+    if stored is None:
+        return False
+    if summary.get("settings_version", 1) < SETTINGS_VERSION and method == "dual_teacher":
+        epoch = [s.split("=", 1)[1] for s in stored if s.startswith("train.iters_per_epoch=")]
+        stored = [*stored, f"method.shift={epoch[-1] if epoch else 'epoch'}"]
+    try:
+        before = load_config(None, [*stored, f"method.name={method}"])
+    except ConfigError:
+        return False
+    return before.to_dict() == load_config(None, [*settings, f"method.name={method}"]).to_dict()
+
+
 def finished(run: Run) -> dict[str, Any] | None:
     """The summary of ``run`` if it finished; :class:`ConfigError` if it ran with other settings or
     on other data (a summary written before summaries recorded their data is taken as it is)."""
@@ -517,7 +541,7 @@ def finished(run: Run) -> dict[str, Any] | None:
     if not path.exists():
         return None
     summary = json.loads(path.read_text())
-    if summary.get("settings") != run.settings:
+    if not same_settings(run.method, summary, run.settings):
         stored = summary.get("settings")
         differ = [s for s in run.settings if s not in (stored or [])] + [s for s in stored or [] if s not in run.settings]
         why = "none recorded" if stored is None else f"e.g. {differ[0]}" if differ else "in another order"

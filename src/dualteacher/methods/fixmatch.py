@@ -4,26 +4,41 @@ One network, no teacher. Per iteration:
   1. the network itself, without gradients, predicts the weak view: confidences and argmax
      pseudo-labels (train mode, like the reference code's weak pass);
   2. a strong photometric view of the unlabelled batch, per image, mixed with the batch's own
-     pseudo-labelled images (CutMix by default: the first of ``method.mixings``);
+     pseudo-labelled images (``method.mixings``: CutMix);
   3. one pass over [labelled, mixed strong]:
      L = CE(labelled) + w_u * CE(mixed strong, pseudo-labels), on pixels with confidence >= 0.95.
-Steps 2 and 3 are :meth:`Method.learn_mixed_strong`, shared with Mean Teacher.
+Steps 2 and 3 are :func:`~dualteacher.methods.common.learn_mixed_strong`, shared with Mean Teacher.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from dualteacher.methods.base import Batch, Method, pseudo_label
+from dualteacher.methods.base import Batch, Method
+from dualteacher.methods.common import PseudoLabelSettings, learn_mixed_strong, mixing_check, pseudo_label
+
+
+@dataclass
+class FixMatchSettings(PseudoLabelSettings):
+    """FixMatch's settings: the shared pseudo-label settings and ``mixings``, the one mixing it uses (CutMix)."""
+
+    mixings: tuple[str, ...] = ("cutmix",)
+
+    def checks(self) -> list[tuple[str, bool, str]]:
+        return [*super().checks(), mixing_check("mixings", self.mixings),
+                ("mixings", len(self.mixings) == 1, "this method mixes with one mixing, e.g. [cutmix]")]
 
 
 class FixMatch(Method):
     """A single network taught by its own confident weak-view predictions."""
 
-    recipe_settings = ("method.mixings=[cutmix]", "method.student_drop_path=0.0")
+    Settings = FixMatchSettings
+    cfg: FixMatchSettings
 
     def step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         assert unlabeled is not None and unlabeled.valid is not None
         conf, pseudo = pseudo_label(self.net, self.norm(unlabeled.image))
-        return self.learn_mixed_strong(labeled, unlabeled, conf, pseudo, gen)
+        return learn_mixed_strong(self, self.cfg.mixings[0], labeled, unlabeled, conf, pseudo, gen)

@@ -21,9 +21,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from dataclasses import dataclass
+
+from dualteacher.methods.base import Batch, Method
+from dualteacher.methods.common import PseudoLabelSettings, confidence_and_label, confident_fraction, mix, mixing_check
 from dualteacher.semi.augment import channel_dropout, strong_photometric
 from dualteacher.semi.losses import pseudo_label_loss, supervised_ce
-from dualteacher.methods.base import Batch, Method, confidence_and_label, confident_fraction, mix
 
 FP_SHARE = 0.5
 """Share of the unlabelled loss taken by the feature-perturbation stream."""
@@ -31,10 +34,25 @@ STRONG_SHARE = 0.25
 """Share of the unlabelled loss taken by each of the two strong views."""
 
 
+@dataclass
+class UniMatchSettings(PseudoLabelSettings):
+    """UniMatch's settings: the shared pseudo-label settings, ``mixings``, the one mixing of both
+    strong views (CutMix), and ``fp_dropout``, the channel-dropout rate of the feature-perturbation stream (0.5)."""
+
+    mixings: tuple[str, ...] = ("cutmix",)
+    fp_dropout: float = 0.5
+
+    def checks(self) -> list[tuple[str, bool, str]]:
+        return [*super().checks(), mixing_check("mixings", self.mixings),
+                ("mixings", len(self.mixings) == 1, "this method mixes with one mixing, e.g. [cutmix]"),
+                ("fp_dropout", 0.0 <= self.fp_dropout < 1.0, "must be in [0, 1)")]
+
+
 class UniMatch(Method):
     """A single network, three perturbed streams: FP, strong view 1, strong view 2."""
 
-    recipe_settings = ("method.mixings=[cutmix]", "method.student_drop_path=0.0")
+    Settings = UniMatchSettings
+    cfg: UniMatchSettings
 
     def step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         assert unlabeled is not None and unlabeled.valid is not None

@@ -56,24 +56,25 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float, buffers:
 
 
 class TeacherPool:
-    """K temporary teachers taking turns ("shifts") of ``period`` epochs each.
+    """K temporary teachers taking turns ("shifts").
 
-    Epoch e is served by teacher ``(e // period) % K``; only that teacher makes pseudo-labels and
-    receives EMA updates. With ``restart_per_shift`` each shift restarts the active teacher's update
-    counter at 0 (official Dual Teacher: with warm-up the shift's first update copies the student);
-    otherwise every teacher keeps counting its own updates across shifts. K = 1, ``period`` 1 and
-    ``restart_per_shift`` False is exactly a Mean Teacher.
+    Shift s is served by teacher ``s % K``; only that teacher makes pseudo-labels and receives EMA
+    updates. With ``restart_per_shift`` each shift restarts the active teacher's update counter at
+    0 (official Dual Teacher: with warm-up the shift's first update copies the student);
+    otherwise every teacher keeps counting its own updates across shifts. K = 1 with one shift
+    and ``restart_per_shift`` False is exactly a Mean Teacher. What a shift is (an epoch, a pass
+    over the labelled set, a number of iterations) is the caller's: it says when one starts.
 
-    The pool is deliberately not an ``nn.Module``: teachers are never registered under a trained
-    parent, so a parent's ``train()`` cannot flip them. They are put in eval mode with
-    ``requires_grad`` False and re-put in eval mode at every :meth:`start_epoch`. Weights are saved
-    by the caller through :meth:`modules`; :meth:`state_dict` holds only the schedule state.
+    The pool is the one owner of which teacher is on shift. It is deliberately not an
+    ``nn.Module``: teachers are never registered under a trained parent, so a parent's ``train()``
+    cannot flip them. They are put in eval mode with ``requires_grad`` False and re-put in eval
+    mode at every :meth:`start_shift`. Weights are saved by the caller through :meth:`modules`;
+    :meth:`state_dict` holds only the schedule state.
     """
 
     def __init__(
         self,
         teachers: Sequence[nn.Module],
-        period: int = 1,
         restart_per_shift: bool = True,
         momentum: float = 0.99,
         warmup: bool = True,
@@ -81,10 +82,7 @@ class TeacherPool:
     ) -> None:
         if not teachers:
             raise ValueError("a teacher pool needs at least one teacher")
-        if period < 1:
-            raise ValueError(f"period must be >= 1, got {period}")
         self._teachers = list(teachers)
-        self.period = period
         self.restart_per_shift = restart_per_shift
         self.momentum = momentum
         self.warmup = warmup
@@ -110,7 +108,7 @@ class TeacherPool:
 
     @property
     def active_idx(self) -> int:
-        """Index of the teacher currently on shift."""
+        """Index of the teacher currently on shift (RuntimeError before the first shift)."""
         self._require_started()
         return self._active
 
@@ -119,25 +117,22 @@ class TeacherPool:
         """The teacher currently on shift."""
         return self._teachers[self.active_idx]
 
-    def active_index(self, epoch: int) -> int:
-        """Index of the teacher serving ``epoch``."""
-        return (epoch // self.period) % len(self._teachers)
-
-    def start_epoch(self, epoch: int) -> int:
-        """Switch to the teacher serving ``epoch``; returns its index.
+    def start_shift(self, shift: int) -> int:
+        """Put teacher ``shift % K`` on shift ``shift`` (0-based); returns its index.
 
         On entering a new shift with ``restart_per_shift``, that teacher's counter resets to 0.
-        Calling it again within the same shift (next epoch of a long shift, or after a resume)
+        Calling it again with the current shift (every iteration of it, or after a resume)
         changes nothing.
         """
-        shift = epoch // self.period
+        if shift < 0:
+            raise ValueError(f"shift must be >= 0, got {shift}")
         if shift != self._shift:
             self._shift = shift
             self._active = shift % len(self._teachers)
             if self.restart_per_shift:
                 self._counters[self._active] = 0
-        for teacher in self._teachers:
-            teacher.eval()
+            for teacher in self._teachers:
+                teacher.eval()
         return self._active
 
     def next_momentum(self) -> float:
@@ -155,23 +150,19 @@ class TeacherPool:
         """JSON-serialisable schedule state (teacher weights are not included)."""
         return {
             "num_teachers": len(self._teachers),
-            "period": self.period,
             "counters": list(self._counters),
             "active": self._active,
             "shift": self._shift,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the schedule state written by :meth:`state_dict`."""
-        if state["num_teachers"] != len(self._teachers) or state["period"] != self.period:
-            raise ValueError(
-                f"pool state is for {state['num_teachers']} teachers / period {state['period']}, "
-                f"this pool has {len(self._teachers)} / {self.period}"
-            )
+        """Restore the schedule state written by :meth:`state_dict` (ValueError for another K)."""
+        if state["num_teachers"] != len(self._teachers):
+            raise ValueError(f"pool state is for {state['num_teachers']} teachers, this pool has {len(self._teachers)}")
         self._counters = [int(c) for c in state["counters"]]
         self._active = int(state["active"])
         self._shift = None if state["shift"] is None else int(state["shift"])
 
     def _require_started(self) -> None:
         if self._shift is None:
-            raise RuntimeError("call start_epoch() before using the teacher pool")
+            raise RuntimeError("call start_shift() before using the teacher pool")

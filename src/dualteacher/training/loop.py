@@ -185,11 +185,11 @@ class Trainer:
         self.data: SplitData = self._open_data()
         self.num_classes = len(self.data.classes)
         self.mean, self.std = model_normalization(cfg.model)
+        self.schedule = Schedule.of(cfg.train, self.data, self.world)
         self.method: Method = self._build_method()
         self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
         optimizer = build_optimizer(self.method.optimizer_groups(cfg.optim), cfg.optim)
         self.optimization = Optimization(optimizer, self.method.trained, self.device, self.amp_dtype, cfg.optim, cfg.train)
-        self.schedule = Schedule.of(cfg.train, self.data, self.world)
         self.batches = TrainBatches(cfg, self.data, self.schedule, self.device, unlabeled=self.method.uses_unlabeled,
                                     rank=self.rank, world=self.world)
         # what the loop has done: with the networks and the optimiser, what a checkpoint carries
@@ -227,7 +227,8 @@ class Trainer:
                 warm.load_into(network)
             return network
 
-        ctx = MethodContext(cfg=self.cfg.method, build=build, num_classes=self.num_classes, mean=self.mean, std=self.std)
+        ctx = MethodContext(cfg=self.cfg.method, build=build, num_classes=self.num_classes, mean=self.mean, std=self.std,
+                            labeled_pass=self.schedule.labeled_pass)
         method = build_method(ctx).to(self.device)
         if self.cfg.train.channels_last:
             for module in method.modules().values():
@@ -313,14 +314,12 @@ class Trainer:
         end = schedule.total_iters if stop_at is None else min(stop_at, schedule.total_iters)
         session = self._open_session()
         record = self._catch_up(session.log)
-        first = state.iteration
         with StopSignals() as stop:
             while state.iteration < end:
                 step_start = time.perf_counter()
-                # epoch start: a method may switch teachers here (the epoch is derived, so resume agrees)
+                # a method may switch teachers here (iteration and epoch are derived, so resume agrees)
                 epoch = schedule.epoch(state.iteration)
-                if state.iteration == first or schedule.ends_epoch(state.iteration):
-                    self.method.start_epoch(epoch)
+                self.method.begin_step(state.iteration, epoch)
                 # learning rate and this iteration's randomness
                 lr = set_lr(self.optimizer, lr_factor(state.iteration, schedule.total_iters, self.cfg.optim, state.lr_anchor))
                 gen = seed_iteration(self.cfg.train.seed, state.iteration, self.rank, self.device)

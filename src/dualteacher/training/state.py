@@ -41,6 +41,8 @@ class Schedule:
     log_every: int
     eval_every: int
     checkpoint_every: int
+    labeled_pass: int
+    """Iterations of one pass over the labelled split by all ranks together (at least 1)."""
 
     @classmethod
     def of(cls, train: TrainConfig, data: SplitData, world: int) -> Schedule:
@@ -48,13 +50,14 @@ class Schedule:
         split (or the unlabelled one, ``train.epoch_over``) by all ``world`` ranks together."""
         batch_labeled = train.batch_size
         batch_unlabeled = train.unlabeled_batch_size or train.batch_size
+        labeled_pass = max(1, len(data.labeled) // (batch_labeled * world))
         if train.epoch_over == "unlabeled":
-            pool, batch = data.unlabeled, batch_unlabeled
+            passes = max(1, len(data.unlabeled) // (batch_unlabeled * world))
         else:
-            pool, batch = data.labeled, batch_labeled
-        iters_per_epoch = train.iters_per_epoch or max(1, len(pool) // (batch * world))
+            passes = labeled_pass
+        iters_per_epoch = train.iters_per_epoch or passes
         return cls(batch_labeled, batch_unlabeled, iters_per_epoch, train.epochs * iters_per_epoch,
-                   train.log_every, train.eval_every, train.checkpoint_every)
+                   train.log_every, train.eval_every, train.checkpoint_every, labeled_pass)
 
     def epoch(self, iteration: int) -> int:
         """The epoch ``iteration`` lies in (0-based)."""
