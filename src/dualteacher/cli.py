@@ -162,20 +162,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     import time
 
-    from dualteacher.inference.export import check_onnx, export_onnx
+    from dualteacher.extras import MissingExtraError, require
+    from dualteacher.inference.export import CHECK_PURPOSE, check_onnx, export_onnx
     from dualteacher.inference.model import load_model
 
+    if not args.no_check:
+        try:
+            require("onnxruntime", extra="export", purpose=CHECK_PURPOSE)
+        except MissingExtraError as error:
+            print(f"error: {error}; or pass --no-check to skip the check", file=sys.stderr)
+            return 2
     model = load_model(args.checkpoint, role=args.model)
     start = time.perf_counter()
     card = export_onnx(model, args.onnx)
     print(f"wrote {args.onnx} and {card} in {time.perf_counter() - start:.1f} s")
     if not args.no_check:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            print("error: checking the export needs onnxruntime (pip install 'dualteacher[export]'); "
-                  "pass --no-check to skip it", file=sys.stderr)
-            return 2
         side = model.tile + model.stride // 2 + 1
         result = check_onnx(model, args.onnx, [(2, model.tile, model.tile), (1, side, side + 7)])
         print(f"onnxruntime vs PyTorch: max |logit difference| {result['max_abs_diff']:.2e}, "
@@ -418,10 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     from dualteacher.checkpoint import CheckpointError
     from dualteacher.config import ConfigError
     from dualteacher.data.core import DataError
+    from dualteacher.extras import MissingExtraError
 
     try:
         return args.func(args)
-    except (ConfigError, DataError, CheckpointError, FloatingPointError) as err:
+    except (ConfigError, DataError, CheckpointError, FloatingPointError, MissingExtraError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
