@@ -240,7 +240,7 @@ def version_report() -> str:
     from collections import Counter
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__
+    from dualteacher import __version__
 
     lines = [f"dualteacher {__version__} ({Path(__file__).resolve().parent})"]
     for name in VERSION_DISTRIBUTIONS:
