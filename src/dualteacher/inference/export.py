@@ -27,10 +27,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dualteacher import __version__
+from dualteacher.extras import require
 from dualteacher.inference.model import LoadedModel
 from dualteacher.models.network import SegmentationNetwork
 
 OPSET = 17
+CHECK_PURPOSE = "checking an ONNX export against PyTorch"
 
 
 class ExportWrapper(nn.Module):
@@ -111,9 +113,10 @@ def check_onnx(model: LoadedModel, path: str | Path, sizes: list[tuple[int, int,
     """Run the ONNX file with onnxruntime and PyTorch on random images of each (N, H, W).
 
     Returns the largest absolute logit difference, the share of pixels whose argmax differs and
-    onnxruntime's seconds per image. Needs ``onnxruntime`` (``pip install dualteacher[export]``).
+    onnxruntime's seconds per image. Needs onnxruntime: raises
+    :class:`~dualteacher.extras.MissingExtraError` without the ``export`` extra.
     """
-    import onnxruntime
+    onnxruntime = require("onnxruntime", extra="export", purpose=CHECK_PURPOSE)
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(0)
