@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model from a YAML config (any key overridable: train.epochs=40)")
-    p.add_argument("config", nargs="?", help="experiment YAML (configs/...)")
+    p.add_argument("config", nargs="?", help="experiment YAML, or a shipped config by name (voc_classic_r101; configs/NAME.yaml works too)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. method.name=dual_teacher")
     p.add_argument("--resume", action="store_true",
                    help="require a checkpoint in run_dir to continue from (a run dir with one is resumed anyway)")

@@ -1,7 +1,7 @@
 """The one shared training recipe: model, input size, optimiser, schedule and batch.
 
 Every method trains with :data:`RECIPE` plus its own settings, the ``recipe_settings`` of its
-class (:func:`method_settings`); the demo, the shipped ``configs/digits_*.yaml``, ``dualteacher
+class (:func:`method_settings`); the demo, the shipped ``dualteacher/configs/digits_*.yaml``, ``dualteacher
 compare`` and the benchmarks all build their settings with :func:`recipe_config`.
 :func:`adapt_recipe` fits the recipe to the data it is given (the crop is never larger than the
 smallest training image, a val batch holds about as many pixels as the recipe's) and says what
