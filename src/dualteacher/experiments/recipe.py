@@ -108,6 +108,19 @@ def recipe_config(
     )
 
 
+def warm_start(run_dir: Path | str) -> list[str]:
+    """The override that starts every network of a run from the student of the finished run in
+    ``run_dir`` (``method.init_from``, :mod:`dualteacher.training.warm_start`): how the demo,
+    ``dualteacher compare`` and ``dualteacher train --data`` continue from a supervised warm-up."""
+    return [f"method.init_from={json.dumps(str(run_dir))}"]
+
+
+def warmup_share(iterations: int) -> int:
+    """The supervised warm-up's part of ``iterations`` in all: the recipe's share,
+    :data:`WARMUP_ITERATIONS` of :data:`ITERATIONS` (3/10), rounded, leaving at least 1 iteration."""
+    return max(0, min(round(iterations * WARMUP_ITERATIONS / ITERATIONS), iterations - 1))
+
+
 @dataclass(frozen=True)
 class Adaptation:
     """What :func:`adapt_recipe` chose: ``overrides`` (``key=value``, to go after the recipe and
