@@ -16,7 +16,7 @@ from dualteacher.data.check import check_data
 from dualteacher.data.core import DataError
 from dualteacher.data.prepare import draw_val, own_splits, prepare_folder
 from dualteacher.data.registry import open_source
-from scenes import SIZE, own_folder
+from scenes import SIZE, make_scenes, own_folder
 
 def digest(root: Path) -> dict[str, str]:
     """SHA-256 of every file under images/ and masks/ (the user's files)."""
@@ -178,3 +178,19 @@ def test_the_cli_prints_what_it_wrote_and_split_refuses_unmasked_budgets(tmp_pat
     assert "labeled 'labeled_masked' (5 ids), unlabeled 'unlabeled_masked' (4 ids), val 'val' (1 ids)" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["init", "--data", str(root), "--val", "1.5"])
+
+
+def test_the_copy_fixes_a_laid_out_binary_dataset_that_check_data_refused(tmp_path: Path) -> None:
+    root = make_scenes(tmp_path / "defects", ["background", "defect"], foreground=255, disc=0)
+    source = open_source("folder", root)
+    splits = {"labeled": "labeled", "unlabeled": "unlabeled", "val": "val"}
+    refused = check_data(source, splits, full=False)
+    assert [f.kind for f in refused.errors] == ["mask-binary", "mask-binary"]
+    assert refused.errors[0].message.endswith(f"run: dualteacher init --data {root} --indexed-copy {root}_indexed")
+    copy = tmp_path / "defects_indexed"
+    report = prepare_folder(root, indexed_copy=copy)
+    assert lines(copy / "classes.txt") == ["background", "defect"]  # the dataset's own names
+    assert lines(copy / "splits" / "val.txt") == lines(root / "splits" / "val.txt")  # the user's lists are kept
+    assert lines(copy / "splits" / "train.txt") == [f"train{i:03d}" for i in range(12)]  # the rest, none of val
+    assert "every train image has a mask" in report.format()
+    assert not check_data(open_source("folder", copy), splits, full=False).errors

@@ -421,9 +421,11 @@ def draw_val(masked: Sequence[str], fraction: float, seed: int) -> list[str]:
 
 
 def _existing_lists(folder: Folder, train_path: Path, val_path: Path, fix_force: str) -> tuple[list[str], list[str]]:
-    """The user's own ``train.txt`` and ``val.txt``, checked: every id an image, every val id
-    with a mask, no id in both. Raises :class:`DataError` ending with ``fix_force``."""
-    train, val = read_id_list(train_path), read_id_list(val_path)
+    """The user's own ``val.txt`` and ``train.txt`` (every image not in val when there is no
+    train.txt), checked: every id an image, every val id with a mask, no id in both. Raises
+    :class:`DataError` ending with ``fix_force``."""
+    val = read_id_list(val_path)
+    train = read_id_list(train_path) if train_path.is_file() else sorted(set(folder.images) - set(val))
     for path, ids in ((train_path, train), (val_path, val)):
         unknown = [i for i in ids if i not in folder.images]
         if unknown:
@@ -524,12 +526,11 @@ def _write_layout(
     masked = folder.masked
     train_path, val_path = root / "splits" / "train.txt", root / "splits" / "val.txt"
     drawn_val = draw_val(masked, val, seed) if len(masked) > MIN_TRAIN_MASKS else None
-    mine = not force and (train_path.is_file() or val_path.is_file())
+    mine = not force and val_path.is_file()
+    if not force and train_path.is_file() and not mine:
+        raise DataError(f"{train_path} exists but {val_path} does not: write it (images with a mask, none of them in "
+                        f"train.txt), or draw both lists, run: {fix_force}")
     if mine:
-        if not (train_path.is_file() and val_path.is_file()):
-            have, lack = (train_path, val_path) if train_path.is_file() else (val_path, train_path)
-            raise DataError(f"{have} exists but {lack} does not: write it (val: images with a mask, none in train), "
-                            f"or draw both lists, run: {fix_force}")
         train_ids, val_ids = _existing_lists(folder, train_path, val_path, fix_force)
     else:
         if drawn_val is None:
@@ -555,7 +556,7 @@ def _write_layout(
     drawn_train = None if drawn_val is None else sorted(set(folder.images) - set(drawn_val))
     for path, ids, drawn, what in ((val_path, val_ids, drawn_val, val_what),
                                    (train_path, train_ids, drawn_train, train_what)):
-        if not mine:
+        if not mine or not path.is_file():
             report.files.append(_write_text(path, ids, force, what))
         elif ids == drawn:
             report.files.append(Written("unchanged", path, what))
@@ -643,7 +644,7 @@ def _indexed_copy(
     classes: Sequence[str] | None, val: float, seed: int, force: bool,
 ) -> InitReport:
     """Write ``out``: the images of ``folder`` (hard links), its masks as class indices, and its
-    own lists (train.txt and val.txt when it has them); then prepare ``out``."""
+    split lists (which hold the same ids); then prepare ``out``."""
     root = folder.root
     fix = command("dualteacher", "init", "--data", shown, "--indexed-copy", str(out))
     inside = [root / "images", root / "masks"]
@@ -676,9 +677,9 @@ def _indexed_copy(
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(array, mode="L").save(target)
         converted += 1
-    for name in ("train.txt", "val.txt"):
-        mine, theirs = root / "splits" / name, out / "splits" / name
-        if mine.is_file() and not theirs.exists():
+    for mine in sorted((root / "splits").glob("*.txt")):  # the user's lists hold the same ids
+        theirs = out / "splits" / mine.name
+        if not theirs.exists():
             theirs.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(mine, theirs)
     what = {"binary": "foreground 255 -> 1", "colour": "one class per colour, black first",
