@@ -68,6 +68,7 @@ def test_a_second_call_changes_nothing_and_force_redraws(tmp_path: Path) -> None
     assert {w.path.name: w.status for w in kept.files}["val.txt"] == "kept" and lines(val) == mine
     assert "your list; dualteacher init --data" in kept.format()
     assert {w.path.name: w.status for w in kept.files}["labeled_masked.txt"] == "kept"  # stale, not overwritten
+    assert f"dualteacher split --data {root} --labeled masked writes both lists again" in kept.format()
     forced = prepare_folder(root, force=True)
     assert lines(val) == drawn and {w.path.name: w.status for w in forced.files}["val.txt"] == "rewrote"
     assert {w.path.name: w.status for w in forced.files}["classes.txt"] == "unchanged"  # names are never guessed over

@@ -566,7 +566,7 @@ def _write_layout(
     if outside:
         report.notes.append(f"{len(outside)} image(s) are in neither train.txt nor val.txt ({_some(outside)}), so "
                             f"nothing uses them; {fix_force} draws both lists again")
-    report.files += _masked_lists(root, labeled, unlabeled, seed, force, fix_force)
+    report.files += _masked_lists(root, labeled, unlabeled, seed, force, shown)
     if not unlabeled:
         report.notes.append(f"every train image has a mask, so none is unlabelled and no {LABELED_MASKED} list is "
                             f"written: supervised training uses train.txt; to try a semi-supervised method, hold "
@@ -585,7 +585,7 @@ def _write_layout(
 
 
 def _masked_lists(root: Path, labeled: list[str], unlabeled: list[str], seed: int, force: bool,
-                  fix_force: str) -> list[Written]:
+                  shown: str) -> list[Written]:
     """``labeled_masked.txt`` and ``unlabeled_masked.txt`` (written by
     :func:`~dualteacher.data.split_files.split_source`), unless they exist (unchanged or kept),
     or every train image has a mask (nothing is unlabelled: none written)."""
@@ -598,7 +598,8 @@ def _masked_lists(root: Path, labeled: list[str], unlabeled: list[str], seed: in
     if current == [labeled, unlabeled]:
         return [Written("unchanged", p, w) for p, w in zip(paths, what, strict=True)]
     if any(c is not None for c in current) and not force:
-        return [Written("kept", p, f"{w} differ(s) from the masks now present; {fix_force} writes them again")
+        fix = command("dualteacher", "split", "--data", shown, "--labeled", MASKED)
+        return [Written("kept", p, f"{w} now, not what the list holds; {fix} writes both lists again")
                 for p, w in zip(paths, what, strict=True)]
     status = "rewrote" if any(c is not None for c in current) else "wrote"
     written = split_source(open_source("folder", root), MASKED, seed)
@@ -694,18 +695,18 @@ def _indexed_copy(
 
 
 # ---------------------------------------------------------------- which lists a run reads
-def own_splits(source: DataSource, shown: str, *, unlabeled: bool) -> tuple[str, str, str]:
+def own_splits(source: DataSource, shown: str, *, unlabeled: bool, val: str = "val") -> tuple[str, str, str]:
     """The labelled and unlabelled split of a folder dataset that ``init`` prepared, and a
     sentence saying why: ``labeled_masked``/``unlabeled_masked`` when they exist, else ``train``
     when every train image has a mask (then nothing is unlabelled: refused when ``unlabeled``,
     a run that reads an unlabelled split).
 
     Raises :class:`DataError` ending with the command that fixes it (``shown``: the root as
-    the user wrote it): no class list or train/val lists (init), train images without a mask
+    the user wrote it): no class list, train list or ``val`` list (init), train images without a mask
     but no masked lists (init), nothing unlabelled for a method that needs it (split).
     """
     init = command("dualteacher", "init", "--data", shown)
-    lacking = [p for p in (source.root / "classes.txt", source.split_file("train"), source.split_file("val"))
+    lacking = [p for p in (source.root / "classes.txt", source.split_file("train"), source.split_file(val))
                if not p.is_file()]
     if lacking:
         raise DataError(f"no {', '.join(map(str, lacking))}: init writes the class list and the split lists of a "

@@ -86,7 +86,7 @@ def _splits(source: DataSource, shown: str, base: Config, user: set[str], reads_
         fix = command("dualteacher", "split", "--dataset", source.name, "--data", shown, "--labeled", "1/16")
         raise DataError(f"the {source.name} layout has no lists of its own for --data: draw them, run: {fix}, then "
                         f"add data.labeled_split=labeled_1-16_seed0 data.unlabeled_split=unlabeled_1-16_seed0")
-    return own_splits(source, shown, unlabeled=reads_unlabeled)
+    return own_splits(source, shown, unlabeled=reads_unlabeled, val=base.data.val_split)
 
 
 def _length(config: Config, minutes: float, run_dir: Path) -> tuple[int, str]:
