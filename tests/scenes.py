@@ -56,3 +56,19 @@ def scenes_config(root: Path, run_dir: Path, **extra: object) -> Config:
     }
     settings.update({k.replace("__", "."): v for k, v in extra.items()})
     return load_config(None, [f"{k}={v}" for k, v in settings.items()])
+
+
+def own_folder(root: Path, count: int = 10, masked: int = 6, *, foreground: int = 1, disc: int = 2) -> Path:
+    """What a user has before ``dualteacher init``: ``images/img00..`` (JPEG for odd ids, PNG for
+    even ones) and ``masks/`` for the first ``masked`` ids (img00's top rows 255, ignore); no
+    class list, no split lists."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for k in range(count):
+        image, mask = _scene(k, foreground, disc)
+        Image.fromarray(image).save(root / "images" / f"img{k:02d}.{'jpg' if k % 2 else 'png'}")
+        if k < masked:
+            if k == 0:
+                mask[:2] = 255
+            Image.fromarray(mask).save(root / "masks" / f"img{k:02d}.png")
+    return root

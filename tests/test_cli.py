@@ -91,7 +91,7 @@ def test_overrides_after_a_list_option_stay_overrides() -> None:
 MINIMAL = {  # the fewest words each verb accepts
     "train": [], "check-data": [], "eval": ["c.safetensors"], "predict": ["c.safetensors", "a.png", "--out", "o"],
     "export": ["c.safetensors", "--onnx", "m.onnx"], "report": ["runs/x"], "split": ["--data", "d", "--labeled", "4"],
-    "make-digits": ["--out", "d"], "demo": [], "compare": ["--data", "d", "--labeled", "1/8", "--out", "o"],
+    "make-digits": ["--out", "d"], "demo": [], "init": ["--data", "d"], "compare": ["--data", "d", "--labeled", "1/8", "--out", "o"],
 }
 
 

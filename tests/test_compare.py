@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from dualteacher.experiments import compare as cmp
+from dualteacher.experiments import probe
 from scenes import make_scenes
 from dualteacher.cli import main
 from dualteacher.experiments.compare import CompareOptions, Plan, Run, compare, summarize, time_to_accuracy
@@ -208,7 +209,7 @@ def test_the_speed_probe_leaves_out_the_loader_start_up(tmp_path: Path, monkeypa
             self.state.train_seconds += 5.0 + 0.5 * (stop_at - self.state.iteration)
             self.state.iteration = stop_at
 
-    monkeypatch.setattr(cmp, "Trainer", Fake)
+    monkeypatch.setattr(probe, "Trainer", Fake)
     run = Run("p", "supervised", "1/8", 0, "probe", 1000, str(tmp_path), "train", "train", (), tuple(TINY),
               str(tmp_path / "run"), str(tmp_path / "p.json"), 1)
     monkeypatch.setattr(Run, "config", lambda self: None)

@@ -7,6 +7,10 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dualteacher.config import Config
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -16,9 +20,39 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config and not Path(config).exists():
         config, overrides = None, [config, *overrides]
-    flags = {"data.dataset": args.dataset, "data.root": args.data, "data.splits_dir": args.splits_dir}
-    overrides += [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
-    cfg = load_config(config, overrides)
+    fitted_only = {"--iterations": args.iterations, "--minutes": args.minutes, "--warmup": args.warmup}
+    given = [name for name, value in fitted_only.items() if value is not None]
+    if args.method is None and given:
+        print(f"error: {given[0]} goes with --data ROOT --method NAME (the built-in recipe); with a config set "
+              "train.epochs / train.iters_per_epoch", file=sys.stderr)
+        return 2
+    if args.method is not None and config is not None:
+        print(f"error: --method trains the built-in recipe without a config; with {config} set "
+              f"method.name={args.method} instead", file=sys.stderr)
+        return 2
+    if config is None and args.data is not None and args.method is None:
+        from dualteacher.registry import METHODS
+
+        print(f"error: --data without a config trains the built-in recipe fitted to the data: name the method, e.g. "
+              f"run: dualteacher train --data {args.data} --method dual_teacher (one of {', '.join(METHODS)})",
+              file=sys.stderr)
+        return 2
+    warmup = None
+    if args.method is not None:
+        if args.data is None:
+            print(f"error: --method needs --data ROOT, e.g. run: dualteacher train --data ROOT --method {args.method}",
+                  file=sys.stderr)
+            return 2
+        from dualteacher.experiments.fitted import plan_fitted
+
+        plan = plan_fitted(args.data, args.method, dataset=args.dataset or "folder", splits_dir=args.splits_dir,
+                           iterations=args.iterations, minutes=args.minutes, warmup=args.warmup, overrides=overrides)
+        print("recipe: " + "\n        ".join(plan.account), flush=True)
+        cfg, warmup = plan.config, plan.warmup
+    else:
+        flags = {"data.dataset": args.dataset, "data.root": args.data, "data.splits_dir": args.splits_dir}
+        overrides += [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
+        cfg = load_config(config, overrides)
     run_dir = Path(cfg.run_dir)
     existing = sorted(run_dir.glob("last*.safetensors")) + sorted(run_dir.glob(".next.safetensors"))
     if existing and args.no_resume:
@@ -28,9 +62,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume and not existing:
         print(f"error: --resume: {cfg.run_dir} holds no training checkpoint (last*.safetensors)", file=sys.stderr)
         return 2
+    if warmup is not None:
+        print(f"training the warm-up: {_length(warmup)} supervised iterations in {warmup.run_dir}", flush=True)
+        record = train(warmup, progress=not args.quiet)
+        if "interrupted" in record:
+            print(f"the warm-up was interrupted; its checkpoint is kept in {warmup.run_dir}: run the same command "
+                  "again to continue", file=sys.stderr)
+            return 130
+    if args.method is not None:
+        print(f"training {cfg.method.name}: {_length(cfg)} iterations in {cfg.run_dir}", flush=True)
     record = train(cfg, resume=not args.no_resume, allow_changes=args.resume_with_changes, progress=not args.quiet)
     print(json.dumps({k: v for k, v in record.items() if k.endswith("miou") or k == "interrupted"}, indent=1))
+    best = run_dir / "best.safetensors"
+    if best.is_file():
+        print(f"best network: {best}")
     return 0
+
+
+def _length(cfg: Config) -> int:
+    """Iterations of a run of ``cfg``."""
+    return cfg.train.epochs * cfg.train.iters_per_epoch
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -86,6 +137,32 @@ def _cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    from dualteacher.data.prepare import prepare_folder
+
+    report = prepare_folder(args.data, classes=args.classes, val=args.val, seed=args.seed, force=args.force,
+                            indexed_copy=args.indexed_copy)
+    print(report.format())
+    return 0
+
+
+def _own_splits(args: argparse.Namespace, overrides: list[str]) -> dict[str, str]:
+    """For ``check-data --data ROOT`` without a config: the lists ``init`` wrote (labeled_masked and
+    unlabeled_masked, or train), unless the folder has the library's default ``labeled`` list or
+    the splits are set by overrides or another dataset is named."""
+    from dualteacher.data.prepare import own_splits
+    from dualteacher.data.registry import open_source
+    from dualteacher.experiments.recipe import override_keys
+
+    if (args.dataset or "folder") != "folder" or override_keys(overrides) & {"data.labeled_split", "data.splits_dir"}:
+        return {}
+    source = open_source("folder", args.data, args.splits_dir)
+    if source.split_file("labeled").is_file():
+        return {}
+    labeled, unlabeled, _ = own_splits(source, args.data, unlabeled=False)
+    return {"data.labeled_split": labeled, **({"data.unlabeled_split": unlabeled} if unlabeled != labeled else {})}
+
+
 def _cmd_check_data(args: argparse.Namespace) -> int:
     from dualteacher.config import load_config
     from dualteacher.data import check
@@ -98,9 +175,12 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
         "data.labeled_split": args.labeled_split, "data.unlabeled_split": args.unlabeled_split,
         "data.val_split": args.val_split,
     }
+    own = _own_splits(args, overrides) if config is None and args.data and args.labeled_split is None else {}
+    flags.update(own)
     overrides += [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
     cfg = load_config(config, overrides)
-    splits = check.training_splits(cfg, unlabeled=True if args.unlabeled_split is not None else None)
+    unlabeled = args.unlabeled_split is not None or "data.unlabeled_split" in own
+    splits = check.training_splits(cfg, unlabeled=True if unlabeled else None)
     report = check.check_config(
         cfg, splits, full=args.full, workers=cfg.data.workers if args.workers is None else args.workers,
         progress=not args.quiet and sys.stderr.isatty(), cache_dir=None if args.no_cache else check.default_cache_dir(),
@@ -203,6 +283,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, e.g. 0.2, got {text}")
+    return value
+
+
 def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -293,8 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a model from a YAML config (any key overridable: train.epochs=40)")
-    p.add_argument("config", nargs="?", help="experiment YAML (configs/...)")
+    p = sub.add_parser("train", help="train a model: on your folder with the built-in recipe (--data ROOT --method "
+                                     "NAME) or from a YAML config (any key overridable: train.epochs=40)")
+    p.add_argument("config", nargs="?", help="experiment YAML, or a shipped config by name (voc_classic_r101; configs/NAME.yaml works too)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. method.name=dual_teacher")
     p.add_argument("--resume", action="store_true",
                    help="require a checkpoint in run_dir to continue from (a run dir with one is resumed anyway)")
@@ -304,6 +392,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "device, ...); without it any difference is listed and refused")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _data_options(p, required=False)
+    p.add_argument("--method", choices=tuple(METHODS),
+                   help="with --data and no config: train this method with the built-in recipe fitted to the data "
+                        "(splits from 'dualteacher init', crop and val batch from the images, a supervised warm "
+                        "start for semi-supervised methods), printing each choice")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--iterations", type=_positive,
+                        help="with --method: iterations in all, warm-up included (default: the recipe's 1000)")
+    length.add_argument("--minutes", type=float,
+                        help="with --method: iterations such that the run trains about this long, from a timed probe")
+    p.add_argument("--warmup", type=_non_negative,
+                   help="with --method: supervised warm-up iterations (default: 3/10 of the run for a "
+                        "semi-supervised method, none for supervised; 0: none)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="score a checkpoint on a split of a dataset")
@@ -340,6 +440,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--source", default="train", help="split to draw the labelled images from (default: train)")
     p.set_defaults(func=_cmd_split)
+
+    p = sub.add_parser("init", help="make a folder of images/ and masks/ (some images without one) trainable: "
+                                    "writes classes.txt and the split lists, never touching your files")
+    p.add_argument("--data", required=True, help="the folder holding images/<id>.jpg|.jpeg|.png and masks/<id>.png")
+    p.add_argument("--classes", nargs="+", metavar="NAME",
+                   help="class names, class 0 first (default: background, class_1, ... for the mask values found)")
+    p.add_argument("--val", type=_fraction, default=0.2,
+                   help="share of the images with a mask drawn for validation (default: 0.2; at least 1 image, "
+                        "and 2 masked images always stay for training)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the val draw (default: 0)")
+    p.add_argument("--force", action="store_true",
+                   help="draw the split lists again and replace them (and classes.txt, when --classes is given)")
+    p.add_argument("--indexed-copy", type=Path, metavar="DIR",
+                   help="for masks that are not class indices (foreground saved as 255, colour, 1-bit, 16-bit): "
+                        "write a copy of the dataset to DIR with converted masks (images hard-linked) and prepare it")
+    p.set_defaults(func=_cmd_init)
 
     p = sub.add_parser("check-data", help="list every problem of a dataset's files, masks and splits (exit 1: errors)")
     p.add_argument("config", nargs="?", help="experiment YAML whose data section (and method) name the splits")

@@ -12,12 +12,17 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from dualteacher.registry import DATASETS, EVAL_MODES, METHODS, Registry
+
+
+SHIPPED_CONFIGS = "configs"
+"""The package folder of the shipped experiment configs (``dualteacher/configs/*.yaml``)."""
 
 
 class ConfigError(ValueError):
@@ -388,15 +393,40 @@ def _range_checks(cfg: Config) -> list[tuple[str, bool, str]]:
     ]
 
 
+def shipped_configs() -> list[str]:
+    """Names of the configs shipped in the package (``src/dualteacher/configs/<name>.yaml``), sorted."""
+    folder = resources.files("dualteacher") / SHIPPED_CONFIGS
+    return sorted(entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+
+
+def config_text(path: str | Path) -> tuple[str, str]:
+    """The YAML text of an experiment file and where it came from: ``path`` itself when it is a
+    file, else the shipped config it names (``voc_classic_r101``, ``voc_classic_r101.yaml`` or
+    ``configs/voc_classic_r101.yaml``, the path they had in a checkout), read with
+    :mod:`importlib.resources` so that it works from an installed wheel.
+
+    Raises :class:`ConfigError` naming the path and the shipped configs when neither exists.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path.read_text(encoding="utf-8"), str(path)
+    parent = path.parent.as_posix()
+    if parent in (".", SHIPPED_CONFIGS) and path.suffix in ("", ".yaml"):
+        name = path.name[: -len(".yaml")] if path.suffix == ".yaml" else path.name
+        shipped = resources.files("dualteacher") / SHIPPED_CONFIGS / f"{name}.yaml"
+        if shipped.is_file():
+            return shipped.read_text(encoding="utf-8"), f"{SHIPPED_CONFIGS}/{name}.yaml (shipped)"
+    raise ConfigError(f"config file {path} does not exist; shipped configs: {', '.join(shipped_configs())}")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML experiment file (optional), apply ``key=value`` overrides and validate."""
+    """Read a YAML experiment file (optional: a path or a shipped config's name, see
+    :func:`config_text`), apply ``key=value`` overrides and validate."""
     values: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+        text, path = config_text(path)
         try:
-            loaded = yaml.safe_load(path.read_text())
+            loaded = yaml.safe_load(text)
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML: {err}") from err
         if loaded is not None and not isinstance(loaded, dict):

@@ -70,8 +70,11 @@ def test_budget_tags() -> None:
 
 
 def test_split_source_writes_files(tmp_path: Path) -> None:
-    (tmp_path / "splits").mkdir()
+    for folder in ("splits", "masks"):
+        (tmp_path / folder).mkdir()
     (tmp_path / "splits" / "train.txt").write_text("".join(f"{i}\n" for i in IDS[:100]))
+    for sample_id in IDS[:100]:  # a budget is drawn only from images that have a mask
+        (tmp_path / "masks" / f"{sample_id}.png").write_bytes(b"")
     source = open_source("folder", tmp_path)
     lab_path, unl_path = split_source(source, "1/16", seed=2)
     assert lab_path.name == "labeled_1-16_seed2.txt" and unl_path.name == "unlabeled_1-16_seed2.txt"
@@ -108,6 +111,25 @@ def test_masked_labels_the_images_that_have_a_mask(tmp_path: Path) -> None:
         mask.unlink()
     with pytest.raises(DataError, match="no image of the .* has a mask file"):
         split_source(source, "masked", seed=0)
-    voc = types.SimpleNamespace(name="voc")  # the benchmark layouts are fully annotated
-    with pytest.raises(DataError, match="the voc layout is fully annotated"):
+    voc = types.SimpleNamespace(name="voc", root=tmp_path)  # the benchmark layouts are fully annotated
+    with pytest.raises(DataError, match="the voc layout is fully annotated.*run: dualteacher split --dataset voc"):
         masked_ids(voc)
+
+
+def test_a_budget_is_refused_when_some_pool_images_have_no_mask(tmp_path: Path) -> None:
+    for folder in ("images", "masks", "splits"):
+        (tmp_path / folder).mkdir()
+    ids = IDS[:10]
+    (tmp_path / "splits" / "train.txt").write_text("".join(f"{i}\n" for i in ids))
+    for k, sample_id in enumerate(ids):
+        (tmp_path / "images" / f"{sample_id}.png").write_bytes(b"")
+        if k != 7:
+            (tmp_path / "masks" / f"{sample_id}.png").write_bytes(b"")
+    source = open_source("folder", tmp_path)
+    for budget in (2, "2", "1/2", 1.0):  # refused whatever the draw would pick
+        with pytest.raises(DataError, match=rf"1 of the 10 ids .* no mask file \(.*{ids[7]}\.png\).*"
+                                            rf"run: dualteacher split --data {tmp_path} --labeled masked$"):
+            split_source(source, budget, seed=0)
+    assert sorted(p.name for p in (tmp_path / "splits").iterdir()) == ["train.txt"]  # nothing written
+    (tmp_path / "masks" / f"{ids[7]}.png").write_bytes(b"")
+    assert [p.name for p in split_source(source, 2, seed=0)] == ["labeled_2_seed0.txt", "unlabeled_2_seed0.txt"]

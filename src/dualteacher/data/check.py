@@ -51,6 +51,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shlex
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -563,9 +564,10 @@ def _class_absent(stats: _MaskStats, classes: list[str], source: DataSource) -> 
     ]
 
 
-def _binary_masks(stats: dict[str, _MaskStats], classes: list[str], ignore_index: int) -> list[Finding]:
+def _binary_masks(stats: dict[str, _MaskStats], classes: list[str], ignore_index: int, root: Path) -> list[Finding]:
     """A 2-class dataset whose masks hold the ignore value but never class 1: foreground saved as
-    255 (what most annotation tools write for binary masks) would all be ignored."""
+    255 (what most annotation tools write for binary masks) would all be ignored. The message
+    ends with the command that writes a converted copy of the folder dataset at ``root``."""
     if len(classes) != 2 or not 1 < ignore_index < 256:
         return []
     findings = []
@@ -575,7 +577,9 @@ def _binary_masks(stats: dict[str, _MaskStats], classes: list[str], ignore_index
                 f"no {_ROLE_WORDS[role]} mask holds class 1 ({classes[1]!r}) but {stat.images[ignore_index]} of "
                 f"{stat.masks} hold {ignore_index}: binary masks saved as 0/255 make every foreground pixel "
                 f"'ignore'. Save the foreground as 1, e.g. "
-                f"Image.fromarray((np.array(Image.open(p)) > 127).astype(np.uint8)).save(p)"
+                f"Image.fromarray((np.array(Image.open(p)) > 127).astype(np.uint8)).save(p), or leave your files "
+                f"as they are and write a converted copy, run: dualteacher init --data {shlex.quote(str(root))} "
+                f"--indexed-copy {shlex.quote(str(root).rstrip('/') + '_indexed')}"
             )
             findings.append(Finding("error", "mask-binary", stat.first[ignore_index], message))
     return findings
@@ -629,7 +633,7 @@ def check_data(
         labeled = stats["labeled"]
         report.class_images = {name: int(labeled.images[c]) if c < 256 else 0 for c, name in enumerate(classes)}
         report.class_pixels = {name: int(labeled.pixels[c]) if c < 256 else 0 for c, name in enumerate(classes)}
-        findings += _binary_masks(stats, classes, ignore_index)
+        findings += _binary_masks(stats, classes, ignore_index, source.root)
         findings += _class_absent(labeled, classes, source)
     report.images = len(tasks)
     report.masks = sum(task.mask is not None for task in tasks)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from pathlib import Path
+from shlex import quote
 
 from dualteacher.data.core import DataError, find_missing, read_list_lines
 from dualteacher.data.source import DataSource
@@ -57,9 +58,11 @@ def masked_ids(source: DataSource, pool: str = "train") -> tuple[list[str], list
     to other mask files when one is missing). Raises :class:`DataError` for another reader, when no
     image of the pool has a mask, or when every one has (nothing unlabelled: draw a budget instead).
     """
+    root = quote(str(source.root))
     if source.name != "folder":
         raise DataError(f"--labeled {MASKED} labels the images that have a mask file in the folder layout (your own "
-                        f"data); the {source.name} layout is fully annotated: give a budget (1/16, 50)")
+                        f"data); the {source.name} layout is fully annotated: give a budget, e.g. run: dualteacher "
+                        f"split --dataset {source.name} --data {root} --labeled 1/16")
     ids = source.split_ids(pool)
     masks = source.files(ids, labeled=True).masks
     missing = set(find_missing(masks))
@@ -67,12 +70,30 @@ def masked_ids(source: DataSource, pool: str = "train") -> tuple[list[str], list
     unlabeled = [i for i, mask in zip(ids, masks) if str(mask) in missing]
     where = f"{source.name} {pool!r} split at {source.root}"
     if not labeled:
-        raise DataError(f"--labeled {MASKED}: no image of the {where} has a mask file (e.g. {masks[0]})" if masks
-                        else f"--labeled {MASKED}: the {where} lists no image")
+        raise DataError(f"--labeled {MASKED}: no image of the {where} has a mask file (e.g. {masks[0]}); save masks "
+                        f"as masks/<id>.png, then run: dualteacher init --data {root}" if masks
+                        else f"--labeled {MASKED}: the {where} lists no image; run: dualteacher init --data {root}")
     if not unlabeled:
         raise DataError(f"--labeled {MASKED}: every one of the {len(ids)} images of the {where} has a mask, so none "
-                        "is unlabelled: give a budget (1/16, 50) to label a subset")
+                        f"is unlabelled: label a subset, e.g. run: dualteacher split --data {root} --labeled 1/8")
     return labeled, unlabeled
+
+
+def refuse_unmasked_pool(source: DataSource, pool: str, labeled: int | float | str) -> None:
+    """Raise :class:`DataError` when some ids of split ``pool`` have no mask file: a budget drawn
+    from them could list images without a mask as labelled (whatever the seed, so it is refused
+    before drawing). The message ends with the command that labels the masked images instead."""
+    ids = source.split_ids(pool)
+    masks = source.files(ids, labeled=True).masks or []
+    missing = [os.path.relpath(path, source.root) for path in find_missing(masks)]
+    if missing:
+        shown = ", ".join(missing[:_SHOWN]) + (f" and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN else "")
+        raise DataError(
+            f"--labeled {labeled}: {len(missing)} of the {len(ids)} ids of the {pool!r} split at {source.root} have "
+            f"no mask file ({shown}), so a budget drawn from them would list images without a mask as labelled. "
+            f"To label exactly the images that have a mask, run: dualteacher split --data {quote(str(source.root))} "
+            f"--labeled {MASKED}"
+        )
 
 
 def split_source(
@@ -93,6 +114,8 @@ def split_source(
     if labeled == MASKED:
         return write_lists(source.splits_dir, name or MASKED, *masked_ids(source, pool))
     budget = parse_labeled(labeled) if isinstance(labeled, str) else labeled
+    if source.name == "folder":
+        refuse_unmasked_pool(source, pool, labeled)
     try:
         labeled_ids, rest = make_split(source.split_ids(pool), budget, seed)
     except ValueError as error:

@@ -60,7 +60,8 @@ from dualteacher.data.registry import open_source
 from dualteacher.data.source import DataSource
 from dualteacher.data.split_files import MASKED, split_source
 from dualteacher.data.splits import budget_tag, parse_labeled
-from dualteacher.training.loop import Trainer, train
+from dualteacher.training.loop import train
+from dualteacher.experiments.probe import PROBE_TIMED, PROBE_WARMUP, iterations_for, step_seconds
 from dualteacher.experiments.plots import coupling_figure, miou_vs_time_figure
 from dualteacher.experiments.recipe import (
     BASELINE,
@@ -73,6 +74,7 @@ from dualteacher.experiments.recipe import (
     method_settings,
     override_keys,
     recipe_config,
+    warm_start,
 )
 from dualteacher.registry import METHODS
 from dualteacher.training.resume import files_digest
@@ -84,7 +86,6 @@ EXTRA_VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 """Variants beside the registered methods: name -> (method, its own settings)."""
 POOL = "train"
-PROBE_WARMUP, PROBE_TIMED = 3, 10
 TOLERANCE = 1e-9
 _OWN_KEYS = {
     "data.root": "--data", "data.dataset": "--dataset", "data.splits_dir": "--splits-dir",
@@ -169,7 +170,7 @@ class Run:
     @property
     def start(self) -> list[str]:
         """``method.init_from`` of a warm-started run (none otherwise)."""
-        return [f"method.init_from={json.dumps(self.warmup_dir)}"] if self.warmup_dir else []
+        return warm_start(self.warmup_dir) if self.warmup_dir else []
 
 
 @dataclass
@@ -385,11 +386,6 @@ def plan_comparison(opts: CompareOptions) -> Plan:
 
 
 # ---------------------------------------------------------------- the probe behind --minutes
-def iterations_for(minutes: float, s_per_iteration: float) -> int:
-    """The iterations that take about ``minutes`` at ``s_per_iteration`` seconds each (at least 1)."""
-    return max(1, round(minutes * 60 / s_per_iteration))
-
-
 def probe(plan: Plan) -> dict[str, Any]:
     """Seconds per training iteration of the reference method, alone in a fresh process: after
     :data:`PROBE_WARMUP` iterations, :data:`PROBE_TIMED` iterations timed without the data
@@ -419,28 +415,11 @@ def probe(plan: Plan) -> dict[str, Any]:
 
 
 def probe_worker(run: Run) -> float:
-    """In a fresh process: mean training seconds per iteration over the timed iterations.
-
-    Every ``fit`` call starts the data loaders, and the wait for its first batch counts as
-    training time; so two sessions are timed after the warm-up, of 1 and of ``PROBE_TIMED + 1``
-    iterations, and their difference, which holds exactly ``PROBE_TIMED`` iterations and no loader
-    start-up, is divided by ``PROBE_TIMED``.
-    """
+    """In a fresh process with the run's threads: :func:`~dualteacher.experiments.probe.step_seconds`
+    of ``run``, in its run directory, removed before and after."""
     torch.set_num_threads(run.threads)
     shutil.rmtree(run.run_dir, ignore_errors=True)
-    trainer = Trainer(run.config(), resume=False, progress=False)
-
-    def session(iterations: int) -> float:
-        start = trainer.state.train_seconds
-        trainer.fit(stop_at=trainer.state.iteration + iterations)
-        return trainer.state.train_seconds - start
-
-    trainer.fit(stop_at=PROBE_WARMUP)
-    short = session(1)
-    long = session(PROBE_TIMED + 1)
-    # a start-up slower in the short session than in the long one can leave no positive difference:
-    # then the long session's mean, start-up included, is the estimate
-    seconds = (long - short) / PROBE_TIMED if long > short else long / (PROBE_TIMED + 1)
+    seconds = step_seconds(run.config())
     shutil.rmtree(run.run_dir, ignore_errors=True)
     return seconds
 

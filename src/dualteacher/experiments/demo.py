@@ -26,7 +26,7 @@ from dualteacher.data.digits import ensure_digit_scenes
 from dualteacher.data.registry import open_source
 from dualteacher.data.split_files import split_source
 from dualteacher.training.loop import train
-from dualteacher.experiments.recipe import BASELINE, UPPER_BOUND, WARMUP_ITERATIONS, recipe_config
+from dualteacher.experiments.recipe import BASELINE, UPPER_BOUND, WARMUP_ITERATIONS, recipe_config, warm_start
 from dualteacher.runlog import read_log
 
 LABELED_FRACTION = 1 / 32
@@ -86,7 +86,7 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
         raise ValueError(f"the demo needs iterations >= 1 and warmup >= 0, got {iterations} and {warmup}")
     rows, warmup_seconds, warmup_iterations = [], 0.0, 0
     for run in runs:
-        start_from = [f"method.init_from={json.dumps(str(out / WARMUP))}"] if run.warm_start else []
+        start_from = warm_start(out / WARMUP) if run.warm_start else []
         cfg = recipe_config(root, run.labeled, run.unlabeled, run.method, out / run.name, run.iterations, seed,
                             [*extra, *start_from])
         trained = cfg.train.epochs * cfg.train.iters_per_epoch  # the schedule rounds to whole epochs

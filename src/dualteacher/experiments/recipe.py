@@ -1,7 +1,7 @@
 """The one shared training recipe: model, input size, optimiser, schedule and batch.
 
 Every method trains with :data:`RECIPE` plus its own settings, the ``recipe_settings`` of its
-class (:func:`method_settings`); the demo, the shipped ``configs/digits_*.yaml``, ``dualteacher
+class (:func:`method_settings`); the demo, the shipped ``dualteacher/configs/digits_*.yaml``, ``dualteacher
 compare`` and the benchmarks all build their settings with :func:`recipe_config`.
 :func:`adapt_recipe` fits the recipe to the data it is given (the crop is never larger than the
 smallest training image, a val batch holds about as many pixels as the recipe's) and says what
@@ -106,6 +106,19 @@ def recipe_config(
             *extra,
         ],
     )
+
+
+def warm_start(run_dir: Path | str) -> list[str]:
+    """The override that starts every network of a run from the student of the finished run in
+    ``run_dir`` (``method.init_from``, :mod:`dualteacher.training.warm_start`): how the demo,
+    ``dualteacher compare`` and ``dualteacher train --data`` continue from a supervised warm-up."""
+    return [f"method.init_from={json.dumps(str(run_dir))}"]
+
+
+def warmup_share(iterations: int) -> int:
+    """The supervised warm-up's part of ``iterations`` in all: the recipe's share,
+    :data:`WARMUP_ITERATIONS` of :data:`ITERATIONS` (3/10), rounded, leaving at least 1 iteration."""
+    return max(0, min(round(iterations * WARMUP_ITERATIONS / ITERATIONS), iterations - 1))
 
 
 @dataclass(frozen=True)
