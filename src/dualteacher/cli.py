@@ -465,7 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unlabeled-split", help="unlabelled split; checked when given or when the method uses one")
     p.add_argument("--val-split", help="val split (default: the config's data.val_split)")
     p.add_argument("--full", action="store_true",
-                   help="also decode every image (masks are always decoded; slower)")
+                   help="decode every file again, even those the cache knows unchanged (every check, and train's, "
+                        "decodes each new or changed file once)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--workers", type=int,
                    help="processes reading files (default: data.workers, as train; 0: in this process)")

@@ -39,6 +39,16 @@ def _truncate(path: Path) -> bytes:
     return data
 
 
+def _corrupt_in_place(path: Path) -> bytes:
+    """Invert the second half of ``path``'s bytes, keeping its size and modification time (what
+    the check's cache compares): it goes bad unseen. Returns the original bytes."""
+    data, stat = path.read_bytes(), path.stat()
+    half = len(data) // 2
+    path.write_bytes(data[:half] + bytes(b ^ 0xFF for b in data[half:]))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    return data
+
+
 @pytest.fixture
 def scenes(tmp_path: Path) -> Path:
     return make_scenes(tmp_path / "scenes")
@@ -96,15 +106,15 @@ def test_a_second_check_reads_only_what_changed(scenes: Path, tmp_path: Path, mo
     reads: list[str] = []
     real = check._read_file
 
-    def counting(job: tuple[str, bool]):
-        reads.append(Path(job[0]).name)
-        return real(job)
+    def counting(path: str):
+        reads.append(Path(path).name)
+        return real(path)
 
     monkeypatch.setattr(check, "_read_file", counting)
     source, cache = open_source("folder", scenes), tmp_path / "cache"
     cold = check_data(source, SPLITS, full=False, cache_dir=cache)
     assert len(reads) == 16 + 8 and (cold.files_read, cold.files_cached) == (24, 0)
-    assert "checked 16 images (headers) and 8 masks (decoded): 24 files read in this process, 0 unchanged" in cold.format()
+    assert "checked 16 images and 8 masks (decoded): 24 files read in this process, 0 unchanged" in cold.format()
 
     reads.clear()
     warm = check_data(source, SPLITS, full=False, cache_dir=cache)
@@ -119,7 +129,7 @@ def test_a_second_check_reads_only_what_changed(scenes: Path, tmp_path: Path, mo
 
     reads.clear()
     full = check_data(source, SPLITS, full=True, cache_dir=cache)
-    assert len(reads) == 16 and full.files_cached == 8  # images decoded now; masks were already
+    assert len(reads) == 24 and full.files_cached == 0  # every file decoded again, whatever the cache holds
     (cache / next(os.scandir(cache)).name).write_text("{not json")
     reads.clear()
     assert check_data(source, SPLITS, full=False, cache_dir=cache).files_read == 24 and len(reads) == 24
@@ -141,8 +151,8 @@ def test_worker_processes_and_the_cache_give_the_same_report(scenes: Path, tmp_p
     _paint_corner(scenes / "masks" / "train001.png", 128)
     source = open_source("folder", scenes)
     serial = check_data(source, SPLITS, full=True)
-    parallel = check_data(source, SPLITS, full=True, workers=2, cache_dir=tmp_path / "cache")
-    cached = check_data(source, SPLITS, full=True, workers=2, cache_dir=tmp_path / "cache")
+    parallel = check_data(source, SPLITS, full=False, workers=2, cache_dir=tmp_path / "cache")
+    cached = check_data(source, SPLITS, full=False, workers=2, cache_dir=tmp_path / "cache")
     assert parallel.workers == 2 and cached.workers == 0 and cached.files_read == 0
     assert serial.findings == parallel.findings == cached.findings and len(serial.errors) == 1
     assert serial.class_pixels == parallel.class_pixels == cached.class_pixels
@@ -154,14 +164,15 @@ def test_a_bad_labelled_image_mid_run_leaves_a_checkpoint_and_names_the_file(
     stream = iter(ShuffledStreamSampler(4, derive_seed(0, 1)))  # the labelled stream of seed 0
     second_batch = [next(stream)[0] for _ in range(4)][2:]
     bad = scenes / "images" / f"train{second_batch[0]:03d}.png"
-    original = _truncate(bad)  # its header is fine: it passes the fast check, and breaks iteration 1
     run_dir = tmp_path / "run"
     args = ["train", f"data.root={scenes}", "data.crop_size=32", "data.workers=1", "model.encoder=resnet18",
             "model.decoder_channels=16", "method.name=supervised", "train.epochs=1", "train.iters_per_epoch=2",
             "train.batch_size=2", "train.probe_images=1", "data.val_batch_size=2", f"run_dir={run_dir}", "--quiet"]
+    assert main(["check-data", f"data.root={scenes}", "method.name=supervised", "--quiet"]) == 0
+    original = _corrupt_in_place(bad)  # after the check, unseen by its cache: it breaks iteration 1
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert f"error: image {bad}: cannot decode (OSError: image file is truncated" in err
+    assert f"error: image {bad}: cannot decode (OSError: unrecognized data stream contents" in err
     assert "Traceback" not in err and "DataLoader worker" not in err
     assert "stopped at iteration 1 and wrote the checkpoint" in err and "run the same command to continue" in err
     _, state = load_checkpoint(run_dir / "last.safetensors")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,42 @@ def test_any_image_mode_size_and_orientation(checkpoint: Path, tmp_path: Path) -
     probs = np.load(tmp_path / "out" / "probs" / "rotated.npy")
     assert probs.dtype == np.float16 and probs.shape == (len(model.classes), 37, 53)
     np.testing.assert_allclose(probs.astype(np.float32), logits.softmax(0).numpy(), atol=1e-3)
+
+
+@pytest.mark.slow
+def test_eval_and_predict_read_tagged_photos_upright_alike(checkpoint: Path, tiny_data, tmp_path: Path) -> None:
+    """Phone photos (JPEG, EXIF orientation) with masks drawn on the upright view: ``eval`` scores
+    exactly the class maps that ``predict`` writes, and both see what training sees."""
+    root = tmp_path / "photos"
+    for folder in ("images", "masks", "splits"):
+        (root / folder).mkdir(parents=True)
+    shutil.copy(Path(tiny_data["root"]) / "classes.txt", root / "classes.txt")
+    model = load_model(checkpoint)
+    rng = np.random.default_rng(0)
+    store = {1: None, 3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+    masks = {}
+    for orientation, turn in store.items():
+        upright = Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8))
+        masks[f"tag{orientation}"] = rng.integers(0, len(model.classes), (24, 40), dtype=np.uint8)
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        (upright if turn is None else upright.transpose(turn)).save(root / "images" / f"tag{orientation}.jpg", exif=exif)
+        Image.fromarray(masks[f"tag{orientation}"]).save(root / "masks" / f"tag{orientation}.png")
+    (root / "splits" / "val.txt").write_text("".join(f"{i}\n" for i in masks))
+
+    val = open_source("folder", root).dataset(list(masks), labeled=True)
+    conf = torch.zeros(len(model.classes), len(model.classes), dtype=torch.int64)
+    classes_predicted: set[int] = set()
+    for i, (sample_id, mask) in enumerate(masks.items()):
+        predicted = model.predict(root / "images" / f"{sample_id}.jpg")
+        classes_predicted |= set(np.unique(predicted).tolist())
+        assert predicted.shape == (24, 40)
+        seen_in_training = val[i]["image"][None].float() / 255
+        np.testing.assert_array_equal(predicted, model.logits(seen_in_training).argmax(1)[0].numpy())
+        conf += confusion_matrix(torch.from_numpy(predicted.astype(np.int64)), torch.from_numpy(mask), len(model.classes))
+    assert len(classes_predicted) >= 3  # not one class everywhere: a real comparison
+    scored = model.eval_dataset(root, "val", dataset="folder")
+    assert scored.miou == pytest.approx(metrics_from_confusion(conf).miou, abs=1e-12)
 
 
 def test_outputs_stay_inside_out(checkpoint: Path, tmp_path: Path) -> None:

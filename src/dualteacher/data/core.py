@@ -7,17 +7,24 @@ paths, an optional label mapping, seeded transforms), :func:`collate_eval`, the 
 and :class:`DataError`, the error naming the file at fault.
 
 Images are decoded by one function, :func:`load_image` (:func:`rgb_image` for an opened PIL
-image), for training, ``check-data`` (:func:`image_conversion`, what it reports) and inference:
+image), for training, evaluation and inference; ``check-data`` reports what it will do with
+each file through the functions it uses (:func:`image_conversion`, :func:`image_orientation`):
 grayscale ("1", "L", "LA"), palette ("P", "PA"), RGBA, CMYK, YCbCr, LAB and HSV images become
 RGB through PIL (an alpha channel is dropped, the colour kept as stored); 16-bit grayscale is
-rescaled to 8 bits; 32-bit ("I", "F") and other modes are refused. EXIF orientation is applied
-for inference only: dataset masks are assumed to match the stored pixel grid, as in the
-public segmentation datasets.
+rescaled to 8 bits; 32-bit ("I", "F") and other modes are refused.
+
+**Images are read upright, everywhere**: an EXIF orientation tag (phone photos; also XMP's
+``tiff:Orientation``) turns the stored pixels as PIL's ``ImageOps.exif_transpose`` does, for
+training, evaluation, ``check-data`` and ``predict`` alike, because annotation tools show the
+photo upright and masks are drawn on that view. Masks are never turned: a mask must match the
+upright image (:func:`upright_size`); ``check-data`` reports every image whose tag turns it.
 
 Masks are read as stored: for a palette ("P") PNG the palette indices are the classes, for a
 grayscale ("L") PNG the values are. An RGB mask is refused: a colour rendering of the labels
-is not a class-index mask. The stored value of unlabelled pixels becomes
-:data:`~dualteacher.data.transforms.IGNORE_INDEX` (see :func:`ignore_map`).
+is not a class-index mask; so is a mask stored lossily (JPEG data, whatever the file's name:
+:func:`lossy_format`), whose compression artefacts would relabel pixels. The stored value of
+unlabelled pixels becomes :data:`~dualteacher.data.transforms.IGNORE_INDEX` (see
+:func:`ignore_map`).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from dualteacher.data.transforms import IGNORE_INDEX, EvalTransform, Transform
@@ -155,15 +162,64 @@ def image_conversion(mode: str) -> tuple[str, str]:
     return "refused", f"mode {mode!r}: {reason}; save it as 8-bit RGB"
 
 
-def rgb_image(image: Image.Image, path: str | Path | None = None, *, upright: bool = False) -> Image.Image:
-    """``image`` as an RGB PIL image (uint8 [H, W, 3] as an array), converted as
-    :func:`image_conversion` says; with ``upright``, first turned by its EXIF orientation.
-    Raises :class:`DataError` (naming ``path`` when given) for a mode that cannot become RGB."""
-    if upright:
-        image = ImageOps.exif_transpose(image)
+ORIENTATION_TAG = 0x0112
+"""The EXIF tag of the orientation: 1 = show the stored pixels as they are, 2-8 = flip/turn them."""
+_TRANSPOSES = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+"""What ``ImageOps.exif_transpose`` does for each orientation (PIL's rotations are counter-clockwise)."""
+ORIENTATION_WORDS = {
+    1: "shown as stored",
+    2: "shown mirrored left-right",
+    3: "shown rotated 180 degrees",
+    4: "shown mirrored top-bottom",
+    5: "shown mirrored across its main diagonal",
+    6: "shown rotated 90 degrees clockwise",
+    7: "shown mirrored across its anti-diagonal",
+    8: "shown rotated 90 degrees counter-clockwise",
+}
+"""What each EXIF orientation does to the stored pixels for display, in words."""
+ORIENTATION_FIX = "exiftool -n -Orientation=1 -overwrite_original {path}"
+"""The command that sets the orientation tag of the file ``path`` to 1 without re-encoding its pixels."""
+
+
+def image_orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1-8) of an opened image, 1 when it has none or an invalid one.
+
+    For a PNG without an eXIf chunk before its pixel data this reads the whole file (PIL looks
+    for one after it). Errors of a malformed EXIF block propagate, as in :func:`rgb_image`."""
+    value = image.getexif().get(ORIENTATION_TAG, 1)
+    return value if isinstance(value, int) and value in _TRANSPOSES else 1
+
+
+def upright_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    """``(width, height)`` of an image stored as ``size`` once turned upright by ``orientation``
+    (sides swapped for orientations 5-8)."""
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """``image`` turned by its EXIF orientation (:func:`image_orientation`) as
+    ``ImageOps.exif_transpose`` turns it; ``image`` itself (not a copy) when nothing turns."""
+    method = _TRANSPOSES.get(image_orientation(image))
+    return image if method is None else image.transpose(method)
+
+
+def rgb_image(image: Image.Image, path: str | Path | None = None) -> Image.Image:
+    """``image`` upright (:func:`upright`) as an RGB PIL image (uint8 [H, W, 3] as an array),
+    converted as :func:`image_conversion` says: the one decoder of training, evaluation and
+    inference. Raises :class:`DataError` (naming ``path`` when given) for a mode that cannot
+    become RGB."""
     kind, words = image_conversion(image.mode)
     if kind == "refused":
         raise DataError(f"image {path}: {words}" if path is not None else f"image: {words}")
+    image = upright(image)
     if kind == "rescaled":
         wide = np.asarray(image).astype(np.uint32)
         gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)
@@ -173,26 +229,48 @@ def rgb_image(image: Image.Image, path: str | Path | None = None, *, upright: bo
     return image.convert("RGB")
 
 
-def load_image(path: str | Path, *, upright: bool = False) -> Image.Image:
-    """The image file ``path`` as an RGB PIL image (:func:`rgb_image`; ``upright``: EXIF
-    orientation applied, as for inference, never for training data whose masks match the stored
-    pixels). Raises :class:`DataError` naming the file if it cannot be read or decoded."""
+def load_image(path: str | Path) -> Image.Image:
+    """The image file ``path`` as an upright RGB PIL image (:func:`rgb_image`). Raises
+    :class:`DataError` naming the file if it cannot be read or decoded."""
     with decoding(path, "image"), Image.open(path) as image:
-        return rgb_image(image, path, upright=upright)
+        return rgb_image(image, path)
+
+
+LOSSY_MASK_FIX = "re-export the mask as PNG from the annotation tool (converting this file to PNG keeps the artefacts)"
+"""How to repair a mask stored lossily."""
+
+
+def lossy_format(image: Image.Image) -> str | None:
+    """How an opened file stores its pixels lossily, in words (``"JPEG data"``), or None.
+
+    JPEG (and MPO, phones' multi-picture JPEG) whatever the file's extension, and TIFF with
+    JPEG compression. WebP is not named: PIL opens it as RGB(A), which masks refuse anyway."""
+    if image.format in ("JPEG", "MPO"):
+        return "JPEG data"
+    if image.format == "TIFF" and str(image.info.get("compression", "")).endswith("jpeg"):
+        return "a JPEG-compressed TIFF"
+    return None
 
 
 def load_mask(path: Path, image_path: Path, image_size: tuple[int, int]) -> Image.Image:
-    """A class-index mask as a mode-"L" PIL image; refuses colour masks, size mismatches and
-    undecodable files (:class:`DataError` naming the file)."""
+    """A class-index mask as a mode-"L" PIL image, read as stored; ``image_size`` is the upright
+    image's (W, H). Refuses colour and lossy masks, size mismatches and undecodable files
+    (:class:`DataError` naming the file)."""
     with decoding(path, "mask"), Image.open(path) as mask:
+        lossy = lossy_format(mask)
+        if lossy is not None:
+            raise DataError(f"mask {path} is {lossy} (lossy): compression artefacts change class values; "
+                            f"{LOSSY_MASK_FIX}")
         if mask.mode in ("RGB", "RGBA"):
             raise DataError(f"mask is a colour ({mask.mode}) image, not a class-index mask: {path}")
         if mask.mode not in MASK_MODES:
             raise DataError(f"mask must be an 8-bit grayscale or palette PNG, got mode {mask.mode!r}: {path}")
         if mask.size != image_size:
+            turned = mask.size == image_size[::-1]
+            hint = " (the image's sides swapped: an EXIF orientation turns it; run `dualteacher check-data`)"
             raise DataError(
                 f"mask size {mask.size[0]}x{mask.size[1]} differs from image size "
-                f"{image_size[0]}x{image_size[1]}: {path} vs {image_path}"
+                f"{image_size[0]}x{image_size[1]}: {path} vs {image_path}{hint if turned else ''}"
             )
         return Image.fromarray(np.asarray(mask, dtype=np.uint8))
 

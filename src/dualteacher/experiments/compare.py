@@ -55,6 +55,7 @@ import torch
 from dualteacher.experiments.budgets import BUDGETS
 from dualteacher.config import Config, ConfigError, load_config
 from dualteacher.data.check import check_data
+from dualteacher.data.digits import default_cache_dir
 from dualteacher.data.core import DataError
 from dualteacher.data.registry import open_source
 from dualteacher.data.source import DataSource
@@ -252,9 +253,10 @@ def fraction_tag(fraction: str) -> str:
 
 
 def check_dataset(source: DataSource, val_split: str, labeled: str = POOL, unlabeled: str | None = None) -> None:
-    """The fast data check (file headers) of the val split and of the images and masks of
-    ``labeled`` (every train image by default) and the images of ``unlabeled`` (by default the
-    rest of the reader's unlabelled pool, if it is another split).
+    """The fast data check (each file decoded once, then known from the project's cache) of the
+    val split and of the images and masks of ``labeled`` (every train image by default) and the
+    images of ``unlabeled`` (by default the rest of the reader's unlabelled pool, if it is
+    another split).
 
     Raises :class:`DataError` listing every problem, before any run starts.
     """
@@ -262,7 +264,7 @@ def check_dataset(source: DataSource, val_split: str, labeled: str = POOL, unlab
         pool = source.default_unlabeled_pool(POOL)
         unlabeled = pool if pool != POOL else None
     splits = {"labeled": labeled, "val": val_split, **({"unlabeled": unlabeled} if unlabeled else {})}
-    report = check_data(source, splits, full=False)
+    report = check_data(source, splits, full=False, cache_dir=default_cache_dir())
     if report.errors:
         raise DataError(report.format(severities=("error", "warning")))
 

@@ -1,9 +1,10 @@
 """Load a trained network from a checkpoint alone, score it on a dataset split, predict on images.
 
 Images given to :meth:`LoadedModel.predict` are read as follows: a path or a PIL image goes
-through the decoder of the training data (:func:`~dualteacher.data.core.load_image`), turned
-upright by its EXIF orientation, then converted to RGB (grayscale and palette images
-expanded, an alpha channel dropped, 16-bit grayscale rescaled to 8 bits); a numpy array must
+through the decoder of the training data (:func:`~dualteacher.data.core.load_image`): turned
+upright by its EXIF orientation, as in training, evaluation and ``check-data``, then
+converted to RGB (grayscale and palette images expanded, an alpha channel dropped, 16-bit
+grayscale rescaled to 8 bits); a numpy array must
 be uint8 ``[H, W]`` (grayscale), ``[H, W, 3]`` (RGB) or ``[H, W, 4]`` (RGBA, alpha dropped)
 and is taken as given. Predictions are made at the
 image's own resolution with the run's evaluation protocol (``data.eval_*``: mode, tile,
@@ -42,12 +43,12 @@ def image_array(image: ImageInput) -> np.ndarray:
     """Any accepted input (see the module docstring) as an ``[H, W, 3]`` uint8 RGB array.
 
     Files and PIL images go through the data decoder (:func:`~dualteacher.data.core.load_image`),
-    EXIF orientation applied: :class:`DataError` naming the file if it cannot be read or
-    converted; ValueError/TypeError for a numpy array or object of the wrong kind."""
+    EXIF orientation applied as in training: :class:`DataError` naming the file if it cannot be
+    read or converted; ValueError/TypeError for a numpy array or object of the wrong kind."""
     if isinstance(image, (str, Path)):
-        return np.asarray(load_image(image, upright=True))
+        return np.asarray(load_image(image))
     if isinstance(image, Image.Image):
-        return np.asarray(rgb_image(image, upright=True))
+        return np.asarray(rgb_image(image))
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             raise ValueError(f"numpy images must be uint8, got {image.dtype}")

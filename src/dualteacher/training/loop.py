@@ -208,7 +208,8 @@ class Trainer:
         report = preflight(self.cfg)
         if report.errors:
             raise DataError(report.format(severities=("error", "warning"))
-                            + "\nrun `dualteacher check-data ... --full` to also decode every image")
+                            + "\nfix the files named above (`dualteacher check-data` with the same settings lists "
+                              "them with the notes)")
         if self.rank == 0:
             tqdm.write(report.format(severities=("warning",)))
         return open_splits(self.cfg.data, need_unlabeled=needs_unlabeled(self.cfg))
