@@ -92,6 +92,7 @@ MINIMAL = {  # the fewest words each verb accepts
     "train": [], "check-data": [], "eval": ["c.safetensors"], "predict": ["c.safetensors", "a.png", "--out", "o"],
     "export": ["c.safetensors", "--onnx", "m.onnx"], "report": ["runs/x"], "split": ["--data", "d", "--labeled", "4"],
     "make-digits": ["--out", "d"], "demo": [], "init": ["--data", "d"], "compare": ["--data", "d", "--labeled", "1/8", "--out", "o"],
+    "push": ["runs/x", "--repo-id", "org/name"],
 }
 
 

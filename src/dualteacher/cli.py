@@ -264,6 +264,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_push(args: argparse.Namespace) -> int:
+    from dualteacher.inference.hub import push
+
+    if args.private and args.local_dir is not None:
+        print("error: --private sets the visibility of an uploaded repository; with --local-dir nothing is "
+              "uploaded", file=sys.stderr)
+        return 2
+    pushed = push(args.source, args.repo_id, local_dir=args.local_dir, role=args.model, private=args.private)
+    metrics = pushed.config["metrics"]
+    score = f", val mIoU {metrics['miou']:.4f}" if metrics else ", no val evaluation recorded"
+    done = "wrote model.safetensors, config.json and README.md to" if args.local_dir is not None else "uploaded to"
+    print(f"{pushed.checkpoint} [{pushed.config['role']}{score}]: {done} {pushed.where}")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from dualteacher.experiments.plots import report_figure
 
@@ -554,6 +569,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="which network of a training checkpoint: student (default), teacher1, ...")
     p.add_argument("--no-check", action="store_true", help="skip comparing onnxruntime's output with PyTorch's")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("push", help="share a trained model in the Hugging Face hub layout (needs the 'hub' extra)")
+    p.add_argument("source", type=Path, help="run directory (its best.safetensors) or checkpoint file")
+    p.add_argument("--repo-id", required=True, metavar="ORG/NAME",
+                   help="hub repository, also named in the model card and its eval command")
+    p.add_argument("--local-dir", type=Path, metavar="DIR",
+                   help="write model.safetensors, config.json and README.md here instead of uploading")
+    p.add_argument("--model", help="which network: student, teacher1, ... (default: the one best.safetensors "
+                                   "holds; a run directory's last.safetensors for another)")
+    p.add_argument("--private", action="store_true", help="create the hub repository private (upload only)")
+    p.set_defaults(func=_cmd_push)
 
     p = sub.add_parser("report", help="plot a run's curves (losses, LR, mIoU, coupling) into one PNG")
     p.add_argument("run_dir", type=Path)

@@ -192,14 +192,25 @@ def checkpoint_card(cfg: Config, classes: list[str], norm: Normalization) -> dic
 
 
 def load_model(path: str | Path, role: str | None = None, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the network stored in ``path``.
+    """Rebuild the network stored at ``path``: a checkpoint file, a folder written by
+    ``dualteacher push`` (``model.safetensors`` + ``config.json``) or a Hugging Face hub model id
+    ``ORG/NAME`` (downloaded into the hub cache; :func:`~dualteacher.inference.hub.load_shared`).
 
-    A ``best.safetensors`` holds one network; a training checkpoint (``last.safetensors``)
-    holds the student and every teacher, of which ``role`` picks one (default: the student).
+    A ``best.safetensors`` or a shared folder holds one network; a training checkpoint
+    (``last.safetensors``) holds the student and every teacher, of which ``role`` picks one
+    (default: the student). Raises :class:`CheckpointError` naming ``path`` and what was looked
+    for when it is missing, unreadable or holds no ``role`` network.
     """
+    from dualteacher.inference import hub
+
+    location = Path(path)
+    if location.is_dir() or (not location.exists() and hub.is_hub_id(str(path))):
+        return hub.load_shared(path, role=role, device=device)
+    if not location.exists():
+        raise CheckpointError(f"{path} does not exist: looked for a checkpoint file (best.safetensors, "
+                              f"last.safetensors), a folder holding {hub.LAYOUT}, or a hub model id ORG/NAME")
     tensors, state = load_checkpoint(path)
     cfg = config_from_dict(state["config"])
-    device = torch.device(device)
     network = model_from_config(cfg.model, state["num_classes"], pretrained=False)
     if state["kind"] == "model":
         if role not in (None, state["role"]):
@@ -209,6 +220,15 @@ def load_model(path: str | Path, role: str | None = None, device: str | torch.de
     else:
         role = role or "student"
         load_module(network, tensors, f"model/{role}")
+    return loaded_model(network, state, role, device)
+
+
+def loaded_model(network: SegmentationNetwork, state: dict[str, Any], role: str,
+                 device: str | torch.device = "cpu") -> LoadedModel:
+    """``network``, its weights loaded, in eval mode on ``device`` with what ``state`` (a
+    checkpoint header or a shared model's config) says about it: classes, normalisation and
+    the run's evaluation protocol."""
+    device = torch.device(device)
     network.to(device).eval()
     return LoadedModel(
         network=network,
@@ -219,5 +239,5 @@ def load_model(path: str | Path, role: str | None = None, device: str | torch.de
         state=state,
         device=device,
         palette=palette(len(state["classes"])),
-        protocol=EvalSettings.from_config(cfg.data),
+        protocol=EvalSettings.from_config(config_from_dict(state["config"]).data),
     )
