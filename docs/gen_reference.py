@@ -7,6 +7,7 @@ committed benchmark results into the site, so the report shows them without a se
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -16,10 +17,15 @@ import mkdocs_gen_files
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ("benchmarks/results/compare/miou_vs_time.png", "benchmarks/results/compare_from_scratch/miou_vs_time.png")
 
-os.environ["COLUMNS"] = "100"  # argparse wraps help at the terminal width; fix it for the page
+os.environ["COLUMNS"] = "80"  # argparse wraps help at the terminal width; fix it for the page
 sys.path.insert(0, str(ROOT / "src"))  # document this checkout, not an installed copy
 
 from dualteacher.cli import build_parser, sub_commands  # noqa: E402
+
+
+def command_summaries(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The one-line help of each sub-command, as `dualteacher --help` lists them (`.dest`, `.help`)."""
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))._choices_actions
 
 
 def cli_page() -> str:
@@ -36,8 +42,9 @@ def cli_page() -> str:
         parser.format_help().rstrip(),
         "```",
     ]
+    summaries = {choice.dest: choice.help for choice in command_summaries(parser)}
     for name, command in sub_commands(parser).items():
-        lines += ["", f"## dualteacher {name}", "", "```text", command.format_help().rstrip(), "```"]
+        lines += ["", f"## dualteacher {name}", "", f"{summaries[name]}.", "", "```text", command.format_help().rstrip(), "```"]
     return "\n".join(lines) + "\n"
 
 
