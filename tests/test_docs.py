@@ -1,0 +1,126 @@
+"""The front door: the README's quick start and links, and the documentation site that
+`mkdocs build --strict` makes (CLI reference from the parser, API reference, the benchmark report
+with every table the README used to carry)."""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dualteacher.cli import build_parser, sub_commands
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+
+# One or more numbers of every table the benchmark report holds, each with its command, exactly as
+# measured: the protocol summary, the protocol study, the demo, the comparison at equal iterations
+# and at equal wall-clock, the from-scratch comparison, the checks against the papers, both
+# ablations and the step-cost tables.
+REPORT_FACTS = (
+    "0.752", "0.468", "0.591", "0.725",                               # summary
+    "0.40 / 0.71 / 0.83", "0.742", "0.546", "0.331",                  # protocol study
+    "python benchmarks/protocol_study.py",
+    "0.390", "0.439", "196 s",                                        # demo
+    "0.468 ± 0.062", "0.401 ± 0.010", "0.617 ± 0.035", "558 / 368 / 390",   # equal iterations
+    "2350 / 2150 / 2200", "1122 / 1029 / 1173", "0.587 ± 0.030",           # equal wall-clock
+    "python benchmarks/compare_methods.py --upper-bound --variants dual_teacher_persistent --report-only",
+    "0.438 ± 0.050", "0.284 (1 seed)", "--out benchmarks/results/compare_from_scratch --report-only",
+    "0.11 σ", "+0.009 to +0.052", "python benchmarks/run_diagnostics.py",  # checks
+    "0.512", "29.4 %", "0.503 (−1.4)", "0.08 0.10 0.12 0.14 0.16 0.20 0.23 0.23",  # ablations
+    "python benchmarks/dual_teacher_ablation.py --iterations 700",
+    "578.5", "1,614 images/s", "85.3", "17.5 GiB", "python benchmarks/step_cost.py",  # step costs
+)
+
+
+def quickstart() -> list[str]:
+    """The commands of the README's quick start: the bash block after `<!-- quickstart -->`."""
+    text = README.read_text(encoding="utf-8")
+    match = re.search(r"<!-- quickstart -->\n```bash\n(.*?)\n```", text, re.S)
+    assert match, "README.md: no ```bash block right after <!-- quickstart -->"
+    assert text[: match.start()].count("\n") < 80, "the quick start must start within the README's first 80 lines"
+    return [line.split("  #")[0].strip() for line in match.group(1).splitlines() if line.strip()]
+
+
+def test_readme_is_short_and_its_quick_start_ends_in_predictions() -> None:
+    assert len(README.read_text(encoding="utf-8").splitlines()) <= 250
+    commands = quickstart()
+    assert 1 <= len(commands) <= 6
+    assert commands[-1].startswith("dualteacher predict ")
+
+
+def test_quick_start_commands_are_valid_for_the_parser() -> None:
+    commands = sub_commands(build_parser())
+    for line in quickstart():
+        words = shlex.split(line)
+        assert words[0] == "dualteacher", line
+        assert words[1] in commands, f"README quick start: no sub-command {words[1]!r} in dualteacher.cli"
+        commands[words[1]].parse_intermixed_args(words[2:])  # exits (SystemExit) on an unknown option
+
+
+def test_readme_links_to_files_that_exist() -> None:
+    text = README.read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(((?:docs|benchmarks)/[^)#]+)(?:#[^)]*)?\)", text)
+    assert targets, "README.md links to no documentation page"
+    missing = [t for t in targets if not (ROOT / t).exists()]
+    assert not missing, f"README.md links to missing files: {missing}"
+
+
+def page_text(site: Path, page: str) -> str:
+    """The visible text of a built page: tags stripped, entities decoded, whitespace collapsed."""
+    raw = (site / page / "index.html").read_text(encoding="utf-8")
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", raw)).split())
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    for module in ("mkdocs", "material", "mkdocs_gen_files", "mkdocstrings_handlers.python"):
+        if importlib.util.find_spec(module.split(".")[0]) is None:
+            pytest.skip(f"{module} is not installed (pip install -e '.[docs]')")
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
+    build = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"), "--site-dir", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert build.returncode == 0, f"mkdocs build --strict failed:\n{build.stdout}\n{build.stderr}"
+    return out
+
+
+def test_site_has_every_page_and_the_figures(site: Path) -> None:
+    for page in ("getting-started", "training", "compare", "evaluation", "inference", "benchmarks", "distributed",
+                 "reproducibility", "data-checks", "report", "methods", "extending", "code-map"):
+        assert (site / page / "index.html").is_file(), page
+    for figure in ("demo.png", "predict_example.png", "results/compare/miou_vs_time.png",
+                   "results/compare_from_scratch/miou_vs_time.png"):
+        assert (site / figure).stat().st_size > 10_000, figure
+
+
+def test_cli_reference_is_the_parser_help(site: Path) -> None:
+    text = page_text(site, "reference/cli")
+    for name, command in sub_commands(build_parser()).items():
+        assert f"dualteacher {name}" in text
+        for action in command._actions:
+            for option in action.option_strings:
+                assert option in text, f"CLI reference lacks {name} {option}"
+
+
+def test_api_reference_documents_the_public_api(site: Path) -> None:
+    text = page_text(site, "reference/api")
+    for name in ("load_model", "LoadedModel", "eval_dataset", "load_config", "Config", "train", "CompareOptions"):
+        assert re.search(rf"\b{name}\b", text), name
+    assert "Rebuild the network stored in" in text  # load_model's docstring, rendered
+
+
+def test_report_keeps_every_table_and_its_command(site: Path) -> None:
+    text = page_text(site, "report")
+    missing = [fact for fact in REPORT_FACTS if fact not in text]
+    assert not missing, f"benchmark report lacks {missing}"
+    assert "0.62 s" in page_text(site, "data-checks")  # the data check's timing table
