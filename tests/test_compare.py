@@ -326,3 +326,39 @@ def test_masked_refuses_what_it_cannot_compare(data: Path, tmp_path: Path, monke
         partly_labelled(data, keep)
     with pytest.raises(error, match=message):
         compare(options(data, tmp_path / "out", **{"fractions": ["masked"], **change}))
+
+
+def test_a_variant_can_change_a_methods_own_settings() -> None:
+    assert cmp.variant_of("dual_teacher+shift=150") == ("dual_teacher", ("method.shift=150",))
+    assert cmp.variant_of("mean_teacher+ema_momentum=0.999+threshold=0.9") == (
+        "mean_teacher", ("method.ema_momentum=0.999", "method.threshold=0.9"))
+    options = cmp.CompareOptions(data=Path("."), out=Path("."), fractions=["1/8"], methods=["dual_teacher"],
+                                 variants=["dual_teacher+shift=labeled_pass"])
+    assert cmp.check_options(options) == ["dual_teacher", "dual_teacher+shift=labeled_pass"]
+    for bad, match in (("dual_teacher+shift=0", "method.shift"), ("nothing+shift=5", "--variants: unknown 'nothing'"),
+                       ("mean_teacher+shift=5", "method.shift is not a setting of method 'mean_teacher'")):
+        with pytest.raises(ConfigError, match=match):
+            cmp.check_options(cmp.CompareOptions(data=Path("."), out=Path("."), fractions=["1/8"], variants=[bad]))
+
+
+def test_the_dual_teacher_length_study_asks_compare_for_valid_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "dual_teacher_length.py"
+    spec = importlib.util.spec_from_file_location("dual_teacher_length", path)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    calls = []
+    monkeypatch.setattr(study, "dualteacher", lambda argv: calls.append(argv) or 0)
+    monkeypatch.setattr(study, "ensure_digit_scenes", lambda: Path("scenes"))
+    for part in study.PARTS:
+        assert study.main([part, "--seeds", "0"]) == 0
+    from dualteacher.cli import build_parser
+
+    for argv in calls:
+        args = build_parser().parse_args(argv)
+        options = cmp.CompareOptions(data=args.data, out=args.out, fractions=args.labeled, methods=args.methods,
+                                     variants=args.variants, seeds=args.seeds, iterations=args.iterations,
+                                     warmup=args.warmup)
+        assert cmp.check_options(options)
+    assert calls[1][calls[1].index("--out") + 1] == "benchmarks/results/dual_teacher_length/shift"

@@ -519,7 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="label budgets: fractions (1/16 1/8) or counts (50) of the train split, or 'masked': the "
                         "train images that have a mask file, the others unlabelled (your own partly labelled data)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), help=f"methods to run (default: {' '.join(METHODS)})")
-    p.add_argument("--variants", nargs="+", default=[], help="extra variants, e.g. dual_teacher_persistent")
+    p.add_argument("--variants", nargs="+", default=[], help="extra variants: dual_teacher_persistent, or METHOD+key=value[+key=value] for a method with "
+                        "its own settings changed, e.g. dual_teacher+shift=150 (default: none)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                    help="seeds, each its own labelled split and training run (default: 0 1 2)")
     length = p.add_mutually_exclusive_group()

@@ -185,8 +185,13 @@ class Comparison:
 
 # ---------------------------------------------------------------- checks and plan
 def variant_of(name: str) -> tuple[str, tuple[str, ...]]:
-    """(method, its own settings) of a variant: a registered method as it is, or an extra variant."""
-    return EXTRA_VARIANTS.get(name, (name, ()))
+    """(method, its own settings) of a variant: a registered method as it is, an extra variant, or
+    ``METHOD+key=value[+key=value...]``, the method with settings of its ``method`` section
+    (``dual_teacher+shift=150`` trains Dual Teacher with ``method.shift=150``)."""
+    if name in EXTRA_VARIANTS:
+        return EXTRA_VARIANTS[name]
+    method, *settings = name.split("+")
+    return method, tuple(f"method.{setting}" for setting in settings)
 
 
 def _unknown(kind: str, names: Sequence[str], known: Collection[str]) -> None:
@@ -202,7 +207,8 @@ def check_options(opts: CompareOptions) -> list[str]:
     Raises :class:`ConfigError` naming the option or override at fault.
     """
     _unknown("--methods", opts.methods, METHODS)
-    _unknown("--variants", opts.variants, [v for v in EXTRA_VARIANTS if v != UPPER_BOUND])
+    _unknown("--variants", [v for v in opts.variants if "+" not in v], [v for v in EXTRA_VARIANTS if v != UPPER_BOUND])
+    _unknown("--variants", [variant_of(v)[0] for v in opts.variants if "+" in v], METHODS)
     _unknown("--budget", opts.budgets, BUDGETS)
     if not opts.methods:
         raise ConfigError("--methods: give at least one method")
