@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from dualteacher.methods import Batch, Method, MethodContext
-from dualteacher.models.network import build_model
+from dualteacher.models.smp import build_model
 from dualteacher.registry import METHODS
 
 NUM_CLASSES = 3

@@ -14,7 +14,7 @@ from conftest import tiny_overrides
 from method_contract import MethodContract
 from dualteacher.experiments import compare
 from dualteacher.experiments import recipe
-from dualteacher.semi.augment import make_mix_mask, no_mixing
+from dualteacher.semi.mixing import make_mix_mask, no_mixing
 from dualteacher.cli import build_parser, sub_commands
 from dataclasses import dataclass
 

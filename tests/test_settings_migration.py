@@ -20,8 +20,8 @@ from dualteacher.inference.model import checkpoint_card
 from dualteacher.methods.common import PseudoLabelSettings
 from dualteacher.methods.dual_teacher import DualTeacherSettings
 from dualteacher.registry import METHODS
-from dualteacher.models.network import model_from_config, model_normalization
-from dualteacher.semi.augment import normalize
+from dualteacher.models.build import model_from_config, model_normalization
+from dualteacher.models.contract import normalize
 
 SECTIONS = json.loads((Path(__file__).parent / "fixtures" / "method_sections_0.1.0.json").read_text())
 

@@ -75,8 +75,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The network; built by :func:`dualteacher.models.network.model_from_config` (SMP architectures:
-    :func:`dualteacher.models.network.build_model`)."""
+    """The network; built by :func:`dualteacher.models.build.model_from_config` (SMP architectures:
+    :func:`dualteacher.models.smp.build_model`)."""
 
     arch: str = "deeplabv3plus"
     encoder: str = "resnet50"

@@ -85,16 +85,16 @@ DATASETS = Registry("dataset", {
 """``data.dataset`` -> :class:`~dualteacher.data.source.DataSource` subclass."""
 
 NETWORKS = Registry("network", {})
-"""``model.arch`` -> :class:`~dualteacher.models.network.NetworkBuilder` of a network not from
-segmentation_models_pytorch (a :class:`~dualteacher.models.network.SegmentationNetwork`); looked up before
+"""``model.arch`` -> :class:`~dualteacher.models.contract.NetworkBuilder` of a network not from
+segmentation_models_pytorch (a :class:`~dualteacher.models.contract.SegmentationNetwork`); looked up before
 the SMP architectures, which are ``models.ARCHITECTURES``."""
 
 MIXINGS = Registry("mixing", {
-    "cutmix": "dualteacher.semi.augment:cutmix",
-    "classmix": "dualteacher.semi.augment:classmix",
-    "none": "dualteacher.semi.augment:no_mixing",
+    "cutmix": "dualteacher.semi.mixing:cutmix",
+    "classmix": "dualteacher.semi.mixing:classmix",
+    "none": "dualteacher.semi.mixing:no_mixing",
 })
-"""``method.mixings`` -> mixing-mask function (:class:`~dualteacher.semi.augment.MixMask`)."""
+"""``method.mixings`` -> mixing-mask function (:class:`~dualteacher.semi.mixing.MixMask`)."""
 
 THRESHOLD_MODES = Registry("threshold mode", {
     "pixel": "dualteacher.semi.losses:pixel_weights",

@@ -15,7 +15,7 @@ from dualteacher.data.core import collate_eval
 from dualteacher.data.registry import open_source
 from dualteacher.inference.metrics import Predictor, evaluate, logits_predictor, size_groups, unpadded_groups
 from dualteacher.inference.modes import EvalSettings, build_predictor, evaluate_split
-from dualteacher.models.network import build_model
+from dualteacher.models.smp import build_model
 
 # (H, W) of the val images: all different, except one size that appears twice (batched together).
 SIZES = [(41, 53), (37, 61), (50, 33), (45, 45), (29, 70), (63, 39), (45, 45)]

@@ -25,7 +25,7 @@ from dualteacher.config import load_config
 from dualteacher.data.registry import open_source
 from dualteacher.inference.hub import HubError
 from dualteacher.inference.model import checkpoint_card
-from dualteacher.models.network import model_from_config, model_normalization
+from dualteacher.models.build import model_from_config, model_normalization
 from dualteacher.training.loop import train
 
 REPO = "org/name"

@@ -8,21 +8,9 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from dualteacher.semi.augment import (
-    StrongAugConfig,
-    apply_mix,
-    beta_integer,
-    classmix_mask,
-    color_jitter,
-    cutmix_mask,
-    gaussian_blur,
-    hsv_to_rgb,
-    make_mix_mask,
-    normalize,
-    random_partner,
-    rgb_to_hsv,
-    strong_photometric,
-)
+from dualteacher.semi.photometric import StrongAugConfig, color_jitter, gaussian_blur, hsv_to_rgb, rgb_to_hsv, strong_photometric
+from dualteacher.semi.mixing import apply_mix, beta_integer, classmix_mask, cutmix_mask, make_mix_mask, random_partner
+from dualteacher.models.contract import normalize
 from dualteacher.registry import MIXINGS
 
 torch.set_num_threads(1)

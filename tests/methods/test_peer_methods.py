@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from conftest import tiny_overrides
-from dualteacher.semi.augment import channel_dropout
+from dualteacher.semi.features import channel_dropout
 from dualteacher.checkpoint import load_checkpoint
 from dualteacher.config import ConfigError, load_config
 from dualteacher.methods.unimatch import UniMatchSettings
 from dualteacher.training.loop import train
 from dualteacher.methods import Batch, MethodContext, build_method
-from dualteacher.models.network import build_model
+from dualteacher.models.smp import build_model
 from dualteacher.runlog import read_log
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)

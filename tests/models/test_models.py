@@ -1,4 +1,4 @@
-"""Tests for dualteacher.models.network: building by name, padding, drop-path, splits and weight loading."""
+"""Tests for dualteacher.models.smp: building by name, padding, drop-path, splits and weight loading."""
 
 from __future__ import annotations
 
@@ -13,12 +13,8 @@ from safetensors.torch import save_file
 from timm.layers import DropPath
 from torch import nn
 
-from dualteacher.models.network import (
-    build_model,
-    count_parameters,
-    default_normalization,
-    resolve_encoder_name,
-)
+from dualteacher.models.smp import build_model, default_normalization, resolve_encoder_name
+from dualteacher.models.contract import count_parameters
 from dualteacher.models.pretrained import WeightsMismatchError
 
 torch.set_num_threads(1)

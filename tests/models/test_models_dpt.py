@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from dualteacher.models.network import build_model
+from dualteacher.models.smp import build_model
 from dualteacher.models.pretrained import WeightsMismatchError
 
 

@@ -13,10 +13,12 @@ from torch import Tensor, nn
 
 from conftest import tiny_overrides
 from dualteacher import load_model
-from dualteacher.semi.augment import normalize
+from dualteacher.models.contract import normalize
 from dualteacher.config import ModelConfig, load_config
 from dualteacher.training.loop import Trainer, train
-from dualteacher.models.network import FeaturePerturbation, SegmentationNetwork, build_model, model_from_config
+from dualteacher.models.contract import FeaturePerturbation, SegmentationNetwork
+from dualteacher.models.smp import build_model
+from dualteacher.models.build import model_from_config
 from dualteacher.registry import NETWORKS
 from dualteacher.runlog import read_log
 

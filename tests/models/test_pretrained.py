@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from skimage import data
 from timm.layers import Conv2dSame
 
-from dualteacher.models.network import build_model, default_normalization
+from dualteacher.models.smp import build_model, default_normalization
 from dualteacher.models.pretrained import (
     EFFICIENTNET_LITE0,
     efficientnet_lite0_imagenet_state_dict,

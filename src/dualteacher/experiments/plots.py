@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from dualteacher.semi.augment import normalize  # noqa: E402
+from dualteacher.models.contract import normalize
 from dualteacher.inference.colors import colorize, palette  # noqa: E402
 from dualteacher.data.source import DataSource  # noqa: E402
 from dualteacher.inference.model import LoadedModel, load_model  # noqa: E402

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from dualteacher import __version__
 from dualteacher.extras import require
 from dualteacher.inference.model import LoadedModel
-from dualteacher.models.network import SegmentationNetwork
+from dualteacher.models.contract import SegmentationNetwork
 
 OPSET = 17
 CHECK_PURPOSE = "checking an ONNX export against PyTorch"

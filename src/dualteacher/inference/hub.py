@@ -434,7 +434,7 @@ def load_shared(name: str | Path, role: str | None = None, device: str | torch.d
     :class:`HubError` naming the folder or id and what is missing, :class:`CheckpointError`
     for weights that do not fit the network its config describes."""
     from dualteacher.inference.model import loaded_model
-    from dualteacher.models.network import model_from_config
+    from dualteacher.models.build import model_from_config
 
     folder = Path(name)
     label = str(name)

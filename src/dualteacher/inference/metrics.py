@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from dualteacher.semi.augment import normalize
+from dualteacher.models.contract import normalize
 from dualteacher.data.transforms import IGNORE_INDEX
 
 

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from dualteacher.semi.augment import normalize
+from dualteacher.models.contract import normalize
 from dualteacher.checkpoint import CheckpointError, load_checkpoint, load_module
 from dualteacher.inference.colors import palette
 from dualteacher.config import Config, DataConfig, config_from_dict
@@ -34,7 +34,8 @@ from dualteacher.data.registry import open_source, reader
 from dualteacher.data.transforms import IGNORE_INDEX
 from dualteacher.inference.metrics import Metrics, Predictor
 from dualteacher.inference.modes import EvalSettings, build_predictor, evaluate_split
-from dualteacher.models.network import Normalization, SegmentationNetwork, model_from_config
+from dualteacher.models.contract import Normalization, SegmentationNetwork
+from dualteacher.models.build import model_from_config
 
 ImageInput = str | Path | Image.Image | np.ndarray
 

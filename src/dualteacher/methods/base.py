@@ -18,11 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from dualteacher.config import MethodSettings, OptimConfig
-from dualteacher.semi.augment import StrongAugConfig, normalize
+from dualteacher.semi.photometric import StrongAugConfig
+from dualteacher.models.contract import normalize
 from dualteacher.training.optim import optimizer_groups
 
 if TYPE_CHECKING:
-    from dualteacher.models.network import SegmentationNetwork
+    from dualteacher.models.contract import SegmentationNetwork
 
 ModelBuilder = Callable[[float], "SegmentationNetwork"]
 """Builds a fresh network (an ``nn.Module``) with the given drop-path (stochastic depth) rate."""

@@ -13,12 +13,13 @@ from torch import Tensor, nn
 from dualteacher.config import MethodSettings
 from dualteacher.data.transforms import IGNORE_INDEX
 from dualteacher.registry import MIXINGS, THRESHOLD_MODES
-from dualteacher.semi.augment import apply_mix, make_mix_mask, random_partner, strong_photometric
+from dualteacher.semi.mixing import apply_mix, make_mix_mask, random_partner
+from dualteacher.semi.photometric import strong_photometric
 from dualteacher.semi.losses import pseudo_label_loss, supervised_ce
 
 if TYPE_CHECKING:
     from dualteacher.methods.base import Batch, Method, MethodContext
-    from dualteacher.models.network import SegmentationNetwork
+    from dualteacher.models.contract import SegmentationNetwork
 
 
 @dataclass

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from dualteacher.methods.base import Batch, Method, MethodContext
-from dualteacher.semi.augment import strong_photometric
+from dualteacher.semi.photometric import strong_photometric
 from dualteacher.methods.common import TeacherSettings, confident_fraction, make_teacher, mix, mixing_check, pseudo_label
 from dualteacher.semi.losses import pseudo_label_loss, supervised_ce
 from dualteacher.semi.teachers import TeacherPool

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 from dualteacher.methods.base import Batch, Method
 from dualteacher.methods.common import PseudoLabelSettings, confidence_and_label, confident_fraction, mix, mixing_check
-from dualteacher.semi.augment import channel_dropout, strong_photometric
+from dualteacher.semi.features import channel_dropout
+from dualteacher.semi.photometric import strong_photometric
 from dualteacher.semi.losses import pseudo_label_loss, supervised_ce
 
 FP_SHARE = 0.5

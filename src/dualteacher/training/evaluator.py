@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from dualteacher.training import distributed
-from dualteacher.semi.augment import normalize
+from dualteacher.models.contract import normalize
 from dualteacher.checkpoint import module_tensors, save_checkpoint
 from dualteacher.config import Config
 from dualteacher.data.build import SplitData, eval_loader
@@ -23,7 +23,7 @@ from dualteacher.inference.metrics import Metrics, evaluate, logits_predictor
 from dualteacher.inference.model import checkpoint_card
 from dualteacher.inference.modes import EvalSettings, build_predictor
 from dualteacher.methods import Method
-from dualteacher.models.network import Normalization
+from dualteacher.models.contract import Normalization
 from dualteacher.experiments.plots import PICTURE_IMAGES, teacher_picture
 from dualteacher.runlog import RunLog
 from dualteacher.training.state import TrainingState

@@ -39,7 +39,8 @@ from dualteacher.data.check import needs_unlabeled, preflight
 from dualteacher.data.core import DataError
 from dualteacher.training.evaluator import Evaluator
 from dualteacher.methods import Batch, Method, MethodContext, build_method
-from dualteacher.models.network import SegmentationNetwork, model_from_config, model_normalization
+from dualteacher.models.contract import SegmentationNetwork
+from dualteacher.models.build import model_from_config, model_normalization
 from dualteacher.training.optim import Optimization, build_optimizer, lr_factor, resolve_amp, set_lr
 from dualteacher.runlog import RunLog
 from dualteacher.training.streams import TrainBatches, seed_iteration

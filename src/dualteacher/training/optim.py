@@ -24,7 +24,7 @@ def optimizer_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]
     """The optimiser groups of one network: (encoder, head) × (decay, no decay), empty ones left out.
 
     The head (decoder and classifier) learns ``head_lr_mult`` times faster, as in the papers; the
-    split is a :class:`~dualteacher.models.network.SegmentationNetwork`'s ``param_groups()`` (encoder,
+    split is a :class:`~dualteacher.models.contract.SegmentationNetwork`'s ``param_groups()`` (encoder,
     head), and a module without it is all head. Each group stores its
     ``base_lr`` for :func:`set_lr`.
     """

@@ -23,7 +23,7 @@ from dualteacher.config import Config, TrainConfig
 from dualteacher.data.build import SplitData
 from dualteacher.inference.model import checkpoint_card
 from dualteacher.methods import Method
-from dualteacher.models.network import Normalization
+from dualteacher.models.contract import Normalization
 from dualteacher.training.optim import Optimization
 from dualteacher.training.resume import compare, continued_anchor, data_fingerprint, decide
 from dualteacher.runlog import append_record, rewind_log

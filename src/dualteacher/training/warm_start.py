@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from dualteacher.checkpoint import CheckpointError, load_checkpoint, load_module
 from dualteacher.config import ConfigError, ModelConfig, config_from_dict
-from dualteacher.models.network import Normalization
+from dualteacher.models.contract import Normalization
 
 ARCHITECTURE_KEYS = ("arch", "encoder", "output_stride", "decoder_channels")
 """The ``model`` settings that decide the shape of the weights (the input normalisation is

@@ -1,7 +1,7 @@
-"""Segmentation networks: the contract every network meets (:class:`SegmentationNetwork`), the one
-function that builds a run's network from its ``model`` settings (:func:`model_from_config`, for
-training and for loading a checkpoint alike), and the networks built by name through
-segmentation_models_pytorch (SMP).
+"""The networks built by name through segmentation_models_pytorch (SMP): :func:`build_model`,
+the :class:`SegModel` adapter that meets :class:`~dualteacher.models.contract.SegmentationNetwork`
+(padding to its stride, a feature/decoder split, adjustable drop-path) and the normalisation
+each encoder's weights expect.
 
 Conventions fixed here for the SMP networks:
 
@@ -34,8 +34,8 @@ Conventions fixed here for the SMP networks:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Any
 
 import segmentation_models_pytorch as smp
 import timm
@@ -47,7 +47,6 @@ from segmentation_models_pytorch.decoders.dpt.decoder import DPTDecoder
 from timm.layers import DropPath
 from torch import Tensor, nn
 
-from dualteacher.config import ModelConfig
 from dualteacher.models.pretrained import (
     EFFICIENTNET_LITE0,
     EFFICIENTNET_LITE0_MEAN_STD,
@@ -56,12 +55,8 @@ from dualteacher.models.pretrained import (
     load_into,
     load_state_dict_file,
 )
-from dualteacher.registry import NETWORKS
+from dualteacher.models.contract import IMAGENET_MEAN_STD, FeaturePerturbation, Normalization, triple
 
-Normalization = tuple[tuple[float, float, float], tuple[float, float, float]]
-"""Per-channel (mean, std) of RGB inputs in [0, 1]."""
-
-IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 ARCHITECTURES: dict[str, type[SegmentationModel]] = {
     "deeplabv3plus": smp.DeepLabV3Plus,
     "segformer": smp.Segformer,
@@ -69,60 +64,17 @@ ARCHITECTURES: dict[str, type[SegmentationModel]] = {
     "fpn": smp.FPN,
     "dpt": smp.DPT,
 }
+
+
 DEEPLAB_ATROUS_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
+
+
 TIMM_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+
+
 # Keys of classifier checkpoints that a segmentation backbone never has (and DINOv2's
 # masked-image-modelling token, present in Meta's released DINOv2 checkpoints).
 _HEAD_PREFIXES = ("fc.", "classifier.", "head.", "last_linear.", "mask_token")
-
-
-FeaturePerturbation = Callable[[list[Tensor]], list[Tensor]]
-"""Maps encoder feature maps (see :meth:`SegModel.features`) to perturbed ones."""
-
-
-@runtime_checkable
-class SegmentationNetwork(Protocol):
-    """What the engine, the methods, inference and export ask of a network, beyond being an
-    ``nn.Module`` (parameters, state dict, train/eval, DDP): the contract for a network not from
-    segmentation_models_pytorch. :class:`SegModel` is the built-in one; a builder registered in
-    :data:`~dualteacher.registry.NETWORKS` returns another (:func:`model_from_config` checks it).
-
-    Drop-path (stochastic depth) is the builder's ``drop_path`` argument; a network without it
-    refuses a rate > 0 with ``ValueError``.
-    """
-
-    stride: int
-    """Input sides are padded (bottom/right) up to a multiple of this inside the network (1: no
-    padding); the logits still have the input size. Export pads to it in the graph."""
-
-    def __call__(self, x: Tensor, perturb: FeaturePerturbation | None = None) -> Tensor | tuple[Tensor, Tensor]:
-        """The module's ``forward``: float logits ``[B, num_classes, H, W]`` for normalised float
-        images ``x`` ``[B, 3, H, W]`` of any H, W (float32; under CUDA autocast the logits may be
-        bf16/fp16).
-
-        With ``perturb`` (only method ``unimatch`` passes one), one encoder pass decoded twice:
-        returns (the clean logits, the logits decoded from ``perturb(features)``), where
-        ``features`` is the network's list of feature maps ``[B, C_i, H_i, W_i]`` and ``perturb``
-        may keep a sub-batch (its logits then have that batch size). Both streams must run inside
-        this call so that DDP synchronises their gradients.
-        """
-        ...
-
-    def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        """(encoder parameters, decoder and head parameters), a partition of every parameter;
-        the second group learns ``optim.head_lr_mult`` times faster."""
-        ...
-
-
-class NetworkBuilder(Protocol):
-    """A function that builds a :class:`SegmentationNetwork` from the run's ``model`` settings:
-    what :data:`~dualteacher.registry.NETWORKS` maps a ``model.arch`` name to."""
-
-    def __call__(self, model: ModelConfig, num_classes: int, *, drop_path: float, pretrained: bool) -> SegmentationNetwork:
-        """``pretrained`` False: random init (a checkpoint's weights are loaded over it), so
-        ``model.weights`` is neither read nor downloaded. Raises ValueError for settings the
-        network cannot honour."""
-        ...
 
 
 def resolve_encoder_name(encoder: str) -> str:
@@ -250,46 +202,6 @@ class SegModel(nn.Module):
         for name, factor in self._drop_path_factors.items():
             self.get_submodule(name).drop_prob = factor * rate
         self.drop_path = rate
-
-
-def model_from_config(
-    model: ModelConfig, num_classes: int, *, drop_path: float = 0.0, pretrained: bool = True
-) -> SegmentationNetwork:
-    """The network that the ``model`` settings describe: the one place that reads them, for
-    training and for rebuilding a checkpoint's network alike.
-
-    ``model.arch`` names a builder of :data:`~dualteacher.registry.NETWORKS` (looked up first) or
-    an SMP architecture (:func:`build_model`). ``pretrained`` False builds a random-init network
-    without reading or downloading ``model.weights`` (a checkpoint's weights go over it).
-    Raises ValueError for settings the network cannot honour, TypeError for a registered builder
-    whose result is not an ``nn.Module`` meeting :class:`SegmentationNetwork`.
-    """
-    if model.arch not in NETWORKS:
-        return build_model(
-            model.arch,
-            model.encoder,
-            num_classes,
-            weights=model.weights if pretrained else None,
-            output_stride=model.output_stride,
-            drop_path=drop_path,
-            decoder_channels=model.decoder_channels,
-            aspp_dropout=model.aspp_dropout,
-        )
-    builder: NetworkBuilder = NETWORKS.get(model.arch)
-    network = builder(model, num_classes, drop_path=drop_path, pretrained=pretrained)
-    if not (isinstance(network, nn.Module) and isinstance(network, SegmentationNetwork)):
-        raise TypeError(
-            f"network {model.arch!r} built a {type(network).__name__}, not an nn.Module with "
-            "forward(x, perturb=None), .stride and .param_groups() (models.SegmentationNetwork)"
-        )
-    return network
-
-
-def model_normalization(model: ModelConfig) -> Normalization:
-    """The (mean, std) the network's inputs are normalised with, for images in [0, 1]: the
-    configured ``model.mean``/``model.std``, else those of the encoder's weights."""
-    mean, std = default_normalization(model.encoder, model.weights)
-    return _triple(model.mean or mean), _triple(model.std or std)
 
 
 def build_model(
@@ -497,17 +409,7 @@ def default_normalization(encoder: str, weights: str | None = None) -> Normaliza
     if timm_name is not None and timm.is_model(timm_name):
         cfg = timm.models.get_pretrained_cfg(timm_name)
         if cfg is not None:
-            return _triple(cfg.mean), _triple(cfg.std)
+            return triple(cfg.mean), triple(cfg.std)
     if "tf_efficientnet_lite" in name:
         return EFFICIENTNET_LITE0_MEAN_STD
     return IMAGENET_MEAN_STD
-
-
-def _triple(values: Sequence[float]) -> tuple[float, float, float]:
-    first, second, third = values
-    return float(first), float(second), float(third)
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameter elements in ``model``."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
