@@ -32,6 +32,7 @@ import torch.distributed as dist
 from torch import Tensor
 from tqdm import tqdm
 
+from dualteacher import environment
 from dualteacher.training import distributed
 from dualteacher.config import Config, save_config
 from dualteacher.data.build import SplitData, open_splits
@@ -193,7 +194,7 @@ class Trainer:
         self.batches = TrainBatches(cfg, self.data, self.schedule, self.device, unlabeled=self.method.uses_unlabeled,
                                     rank=self.rank, world=self.world)
         # what the loop has done: with the networks and the optimiser, what a checkpoint carries
-        self.state = TrainingState()
+        self.state = TrainingState(environments=[environment.entry(0, self.device, self.world)])
         self.checkpoints = TrainingCheckpoints(cfg, self.data, self.method, self.optimization, self.schedule,
                                                (self.mean, self.std))
         self.evaluator = Evaluator(cfg, self.data, self.method, (self.mean, self.std), self.device, self.state,
@@ -351,11 +352,13 @@ class Trainer:
         return record
 
     def _open_session(self) -> _Session:
-        """The log (and the run's config.yaml), the batches from here on, the first log window, the bar."""
+        """The log (and the run's config.yaml and environment.json), the batches from here on, the
+        first log window, the bar."""
         log = RunLog(self.run_dir, enabled=self.rank == 0)
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.run_dir / "config.yaml")
+            environment.write_environments(self.run_dir, self.state.environments)
         batches = self.batches.start(self.state.iteration)
         self.optimization.bad_in_a_row = 0  # each fit() counts bad steps afresh, as a resumed run does
         self.method.train()
