@@ -142,7 +142,8 @@ def test_wandb_offline_run_holds_config_history_and_the_best_network_and_a_resum
     wandb_dir.mkdir()
     for key, value in {"WANDB_MODE": "offline", "WANDB_DIR": wandb_dir, "WANDB_SILENT": "true",
                        "WANDB_CACHE_DIR": tmp_path / "cache", "WANDB_DATA_DIR": tmp_path / "data_dir",
-                       "WANDB_CONFIG_DIR": tmp_path / "config_dir"}.items():
+                       "WANDB_CONFIG_DIR": tmp_path / "config_dir",
+                       "XDG_CACHE_HOME": tmp_path / "xdg_cache"}.items():  # wandb-core's own logs
         monkeypatch.setenv(key, str(value))
     monkeypatch.delenv("WANDB_PROJECT", raising=False)
     run = tmp_path / "mine"
