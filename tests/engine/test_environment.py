@@ -83,3 +83,10 @@ def test_a_resume_in_another_environment_keeps_both_and_warns(tmp_path: Path, mo
     assert json.loads(capsys.readouterr().out)["environments"] == entries
     assert main(["report", str(run), "--out", str(tmp_path / "r.png")]) == 0
     assert "environment from iteration 1:" in capsys.readouterr().out
+
+    pytest.importorskip("huggingface_hub", reason="the model card needs pip install 'dualteacher[hub]'")
+    hub = tmp_path / "hub"
+    assert main(["push", str(run / "best.safetensors"), "--repo-id", "org/name", "--local-dir", str(hub)]) == 0
+    assert json.loads((hub / "config.json").read_text())["environments"] == entries
+    card = (hub / "README.md").read_text()
+    assert "## Environment" in card and "environment from iteration 1:" in card and "torch 9.9.9" in card
