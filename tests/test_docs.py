@@ -96,7 +96,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_site_has_every_page_and_the_figures(site: Path) -> None:
     for page in ("getting-started", "training", "compare", "evaluation", "inference", "benchmarks", "distributed",
-                 "reproducibility", "data-checks", "report", "methods", "extending", "code-map"):
+                 "reproducibility", "tracking", "data-checks", "report", "methods", "extending", "code-map"):
         assert (site / page / "index.html").is_file(), page
     for figure in ("demo.png", "predict_example.png", "results/compare/miou_vs_time.png",
                    "results/compare_from_scratch/miou_vs_time.png"):

@@ -22,10 +22,11 @@ from dualteacher.config import ConfigError, MethodSettings, load_config
 from dualteacher.data.check import needs_unlabeled
 from dualteacher.data.source import DataSource
 from dualteacher.training.loop import train
+from dualteacher.training.trackers import CsvTracker, Tracker
 from dualteacher.inference.modes import EvalMode
 from dualteacher.semi.losses import supervised_ce
 from dualteacher.methods import Batch, Method
-from dualteacher.registry import DATASETS, EVAL_MODES, METHODS, MIXINGS, THRESHOLD_MODES, Registry
+from dualteacher.registry import DATASETS, EVAL_MODES, METHODS, MIXINGS, THRESHOLD_MODES, TRACKERS, Registry
 
 
 class LabelledOnly(Method):
@@ -57,6 +58,15 @@ def test_every_function_entry_resolves(registry: Registry) -> None:
     assert all(callable(registry.get(name)) for name in registry)
 
 
+def test_every_tracker_has_the_tracker_methods() -> None:
+    methods = [name for name in vars(Tracker) if not name.startswith("_") and callable(getattr(Tracker, name))]
+    assert methods == ["start", "log_params", "log_metrics", "log_image", "log_artifact", "finish"]
+    for name in TRACKERS:
+        tracker = TRACKERS.get(name)
+        assert all(callable(getattr(tracker, method, None)) for method in methods), name
+        assert isinstance(tracker.requires, tuple) and isinstance(tracker.install, str), name
+
+
 def test_importing_the_registries_and_the_config_loads_no_torch() -> None:
     code = "import sys, dualteacher.registry, dualteacher.config; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -80,6 +90,7 @@ def test_a_name_is_registered_once_and_only_inside_its_block() -> None:
     (EVAL_MODES, "data.eval_mode", "toy", EvalMode()),
     (THRESHOLD_MODES, "method.threshold_mode", "toy", lambda confident, valid: valid),
     (MIXINGS, "method.mixings", "[toy]", no_mixing),
+    (TRACKERS, "train.loggers", "[toy]", CsvTracker),
 ])
 def test_config_validation_reads_the_registries(registry: Registry, key: str, value: str, target: object) -> None:
     method = [] if key == "method.name" else ["method.name=dual_teacher"]

@@ -85,6 +85,7 @@ def _length(cfg: Config) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from dualteacher.environment import describe
     from dualteacher.inference.model import load_model
 
     model = load_model(args.checkpoint, role=args.model, device=args.device)
@@ -103,7 +104,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     dataset = args.dataset or model.state["config"]["data"]["dataset"]
     result = {
         "checkpoint": str(args.checkpoint), "model": model.role, "dataset": dataset, "split": split,
-        "mode": settings.mode, **metrics.as_dict(model.classes),
+        "mode": settings.mode, **metrics.as_dict(model.classes), "environments": model.state.get("environments", []),
     }
     if args.json:
         print(json.dumps(result, indent=1))
@@ -112,6 +113,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
               f"pixel accuracy {metrics.pixel_accuracy:.4f}")
         for name, iou in result["iou"].items():
             print(f"  {name:<24} {'absent' if iou is None else f'{iou:.4f}'}")
+        print("trained in:\n" + "\n".join(describe(result["environments"])))
     return 0
 
 
@@ -280,6 +282,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from dualteacher.environment import describe, read_environments
     from dualteacher.experiments.plots import report_figure
 
     run_dir = Path(args.run_dir)
@@ -288,6 +291,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 2
     path = report_figure(run_dir, args.out or run_dir / "report.png")
     print(f"wrote {path}")
+    print("\n".join(describe(read_environments(run_dir))))
     return 0
 
 

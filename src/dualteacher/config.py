@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from dualteacher.registry import DATASETS, EVAL_MODES, METHODS, Registry
+from dualteacher.registry import DATASETS, EVAL_MODES, METHODS, TRACKERS, Registry
 
 
 SHIPPED_CONFIGS = "configs"
@@ -137,6 +137,9 @@ class TrainConfig:
     ``max_bad_steps`` such steps in a row stop the run. ``amp`` is the autocast precision on CUDA
     (``auto`` = bf16; ``fp16`` adds a checkpointed GradScaler; the CPU always trains in float32);
     ``channels_last`` stores the networks and input batches in NHWC memory order.
+    ``loggers`` names the experiment trackers (:data:`~dualteacher.registry.TRACKERS`: tensorboard,
+    csv, mlflow, wandb) that get the run's settings, scalars, pictures and best network besides
+    ``metrics.jsonl``; ``metrics.csv`` is always written (see :mod:`dualteacher.training.trackers`).
     """
 
     epochs: int = 10
@@ -157,6 +160,7 @@ class TrainConfig:
     max_bad_steps: int = 5
     amp: str = "auto"
     channels_last: bool = False
+    loggers: tuple[str, ...] = ("tensorboard",)
 
 
 @dataclass
@@ -358,6 +362,9 @@ def validate(cfg: Config) -> Config:
     for name, ok, why in cfg.method.checks():
         if not ok:
             raise ConfigError(f"method.{name}: {why}")
+    unknown_loggers = [name for name in cfg.train.loggers if name not in TRACKERS]
+    if unknown_loggers:
+        raise ConfigError(f"train.loggers: unknown tracker {unknown_loggers[0]!r} ({', '.join(TRACKERS)})")
     return cfg
 
 

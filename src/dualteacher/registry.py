@@ -1,5 +1,5 @@
 """Every extension point by name: training methods, dataset layouts, networks, mixings,
-pseudo-label threshold modes and evaluation modes.
+pseudo-label threshold modes, evaluation modes and experiment trackers.
 
 A registry maps each name to its implementation, written as ``"module:attribute"`` so that the
 names are known (configuration checks, command-line choices) without importing PyTorch; the
@@ -109,3 +109,11 @@ EVAL_MODES = Registry("evaluation mode", {
     "slide": "dualteacher.inference.modes:SLIDE",
 })
 """``data.eval_mode`` -> :class:`~dualteacher.inference.modes.EvalMode`."""
+
+TRACKERS = Registry("tracker", {
+    "tensorboard": "dualteacher.training.trackers:TensorBoardTracker",
+    "csv": "dualteacher.training.trackers:CsvTracker",
+    "mlflow": "dualteacher.training.trackers:MlflowTracker",
+    "wandb": "dualteacher.training.trackers:WandbTracker",
+})
+"""``train.loggers`` -> :class:`~dualteacher.training.trackers.Tracker` class (``csv`` always runs)."""

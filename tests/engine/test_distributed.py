@@ -174,6 +174,22 @@ def test_torchrun_unimatch_syncs_both_streams(tiny_data, tmp_path: Path) -> None
     assert [r["epoch"] for r in read_log(run) if r["type"] == "eval"] == [1]
 
 
+@pytest.mark.slow
+def test_torchrun_tracks_on_rank_0_only(tiny_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only rank 0 writes the CSV log and opens an MLflow run; the environment records both ranks' world."""
+    tracking = pytest.importorskip("mlflow.tracking", reason="needs pip install 'dualteacher[mlflow]'")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run = tmp_path / "run"
+    torchrun_train(tiny_overrides(tiny_data, run, train__batch_size=2, train__epochs=1, train__loggers="[mlflow]"))
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows if ",train/loss," in row] == ["1", "2", "3"]  # once each
+    client = tracking.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "dualteacher"]
+    assert len(client.search_runs([experiment.experiment_id])) == 1
+    (entry,) = json.loads((run / "environment.json").read_text())["environments"]
+    assert entry["world_size"] == WORLD
+
+
 def test_backend_follows_the_device_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
     monkeypatch.delenv(distributed.BACKEND_ENV, raising=False)

@@ -54,7 +54,8 @@ class ExportWrapper(nn.Module):
 
 
 def model_card(model: LoadedModel) -> dict[str, Any]:
-    """What a user of the ONNX file needs to know, as written to ``<model>.json``."""
+    """What a user of the ONNX file needs to know, as written to ``<model>.json``, with the software
+    and hardware the network was trained in (``environments``, :mod:`dualteacher.environment`)."""
     return {
         "format": "dualteacher-onnx",
         "dualteacher_version": __version__,
@@ -74,6 +75,7 @@ def model_card(model: LoadedModel) -> dict[str, Any]:
         "normalization": {"mean": list(model.mean), "std": list(model.std), "applied_inside_model": True},
         "stride": model.stride,
         "protocol": dataclasses.asdict(model.prediction_settings()),
+        "environments": model.state.get("environments", []),
     }
 
 

@@ -7,11 +7,12 @@ repository or kept on disk:
   them, metadata ``{"format": "pt"}``): no optimiser, no other network, no pickles;
 * ``config.json``: what :func:`~dualteacher.inference.model.load_model` needs besides the
   weights (the run's settings, classes, normalisation, architecture), the recorded val
-  metrics, the command that reproduces them and the dualteacher version;
+  metrics, the command that reproduces them, the dualteacher version and what the run trained
+  in (``environments``, :mod:`dualteacher.environment`);
 * ``README.md``: a model card whose YAML front matter (library, licence, pipeline tag, tags,
   datasets, ``model-index`` with the val mIoU) is written by ``huggingface_hub``'s
-  :class:`~huggingface_hub.ModelCardData`, and whose body describes the method, the recipe and
-  the classes.
+  :class:`~huggingface_hub.ModelCardData`, and whose body describes the method, the recipe, the
+  classes and the environment.
 
 :func:`load_shared` reads such a folder, or a hub id ``ORG/NAME`` fetched with
 ``huggingface_hub.snapshot_download`` (the hub cache, ``HF_HOME``/``HF_HUB_CACHE`` and
@@ -40,6 +41,7 @@ from safetensors.torch import load_file, save
 from dualteacher import __version__
 from dualteacher.checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
 from dualteacher.config import Config, config_from_dict
+from dualteacher.environment import describe
 from dualteacher.inference.modes import EvalSettings
 from dualteacher.registry import METHODS
 
@@ -194,6 +196,7 @@ def hub_config(model: LoadedModel, repo_id: str, checkpoint: Path) -> dict[str, 
         "eval_command": eval_command(repo_id, cfg) if metrics else None,
         "source": {"checkpoint": checkpoint.name, "repo_id": repo_id},
         "config": model.state["config"],
+        "environments": model.state.get("environments", []),
     }
 
 
@@ -336,6 +339,14 @@ def _card_body(config: dict[str, Any], repo_id: str, cfg: Config, protocol: dict
         "```",
         "",
         "</details>",
+        "",
+        "## Environment",
+        "",
+        "What it was trained in (also `environments` in config.json):",
+        "",
+        "```text",
+        *describe(config.get("environments")),
+        "```",
         "",
         "## Files",
         "",

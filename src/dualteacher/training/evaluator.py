@@ -96,7 +96,7 @@ class Evaluator:
         self.state.best = {"miou": metrics.miou, "role": role, "iteration": iteration}
         if self.rank == 0:
             state = {"kind": "model", "role": role, "iteration": iteration,
-                     "metrics": metrics.as_dict(self.data.classes), **self.card}
+                     "metrics": metrics.as_dict(self.data.classes), "environments": self.state.environments, **self.card}
             save_checkpoint(self.best_path, module_tensors("model", self.method.modules()[role]), state)
 
     def _picture(self, log: RunLog, iteration: int) -> None:

@@ -32,6 +32,7 @@ import torch.distributed as dist
 from torch import Tensor
 from tqdm import tqdm
 
+from dualteacher import environment
 from dualteacher.training import distributed
 from dualteacher.config import Config, save_config
 from dualteacher.data.build import SplitData, open_splits
@@ -45,6 +46,7 @@ from dualteacher.training.optim import Optimization, build_optimizer, lr_factor,
 from dualteacher.runlog import RunLog
 from dualteacher.training.streams import TrainBatches, seed_iteration
 from dualteacher.training.state import Schedule, TrainingCheckpoints, TrainingState
+from dualteacher.training.trackers import FAILED, FINISHED, check_trackers, open_trackers
 from dualteacher.training.warm_start import read_warm_start
 
 BAR_SECONDS = 0.1
@@ -132,13 +134,21 @@ class TrainWindow:
 
 @dataclass
 class _Session:
-    """What one :meth:`Trainer.fit` holds open: the log, the batches from here on, the current log
-    window and the progress bar."""
+    """What one :meth:`Trainer.fit` holds open: the log (and its trackers), the batches from here
+    on, the current log window and the progress bar; closing it gives the trackers ``artifacts``."""
 
     log: RunLog
     batches: Iterator[tuple[Batch, Batch | None]]
     window: TrainWindow
     bar: tqdm
+    artifacts: tuple[Path, ...] = ()
+
+    def __enter__(self) -> "_Session":
+        return self
+
+    def __exit__(self, error: type[BaseException] | None, *exc: object) -> None:
+        self.bar.close()
+        self.log.close(FINISHED if error is None else FAILED, self.artifacts)
 
     def write_window(self, iteration: int, epoch: int, lr: float, skipped_steps: int) -> None:
         """Log the window's mean losses, LR, throughput and skips; a non-finite mean loss stops the run."""
@@ -151,10 +161,6 @@ class _Session:
         self.log.write({"type": "train", "iteration": iteration, "epoch": epoch, **train})
         self.bar.set_postfix(loss=f"{train.get('loss', float('nan')):.3f}", lr=f"{lr:.2e}", ips=f"{images_per_s:.0f}",
                              refresh=False)  # shown at the bar's next redraw
-
-    def close(self) -> None:
-        self.bar.close()
-        self.log.close()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -175,6 +181,7 @@ class Trainer:
     """
 
     def __init__(self, cfg: Config, *, resume: bool = True, allow_changes: bool = False, progress: bool = True) -> None:
+        check_trackers(cfg.train.loggers)
         self.cfg = cfg
         self.progress = progress
         self.device = resolve_device(cfg.train.device)
@@ -194,7 +201,7 @@ class Trainer:
         self.batches = TrainBatches(cfg, self.data, self.schedule, self.device, unlabeled=self.method.uses_unlabeled,
                                     rank=self.rank, world=self.world)
         # what the loop has done: with the networks and the optimiser, what a checkpoint carries
-        self.state = TrainingState()
+        self.state = TrainingState(environments=[environment.entry(0, self.device, self.world)])
         self.checkpoints = TrainingCheckpoints(cfg, self.data, self.method, self.optimization, self.schedule,
                                                (self.mean, self.std))
         self.evaluator = Evaluator(cfg, self.data, self.method, (self.mean, self.std), self.device, self.state,
@@ -263,7 +270,7 @@ class Trainer:
     def _epoch_evaluation(self, log: RunLog) -> dict[str, Any]:
         """Evaluate at an epoch end, record it in the history and the log, print a summary."""
         state = self.state
-        with self._stop_on_data_error(log):
+        with self._stop_on_data_error():
             record = self.evaluator(state.iteration, state.iteration / self.schedule.iters_per_epoch, log)
         record["epoch"] = self.schedule.epoch(state.iteration)
         record["train_seconds"] = state.train_seconds
@@ -274,14 +281,13 @@ class Trainer:
         return record
 
     @contextmanager
-    def _stop_on_data_error(self, log: RunLog) -> Iterator[None]:
+    def _stop_on_data_error(self) -> Iterator[None]:
         """A :class:`DataError` inside (a file gone bad since the up-front check, or an image whose
         pixels only loading decodes) stops the run with a training checkpoint and a message that
         names the file, without the loader's traceback; the same command continues the run."""
         try:
             yield
         except DataError as error:
-            log.close()
             where = f"the run stopped at iteration {self.state.iteration}"
             if self.rank == 0:
                 path = self.checkpoints.save(self.state)
@@ -314,9 +320,8 @@ class Trainer:
         """
         state, schedule = self.state, self.schedule
         end = schedule.total_iters if stop_at is None else min(stop_at, schedule.total_iters)
-        session = self._open_session()
-        record = self._catch_up(session.log)
-        with StopSignals() as stop:
+        with self._open_session() as session, StopSignals() as stop:
+            record = self._catch_up(session.log)
             while state.iteration < end:
                 step_start = time.perf_counter()
                 # a method may switch teachers here (iteration and epoch are derived, so resume agrees)
@@ -326,7 +331,7 @@ class Trainer:
                 lr = set_lr(self.optimizer, lr_factor(state.iteration, schedule.total_iters, self.cfg.optim, state.lr_anchor))
                 gen = seed_iteration(self.cfg.train.seed, state.iteration, self.rank, self.device)
                 # data, forward, backward, step
-                with self._stop_on_data_error(session.log):
+                with self._stop_on_data_error():
                     labeled, unlabeled = next(session.batches)
                 loss, parts, stepped = self.train_step(labeled, unlabeled, gen)
                 state.iteration += 1
@@ -347,24 +352,26 @@ class Trainer:
                 if interrupted:
                     record = self._interrupted(record, interrupted)
                     break
-        session.close()
         distributed.barrier()
         return record
 
     def _open_session(self) -> _Session:
-        """The log (and the run's config.yaml), the batches from here on, the first log window, the bar."""
-        log = RunLog(self.run_dir, enabled=self.rank == 0)
+        """The log with its trackers (and the run's config.yaml and environment.json), the batches
+        from here on, the first log window, the bar."""
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.run_dir / "config.yaml")
+            environment.write_environments(self.run_dir, self.state.environments)
         batches = self.batches.start(self.state.iteration)
         self.optimization.bad_in_a_row = 0  # each fit() counts bad steps afresh, as a resumed run does
         self.method.train()
         unlabeled = self.schedule.batch_unlabeled if self.method.uses_unlabeled else 0
         images_per_iter = (self.schedule.batch_labeled + unlabeled) * self.world
+        trackers = open_trackers(self.cfg, self.run_dir, self.state.iteration) if self.rank == 0 else []
+        log = RunLog(self.run_dir, trackers, enabled=self.rank == 0)
         bar = progress_bar(self.schedule.total_iters, self.state.iteration,
                            progress_label(self.cfg.method.name, self.run_dir), self.progress and self.rank == 0)
-        return _Session(log, batches, TrainWindow(images_per_iter), bar)
+        return _Session(log, batches, TrainWindow(images_per_iter), bar, artifacts=(self.evaluator.best_path,))
 
     def _catch_up(self, log: RunLog) -> dict[str, Any]:
         """The latest evaluation record ({} before the first); first, when a data error stopped the

@@ -5,7 +5,8 @@ A run directory is resumed with the settings it is given now. Before any weight 
 class names, the epoch length the settings resolve to, and whether moved data is the same
 data), and :func:`decide` refuses, with nothing written, unless each difference is
 
-- a note: ``data.workers`` (no sample stream or number depends on it), applied without asking;
+- a note: ``data.workers`` and ``train.loggers`` (no sample stream or number depends on them),
+  applied without asking;
 - safe and accepted (``--resume-with-changes``): the run's length (``train.epochs``: the LR
   then continues from its current value, :func:`continued_anchor`), the evaluation, log and
   checkpoint cadence, checkpoints kept, device and precision, NaN guard, probe images, val batch
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 
 NOTE, SAFE, REFUSED = "note", "safe", "refused"
 
-NOTED = frozenset({"data.workers", "method.init_from"})  # init_from: a resumed run's networks come from its checkpoint
+# init_from: a resumed run's networks come from its checkpoint; loggers: where the same numbers are also sent
+NOTED = frozenset({"data.workers", "method.init_from", "train.loggers"})
 SAFE_KEYS = frozenset({
     "train.epochs", "train.eval_every", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
     "train.device", "train.amp", "train.channels_last", "train.deterministic", "train.nan_guard",

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from dualteacher.checkpoint import load_latest, load_module, load_optimizer, module_tensors, optimizer_tensors, save_rotating
 from dualteacher.config import Config, TrainConfig
+from dualteacher.environment import continue_environments
 from dualteacher.data.build import SplitData
 from dualteacher.inference.model import checkpoint_card
 from dualteacher.methods import Method
@@ -89,9 +90,10 @@ class Schedule:
 class TrainingState:
     """What the loop has done. ``lr_anchor`` is ``(iteration, factor)`` where a lengthened run's
     LR schedule continues from (None: the configured schedule); ``best`` is ``{"miou", "role",
-    "iteration"}`` of the best network so far (``{"miou": -1.0}`` before any). The evaluator
-    updates ``best``, the loop the rest; :meth:`restore` sets the fields in place, so the two
-    keep sharing one object."""
+    "iteration"}`` of the best network so far (``{"miou": -1.0}`` before any); ``environments``
+    the software and hardware the run trained on, each from the iteration it started at
+    (:mod:`dualteacher.environment`; the last is this process's). The evaluator updates ``best``,
+    the loop the rest; :meth:`restore` sets the fields in place, so the two keep sharing one object."""
 
     iteration: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -99,20 +101,31 @@ class TrainingState:
     train_seconds: float = 0.0
     lr_anchor: tuple[int, float] | None = None
     best: dict[str, Any] = field(default_factory=lambda: {"miou": -1.0})
+    environments: list[dict[str, Any]] = field(default_factory=list)
 
     def header(self) -> dict[str, Any]:
         """Its entries in a training checkpoint's JSON header (the anchor goes with the schedule's)."""
         return {"iteration": self.iteration, "best": self.best, "history": self.history,
-                "skipped_steps": self.skipped_steps, "train_seconds": self.train_seconds}
+                "skipped_steps": self.skipped_steps, "train_seconds": self.train_seconds,
+                "environments": self.environments}
 
-    def restore(self, header: Mapping[str, Any], lr_anchor: tuple[int, float] | None) -> None:
-        """Take the values of a checkpoint's :meth:`header`, and the anchor the LR continues from."""
+    def restore(self, header: Mapping[str, Any], lr_anchor: tuple[int, float] | None) -> dict[str, list[Any]]:
+        """Take the values of a checkpoint's :meth:`header`, and the anchor the LR continues from;
+        this process's environment (the last of ``environments``) is added from the checkpoint's
+        iteration on where it differs from the run's last one. Returns those differences
+        (``{field: [old, new]}``; empty: the same environment)."""
         self.iteration = header["iteration"]
         self.best = header["best"]
         self.history = header["history"]
         self.skipped_steps = header["skipped_steps"]
         self.train_seconds = header.get("train_seconds", 0.0)  # older checkpoints did not time
         self.lr_anchor = lr_anchor
+        stored = list(header.get("environments", []))  # none in checkpoints older than the records
+        if not self.environments:  # a state that does not know its process's environment
+            self.environments = stored
+            return {}
+        self.environments, changes = continue_environments(stored, self.environments[-1], self.iteration)
+        return changes
 
 
 class TrainingCheckpoints:
@@ -165,7 +178,7 @@ class TrainingCheckpoints:
         path, tensors, header = found
         changes = compare(header, self.cfg, self.data.classes, self.schedule.iters_per_epoch, lambda: self.data_fingerprint)
         decide(changes, allow=allow_changes, where=f"{path} (iteration {header['iteration']})")
-        self._restore(state, tensors, header)
+        moved = self._restore(state, tensors, header)
         if announce:
             rewind_log(self.run_dir, state.iteration)
             message = f"resuming {self.run_dir} from {path.name} at iteration {state.iteration}"
@@ -174,10 +187,17 @@ class TrainingCheckpoints:
                                              "changes": {c.key: [c.old, c.new] for c in changes}})
                 message += " with changes:" + "".join(f"\n  {c}" for c in changes)
             tqdm.write(message)
+            if moved:
+                append_record(self.run_dir, {"type": "environment", "iteration": state.iteration, "changes": moved})
+                tqdm.write(f"warning: {self.run_dir} continues in another environment than it ran in so far "
+                           "(both are kept in environment.json and the checkpoints):"
+                           + "".join(f"\n  {key}: {old} → {new}" for key, (old, new) in moved.items()))
         return path
 
-    def _restore(self, state: TrainingState, tensors: dict[str, Tensor], header: Mapping[str, Any]) -> None:
-        """The inverse of :meth:`save`; the LR schedule continues from its anchor (:func:`continued_anchor`)."""
+    def _restore(self, state: TrainingState, tensors: dict[str, Tensor],
+                 header: Mapping[str, Any]) -> dict[str, list[Any]]:
+        """The inverse of :meth:`save`; the LR schedule continues from its anchor (:func:`continued_anchor`).
+        Returns how the environment differs from the run's last one (:meth:`TrainingState.restore`)."""
         for role, module in self.method.modules().items():
             load_module(module, tensors, f"model/{role}")
         load_optimizer(self.optimization.optimizer, tensors, header["optimizer"])
@@ -185,4 +205,5 @@ class TrainingCheckpoints:
         if header.get("scaler"):  # empty when written by a disabled scaler
             self.optimization.scaler.load_state_dict(header["scaler"])
         schedule = self.schedule
-        state.restore(header, continued_anchor(header, self.cfg.optim, schedule.iters_per_epoch, schedule.total_iters))
+        anchor = continued_anchor(header, self.cfg.optim, schedule.iters_per_epoch, schedule.total_iters)
+        return state.restore(header, anchor)
