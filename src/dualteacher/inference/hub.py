@@ -76,15 +76,8 @@ RECIPE_KEYS = [
     "train.unlabeled_batch_size", "train.epochs", "train.iters_per_epoch", "optim.name", "optim.lr",
     "optim.weight_decay",
 ]
-METHOD_KEYS = {
-    "supervised": [],
-    "mean_teacher": ["method.threshold", "method.unsup_weight", "method.ema_momentum", "method.mixings"],
-    "dual_teacher": ["method.threshold", "method.unsup_weight", "method.num_teachers", "method.shift_period",
-                     "method.mixings", "method.icl_weight", "method.ema_momentum", "method.student_drop_path"],
-    "fixmatch": ["method.threshold", "method.unsup_weight"],
-    "unimatch": ["method.threshold", "method.unsup_weight", "method.fp_dropout"],
-}
-"""The settings listed in the card's recipe table, besides :data:`RECIPE_KEYS` (all are in ``config.json``)."""
+"""The settings listed in the card's recipe table besides every setting of the method's own
+``method`` section (all are in ``config.json``)."""
 
 
 class HubError(CheckpointError):
@@ -328,7 +321,8 @@ def _card_body(config: dict[str, Any], repo_id: str, cfg: Config, protocol: dict
         value = iou.get(name)
         lines.append(f"| {index} | {name} | {'–' if value is None else f'{value:.4f}'} |")
     lines += ["", "## Training recipe", "", "| setting | value |", "|---|---|"]
-    for key in RECIPE_KEYS + METHOD_KEYS.get(method, []):
+    method_keys = [f"method.{name}" for name in settings["method"] if name not in ("name", "init_from")]
+    for key in RECIPE_KEYS + method_keys:
         lines.append(f"| `{key}` | `{json.dumps(_setting(settings, key))}` |")
     lines += [
         "",
