@@ -18,9 +18,9 @@ from dualteacher.experiments.plots import pseudo_label_grid
 
 @pytest.fixture(scope="module")
 def dual_run(tiny_data, tmp_path_factory: pytest.TempPathFactory) -> tuple[Trainer, Path]:
-    """Two one-iteration epochs of Dual Teacher: teacher1 serves the first, teacher2 the second."""
+    """Two one-iteration epochs of Dual Teacher, a shift each: teacher1 serves the first, teacher2 the second."""
     run = tmp_path_factory.mktemp("report") / "dt"
-    cfg = load_config(None, tiny_overrides(tiny_data, run, "dual_teacher", train__iters_per_epoch=1))
+    cfg = load_config(None, tiny_overrides(tiny_data, run, "dual_teacher", train__iters_per_epoch=1, method__shift="epoch"))
     trainer = Trainer(cfg, progress=False)
     trainer.fit()
     return trainer, run

@@ -122,8 +122,8 @@ def state(cfg: Config, iteration: int = 3, **extra: object) -> dict:
 
 
 def base(**settings: object) -> Config:
-    """A config of 2 epochs and 2 workers, with ``settings`` (``train__seed=1``) on top."""
-    overrides = {"train.epochs": 2, "data.workers": 2, **{k.replace("__", "."): v for k, v in settings.items()}}
+    """A Mean Teacher config of 2 epochs and 2 workers, with ``settings`` (``train__seed=1``) on top."""
+    overrides = {"method.name": "mean_teacher", "train.epochs": 2, "data.workers": 2, **{k.replace("__", "."): v for k, v in settings.items()}}
     return load_config(None, [f"{k}={v}" for k, v in overrides.items()])
 
 

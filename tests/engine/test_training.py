@@ -55,7 +55,8 @@ def test_same_seed_same_metrics(tiny_data, tmp_path: Path) -> None:
 
 
 def test_dual_teacher_checkpoint_holds_student_and_every_teacher(tiny_data, tmp_path: Path) -> None:
-    cfg = load_config(None, tiny_overrides(tiny_data, tmp_path / "dt", "dual_teacher", method__num_teachers=3, method__mixings="[cutmix, classmix, cutmix]"))
+    cfg = load_config(None, tiny_overrides(tiny_data, tmp_path / "dt", "dual_teacher", method__num_teachers=3, method__mixings="[cutmix, classmix, cutmix]",
+                                           method__shift="epoch"))
     trainer = Trainer(cfg, progress=False)
     assert all(not p.requires_grad for t in trainer.method.teachers().values() for p in t.parameters())
     record = trainer.fit()
