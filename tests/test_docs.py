@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from dualteacher.cli import build_parser, sub_commands
-from dualteacher.registry import METHODS
+from dualteacher.registry import DATASETS, METHODS, NETWORKS, TRACKERS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -105,10 +105,15 @@ def test_every_method_setting_the_pages_name_exists() -> None:
 
 
 def test_the_code_map_names_every_module() -> None:
+    """Every module but the package folders' ``__init__.py`` and the modules that only hold a
+    registered extension (a new method's file is listed by ``METHODS``, not by the code map)."""
     text = (DOCS / "code-map.md").read_text(encoding="utf-8")
+    extensions = {registry.get(name).__module__ for registry in (METHODS, DATASETS, NETWORKS, TRACKERS)
+                  for name in registry}
     modules = [path.relative_to(PACKAGE).as_posix() for path in sorted(PACKAGE.rglob("*.py"))
                if path.name != "__init__.py" or path.parent == PACKAGE]
-    missing = [module for module in modules if f"`{module}`" not in text]
+    missing = [module for module in modules if f"`{module}`" not in text
+               and "dualteacher." + module.removesuffix(".py").replace("/", ".") not in extensions]
     assert not missing, f"docs/code-map.md lacks {missing}"
 
 
