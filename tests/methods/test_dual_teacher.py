@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import dualteacher.methods.dual_teacher as dual_teacher_module
-from method_contract import MethodContract, network_states, tiny_batches, tiny_network
+from method_contract import network_states, tiny_batches, tiny_network
 from dualteacher.config import ConfigError, load_config
 from dualteacher.methods import MethodContext
 from dualteacher.methods.dual_teacher import DualTeacher, DualTeacherSettings
@@ -44,10 +44,6 @@ def train(method: DualTeacher, iterations: range, iters_per_epoch: int = 4) -> l
         method.after_optimizer_step()
         losses.append(loss.item())
     return losses
-
-
-class TestDualTeacherContract(MethodContract):
-    method = "dual_teacher"
 
 
 def test_only_the_teacher_on_shift_receives_the_ema_update() -> None:
