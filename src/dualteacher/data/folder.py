@@ -14,22 +14,20 @@ Images and masks are decoded by :mod:`dualteacher.data.core` (conversions listed
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from dualteacher.data.core import (
     IMAGE_EXTENSIONS,
     DataError,
     DirectoryIndex,
-    FileListDataset,
     extension_hint,
     ignore_map,
-    missing_files_error,
     read_list_text,
     strip_image_suffix,
 )
 from dualteacher.data.source import DataSource, SampleFiles
-from dualteacher.data.transforms import IGNORE_INDEX, Transform
+from dualteacher.data.transforms import IGNORE_INDEX
 
 
 def read_classes(root: Path) -> list[str]:
@@ -95,25 +93,13 @@ class FolderSource(DataSource):
     def classes(self) -> list[str]:
         return read_classes(self.root)
 
-    def dataset(
-        self,
-        ids: list[str],
-        *,
-        labeled: bool,
-        transform: Transform | Callable | None = None,
-        check_classes: bool = True,
-    ) -> FileListDataset:
-        num_classes = len(self.classes) if labeled and check_classes else None
-        images, masks, missing = folder_files(self.root, ids, labeled=labeled)
-        if missing:
-            raise missing_files_error(self.root, missing, labeled)
-        return FileListDataset(
-            ids, images, masks, labeled=labeled, transform=transform, num_classes=num_classes, label_map=self.label_map
-        )
-
     def files(self, ids: list[str], *, labeled: bool) -> SampleFiles:
         images, masks, _ = folder_files(self.root, ids, labeled=labeled)
         return SampleFiles(images, masks if labeled else None, self.label_map)
+
+    def missing_files(self, ids: list[str], files: SampleFiles, *, labeled: bool) -> list[str]:
+        """Missing images are named with every extension tried (``.jpg``, ``.jpeg``, ``.png``)."""
+        return folder_files(self.root, ids, labeled=labeled)[2]
 
     def entry_id(self, entry: str) -> str:
         parts = PurePosixPath(entry.replace("\\", "/")).parts

@@ -18,7 +18,15 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from dualteacher.data.core import DataError, FileListDataset, find_missing, read_id_list, strip_image_suffix
+from dualteacher.data.core import (
+    DataError,
+    FileListDataset,
+    extension_hint,
+    find_missing,
+    missing_files_error,
+    read_id_list,
+    strip_image_suffix,
+)
 from dualteacher.data.transforms import Transform
 from dualteacher.registry import DATASETS
 
@@ -78,16 +86,14 @@ class DataSource(ABC):
     def files(self, ids: list[str], *, labeled: bool) -> SampleFiles:
         """Where the image (and, when ``labeled``, the mask) of each id is; nothing is checked."""
 
-    @abstractmethod
-    def dataset(
-        self,
-        ids: list[str],
-        *,
-        labeled: bool,
-        transform: Transform | Callable | None = None,
-        check_classes: bool = True,
-    ) -> FileListDataset:
-        """The samples of ``ids``; every file they need is checked up front."""
+    def missing_files(self, ids: list[str], files: SampleFiles, *, labeled: bool) -> list[str]:
+        """The files of ``files`` (those of ``ids``) that do not exist, each with a hint when an
+        id looks like a file name; a layout with its own file rules overrides it."""
+        missing = find_missing(files.images + (files.masks if labeled and files.masks is not None else []))
+        if not missing:
+            return []
+        id_of = {str(image): sample_id for sample_id, image in zip(ids, files.images, strict=True)}
+        return [path + extension_hint(id_of.get(path, "")) for path in missing]
 
     @abstractmethod
     def entry_id(self, entry: str) -> str:
@@ -98,6 +104,26 @@ class DataSource(ABC):
         """
 
     # ---------------------------------------------------------------- shared
+    def dataset(
+        self,
+        ids: list[str],
+        *,
+        labeled: bool,
+        transform: Transform | Callable | None = None,
+        check_classes: bool = True,
+    ) -> FileListDataset:
+        """The samples of ``ids`` (masks with ``labeled``, their values checked against the classes
+        with ``check_classes``); every file they need is checked up front: :class:`DataError`
+        naming the missing ones."""
+        files = self.files(ids, labeled=labeled)
+        missing = self.missing_files(ids, files, labeled=labeled)
+        if missing:
+            raise missing_files_error(self.root, missing, labeled)
+        return FileListDataset(
+            ids, files.images, files.masks, labeled=labeled, transform=transform,
+            num_classes=len(self.classes) if labeled and check_classes else None, label_map=files.label_map,
+        )
+
     @property
     def name(self) -> str:
         """The reader's name in :data:`~dualteacher.registry.DATASETS` (its class name if unregistered)."""

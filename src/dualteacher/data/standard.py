@@ -33,22 +33,18 @@ Masks and labels:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from dualteacher.data.core import (
     DataError,
-    FileListDataset,
-    extension_hint,
     find_missing,
-    missing_files_error,
     read_id_list,
     strip_image_suffix,
 )
 from dualteacher.data.source import DataSource, SampleFiles
-from dualteacher.data.transforms import IGNORE_INDEX, Transform
+from dualteacher.data.transforms import IGNORE_INDEX
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -129,25 +125,6 @@ class _CheckedSource(DataSource):
         missing = _missing_parts(self.root, self.required)
         if missing:
             raise _layout_error(self.name, self.root, missing, self.layout_hint())
-
-    def dataset(
-        self,
-        ids: list[str],
-        *,
-        labeled: bool,
-        transform: Transform | Callable | None = None,
-        check_classes: bool = True,
-    ) -> FileListDataset:
-        files = self.files(ids, labeled=labeled)
-        missing = find_missing(files.images + (files.masks if labeled and files.masks is not None else []))
-        if missing:
-            id_of = {str(image): sample_id for sample_id, image in zip(ids, files.images, strict=True)}
-            hinted = [path + extension_hint(id_of.get(path, "")) for path in missing]
-            raise missing_files_error(self.root, hinted, labeled)
-        return FileListDataset(
-            ids, files.images, files.masks, labeled=labeled, transform=transform,
-            num_classes=len(self.class_names) if check_classes else None, label_map=files.label_map,
-        )
 
 
 class VOC(_CheckedSource):
