@@ -26,7 +26,8 @@ from dualteacher.training.trackers import CsvTracker, Tracker
 from dualteacher.inference.modes import EvalMode
 from dualteacher.semi.losses import supervised_ce
 from dualteacher.methods import Batch, Method
-from dualteacher.registry import DATASETS, EVAL_MODES, METHODS, MIXINGS, THRESHOLD_MODES, TRACKERS, Registry
+from dualteacher.registry import (DATASETS, ENTRY_POINT_GROUPS, EVAL_MODES, METHODS, MIXINGS, NETWORKS, THRESHOLD_MODES,
+                                  TRACKERS, PluginError, Registry)
 
 
 class LabelledOnly(Method):
@@ -172,3 +173,42 @@ def test_a_mixing_is_one_registered_function() -> None:
     labels = torch.zeros(2, 4, 4, dtype=torch.long)
     with MIXINGS.registered("everything", everything):
         assert make_mix_mask("everything", labels, torch.tensor([1, 0]), torch.Generator()).all()
+
+
+def write_distribution(root: Path, name: str, entry_points: dict[str, dict[str, str]], files: dict[str, str]) -> None:
+    """An installed distribution as :mod:`importlib.metadata` reads one, in the folder ``root`` (to be
+    put on ``sys.path``): ``NAME-0.1.dist-info`` with its METADATA and entry_points.txt, and its files."""
+    info = root / f"{name.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("".join(
+        f"[{group}]\n" + "".join(f"{key} = {value}\n" for key, value in points.items()) + "\n"
+        for group, points in entry_points.items()))
+    for path, text in files.items():
+        (root / path).write_text(text)
+
+
+def test_every_registry_takes_entry_points_of_its_own_group() -> None:
+    assert ENTRY_POINT_GROUPS == {
+        "dualteacher.methods": METHODS, "dualteacher.datasets": DATASETS, "dualteacher.networks": NETWORKS,
+        "dualteacher.mixings": MIXINGS, "dualteacher.threshold_modes": THRESHOLD_MODES,
+        "dualteacher.eval_modes": EVAL_MODES, "dualteacher.trackers": TRACKERS,
+    }
+
+
+def test_an_installed_package_adds_names_through_entry_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_distribution(tmp_path, "toy-points", {"dualteacher.test_toys": {
+        "answer": "toy_points:ANSWER", "broken": "toy_points_gone:ANSWER", "builtin": "toy_points:ANSWER",
+    }}, {"toy_points.py": "ANSWER = 42\n"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry("toy", {"builtin": "json:dumps"}, group="dualteacher.test_toys")
+    with pytest.warns(RuntimeWarning, match="the package toy-points 0.1 declares toy 'builtin'.*ignoring it"):
+        assert set(registry) == {"builtin", "answer", "broken"}
+    assert "toy_points" not in sys.modules  # the names are known, nothing imported
+    assert registry.get("answer") == 42 and registry.get("builtin").__module__ == "json"
+    with pytest.raises(PluginError, match=r"toy 'broken' is registered by the entry point 'broken = toy_points_gone:ANSWER' "
+                                          r"\(group dualteacher.test_toys\) of the package toy-points 0.1, which failed "
+                                          r"to load: ModuleNotFoundError"):
+        registry.get("broken")
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("answer", 0)
