@@ -2,16 +2,19 @@
 command line, the recipe and the comparison read their names from the registries, so a method
 registered from this file alone trains through ``train()``."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from torch import Tensor
 
 from conftest import tiny_overrides
 from method_contract import MethodContract
+import dualteacher
 from dualteacher.experiments import compare
 from dualteacher.experiments import recipe
 from dualteacher.semi.mixing import make_mix_mask, no_mixing
@@ -212,3 +215,46 @@ def test_an_installed_package_adds_names_through_entry_points(tmp_path: Path, mo
         registry.get("broken")
     with pytest.raises(ValueError, match="already registered"):
         registry.register("answer", 0)
+
+
+TOY_METHOD = """
+from dataclasses import dataclass
+
+from dualteacher.config import MethodSettings
+from dualteacher.methods.supervised import Supervised
+
+
+@dataclass
+class ToySettings(MethodSettings):
+    toy_weight: float = 1.0
+
+
+class ToyMethod(Supervised):
+    Settings = ToySettings
+"""
+
+
+@pytest.mark.slow
+def test_a_method_of_an_installed_package_is_found_by_the_command_line(tmp_path: Path) -> None:
+    """Spawns the CLI with a distribution (its dist-info written here, on PYTHONPATH) that declares
+    a method in the ``dualteacher.methods`` entry-point group, and one whose module is missing."""
+    write_distribution(tmp_path / "site", "toy-method", {"dualteacher.methods": {
+        "toy_method": "toy_method:ToyMethod", "broken_method": "toy_method_gone:ToyMethod",
+    }}, {"toy_method.py": TOY_METHOD})
+    src = Path(dualteacher.__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(src)])}
+
+    def cli(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "dualteacher", *argv], capture_output=True, text=True, env=env,
+                              cwd=tmp_path, check=False)
+
+    assert "toy_method" in cli("train", "--help").stdout  # a --method choice
+    done = cli("train", "method.name=toy_method", "method.toy_weight=2", "--print-config")
+    assert done.returncode == 0, done.stderr
+    assert yaml.safe_load(done.stdout)["method"] == {"name": "toy_method", "init_from": None, "toy_weight": 2.0}
+    done = cli("train", "method.name=toy_method", "method.toy_wieght=2")
+    assert done.returncode == 2 and "did you mean method.toy_weight?" in done.stderr
+    done = cli("train", "method.name=broken_method")
+    assert done.returncode == 2
+    assert ("error: method 'broken_method' is registered by the entry point 'broken_method = toy_method_gone:ToyMethod' "
+            "(group dualteacher.methods) of the package toy-method 0.1, which failed to load: ModuleNotFoundError") in done.stderr
