@@ -1,13 +1,18 @@
-"""The command line: help is cheap, split writes nested lists, errors are clear."""
+"""The command line: help is cheap and ends with examples that parse, split writes nested lists,
+errors are clear, suggest the nearest word and come before PyTorch is imported."""
 
+import argparse
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from dualteacher.cli import build_parser, main, parse_args, sub_commands
+from dualteacher.cli import EXAMPLES, build_parser, main, parse_args, sub_commands
+from dualteacher.config import load_config
 from dualteacher.data.registry import open_source
 
 
@@ -96,22 +101,126 @@ MINIMAL = {  # the fewest words each verb accepts
 }
 
 
-@pytest.mark.parametrize("argv, unknown", [
-    (["train", "configs/x.yaml", "--quite", "train.epochs=1"], "--quite"),
-    (["check-data", "x.yaml", "--fast", "data.workers=0"], "--fast"),
-    (["predict", "c.safetensors", "a.png", "--overlya", "--out", "o"], "--overlya"),
+@pytest.mark.parametrize("argv, unknown, hint", [
+    (["train", "configs/x.yaml", "--quite", "train.epochs=1"], "--quite", " (did you mean --quiet?)"),
+    (["check-data", "x.yaml", "--fast", "data.workers=0"], "--fast", "\n"),
+    (["predict", "c.safetensors", "a.png", "--overlya", "--out", "o"], "--overlya", " (did you mean --overlay?)"),
 ])
-def test_an_unknown_option_is_still_a_clear_error(argv: list[str], unknown: str, capsys) -> None:
+def test_an_unknown_option_is_still_a_clear_error(argv: list[str], unknown: str, hint: str, capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         parse_args(argv)
     assert exit_.value.code == 2
-    assert f"dualteacher {argv[0]}: error: unrecognized arguments: {unknown}" in capsys.readouterr().err
+    assert f"dualteacher {argv[0]}: error: unrecognized arguments: {unknown}{hint}" in capsys.readouterr().err
 
 
-def test_an_unknown_verb_is_a_clear_error(capsys) -> None:
-    with pytest.raises(SystemExit):
-        parse_args(["trian", "configs/x.yaml"])
-    assert "invalid choice: 'trian'" in capsys.readouterr().err
+@pytest.mark.parametrize("argv, message, nearest", [
+    (["trian", "configs/x.yaml"], "invalid choice: 'trian'", "train"),
+    (["train", "--method", "dual_teachr"], "argument --method: invalid choice: 'dual_teachr'", "dual_teacher"),
+    (["eval", "c.safetensors", "--mode", "slid"], "argument --mode: invalid choice: 'slid'", "slide"),
+])
+def test_a_mistyped_verb_or_choice_suggests_the_nearest(argv: list[str], message: str, nearest: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and f"; did you mean {nearest}?" in err
+
+
+def test_every_verbs_help_ends_with_examples_that_parse() -> None:
+    commands = sub_commands(build_parser())
+    assert set(EXAMPLES) == set(commands)
+    for name, command in commands.items():
+        help_text = command.format_help()
+        assert "\nexamples:\n" in help_text, name
+        examples = [line.strip() for line in help_text.split("\nexamples:\n")[1].splitlines()
+                    if line.strip().startswith("dualteacher ")]
+        assert 2 <= len(examples) <= 3, name
+        for example in examples:
+            words = shlex.split(example)[1:]
+            assert words[0] == name, example
+            assert parse_args(words).command == name, example
+
+
+def _option_entries(help_text: str) -> dict[str, str]:
+    """Each option of a help text's options section with its help, whitespace collapsed."""
+    entries: dict[str, str] = {}
+    current = None
+    for line in help_text.split("\noptions:\n")[1].split("\n\n")[0].splitlines():
+        if line.startswith("  -"):
+            current = line.split()[0].rstrip(",")
+            entries[current] = line
+        elif current is not None:
+            entries[current] += " " + line.strip()
+    return {option: " ".join(text.split()) for option, text in entries.items()}
+
+
+def test_every_option_with_a_default_shows_it() -> None:
+    for name, command in sub_commands(build_parser()).items():
+        entries = _option_entries(command.format_help())
+        for action in command._actions:
+            default = action.default
+            if not action.option_strings or default is None or default is False or default == argparse.SUPPRESS:
+                continue
+            text = entries[action.option_strings[0]]
+            shown = (" ".join(map(str, default)) or "none") if isinstance(default, list) else str(default)
+            assert f"(default: {shown}" in text, f"{name} {action.option_strings[0]}: {text}"
+
+
+def test_every_device_option_defaults_to_auto_and_says_what_it_means() -> None:
+    commands = sub_commands(build_parser())
+    devices = {name: next(a for a in command._actions if "--device" in a.option_strings)
+               for name, command in commands.items() if any("--device" in a.option_strings for a in command._actions)}
+    assert set(devices) == {"train", "eval", "predict"}
+    assert devices["eval"].default == devices["predict"].default == "auto"
+    assert devices["train"].default is None  # the config's train.device, whose default is auto too
+    assert load_config(None).train.device == "auto"
+    for action in devices.values():
+        assert "auto: CUDA when available" in action.help
+
+
+def test_print_config_prints_the_resolved_settings_and_trains_nothing(tmp_path: Path, capsys) -> None:
+    run_dir = tmp_path / "run"
+    argv = ["digits_dual_teacher", "method.icl_weight=0.5", f"run_dir={run_dir}", "--device", "cpu"]
+    assert main(["train", *argv, "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    expected = load_config("digits_dual_teacher", ["method.icl_weight=0.5", f"run_dir={run_dir}", "train.device=cpu"])
+    assert printed == expected.to_dict() and printed["method"]["icl_weight"] == 0.5
+    assert not run_dir.exists()
+
+
+def test_print_config_of_the_fitted_recipe_lists_its_choices_then_both_runs(tiny_data, tmp_path: Path, capsys) -> None:
+    splits = [f"data.labeled_split={tiny_data['labeled']}", f"data.unlabeled_split={tiny_data['unlabeled']}"]
+    fitted = ["train", "--data", tiny_data["root"], "--method", "dual_teacher", *splits, f"run_dir={tmp_path / 'run'}"]
+    assert main([*fitted, "--iterations", "20", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    warmup, run = yaml.safe_load_all(out)
+    assert "# 20 iterations in all (--iterations)" in out
+    assert warmup["method"]["name"] == "supervised" and run["method"]["name"] == "dual_teacher"
+    assert run["method"]["init_from"] == warmup["run_dir"] == str(tmp_path / "run" / "warmup")
+    assert warmup["train"]["iters_per_epoch"] * warmup["train"]["epochs"] == 6  # the recipe's 3/10
+    assert not (tmp_path / "run").exists()
+    assert main([*fitted, "--minutes", "1", "--print-config"]) == 2
+    assert "--print-config trains nothing" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_setting_errors_come_before_pytorch_is_imported(tmp_path: Path) -> None:
+    """Spawns Python: a mistyped setting of any section but ``method``, a wrong method name and a
+    wrong key in a YAML file are reported without importing torch."""
+    config = tmp_path / "exp.yaml"
+    config.write_text("train:\n  epochs: 3\n  batch_sise: 4\n")
+    cases = {
+        "train.epohcs": (["train", "train.epohcs=3"], "did you mean train.epochs?"),
+        "method.name": (["train", "method.name=dual_teachr"], "did you mean dual_teacher?"),
+        "yaml": (["train", str(config)], f"{config}:3: unknown setting train.batch_sise; did you mean train.batch_size?"),
+        "check-data": (["check-data", "data.crop_sise=3"], "did you mean data.crop_size?"),
+    }
+    for name, (argv, message) in cases.items():
+        code = ("import sys; from dualteacher.cli import main; code = main(sys.argv[1:]); "
+                "print(code, 'torch' in sys.modules)")
+        done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path,
+                              check=False)
+        assert done.stdout.split() == ["2", "False"], (name, done.stdout, done.stderr)
+        assert message in done.stderr, (name, done.stderr)
 
 
 def test_check_data_with_options_between_overrides_runs(tiny_data, tmp_path: Path, capsys) -> None:

@@ -2,16 +2,19 @@
 command line, the recipe and the comparison read their names from the registries, so a method
 registered from this file alone trains through ``train()``."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from torch import Tensor
 
 from conftest import tiny_overrides
 from method_contract import MethodContract
+import dualteacher
 from dualteacher.experiments import compare
 from dualteacher.experiments import recipe
 from dualteacher.semi.mixing import make_mix_mask, no_mixing
@@ -26,7 +29,8 @@ from dualteacher.training.trackers import CsvTracker, Tracker
 from dualteacher.inference.modes import EvalMode
 from dualteacher.semi.losses import supervised_ce
 from dualteacher.methods import Batch, Method
-from dualteacher.registry import DATASETS, EVAL_MODES, METHODS, MIXINGS, THRESHOLD_MODES, TRACKERS, Registry
+from dualteacher.registry import (DATASETS, ENTRY_POINT_GROUPS, EVAL_MODES, METHODS, MIXINGS, NETWORKS, THRESHOLD_MODES,
+                                  TRACKERS, PluginError, Registry)
 
 
 class LabelledOnly(Method):
@@ -172,3 +176,85 @@ def test_a_mixing_is_one_registered_function() -> None:
     labels = torch.zeros(2, 4, 4, dtype=torch.long)
     with MIXINGS.registered("everything", everything):
         assert make_mix_mask("everything", labels, torch.tensor([1, 0]), torch.Generator()).all()
+
+
+def write_distribution(root: Path, name: str, entry_points: dict[str, dict[str, str]], files: dict[str, str]) -> None:
+    """An installed distribution as :mod:`importlib.metadata` reads one, in the folder ``root`` (to be
+    put on ``sys.path``): ``NAME-0.1.dist-info`` with its METADATA and entry_points.txt, and its files."""
+    info = root / f"{name.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("".join(
+        f"[{group}]\n" + "".join(f"{key} = {value}\n" for key, value in points.items()) + "\n"
+        for group, points in entry_points.items()))
+    for path, text in files.items():
+        (root / path).write_text(text)
+
+
+def test_every_registry_takes_entry_points_of_its_own_group() -> None:
+    assert ENTRY_POINT_GROUPS == {
+        "dualteacher.methods": METHODS, "dualteacher.datasets": DATASETS, "dualteacher.networks": NETWORKS,
+        "dualteacher.mixings": MIXINGS, "dualteacher.threshold_modes": THRESHOLD_MODES,
+        "dualteacher.eval_modes": EVAL_MODES, "dualteacher.trackers": TRACKERS,
+    }
+
+
+def test_an_installed_package_adds_names_through_entry_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_distribution(tmp_path, "toy-points", {"dualteacher.test_toys": {
+        "answer": "toy_points:ANSWER", "broken": "toy_points_gone:ANSWER", "builtin": "toy_points:ANSWER",
+    }}, {"toy_points.py": "ANSWER = 42\n"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry("toy", {"builtin": "json:dumps"}, group="dualteacher.test_toys")
+    with pytest.warns(RuntimeWarning, match="the package toy-points 0.1 declares toy 'builtin'.*ignoring it"):
+        assert set(registry) == {"builtin", "answer", "broken"}
+    assert "toy_points" not in sys.modules  # the names are known, nothing imported
+    assert registry.get("answer") == 42 and registry.get("builtin").__module__ == "json"
+    with pytest.raises(PluginError, match=r"toy 'broken' is registered by the entry point 'broken = toy_points_gone:ANSWER' "
+                                          r"\(group dualteacher.test_toys\) of the package toy-points 0.1, which failed "
+                                          r"to load: ModuleNotFoundError"):
+        registry.get("broken")
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("answer", 0)
+
+
+TOY_METHOD = """
+from dataclasses import dataclass
+
+from dualteacher.config import MethodSettings
+from dualteacher.methods.supervised import Supervised
+
+
+@dataclass
+class ToySettings(MethodSettings):
+    toy_weight: float = 1.0
+
+
+class ToyMethod(Supervised):
+    Settings = ToySettings
+"""
+
+
+@pytest.mark.slow
+def test_a_method_of_an_installed_package_is_found_by_the_command_line(tmp_path: Path) -> None:
+    """Spawns the CLI with a distribution (its dist-info written here, on PYTHONPATH) that declares
+    a method in the ``dualteacher.methods`` entry-point group, and one whose module is missing."""
+    write_distribution(tmp_path / "site", "toy-method", {"dualteacher.methods": {
+        "toy_method": "toy_method:ToyMethod", "broken_method": "toy_method_gone:ToyMethod",
+    }}, {"toy_method.py": TOY_METHOD})
+    src = Path(dualteacher.__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(src)])}
+
+    def cli(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "dualteacher", *argv], capture_output=True, text=True, env=env,
+                              cwd=tmp_path, check=False)
+
+    assert "toy_method" in cli("train", "--help").stdout  # a --method choice
+    done = cli("train", "method.name=toy_method", "method.toy_weight=2", "--print-config")
+    assert done.returncode == 0, done.stderr
+    assert yaml.safe_load(done.stdout)["method"] == {"name": "toy_method", "init_from": None, "toy_weight": 2.0}
+    done = cli("train", "method.name=toy_method", "method.toy_wieght=2")
+    assert done.returncode == 2 and "did you mean method.toy_weight?" in done.stderr
+    done = cli("train", "method.name=broken_method")
+    assert done.returncode == 2
+    assert ("error: method 'broken_method' is registered by the entry point 'broken_method = toy_method_gone:ToyMethod' "
+            "(group dualteacher.methods) of the package toy-method 0.1, which failed to load: ModuleNotFoundError") in done.stderr

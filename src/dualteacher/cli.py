@@ -1,4 +1,6 @@
-"""The ``dualteacher`` command. Heavy imports happen inside each sub-command, so ``--help`` is fast."""
+"""The ``dualteacher`` command. Heavy imports happen inside each sub-command, so ``--help`` is fast,
+and after the settings are checked, so a mistyped setting is reported before PyTorch is imported
+(except a setting of the method section, which is read into the method's own settings class)."""
 
 from __future__ import annotations
 
@@ -6,16 +8,20 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from dualteacher.registry import did_you_mean
 
 if TYPE_CHECKING:
+    import torch
+
     from dualteacher.config import Config
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from dualteacher.config import load_config
-    from dualteacher.training.loop import train
+    from dualteacher.config import config_yaml, load_config
 
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config and not Path(config).exists():
@@ -37,22 +43,36 @@ def _cmd_train(args: argparse.Namespace) -> int:
               f"run: dualteacher train --data {args.data} --method dual_teacher (one of {', '.join(METHODS)})",
               file=sys.stderr)
         return 2
+    if args.device is not None:
+        overrides.append(f"train.device={json.dumps(args.device)}")
     warmup = None
     if args.method is not None:
         if args.data is None:
             print(f"error: --method needs --data ROOT, e.g. run: dualteacher train --data ROOT --method {args.method}",
                   file=sys.stderr)
             return 2
+        if args.print_config and args.minutes is not None:
+            print("error: --print-config trains nothing, but --minutes times a probe of training to choose the "
+                  "length: give --iterations N instead", file=sys.stderr)
+            return 2
         from dualteacher.experiments.fitted import plan_fitted
 
         plan = plan_fitted(args.data, args.method, dataset=args.dataset or "folder", splits_dir=args.splits_dir,
                            iterations=args.iterations, minutes=args.minutes, warmup=args.warmup, overrides=overrides)
+        if args.print_config:
+            print(_fitted_yaml(plan.config, plan.warmup, plan.account), end="")
+            return 0
         print("recipe: " + "\n        ".join(plan.account), flush=True)
         cfg, warmup = plan.config, plan.warmup
     else:
         flags = {"data.dataset": args.dataset, "data.root": args.data, "data.splits_dir": args.splits_dir}
         overrides += [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
         cfg = load_config(config, overrides)
+        if args.print_config:
+            print(config_yaml(cfg), end="")
+            return 0
+    from dualteacher.training.loop import train
+
     run_dir = Path(cfg.run_dir)
     existing = sorted(run_dir.glob("last*.safetensors")) + sorted(run_dir.glob(".next.safetensors"))
     if existing and args.no_resume:
@@ -84,11 +104,30 @@ def _length(cfg: Config) -> int:
     return cfg.train.epochs * cfg.train.iters_per_epoch
 
 
+def _fitted_yaml(cfg: Config, warmup: Config | None, account: list[str]) -> str:
+    """``train --data ROOT --method M --print-config``: the recipe's choices as comments, then the
+    warm-up's settings (if any) and the run's, as YAML documents in the order they train."""
+    from dualteacher.config import config_yaml
+
+    lines = ["# dualteacher train --data --method: the built-in recipe fitted to the data", *(f"# {a}" for a in account)]
+    if warmup is not None:
+        lines += [f"# 1. the supervised warm-up, trained first in {warmup.run_dir}:", config_yaml(warmup).rstrip(),
+                  "---", f"# 2. {cfg.method.name}, starting from the warm-up's student:"]
+    return "\n".join([*lines, config_yaml(cfg)])
+
+
+def _device(name: str) -> torch.device:
+    """The torch device of a ``--device`` option (``auto``: CUDA when available, else CPU)."""
+    from dualteacher.training.loop import resolve_device
+
+    return resolve_device(name)
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from dualteacher.environment import describe
     from dualteacher.inference.model import load_model
 
-    model = load_model(args.checkpoint, role=args.model, device=args.device)
+    model = load_model(args.checkpoint, role=args.model, device=_device(args.device))
     try:
         settings = model.protocol.override(
             mode=args.mode, tile=args.tile, stride=args.stride, flip=args.flip, scales=args.scales, resize=args.resize
@@ -167,7 +206,6 @@ def _own_splits(args: argparse.Namespace, overrides: list[str]) -> dict[str, str
 
 def _cmd_check_data(args: argparse.Namespace) -> int:
     from dualteacher.config import load_config
-    from dualteacher.data import check
 
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config and not Path(config).exists():
@@ -181,6 +219,8 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
     flags.update(own)
     overrides += [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
     cfg = load_config(config, overrides)
+    from dualteacher.data import check
+
     unlabeled = args.unlabeled_split is not None or "data.unlabeled_split" in own
     splits = check.training_splits(cfg, unlabeled=True if unlabeled else None)
     report = check.check_config(
@@ -222,7 +262,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from dualteacher.inference.model import load_model
     from dualteacher.inference.predict import predict_files, safe_name
 
-    model = load_model(args.checkpoint, role=args.model, device=args.device)
+    model = load_model(args.checkpoint, role=args.model, device=_device(args.device))
     try:
         settings = model.prediction_settings(
             args.mode, args.tile, args.stride, flip=args.flip, scales=args.scales, resize=args.resize
@@ -320,14 +360,22 @@ def _data_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     """``--dataset``, ``--data`` and ``--splits-dir``, shared by the data-reading commands."""
     from dualteacher.registry import DATASETS
 
-    parser.add_argument("--dataset", choices=tuple(DATASETS),
-                        default="folder" if required else None,
-                        help="dataset layout (default: " + ("folder)" if required else "the config's data.dataset)"))
+    parser.add_argument("--dataset", choices=tuple(DATASETS), default="folder" if required else None,
+                        help="dataset layout" + ("" if required else " (default: the config's data.dataset)"))
     parser.add_argument("--data", required=required,
                         help="dataset root: the folder layout's root, VOCdevkit/VOC2012, the Cityscapes root or "
                              "ADEChallengeData2016" + ("" if required else " (default: the config's data.root)"))
     parser.add_argument("--splits-dir", help="where split lists live (default: ROOT/splits for folder, "
                                              "./splits/<dataset> for the benchmarks)")
+
+
+DEVICE_HELP = "auto: CUDA when available (the local rank's GPU under torchrun), else CPU; or cpu, cuda, cuda:1, mps"
+"""What every ``--device`` option (and ``train.device``) takes; ``auto`` is the default everywhere."""
+
+
+def _device_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--device`` (default ``auto``) of a command that runs a network."""
+    parser.add_argument("--device", default="auto", help=f"where {what}: {DEVICE_HELP}")
 
 
 VERSION_DISTRIBUTIONS = ("torch", "torchvision", "segmentation-models-pytorch", "timm")
@@ -385,24 +433,160 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that keeps the description and the examples as written and ends every option whose
+    default is a value (not None, False or suppressed) with ``(default: VALUE)``, unless its help
+    already says what its default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or "default" in text or default is None or default is False
+                or default == argparse.SUPPRESS):
+            return text
+        shown = (" ".join(map(str, default)) or "none") if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})".lstrip()
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose error for a value outside an option's choices (or an unknown
+    sub-command) suggests the nearest choice, as Python 3.14's ``suggest_on_error`` does."""
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as err:
+            hint = did_you_mean(str(value), map(str, action.choices or ())) if isinstance(value, str) else ""
+            if not hint:
+                raise
+            raise argparse.ArgumentError(action, f"{err.message}; {hint}") from None
+
+
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    "train": [
+        ("your folder (prepared by 'dualteacher init') with the built-in recipe, each choice printed",
+         "dualteacher train --data ~/my_data --method dual_teacher --iterations 2000"),
+        ("a shipped config (dualteacher/configs/NAME.yaml) with settings overridden",
+         "dualteacher train voc_classic_r101 data.root=VOCdevkit/VOC2012 train.epochs=40 run_dir=runs/voc"),
+        ("the resolved settings as YAML, nothing trained (save them to edit and train: dualteacher train my.yaml)",
+         "dualteacher train digits_dual_teacher method.icl_weight=0.5 --print-config"),
+    ],
+    "eval": [
+        ("the best network of a run on its own val split",
+         "dualteacher eval runs/my_data_dual_teacher/best.safetensors"),
+        ("a benchmark checkpoint with sliding windows and multi-scale flip testing, as JSON",
+         ("dualteacher eval runs/voc/best.safetensors --data VOCdevkit/VOC2012 --mode slide --scales 0.75 1 1.25 "
+         "--flip --json")),
+    ],
+    "split": [
+        ("1/8 of your folder's train images labelled (writes labeled_1-8_seed1.txt and unlabeled_1-8_seed1.txt)",
+         "dualteacher split --data ~/my_data --labeled 1/8 --seed 1"),
+        ("a published split of a benchmark",
+         "dualteacher split --dataset voc --data VOCdevkit/VOC2012 --import 92.txt --name u2pl_92"),
+    ],
+    "init": [
+        ("make a folder of images/ and masks/ trainable (class names from the masks)",
+         "dualteacher init --data ~/my_data"),
+        ("name the classes and hold out a tenth of the masked images for validation",
+         "dualteacher init --data ~/my_data --classes background road car --val 0.1"),
+        ("masks saved as colours or 0/255: a converted copy",
+         "dualteacher init --data ~/raw_data --indexed-copy ~/my_data"),
+    ],
+    "check-data": [
+        ("the splits 'dualteacher init' wrote",
+         "dualteacher check-data --data ~/my_data"),
+        ("the data a config trains on, as JSON",
+         "dualteacher check-data voc_classic_r101 data.root=VOCdevkit/VOC2012 --json"),
+    ],
+    "make-digits": [
+        ("the digit scenes of the demo and the tests",
+         "dualteacher make-digits --out data/digits"),
+        ("a tiny set",
+         "dualteacher make-digits --out data/tiny --num-train 64 --num-val 16 --size 48"),
+    ],
+    "demo": [
+        ("supervised, Mean Teacher and Dual Teacher on digit scenes (CPU, minutes)",
+         "dualteacher demo"),
+        ("a quicker look at two methods",
+         "dualteacher demo --methods supervised dual_teacher --iterations 100 --out runs/quick"),
+    ],
+    "compare": [
+        ("every method on your partly labelled folder (its images with a mask labelled), 3 seeds",
+         "dualteacher compare --data ~/my_data --labeled masked --out results/mine"),
+        ("two label budgets, each run about 5 minutes, 2 seeds",
+         "dualteacher compare --data ~/my_data --labeled 1/16 1/8 --minutes 5 --seeds 0 1 --out results/mine"),
+        ("tabulate the finished runs only",
+         "dualteacher compare --data ~/my_data --labeled 1/16 1/8 --out results/mine --report-only"),
+    ],
+    "predict": [
+        ("class maps of every image in a folder",
+         "dualteacher predict runs/my_data_dual_teacher/best.safetensors photos/ --out masks"),
+        ("a glob, with overlays, in overlapping tiles on the GPU",
+         ("dualteacher predict runs/my_data_dual_teacher/best.safetensors 'data/**/*.jpg' --out masks --overlay "
+         "--mode slide --device cuda")),
+    ],
+    "export": [
+        ("the best network as ONNX, checked against PyTorch",
+         "dualteacher export runs/my_data_dual_teacher/best.safetensors --onnx model.onnx"),
+        ("a teacher of a training checkpoint, unchecked",
+         ("dualteacher export runs/my_data_dual_teacher/last.safetensors --model teacher1 --onnx teacher.onnx "
+         "--no-check")),
+    ],
+    "push": [
+        ("the hub layout written to a folder (nothing uploaded)",
+         "dualteacher push runs/my_data_dual_teacher --repo-id me/my-segmenter --local-dir hub/my-segmenter"),
+        ("uploaded to a new private repository",
+         "dualteacher push runs/my_data_dual_teacher --repo-id me/my-segmenter --private"),
+    ],
+    "report": [
+        ("a run's curves to RUN_DIR/report.png",
+         "dualteacher report runs/my_data_dual_teacher"),
+        ("elsewhere",
+         "dualteacher report runs/my_data_dual_teacher --out figures/dual_teacher.png"),
+    ],
+}
+"""The examples each sub-command's ``--help`` ends with: (what it does, the command)."""
+
+
+def examples_text(examples: Sequence[tuple[str, str]]) -> str:
+    """The ``examples:`` section of a help text: each command under its comment (none when empty)."""
+    return "examples:\n" + "\n".join((f"  # {why}\n" if why else "") + f"  {command}" for why, command in examples)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     from dualteacher.experiments.budgets import BUDGETS
     from dualteacher.registry import EVAL_MODES, METHODS
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dualteacher", description="Semi-supervised semantic segmentation with Dual Teacher.",
-        epilog="Optional parts: the built-in digit scenes (demo, make-digits) need pip install "
-               "'dualteacher[demo]'; checking an ONNX export needs 'dualteacher[export]'. "
-               f"Without a command this help is printed (exit status {NO_COMMAND_STATUS}).",
+        formatter_class=HelpFormatter,
+        epilog=examples_text([
+            ("the built-in comparison on digit scenes, offline", "dualteacher demo"),
+            ("your own folder of images/ and masks/",
+             "dualteacher init --data ~/my_data"),
+            ("", "dualteacher train --data ~/my_data --method dual_teacher"),
+            ("a command's options and examples", "dualteacher train --help"),
+        ]) + "\n\n"
+        "Optional parts: the built-in digit scenes (demo, make-digits) need pip install 'dualteacher[demo]';\n"
+        "checking an ONNX export needs 'dualteacher[export]'. Without a command this help is printed\n"
+        f"(exit status {NO_COMMAND_STATUS}).",
     )
     parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a model: on your folder with the built-in recipe (--data ROOT --method "
-                                     "NAME) or from a YAML config (any key overridable: train.epochs=40)")
-    p.add_argument("config", nargs="?", help="experiment YAML, or a shipped config by name (voc_classic_r101; configs/NAME.yaml works too)")
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                              epilog=examples_text(EXAMPLES[name]), formatter_class=HelpFormatter)
+
+    p = command("train", "train a model: on your folder with the built-in recipe (--data ROOT --method NAME) or from "
+                         "a YAML config (any key overridable: train.epochs=40)")
+    p.add_argument("config", nargs="?",
+                   help="experiment YAML, or a shipped config by name (voc_classic_r101; configs/NAME.yaml works too)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. method.name=dual_teacher")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved settings as YAML and exit without training (with --data --method: the "
+                        "recipe's choices as comments, then the warm-up's settings and the run's)")
     p.add_argument("--resume", action="store_true",
                    help="require a checkpoint in run_dir to continue from (a run dir with one is resumed anyway)")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue a run directory that holds a checkpoint")
@@ -410,6 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue a checkpoint whose settings differ, if every change is safe (more epochs, cadence, "
                         "device, ...); without it any difference is listed and refused")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--device", help=f"where to train, sets train.device: {DEVICE_HELP} "
+                                    "(default: the config's train.device, auto unless set)")
     _data_options(p, required=False)
     p.add_argument("--method", choices=tuple(METHODS),
                    help="with --data and no config: train this method with the built-in recipe fitted to the data "
@@ -425,8 +611,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "semi-supervised method, none for supervised; 0: none)")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="score a checkpoint on a split of a dataset")
-    p.add_argument("checkpoint", type=Path)
+    p = command("eval", "score a checkpoint on a split of a dataset")
+    p.add_argument("checkpoint", type=Path, help="a checkpoint file, a run directory's best.safetensors, or a "
+                                                 "folder written by 'dualteacher push'")
     _data_options(p, required=False)
     p.add_argument("--split", help="default: the run's data.val_split on its own data, else val")
     p.add_argument("--model", help="which network of a training checkpoint: student (default), teacher1, ...")
@@ -443,11 +630,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ignore-index", type=int, metavar="VALUE",
                    help="folder layout: mask value of unlabelled pixels (default: the run's data.ignore_index)")
     p.add_argument("--workers", type=int, default=0, help="data-loading processes")
-    p.add_argument("--device", default="cpu")
+    _device_option(p, "to evaluate")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("split", help="write nested labelled/unlabelled lists, or import public split files")
+    p = command("split", "write nested labelled/unlabelled lists, or import public split files")
     _data_options(p, required=True)
     budget = p.add_mutually_exclusive_group(required=True)
     budget.add_argument("--labeled", help="a count (92) or a fraction (1/16, 0.125) of the source split, or 'masked': "
@@ -456,19 +643,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a labelled list to import (UniMatch/U2PL 'image mask' lines, or ids / file names)")
     p.add_argument("--import-unlabeled", type=Path, metavar="FILE", help="its unlabelled list (default: the rest of the pool)")
     p.add_argument("--name", help="list names: labeled_<name>.txt (default for --labeled: <budget>_seed<seed>)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--source", default="train", help="split to draw the labelled images from (default: train)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draw")
+    p.add_argument("--source", default="train", help="split to draw the labelled images from")
     p.set_defaults(func=_cmd_split)
 
-    p = sub.add_parser("init", help="make a folder of images/ and masks/ (some images without one) trainable: "
-                                    "writes classes.txt and the split lists, never touching your files")
+    p = command("init", "make a folder of images/ and masks/ (some images without one) trainable: "
+                        "writes classes.txt and the split lists, never touching your files")
     p.add_argument("--data", required=True, help="the folder holding images/<id>.jpg|.jpeg|.png and masks/<id>.png")
     p.add_argument("--classes", nargs="+", metavar="NAME",
                    help="class names, class 0 first (default: background, class_1, ... for the mask values found)")
     p.add_argument("--val", type=_fraction, default=0.2,
                    help="share of the images with a mask drawn for validation (default: 0.2; at least 1 image, "
                         "and 2 masked images always stay for training)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the val draw (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the val draw")
     p.add_argument("--force", action="store_true",
                    help="draw the split lists again and replace them (and classes.txt, when --classes is given)")
     p.add_argument("--indexed-copy", type=Path, metavar="DIR",
@@ -476,7 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "write a copy of the dataset to DIR with converted masks (images hard-linked) and prepare it")
     p.set_defaults(func=_cmd_init)
 
-    p = sub.add_parser("check-data", help="list every problem of a dataset's files, masks and splits (exit 1: errors)")
+    p = command("check-data", "list every problem of a dataset's files, masks and splits (exit 1: errors)")
     p.add_argument("config", nargs="?", help="experiment YAML whose data section (and method) name the splits")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. data.val_split=val")
     _data_options(p, required=False)
@@ -491,49 +678,50 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes reading files (default: data.workers, as train; 0: in this process)")
     p.add_argument("--no-cache", action="store_true",
                    help="read every file, neither using nor updating the cache of files checked before")
-    p.add_argument("--limit", type=_positive, default=10, help="findings printed per kind (default: 10)")
+    p.add_argument("--limit", type=_positive, default=10, help="findings printed per kind")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_check_data)
 
-    p = sub.add_parser("make-digits", help="write the built-in digit-scenes dataset to a folder")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--num-train", type=int, default=3000)
-    p.add_argument("--num-val", type=int, default=500)
+    p = command("make-digits", "write the built-in digit-scenes dataset to a folder")
+    p.add_argument("--out", required=True, type=Path, help="the dataset's folder (images/, masks/, splits/)")
+    p.add_argument("--num-train", type=int, default=3000, help="train scenes")
+    p.add_argument("--num-val", type=int, default=500, help="val scenes")
     p.add_argument("--size", type=int, default=None, help="scene side in pixels (default: the benchmark's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the scenes")
     p.set_defaults(func=_cmd_make_digits)
 
-    p = sub.add_parser("demo", help="the built-in comparison on digit scenes (offline)")
-    p.add_argument("--out", default="runs/demo",
-                   help="output directory (default: runs/demo; finished runs in it are reused)")
+    p = command("demo", "the built-in comparison on digit scenes (offline)")
+    p.add_argument("--out", default="runs/demo", help="output directory (finished runs in it are reused)")
     p.add_argument("--methods", nargs="+", choices=tuple(METHODS),
                    help="methods to train (default: supervised, Mean Teacher and Dual Teacher)")
     p.add_argument("--iterations", type=_positive, default=None,
                    help="iterations of each method after the warm-up (default: 200)")
     p.add_argument("--warmup", type=_non_negative, default=None,
                    help="supervised iterations every method starts from (default: 300; 0: none)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the labelled split and of training (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the labelled split and of training")
     p.add_argument("--no-upper-bound", action="store_true", help="skip supervised training on every train scene")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("compare", help="does semi-supervised training help on my data? every method with one recipe")
+    p = command("compare", "does semi-supervised training help on my data? every method with one recipe")
     _data_options(p, required=True)
     p.add_argument("--labeled", nargs="+", required=True,
                    help="label budgets: fractions (1/16 1/8) or counts (50) of the train split, or 'masked': the "
                         "train images that have a mask file, the others unlabelled (your own partly labelled data)")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), help=f"methods to run (default: {' '.join(METHODS)})")
-    p.add_argument("--variants", nargs="+", default=[], help="extra variants: dual_teacher_persistent, or METHOD+key=value[+key=value] for a method with "
-                        "its own settings changed, e.g. dual_teacher+shift=150 (default: none)")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), help="methods to run")
+    p.add_argument("--variants", nargs="+", default=[],
+                   help="extra variants: dual_teacher_persistent, or METHOD+key=value[+key=value] for a method with "
+                        "its own settings changed, e.g. dual_teacher+shift=150")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                   help="seeds, each its own labelled split and training run (default: 0 1 2)")
+                   help="seeds, each its own labelled split and training run")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--iterations", type=_positive,
                         help="iterations per run after the warm-up (default: the recipe's 1000 less the warm-up)")
     length.add_argument("--minutes", type=float,
                         help="iterations after the warm-up such that Dual Teacher trains about this long")
     p.add_argument("--budget", nargs="+", default=["iterations"], choices=BUDGETS,
-                   help="time: every method also gets Dual Teacher's training time")
+                   help="iterations: every method trains as many iterations; time: every method also gets Dual "
+                        "Teacher's training time")
     p.add_argument("--upper-bound", action="store_true", help="also supervised with every train image labelled")
     p.add_argument("--warmup", type=_non_negative, default=None,
                    help="supervised iterations on each labelled split that every method starts from (counted in "
@@ -545,8 +733,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key=value settings for every run, e.g. train.amp=off")
     p.set_defaults(func=_cmd_compare)
 
-    p = sub.add_parser("predict", help="class maps (palette PNGs) for images, folders or globs")
-    p.add_argument("checkpoint", type=Path)
+    p = command("predict", "class maps (palette PNGs) for images, folders or globs")
+    p.add_argument("checkpoint", type=Path, help="a checkpoint file, a run directory's best.safetensors, or a "
+                                                 "folder written by 'dualteacher push'")
     p.add_argument("inputs", nargs="+", help="image files, folders (not recursive) or quoted globs ('data/**/*.jpg')")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--model", help="which network of a training checkpoint: student (default), teacher1, ...")
@@ -561,21 +750,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scales", type=float, nargs="+", help="multi-scale: e.g. 0.75 1 1.25 (default: data.eval_scales)")
     p.add_argument("--resize", type=_positive, nargs=2, metavar=("LONG", "SHORT"),
                    help="keep-ratio resize before prediction, e.g. 2048 512 (default: data.eval_resize)")
-    p.add_argument("--batch-size", type=_positive, default=4)
+    p.add_argument("--batch-size", type=_positive, default=4, help="images per forward pass")
     p.add_argument("--overlay", action="store_true", help="also write overlays/<name>.png (image + class colours)")
     p.add_argument("--probs", action="store_true", help="also write probs/<name>.npy (float16 [C,H,W] probabilities)")
-    p.add_argument("--device", default="cpu")
+    _device_option(p, "to predict")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("export", help="export a checkpoint's network to ONNX (needs the 'export' extra)")
-    p.add_argument("checkpoint", type=Path)
+    p = command("export", "export a checkpoint's network to ONNX (needs the 'export' extra)")
+    p.add_argument("checkpoint", type=Path, help="a checkpoint file or a run directory's best.safetensors")
     p.add_argument("--onnx", required=True, type=Path, help="output .onnx file (a .json with classes goes next to it)")
     p.add_argument("--model", help="which network of a training checkpoint: student (default), teacher1, ...")
     p.add_argument("--no-check", action="store_true", help="skip comparing onnxruntime's output with PyTorch's")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("push", help="share a trained model in the Hugging Face hub layout (needs the 'hub' extra)")
+    p = command("push", "share a trained model in the Hugging Face hub layout (needs the 'hub' extra)")
     p.add_argument("source", type=Path, help="run directory (its best.safetensors) or checkpoint file")
     p.add_argument("--repo-id", required=True, metavar="ORG/NAME",
                    help="hub repository, also named in the model card and its eval command")
@@ -586,8 +775,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true", help="create the hub repository private (upload only)")
     p.set_defaults(func=_cmd_push)
 
-    p = sub.add_parser("report", help="plot a run's curves (losses, LR, mIoU, coupling) into one PNG")
-    p.add_argument("run_dir", type=Path)
+    p = command("report", "plot a run's curves (losses, LR, mIoU, coupling) into one PNG")
+    p.add_argument("run_dir", type=Path, help="a run directory (its metrics.jsonl)")
     p.add_argument("--out", type=Path, help="output PNG (default: RUN_DIR/report.png)")
     p.set_defaults(func=_cmd_report)
     return parser
@@ -602,42 +791,67 @@ OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+=")
 """A ``key=value`` override (dotted key) among a command's words."""
 
 
+def _unrecognized(command: argparse.ArgumentParser, words: list[str]) -> str:
+    """argparse's message for ``words`` that no option takes, with the nearest option of
+    ``command`` suggested for a mistyped one (``--qiuet``: did you mean --quiet?)."""
+    options = [option for action in command._actions for option in action.option_strings]
+    hints = [did_you_mean(word.partition("=")[0], options) for word in words if word.startswith("-")]
+    return f"unrecognized arguments: {' '.join(words)}" + "".join(f" ({hint})" for hint in hints if hint)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse a command line in which options may come before, between or after a sub-command's
     positional arguments (``train configs/x.yaml --quiet train.epochs=1``). Unknown options and
-    an unknown sub-command exit with argparse's message (status 2), ``--help`` and ``--version``
-    with status 0; an empty command line prints the help to stdout and exits with
-    :data:`NO_COMMAND_STATUS` (2)."""
+    an unknown sub-command exit with argparse's message (status 2) and the nearest known one,
+    ``--help`` and ``--version`` with status 0; an empty command line prints the help to stdout
+    and exits with :data:`NO_COMMAND_STATUS` (2)."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv:
         parser.print_help()
         parser.exit(NO_COMMAND_STATUS)
     commands = sub_commands(parser)
-    if not argv or argv[0] not in commands:
+    if argv[0] not in commands:
         return parser.parse_args(argv)
     command = commands[argv[0]]
     words = argv[1:]
     takes_overrides = any(action.dest == "overrides" for action in command._actions)
     pulled = [w for w in words if OVERRIDE.match(w)] if takes_overrides else []
-    args = command.parse_intermixed_args([w for w in words if w not in pulled] if pulled else words)
+    args, unknown = command.parse_known_intermixed_args([w for w in words if w not in pulled] if pulled else words)
+    if unknown:
+        command.error(_unrecognized(command, unknown))
     if pulled:  # taken out first, so that a list option (--labeled 1/16 ...) cannot swallow them
         args.overrides = [*args.overrides, *pulled]
     args.command = argv[0]
     return args
 
 
+USER_ERRORS = (
+    "dualteacher.config:ConfigError", "dualteacher.registry:PluginError", "dualteacher.extras:MissingExtraError",
+    "dualteacher.data.core:DataError", "dualteacher.checkpoint:CheckpointError", "builtins:FloatingPointError",
+)
+"""The errors ``dualteacher`` reports as ``error: MESSAGE`` with exit status 2 (no traceback)."""
+
+
+def user_error(err: BaseException) -> bool:
+    """Whether ``err`` is one of :data:`USER_ERRORS`. Only modules already imported are asked (one
+    that is not cannot have raised its error), so a settings error is reported without importing
+    PyTorch."""
+    for name in USER_ERRORS:
+        module, _, cls = name.partition(":")
+        if module in sys.modules and isinstance(err, getattr(sys.modules[module], cls)):
+            return True
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dualteacher`` console script."""
     args = parse_args(argv)
-    from dualteacher.checkpoint import CheckpointError
-    from dualteacher.config import ConfigError
-    from dualteacher.data.core import DataError
-    from dualteacher.extras import MissingExtraError
-
     try:
         return args.func(args)
-    except (ConfigError, DataError, CheckpointError, FloatingPointError, MissingExtraError) as err:
+    except Exception as err:
+        if not user_error(err):
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 2
 

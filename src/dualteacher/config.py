@@ -1,7 +1,10 @@
 """Typed experiment settings: YAML in, dotted command-line overrides, validation, YAML out.
 
 Every section is a dataclass; unknown keys and values of the wrong type are errors that
-name the offending key (``train.epohcs``), so a typo never silently falls back to a default.
+name the offending key (``train.epohcs``) and suggest the nearest known one (``train.epochs``),
+so a typo never silently falls back to a default; a key from a YAML file is named with the
+file and line. Everything but the ``method`` section is checked before any method (and so
+PyTorch) is imported: see :func:`build_config`.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -18,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from dualteacher.registry import DATASETS, EVAL_MODES, METHODS, TRACKERS, Registry
+from dualteacher.registry import DATASETS, EVAL_MODES, METHODS, TRACKERS, Registry, did_you_mean
 
 
 SHIPPED_CONFIGS = "configs"
@@ -26,7 +29,20 @@ SHIPPED_CONFIGS = "configs"
 
 
 class ConfigError(ValueError):
-    """A configuration file or override is invalid; the message names the key."""
+    """A configuration file or override is invalid; the message names the key, which is also
+    :attr:`key` (dotted, ``train.epochs`` or ``data.scale_range[0]``; None when no one key is at fault)."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def choice_check(key: str, value: str, choices: Iterable[str]) -> tuple[str, bool, str]:
+    """The check (key, whether valid, what is valid) that ``value`` is one of ``choices``, for
+    :meth:`MethodSettings.checks`; its message suggests the nearest choice."""
+    choices = list(choices)
+    hint = did_you_mean(value, choices)
+    return key, value in choices, f"{value!r} is not one of {', '.join(choices)}" + (f"; {hint}" if hint else "")
 
 
 def default_workers() -> int:
@@ -207,7 +223,7 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
         return _coerce_tuple(key, value, typing.get_args(annotation))
     if annotation in _SCALARS:
         return _SCALARS[annotation](key, value)
-    raise ConfigError(f"{key}: unsupported setting type {annotation!r}")
+    raise ConfigError(f"{key}: unsupported setting type {annotation!r}", key)
 
 
 def _coerce_union(key: str, value: Any, args: tuple[Any, ...]) -> Any:
@@ -223,30 +239,30 @@ def _coerce_union(key: str, value: Any, args: tuple[Any, ...]) -> Any:
             return _coerce(key, value, arg)
         except ConfigError as err:
             errors.append(str(err))
-    raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}", key)
 
 
 def _coerce_tuple(key: str, value: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
     """A YAML list as ``tuple[X, ...]`` (any length) or ``tuple[X, Y]`` (that length), item by item."""
     if not isinstance(value, (list, tuple)):
-        raise ConfigError(f"{key}: expected a list, got {value!r}")
+        raise ConfigError(f"{key}: expected a list, got {value!r}", key)
     if len(args) == 2 and args[1] is Ellipsis:
         return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
     if len(value) != len(args):
-        raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+        raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}", key)
     return tuple(_coerce(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
 
 
 def _to_bool(key: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    raise ConfigError(f"{key}: expected true/false, got {value!r}", key)
 
 
 def _to_int(key: str, value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    raise ConfigError(f"{key}: expected an integer, got {value!r}", key)
 
 
 def _to_float(key: str, value: Any) -> float:
@@ -258,7 +274,7 @@ def _to_float(key: str, value: Any) -> float:
             return float(value)
         except ValueError:
             pass
-    raise ConfigError(f"{key}: expected a number, got {value!r}")
+    raise ConfigError(f"{key}: expected a number, got {value!r}", key)
 
 
 def _to_str(key: str, value: Any) -> str:
@@ -268,29 +284,38 @@ def _to_str(key: str, value: Any) -> str:
     word = {True: "on", False: "off"}.get(value) if isinstance(value, bool) else None
     if word in _CHOICES.get(key, ()):
         return word
-    raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: expected a string, got {value!r}", key)
 
 
 _SCALARS: dict[type, Callable[[str, Any], Any]] = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
 
 
-def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+def _mapping(values: Any, prefix: str) -> dict[str, Any]:
+    """``values`` when it is a mapping, else a ConfigError naming the section ``prefix``."""
     if not isinstance(values, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {values!r}")
+        section = prefix.rstrip(".")
+        raise ConfigError(f"{section or 'config'}: expected a mapping, got {values!r}", section or None)
+    return values
+
+
+def _build(cls: type, values: Any, prefix: str) -> Any:
+    """An instance of the settings dataclass ``cls`` from the mapping ``values`` (the section at
+    dotted ``prefix``); an unknown key is an error that suggests the nearest known one."""
+    values = _mapping(values, prefix)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
+        hint = did_you_mean(unknown[0], known, prefix)
         raise ConfigError(
-            f"unknown setting {prefix}{unknown[0]} (known in {prefix.rstrip('.') or 'config'}: "
-            f"{', '.join(sorted(known))})"
+            f"unknown setting {prefix}{unknown[0]}{f'; {hint}' if hint else ''} "
+            f"(known in {prefix.rstrip('.') or 'config'}: {', '.join(sorted(known))})",
+            prefix + unknown[0],
         )
     kwargs = {}
     for name, value in values.items():
         hint = hints[name]
-        if hint is MethodSettings:
-            kwargs[name] = _build_method(value, f"{prefix}{name}.")
-        elif dataclasses.is_dataclass(hint):
+        if dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, value, f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce(f"{prefix}{name}", value, hint)
@@ -299,26 +324,48 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
 
 def method_settings_class(name: str) -> type[MethodSettings]:
     """The settings class of the registered method ``name`` (its ``Settings``; imports the method
-    and PyTorch). Raises :class:`ConfigError` for an unknown name."""
+    and PyTorch). Raises :class:`ConfigError` for an unknown name, suggesting the nearest."""
     if name not in METHODS:
-        raise ConfigError(f"method.name: {name!r} is not one of {', '.join(METHODS)}")
+        hint = did_you_mean(name, METHODS)
+        raise ConfigError(f"method.name: {name!r} is not one of {', '.join(METHODS)}" + (f"; {hint}" if hint else ""),
+                          "method.name")
     return METHODS.get(name).Settings
 
 
 def _build_method(values: Any, prefix: str) -> MethodSettings:
     """The ``method`` section as the settings class of the method it names (default
-    ``supervised``); a key that method does not declare is an error that lists its settings."""
-    if not isinstance(values, dict):
-        raise ConfigError(f"{prefix.rstrip('.')}: expected a mapping, got {values!r}")
+    ``supervised``); a key that method does not declare is an error that suggests the nearest
+    and lists its settings. The name is checked before the method is imported."""
+    values = _mapping(values, prefix)
     name = _to_str(f"{prefix}name", values.get("name", MethodSettings.name))
     cls = method_settings_class(name)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
+        hint = did_you_mean(unknown[0], known, prefix)
         raise ConfigError(
-            f"{prefix}{unknown[0]} is not a setting of method {name!r}; its settings: {', '.join(sorted(known))}"
+            f"{prefix}{unknown[0]} is not a setting of method {name!r}; {f'{hint} ' if hint else ''}"
+            f"its settings: {', '.join(sorted(known))}",
+            prefix + unknown[0],
         )
     return _build(cls, {**values, "name": name}, prefix)
+
+
+def build_config(values: dict[str, Any]) -> Config:
+    """A validated :class:`Config` from plain values (a YAML file's, overrides merged in).
+
+    Two steps, so that most mistakes are reported before PyTorch is imported: every section but
+    ``method`` is read and checked first (their settings and the registered names are known
+    without importing anything heavy), then ``method.name`` is checked, and only then is the
+    named method imported (with PyTorch) to read the ``method`` section into its own settings
+    class and run its checks. Raises :class:`ConfigError` naming the first offending key.
+    """
+    values = _mapping(values, "")
+    cfg = _build(Config, {key: value for key, value in values.items() if key != "method"}, "")
+    _check(_section_checks(cfg))
+    cfg.method = _build_method(values.get("method", {}), "method.")
+    _check(_method_checks(cfg.method))
+    return cfg
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -351,21 +398,39 @@ def parse_override(text: str) -> dict[str, Any]:
 def validate(cfg: Config) -> Config:
     """Check value ranges and choices, then the method's own (:meth:`MethodSettings.checks`); raise
     ConfigError naming the key (the first check that fails)."""
-    for key, choices in _CHOICES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if value not in choices:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
-    for key, ok, why in _range_checks(cfg):
-        if not ok:
-            raise ConfigError(f"{key}: {why}")
-    for name, ok, why in cfg.method.checks():
-        if not ok:
-            raise ConfigError(f"method.{name}: {why}")
-    unknown_loggers = [name for name in cfg.train.loggers if name not in TRACKERS]
-    if unknown_loggers:
-        raise ConfigError(f"train.loggers: unknown tracker {unknown_loggers[0]!r} ({', '.join(TRACKERS)})")
+    _check([*_section_checks(cfg), *_method_checks(cfg.method)])
     return cfg
+
+
+def _check(checks: list[tuple[str, bool, str]]) -> None:
+    """Raise a ConfigError for the first (key, valid, why) check that fails."""
+    for key, ok, why in checks:
+        if not ok:
+            raise ConfigError(f"{key}: {why}", key)
+
+
+def _section_checks(cfg: Config) -> list[tuple[str, bool, str]]:
+    """The choices and ranges of every section but ``method``."""
+    choices = []
+    for key, allowed in _CHOICES.items():
+        section, name = key.split(".")
+        choices.append(choice_check(key, getattr(getattr(cfg, section), name), allowed))
+    return [*choices, _loggers_check(cfg.train.loggers), *_range_checks(cfg)]
+
+
+def _loggers_check(loggers: tuple[str, ...]) -> tuple[str, bool, str]:
+    """The check that every name of ``train.loggers`` is a registered tracker (the first unknown
+    one is named, with the nearest registered one)."""
+    unknown = [name for name in loggers if name not in TRACKERS]
+    if not unknown:
+        return "train.loggers", True, ""
+    hint = did_you_mean(unknown[0], TRACKERS)
+    return "train.loggers", False, f"unknown tracker {unknown[0]!r} ({', '.join(TRACKERS)})" + (f"; {hint}" if hint else "")
+
+
+def _method_checks(settings: MethodSettings) -> list[tuple[str, bool, str]]:
+    """The method's own checks (:meth:`MethodSettings.checks`), keyed ``method.<setting>``."""
+    return [(f"method.{name}", ok, why) for name, ok, why in settings.checks()]
 
 
 def _range_checks(cfg: Config) -> list[tuple[str, bool, str]]:
@@ -428,20 +493,62 @@ def config_text(path: str | Path) -> tuple[str, str]:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read a YAML experiment file (optional: a path or a shipped config's name, see
-    :func:`config_text`), apply ``key=value`` overrides and validate."""
+    :func:`config_text`), apply ``key=value`` overrides and validate (:func:`build_config`).
+
+    Raises :class:`ConfigError`; one about a key that the file sets (and no override replaces)
+    starts with ``FILE:LINE:``.
+    """
     values: dict[str, Any] = {}
+    text = source = None
     if path is not None:
-        text, path = config_text(path)
+        text, source = config_text(path)
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+            raise ConfigError(f"{source}: not valid YAML: {err}") from err
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: top level must be a mapping of sections")
+            raise ConfigError(f"{source}: top level must be a mapping of sections")
         values = loaded or {}
-    for text in overrides:
-        values = _merge(values, parse_override(text))
-    return validate(_build(Config, values, ""))
+    given: dict[str, Any] = {}
+    for override in overrides:
+        given = _merge(given, parse_override(override))
+    try:
+        return build_config(_merge(values, given))
+    except ConfigError as err:
+        key = None if err.key is None else err.key.partition("[")[0]
+        if text is None or key is None or _sets(given, key):
+            raise
+        line = yaml_line(text, key)
+        if line is None:
+            raise
+        raise ConfigError(f"{source}:{line}: {err}", err.key) from err
+
+
+def _sets(values: dict[str, Any], key: str) -> bool:
+    """Whether the nested ``values`` hold the dotted ``key``."""
+    for part in key.split("."):
+        if not isinstance(values, dict) or part not in values:
+            return False
+        values = values[part]
+    return True
+
+
+def yaml_line(text: str, key: str) -> int | None:
+    """The line (1-based) of the dotted ``key`` (``train.epochs``) in the YAML ``text``, None when
+    the text does not set it."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in key.split("."):
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        match = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part), None)
+        if match is None:
+            return None
+        line, node = match[0].start_mark.line + 1, match[1]
+    return line
 
 
 LEGACY_METHOD_KEYS = frozenset({
@@ -482,9 +589,15 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     if isinstance(values.get("method"), dict):
         iters = values.get("train", {}).get("iters_per_epoch")
         values = {**values, "method": migrate_method(values["method"], iters)}
-    return validate(_build(Config, values, ""))
+    return build_config(values)
+
+
+def config_yaml(cfg: Config) -> str:
+    """The resolved configuration as YAML text (sections in declaration order), which
+    :func:`load_config` reads back to an equal Config."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    """Write the resolved configuration as YAML."""
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """Write the resolved configuration as YAML (:func:`config_yaml`)."""
+    Path(path).write_text(config_yaml(cfg))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from dualteacher.config import MethodSettings
+from dualteacher.config import MethodSettings, choice_check
 from dualteacher.data.transforms import IGNORE_INDEX
 from dualteacher.registry import MIXINGS, THRESHOLD_MODES
 from dualteacher.semi.mixing import apply_mix, make_mix_mask, random_partner
@@ -44,7 +44,7 @@ class PseudoLabelSettings(MethodSettings):
         return [
             *super().checks(),
             ("threshold", 0.0 <= self.threshold <= 1.0, "must be in [0, 1]"),
-            ("threshold_mode", self.threshold_mode in THRESHOLD_MODES, f"must be one of {', '.join(THRESHOLD_MODES)}"),
+            choice_check("threshold_mode", self.threshold_mode, THRESHOLD_MODES),
             ("unsup_weight", self.unsup_weight >= 0, "must be >= 0"),
             ("student_drop_path", 0.0 <= self.student_drop_path < 1.0, "must be in [0, 1)"),
             ("cutmix_p", 0.0 <= self.cutmix_p <= 1.0, "must be in [0, 1]"),
@@ -70,16 +70,20 @@ class TeacherSettings(PseudoLabelSettings):
         return [
             *super().checks(),
             ("ema_momentum", 0.0 <= self.ema_momentum < 1.0, "must be in [0, 1)"),
-            ("teacher_init", self.teacher_init in ("student", "independent"), "must be one of student, independent"),
+            choice_check("teacher_init", self.teacher_init, ("student", "independent")),
             ("init_from", self.init_from is None or self.teacher_init == "student",
              "starts every network, teachers too, from one checkpoint: it needs method.teacher_init=student"),
         ]
 
 
 def mixing_check(key: str, names: tuple[str, ...]) -> tuple[str, bool, str]:
-    """The check that every name in ``names`` is a registered mixing."""
+    """The check that every name in ``names`` is a registered mixing (the first unknown one is
+    named, with the nearest registered one)."""
     unknown = [name for name in names if name not in MIXINGS]
-    return key, not unknown, f"unknown mixing {unknown[0]!r} ({', '.join(MIXINGS)})" if unknown else ""
+    if not unknown:
+        return key, True, ""
+    _, _, why = choice_check(key, unknown[0], MIXINGS)
+    return key, False, f"unknown mixing: {why}"
 
 
 def make_teacher(ctx: MethodContext, student: nn.Module, teacher_init: str) -> nn.Module:
