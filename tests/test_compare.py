@@ -362,3 +362,14 @@ def test_the_dual_teacher_length_study_asks_compare_for_valid_runs(monkeypatch: 
                                      warmup=args.warmup)
         assert cmp.check_options(options)
     assert calls[1][calls[1].index("--out") + 1] == "benchmarks/results/dual_teacher_length/shift"
+
+
+def test_a_method_setting_for_every_run_reaches_the_methods_that_have_it() -> None:
+    options = cmp.CompareOptions(data=Path("."), out=Path("."), fractions=["1/8"],
+                                 methods=["supervised", "mean_teacher"], overrides=["method.threshold=0.9"])
+    assert cmp.check_options(options) == ["supervised", "mean_teacher"]
+    assert cmp.for_method("supervised", options.overrides) == []
+    assert cmp.for_method("mean_teacher", options.overrides) == ["method.threshold=0.9"]
+    with pytest.raises(ConfigError, match="override method.icl_weight: a setting of none of the methods compared"):
+        cmp.check_options(cmp.CompareOptions(data=Path("."), out=Path("."), fractions=["1/8"],
+                                             methods=["supervised", "mean_teacher"], overrides=["method.icl_weight=0.1"]))

@@ -59,7 +59,7 @@ def test_overrides_win_and_supervised_has_no_warm_up(prepared: Path) -> None:
                        overrides=["method.threshold=0.8", "train.seed=4"])
     assert mine.warmup is None and mine.config.method.threshold == 0.8 and mine.config.train.seed == 4
     warm = plan_fitted(str(prepared), "mean_teacher", iterations=10, overrides=["method.threshold=0.8", "train.seed=4"])
-    assert warm.warmup is not None and warm.warmup.train.seed == 4 and warm.warmup.method.threshold != 0.8
+    assert warm.warmup is not None and warm.warmup.train.seed == 4 and warm.warmup.method.name == "supervised"
 
 
 def test_errors_end_with_the_command_that_fixes_them(tmp_path: Path) -> None:

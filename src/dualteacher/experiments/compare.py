@@ -72,10 +72,12 @@ from dualteacher.experiments.recipe import (
     UPPER_BOUND,
     Adaptation,
     adapt_recipe,
+    for_method,
     method_settings,
     override_keys,
     recipe_config,
     warm_start,
+    without_method_settings,
 )
 from dualteacher.registry import METHODS
 from dualteacher.training.resume import files_digest
@@ -244,7 +246,10 @@ def check_options(opts: CompareOptions) -> list[str]:
     variants = [*opts.methods, *[v for v in opts.variants if v not in opts.methods]]
     for variant in [*variants, opts.reference, UPPER_BOUND]:
         method, settings = variant_of(variant)
-        recipe_config(".", POOL, POOL, method, ".", 1, 0, [*settings, *opts.overrides])
+        recipe_config(".", POOL, POOL, method, ".", 1, 0, [*settings, *for_method(method, opts.overrides)])
+    for key in sorted(k for k in override_keys(opts.overrides) if k.startswith("method.")):
+        if not any(for_method(variant_of(v)[0], [f"{key}=0"]) for v in variants):
+            raise ConfigError(f"override {key}: a setting of none of the methods compared ({', '.join(variants)})")
     return variants
 
 
@@ -323,7 +328,8 @@ class Plan:
             warmup = self.warmup_run(fraction, seed)
             name += f"_after_warmup{self.opts.warmup}"
             warmup_dir, warmup_summary = warmup.run_dir, warmup.summary
-        overrides = (*variant_of(variant)[1], *self.adaptation.overrides, *self.opts.overrides)
+        method, settings = variant_of(variant)
+        overrides = (*settings, *self.adaptation.overrides, *for_method(method, self.opts.overrides))
         return Run(name, variant, fraction, seed, budget, iterations, str(self.opts.data), labeled, unlabeled,
                    tuple(_data_settings(self.opts)), overrides, str(self.runs_dir / name),
                    str(self.opts.out / "summaries" / f"{name}.json"), self.threads, self.data_digest, warmup_dir,
@@ -367,7 +373,7 @@ def plan_comparison(opts: CompareOptions) -> Plan:
     (probing the reference's step for ``minutes``). Raises :class:`ConfigError` or
     :class:`DataError` before any run starts."""
     variants = check_options(opts)
-    data = load_config(None, [*RECIPE, *opts.overrides]).data
+    data = load_config(None, [*RECIPE, *without_method_settings(opts.overrides)]).data
     source = open_source(opts.dataset, opts.data, opts.splits_dir, ignore_index=data.ignore_index)
     val_split = data.val_split
     splits = {}

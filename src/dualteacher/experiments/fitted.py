@@ -144,7 +144,7 @@ def plan_fitted(
         raise ConfigError(f"--warmup must be 0 (none) or a number of iterations, got {warmup}")
     if warmup and "method.init_from" in user:
         raise ConfigError("--warmup trains a warm-up to start from, method.init_from names one: give one of them")
-    base = load_config(None, [*RECIPE, *overrides])
+    base = load_config(None, [*RECIPE, *overrides, f"method.name={method}"])
     source = open_source(dataset, root, splits_dir, ignore_index=base.data.ignore_index)
     reads_unlabeled = METHODS.get(method).uses_unlabeled
     labeled, unlabeled, splits_why = _splits(source, root, base, user, reads_unlabeled)

@@ -10,6 +10,8 @@ it chose.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from dualteacher.config import Config, ConfigError, load_config
+from dualteacher.config import Config, ConfigError, load_config, method_settings_class
 from dualteacher.data.core import DataError
 from dualteacher.data.source import DataSource
 from dualteacher.registry import METHODS
@@ -130,6 +132,19 @@ class Adaptation:
     account: list[str]
 
 
+def for_method(method: str, overrides: Sequence[str]) -> list[str]:
+    """``overrides`` without the ``method.*`` settings that ``method`` does not have: settings
+    given for every run of a comparison reach the methods they mean something to (imports the
+    method). Raises :class:`ConfigError` for an unknown method."""
+    known = {f"method.{f.name}" for f in dataclasses.fields(method_settings_class(method))}
+    return [o for o in overrides if not (o.strip().startswith("method.") and not override_keys([o]) <= known)]
+
+
+def without_method_settings(overrides: Sequence[str]) -> list[str]:
+    """``overrides`` without any ``method.*`` setting (for what reads no method's settings)."""
+    return [o for o in overrides if not o.strip().startswith("method.")]
+
+
 def override_keys(overrides: Sequence[str]) -> set[str]:
     """The dotted keys that ``key=value`` overrides set."""
     return {text.split("=", 1)[0].strip() for text in overrides}
@@ -188,7 +203,7 @@ def adapt_recipe(
     image too small to crop, or an empty split.
     """
     recipe = load_config(None, RECIPE)
-    base = load_config(None, [*RECIPE, *user_overrides])
+    base = load_config(None, [*RECIPE, *without_method_settings(user_overrides)])
     user = override_keys(user_overrides)
     found = {}
     for role, splits in (("train", list(dict.fromkeys(train_splits))), ("val", [val_split])):
