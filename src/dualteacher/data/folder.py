@@ -6,6 +6,8 @@ Layout::
     ROOT/masks/<id>.png               class index per pixel (PIL mode "L" or "P"), 255 = ignore
                                       (and ``ignore_index``, see :func:`~dualteacher.data.core.ignore_map`)
     ROOT/classes.txt                  one class name per line (line i = class i)
+    ROOT/mask_values.json             optional: stored mask value -> class, e.g. {"0": 0, "255": 1}
+                                      for binary masks saved as 0/255 (:mod:`dualteacher.data.mask_values`)
     ROOT/splits/<name>.txt            one <id> per line (train, val, labeled, unlabeled, ...)
 
 Images and masks are decoded by :mod:`dualteacher.data.core` (conversions listed there).
@@ -22,10 +24,10 @@ from dualteacher.data.core import (
     DataError,
     DirectoryIndex,
     extension_hint,
-    ignore_map,
     read_list_text,
     strip_image_suffix,
 )
+from dualteacher.data.mask_values import mask_label_map, read_mask_values
 from dualteacher.data.source import DataSource, SampleFiles
 from dualteacher.data.transforms import IGNORE_INDEX
 
@@ -77,13 +79,18 @@ def folder_files(root: Path, ids: Sequence[str], *, labeled: bool) -> tuple[list
 class FolderSource(DataSource):
     """The generic folder layout (see the module docstring); every split is a file.
 
-    Masks mark unlabelled pixels with ``ignore_index`` (``data.ignore_index``, default 255); it
-    is mapped to :data:`IGNORE_INDEX` when a mask is read (:func:`ignore_map`), so the loader and
-    ``check-data`` see the same values. 255 stays ignored whatever ``ignore_index`` is.
+    Masks are read through one label map (:func:`~dualteacher.data.mask_values.mask_label_map`),
+    so the loader, ``check-data`` and evaluation see the same values: ``ROOT/mask_values.json``
+    when the dataset has one (:attr:`mask_values`: stored value -> class, e.g. 255 -> 1 for
+    binary masks saved as 0/255), and ``ignore_index`` (``data.ignore_index``, default 255), the
+    stored value of unlabelled pixels, mapped to :data:`IGNORE_INDEX`. 255 is ignored too, unless
+    the dataset's map makes it a class. Raises :class:`DataError` for an unreadable map, or an
+    ``ignore_index`` that the map lists.
     """
 
     def __init__(self, root: str | Path, splits_dir: str | Path, ignore_index: int = IGNORE_INDEX) -> None:
-        self.label_map = ignore_map(ignore_index)
+        self.mask_values = read_mask_values(root)
+        self.label_map = mask_label_map(self.mask_values, ignore_index)
         super().__init__(root, splits_dir)
 
     def layout_hint(self) -> str:

@@ -27,6 +27,7 @@ from dualteacher.data.core import (
     read_id_list,
     strip_image_suffix,
 )
+from dualteacher.data.mask_values import MaskValues
 from dualteacher.data.transforms import Transform
 from dualteacher.registry import DATASETS
 
@@ -54,6 +55,9 @@ class DataSource(ABC):
 
     builtin_splits: tuple[str, ...] = ()
     label_map: np.ndarray | None = None
+    mask_values: MaskValues | None = None
+    """The dataset's own stored value -> class map (the folder layout's ``ROOT/mask_values.json``),
+    folded into :attr:`label_map`; None when it has none."""
     benchmark: bool = False
     """A public benchmark: its root is often read-only or shared, so split lists default to
     ``./splits/<name>``, and its masks mark unlabelled pixels its own way (``data.ignore_index`` stays 255)."""
