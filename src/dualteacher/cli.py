@@ -648,7 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_split)
 
     p = command("init", "make a folder of images/ and masks/ (some images without one) trainable: "
-                        "writes classes.txt and the split lists, never touching your files")
+                        "writes classes.txt, the split lists and, for binary masks saved as 0/255, "
+                        "mask_values.json (255 = class 1), never touching your files")
     p.add_argument("--data", required=True, help="the folder holding images/<id>.jpg|.jpeg|.png and masks/<id>.png")
     p.add_argument("--classes", nargs="+", metavar="NAME",
                    help="class names, class 0 first (default: background, class_1, ... for the mask values found)")
@@ -659,8 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="draw the split lists again and replace them (and classes.txt, when --classes is given)")
     p.add_argument("--indexed-copy", type=Path, metavar="DIR",
-                   help="for masks that are not class indices (foreground saved as 255, colour, 1-bit, 16-bit): "
-                        "write a copy of the dataset to DIR with converted masks (images hard-linked) and prepare it")
+                   help="for masks that are not class indices (colour, 1-bit, 16-bit; binary 0/255 masks need no "
+                        "copy, init records their map): write a copy of the dataset to DIR with class-index masks "
+                        "(images hard-linked) and prepare it")
     p.set_defaults(func=_cmd_init)
 
     p = command("check-data", "list every problem of a dataset's files, masks and splits (exit 1: errors)")

@@ -4,6 +4,7 @@ touching the user's files; and ``split`` refuses budgets drawn from images witho
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -87,19 +88,84 @@ def test_class_names_given_or_kept(tmp_path: Path) -> None:
         prepare_folder(root, classes=["a", "b"], force=True)
 
 
-def test_binary_masks_saved_as_255_are_refused_then_copied_as_indices(tmp_path: Path) -> None:
+def test_binary_masks_saved_as_255_are_read_through_the_map_init_records(tmp_path: Path) -> None:
     root = own_folder(tmp_path / "fg", foreground=255, disc=0)
     before = digest(root)
-    with pytest.raises(DataError) as caught:
+    report = prepare_folder(root)
+    assert json.loads((root / "mask_values.json").read_text()) == {"0": 0, "255": 1}
+    assert lines(root / "classes.txt") == ["background", "foreground"]
+    assert digest(root) == before
+    assert sorted(os.listdir(root)) == ["classes.txt", "images", "mask_values.json", "masks", "splits"]
+    text = report.format()
+    assert f"wrote      {root}/mask_values.json: 0 -> 0 (background), 255 -> 1 (foreground): binary masks saved as " \
+           "0/255" in text
+    assert "binary masks: 6 mask(s) store the foreground as 255; mask_values.json maps 255 to class 1 (foreground)" in text
+    assert "no value is ignored" in text and "write {\"255\": 255}" not in text
+    files = [root / "classes.txt", root / "mask_values.json", *(root / "splits").iterdir()]
+    written = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+    assert [w.status for w in prepare_folder(root).files] == ["unchanged"] * 6  # idempotent
+    assert {w.path.name: w.status for w in prepare_folder(root, force=True).files}["mask_values.json"] == "unchanged"
+    assert {p: p.read_bytes() for p in written} == {p: b for p, (b, _) in written.items()}
+    assert (root / "mask_values.json").stat().st_mtime_ns == written[root / "mask_values.json"][1]
+    report = check_data(open_source("folder", root), {"labeled": "labeled_masked", "unlabeled": "unlabeled_masked",
+                                                      "val": "val"}, full=False)
+    assert not report.errors and not report.warnings, report.format()
+    assert report.class_pixels["foreground"] == sum(int((np.asarray(Image.open(root / "masks" / f"{i}.png")) == 255)
+                                                        .sum()) for i in lines(root / "splits" / "labeled_masked.txt"))
+    assert "mask values read through mask_values.json: 0 -> 0 (background), 255 -> 1 (foreground)" in report.format()
+    assert report.as_dict()["mask_values"] == {"file": str(root / "mask_values.json"), "map": {"0": 0, "255": 1}}
+    assert digest(root) == before
+
+
+def _resave_as_0_1(root: Path, *sample_ids: str) -> None:
+    """Save the masks of ``sample_ids`` as 0/1, as a second annotation tool would."""
+    for sample_id in sample_ids:
+        path = root / "masks" / f"{sample_id}.png"
+        Image.fromarray((np.asarray(Image.open(path)) == 255).astype(np.uint8)).save(path)
+
+
+def test_masks_of_two_tools_0_255_and_0_1_are_read_alike_but_255_beside_1_stays_ignore(tmp_path: Path) -> None:
+    root = own_folder(tmp_path / "mixed", foreground=255, disc=0)
+    _resave_as_0_1(root, "img01", "img03")
+    text = prepare_folder(root).format()
+    assert json.loads((root / "mask_values.json").read_text()) == {"0": 0, "255": 1}
+    assert "4 mask(s) store the foreground as 255 and 2 as 1 (masks of two tools?)" in text
+    assert f"if 255 marks unlabelled pixels in your masks instead, write {{\"255\": 255}} to {root}/mask_values.json" in text
+    dataset = open_source("folder", root).dataset(["img00", "img01"], labeled=True)
+    assert [sorted(np.unique(dataset[k]["mask"].numpy()).tolist()) for k in range(2)] == [[0, 1], [0, 1]]
+
+    border = own_folder(tmp_path / "border", foreground=1, disc=0)  # img00: class 1 and 255 (ignore) rows
+    text = prepare_folder(border).format()
+    assert not (border / "mask_values.json").exists() and lines(border / "classes.txt") == ["background", "class_1"]
+    assert "the masks hold the class values 0, 1 and 255 (ignore: not trained on) in 1 mask(s)" in text
+
+
+def test_a_map_of_the_users_own_is_kept_and_read_before_the_classes_are_counted(tmp_path: Path) -> None:
+    root = own_folder(tmp_path / "mixed", foreground=255, disc=0)
+    _resave_as_0_1(root, "img01", "img03")
+    (root / "mask_values.json").write_text('{"255": 255}')  # here 255 marks unlabelled pixels
+    report = prepare_folder(root)
+    assert (root / "mask_values.json").read_text() == '{"255": 255}'
+    assert {w.path.name: w.status for w in report.files}["mask_values.json"] == "kept"
+    text = report.format()
+    assert "mask_values.json: 255 -> ignore (your map, applied by every command that reads the masks)" in text
+    assert "the masks hold the class values 0, 1 and 255 (ignore: not trained on) in 4 mask(s)" in text
+    assert lines(root / "classes.txt") == ["background", "class_1"]
+    refused = check_data(open_source("folder", root), {"labeled": "labeled_masked", "val": "val"}, full=False)
+    assert "mask-binary" not in {f.kind for f in refused.findings}  # the user said what 255 is
+    (root / "mask_values.json").write_text('{"255": "one"}')
+    with pytest.raises(DataError, match=r"mask_values\.json: '255' maps to 'one', not a class index.*or delete it for "
+                                        rf"init to write it again, then run: dualteacher init --data {root}$"):
         prepare_folder(root)
-    message = str(caught.value)
-    assert "only the values 0 and 255" in message and "data.ignore_index=255" in message
-    assert message.endswith(f"run: dualteacher init --data {root} --indexed-copy {root}_indexed")
-    assert sorted(os.listdir(root)) == ["images", "masks"]  # nothing written
+
+
+def test_an_indexed_copy_of_binary_masks_holds_class_indices(tmp_path: Path) -> None:
+    root = own_folder(tmp_path / "fg", foreground=255, disc=0)
+    before = digest(root)
     copy = tmp_path / "fg_indexed"
     report = prepare_folder(root, indexed_copy=copy)
     assert digest(root) == before and sorted(os.listdir(root)) == ["images", "masks"]
-    assert lines(copy / "classes.txt") == ["background", "foreground"]
+    assert lines(copy / "classes.txt") == ["background", "foreground"] and not (copy / "mask_values.json").exists()
     for name in os.listdir(root / "masks"):
         stored = np.asarray(Image.open(root / "masks" / name))
         converted = np.asarray(Image.open(copy / "masks" / name))
@@ -107,9 +173,6 @@ def test_binary_masks_saved_as_255_are_refused_then_copied_as_indices(tmp_path: 
     image = next((root / "images").iterdir())
     assert os.path.samefile(image, copy / "images" / image.name)  # linked, not duplicated
     assert f"indexed copy of {root}: {copy}" in report.format() and "foreground 255 -> 1" in report.format()
-    assert report.format().endswith(f"then: dualteacher train --data {copy} --method dual_teacher --minutes 10")
-    source = open_source("folder", copy)
-    assert not check_data(source, {"labeled": "labeled_masked", "val": "val"}, full=False).errors
     assert [w.status for w in prepare_folder(root, indexed_copy=copy).copy.files] == ["unchanged"] * 5
     assert digest(root) == before
 
@@ -181,17 +244,22 @@ def test_the_cli_prints_what_it_wrote_and_split_refuses_unmasked_budgets(tmp_pat
         main(["init", "--data", str(root), "--val", "1.5"])
 
 
-def test_the_copy_fixes_a_laid_out_binary_dataset_that_check_data_refused(tmp_path: Path) -> None:
+def test_check_data_refuses_unmapped_binary_masks_until_init_records_the_map(tmp_path: Path) -> None:
     root = make_scenes(tmp_path / "defects", ["background", "defect"], foreground=255, disc=0)
-    source = open_source("folder", root)
     splits = {"labeled": "labeled", "unlabeled": "unlabeled", "val": "val"}
-    refused = check_data(source, splits, full=False)
+    refused = check_data(open_source("folder", root), splits, full=False)
     assert [f.kind for f in refused.errors] == ["mask-binary", "mask-binary"]
-    assert refused.errors[0].message.endswith(f"run: dualteacher init --data {root} --indexed-copy {root}_indexed")
-    copy = tmp_path / "defects_indexed"
-    report = prepare_folder(root, indexed_copy=copy)
-    assert lines(copy / "classes.txt") == ["background", "defect"]  # the dataset's own names
-    assert lines(copy / "splits" / "val.txt") == lines(root / "splits" / "val.txt")  # the user's lists are kept
-    assert lines(copy / "splits" / "train.txt") == [f"train{i:03d}" for i in range(12)]  # the rest, none of val
-    assert "every train image has a mask" in report.format()
-    assert not check_data(open_source("folder", copy), splits, full=False).errors
+    assert "no labelled mask holds class 1 ('defect') but 4 of 4 hold 255" in refused.errors[0].message
+    assert refused.errors[0].message.endswith(f"255 is class 1 in mask_values.json (every command then reads the masks "
+                                              f"so), run: dualteacher init --data {root}")
+    _resave_as_0_1(root, "train001", "val001")  # two tools: still refused, with the other reading named
+    mixed = check_data(open_source("folder", root), splits, full=False)
+    assert [f.kind for f in mixed.errors] == ["mask-binary", "mask-binary"]
+    assert "3 of the 4 labelled masks hold 0 and 255 but never 1, and 1 hold 1 but never 255" in mixed.errors[0].message
+    assert f'write {{"255": 255}} to {root / "mask_values.json"}' in mixed.errors[0].message
+    report = prepare_folder(root)
+    assert lines(root / "classes.txt") == ["background", "defect"]  # the dataset's own names
+    assert lines(root / "splits" / "val.txt") == [f"val{i:03d}" for i in range(4)]  # the user's lists are kept
+    assert "mask_values.json: 0 -> 0 (background), 255 -> 1 (defect)" in report.format()
+    passed = check_data(open_source("folder", root), splits, full=False)
+    assert not passed.errors and passed.class_images["defect"] == 4, passed.format()

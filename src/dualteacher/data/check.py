@@ -7,7 +7,9 @@ corrupt or truncated files (an interrupted copy keeps its header), image/mask si
 the image modes that are converted or refused and the EXIF orientations that turn an image (see
 :mod:`dualteacher.data.core`), colour, lossy (JPEG) or 16/32-bit masks, values that are neither
 a class (after the reader's label mapping) nor ``ignore_index``, binary 0/255 masks of a 2-class
-dataset, labelled masks that are all ignore, and classes that no labelled mask contains.
+dataset that records no mask value map, labelled masks that are all ignore, and classes that no
+labelled mask contains. The report says how the masks are read when the dataset records a map
+(``ROOT/mask_values.json``, :mod:`dualteacher.data.mask_values`).
 
 What was read of each file is cached (:class:`FileCache`, one JSON file per dataset root in
 the project's cache folder, ``$DUALTEACHER_CACHE`` or ``~/.cache/dualteacher``) under its path,
@@ -46,8 +48,10 @@ mask-lossy          error     a mask stored as JPEG data (whatever its name): ar
 mask-mode           error     a mask that is not 8-bit grayscale (``L``) or palette (``P``)
 size-mismatch       error     the mask and the (upright) image differ in size
 mask-values         error     values that are neither classes nor ``ignore_index``
-mask-binary         error     2 classes, and the labelled (or val) masks hold 0 and 255 but
-                              never class 1: foreground saved as 255 would all be ignored
+mask-binary         error     2 classes, no mask value map, and the labelled (or val) masks
+                              are binary masks storing the foreground as 255 (every mask 0/255,
+                              or some 0/255 and the others 0/1, none with both 1 and 255): that
+                              foreground would be ignored; ``dualteacher init`` records the map
 mask-all-ignore     warning   a labelled mask whose every pixel is ``ignore_index``
 class-absent        warning   a class that no labelled mask contains
 ==================  ========  ===========================================================
@@ -89,6 +93,7 @@ from dualteacher.data.core import (
     upright_size,
 )
 from dualteacher.data.digits import default_cache_dir
+from dualteacher.data.mask_values import MASK_VALUES_FILE, binary_255, describe
 from dualteacher.data.source import DataSource
 from dualteacher.data.transforms import IGNORE_INDEX
 from dualteacher.registry import METHODS
@@ -121,7 +126,8 @@ class Report:
     the class and its pixels. ``images`` and ``masks`` are the distinct files inspected (all
     decoded, now or by an earlier check), of which ``files_read`` were decoded by this check (in
     ``workers`` processes; 0: in this process) and ``files_cached`` known unchanged from the
-    cache file ``cache``.
+    cache file ``cache``. ``mask_values`` is the dataset's recorded map (its file and stored
+    value -> class), None when it has none.
     """
 
     dataset: str
@@ -140,6 +146,7 @@ class Report:
     workers: int = 0
     cache: str | None = None
     cache_error: str | None = None
+    mask_values: tuple[str, dict[int, int]] | None = None
 
     @property
     def errors(self) -> list[Finding]:
@@ -177,6 +184,9 @@ class Report:
         )
         mode = "full" if self.full else "fast"
         lines = [f"{self.dataset} data at {self.root} ({mode} check, {self.seconds:.1f} s): {splits}", self.checked()]
+        if self.mask_values is not None:
+            path, mapping = self.mask_values
+            lines.append(f"mask values read through {self._short(path)}: {describe(mapping, self.class_names)}")
         for severity in severities:
             groups: dict[str, list[Finding]] = {}
             for finding in self.findings:
@@ -197,12 +207,20 @@ class Report:
         except ValueError:
             return path_or_id
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """The class names, when the class list could be read."""
+        return None if self.class_images is None else list(self.class_images)
+
     def as_dict(self) -> dict[str, Any]:
         """The report as plain data (the ``--json`` output)."""
+        mask_values = None if self.mask_values is None else {
+            "file": self.mask_values[0], "map": {str(k): v for k, v in sorted(self.mask_values[1].items())}}
         return {
             "ok": not self.errors,
             "dataset": self.dataset,
             "root": self.root,
+            "mask_values": mask_values,
             "mode": "full" if self.full else "fast",
             "splits": {role: {"split": name, "ids": self.sizes.get(role)} for role, name in self.splits.items()},
             "counts": {s: sum(f.severity == s for f in self.findings) for s in SEVERITIES},
@@ -599,19 +617,22 @@ def _ignored(counts: np.ndarray, ignore_index: int) -> int:
 # ---------------------------------------------------------------- findings of a split
 @dataclass
 class _MaskStats:
-    """The masks of one role: how many, how many contain each value, pixels per value, and the
-    first mask containing each value."""
+    """The masks of one role: how many, how many contain each value, pixels per value, the
+    first mask containing each value, and the values of each mask."""
 
     masks: int = 0
     images: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
     pixels: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
     first: dict[int, str] = field(default_factory=dict)
+    value_sets: list[frozenset[int]] = field(default_factory=list)
 
     def add(self, path: str, counts: np.ndarray) -> None:
         self.masks += 1
         self.images += counts > 0
         self.pixels += counts
-        for value in np.flatnonzero(counts).tolist():
+        found = np.flatnonzero(counts).tolist()
+        self.value_sets.append(frozenset(found))
+        for value in found:
             self.first.setdefault(value, path)
 
 
@@ -626,24 +647,35 @@ def _class_absent(stats: _MaskStats, classes: list[str], source: DataSource) -> 
     ]
 
 
-def _binary_masks(stats: dict[str, _MaskStats], classes: list[str], ignore_index: int, root: Path) -> list[Finding]:
-    """A 2-class dataset whose masks hold the ignore value but never class 1: foreground saved as
-    255 (what most annotation tools write for binary masks) would all be ignored. The message
-    ends with the command that writes a converted copy of the folder dataset at ``root``."""
-    if len(classes) != 2 or not 1 < ignore_index < 256:
+def _binary_masks(stats: dict[str, _MaskStats], classes: list[str], source: DataSource) -> list[Finding]:
+    """A 2-class dataset read as stored (no mask value map, no ``data.ignore_index``) whose masks
+    are binary masks storing the foreground as 255 (:func:`~dualteacher.data.mask_values.binary_255`:
+    what most annotation tools write): read as stored, that foreground is ignored. For the folder
+    layout the message ends with the ``init`` command that records the map."""
+    if len(classes) != 2 or source.label_map is not None or source.mask_values is not None:
         return []
+    root = shlex.quote(str(source.root))
+    if source.name == "folder":
+        fix = (f"leave your files as they are and record that 255 is class 1 in {MASK_VALUES_FILE} (every command "
+               f"then reads the masks so), run: dualteacher init --data {root}")
+    else:
+        fix = "save the foreground as 1, e.g. Image.fromarray((np.array(Image.open(p)) > 127).astype(np.uint8)).save(p)"
     findings = []
     for role, stat in stats.items():
-        if stat.masks and stat.images[1] == 0 and stat.images[ignore_index] > 0:
-            message = (
-                f"no {_ROLE_WORDS[role]} mask holds class 1 ({classes[1]!r}) but {stat.images[ignore_index]} of "
-                f"{stat.masks} hold {ignore_index}: binary masks saved as 0/255 make every foreground pixel "
-                f"'ignore'. Save the foreground as 1, e.g. "
-                f"Image.fromarray((np.array(Image.open(p)) > 127).astype(np.uint8)).save(p), or leave your files "
-                f"as they are and write a converted copy, run: dualteacher init --data {shlex.quote(str(root))} "
-                f"--indexed-copy {shlex.quote(str(root).rstrip('/') + '_indexed')}"
-            )
-            findings.append(Finding("error", "mask-binary", stat.first[ignore_index], message))
+        binary = binary_255(stat.value_sets)
+        if binary is None:
+            continue
+        words = _ROLE_WORDS[role]
+        if binary.as_1:
+            message = (f"{binary.as_255} of the {stat.masks} {words} masks hold 0 and 255 but never 1, and {binary.as_1} "
+                       f"hold 1 but never 255: binary masks from tools that save the foreground ({classes[1]!r}) as "
+                       f"255 and as 1? Read as stored, the foreground of the 0/255 ones is ignored. If 255 marks "
+                       f"unlabelled pixels there, write {{\"255\": 255}} to {source.root / MASK_VALUES_FILE}; else "
+                       f"{fix}")
+        else:
+            message = (f"no {words} mask holds class 1 ({classes[1]!r}) but {binary.as_255} of {stat.masks} hold 255: "
+                       f"binary masks saved as 0/255 make every foreground pixel 'ignore'; {fix}")
+        findings.append(Finding("error", "mask-binary", stat.first[IGNORE_INDEX], message))
     return findings
 
 
@@ -669,6 +701,8 @@ def check_data(
         raise ValueError(f"unknown split roles {sorted(unknown)} (expected {', '.join(ROLES)})")
     start = time.perf_counter()
     report = Report(source.name, str(source.root), full, dict(splits))
+    if source.mask_values is not None:
+        report.mask_values = (str(source.mask_values.path), dict(source.mask_values.mapping))
     findings = report.findings
     try:
         classes: list[str] | None = source.classes
@@ -695,7 +729,7 @@ def check_data(
         labeled = stats["labeled"]
         report.class_images = {name: int(labeled.images[c]) if c < 256 else 0 for c, name in enumerate(classes)}
         report.class_pixels = {name: int(labeled.pixels[c]) if c < 256 else 0 for c, name in enumerate(classes)}
-        findings += _binary_masks(stats, classes, ignore_index, source.root)
+        findings += _binary_masks(stats, classes, source)
         findings += _class_absent(labeled, classes, source)
     report.images = len(tasks)
     report.masks = sum(task.mask is not None for task in tasks)

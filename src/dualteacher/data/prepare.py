@@ -6,6 +6,8 @@ rest of the folder layout::
 
     ROOT/classes.txt                   the names given, else one per mask value found
                                        (``background`` for 0, ``class_<v>`` for the others)
+    ROOT/mask_values.json              for binary masks saved as 0/255 only: {"0": 0, "255": 1}
+                                       (:mod:`dualteacher.data.mask_values`)
     ROOT/splits/val.txt                a seeded draw of the images that have a mask
     ROOT/splits/train.txt              every other image
     ROOT/splits/labeled_masked.txt     the train images that have a mask and the others
@@ -16,11 +18,17 @@ It never writes into ``images/`` or ``masks/``. A file that exists is left as it
 lists are used as they are, after checking them); ``force`` redraws the split lists, and
 replaces ``classes.txt`` when names are given. So a second call changes nothing.
 
-Masks that are not class indices are refused before anything is written, naming the files:
-binary masks that store the foreground as 255 (255 is the ignore value, ``data.ignore_index``,
-and no setting maps a stored value to a class), colour (RGB/RGBA) renderings, 1-bit and 16-bit
-masks. ``indexed_copy`` then writes a copy of the dataset beside it (images hard-linked where the
-file system allows, else copied; masks converted to class indices) and prepares the copy.
+Binary masks that store the foreground as 255, as annotation tools write them (some may store
+it as 1; see :func:`~dualteacher.data.mask_values.binary_255`), in a dataset of at most 2
+classes, are read through a recorded map: ``mask_values.json`` says 255 is class 1, and every
+command reads the masks so; the files stay as they are. A ``mask_values.json`` of the user's is
+kept (never replaced, not even by ``force``) and applied before the classes are counted: to read
+255 as ignore in such a dataset, write ``{"255": 255}`` there.
+
+Masks that hold no class values are refused before anything is written, naming the files:
+colour (RGB/RGBA) renderings, 1-bit and 16-bit masks. ``indexed_copy`` then writes a copy of the
+dataset beside it (images hard-linked where the file system allows, else copied; masks converted
+to class indices, through the dataset's map when it has one) and prepares the copy.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from shlex import quote
 
@@ -37,6 +45,17 @@ from PIL import Image
 
 from dualteacher.data.core import IMAGE_EXTENSIONS, DataError, decode_failure, find_missing, read_id_list
 from dualteacher.data.folder import read_classes
+from dualteacher.data.mask_values import (
+    BINARY_255,
+    MASK_VALUES_FILE,
+    Binary255,
+    MaskValues,
+    binary_255,
+    describe,
+    read_mask_values,
+    same_map,
+    write_mask_values,
+)
 from dualteacher.data.registry import open_source
 from dualteacher.data.source import DataSource
 from dualteacher.data.split_files import MASKED, split_source
@@ -216,20 +235,22 @@ def read_masks(folder: Folder, fix: str) -> dict[str, MaskFacts]:
 @dataclass(frozen=True)
 class MaskKind:
     """What the masks of a dataset are: ``kind`` is ``indexed`` (class indices, ready),
-    ``binary`` (0/255 with the foreground as 255), ``bilevel`` (1-bit), ``wide`` (16/32-bit
-    values below 256), ``colour`` (RGB/RGBA renderings); ``values`` the pixels per value over
-    every mask (int64 [256]; for colour masks, per class of the copy) and ``colours`` the
-    colours of colour masks in class order (black first)."""
+    ``binary`` (0/255 with the foreground as 255, some masks possibly 0/1: ``binary`` counts
+    each), ``bilevel`` (1-bit), ``wide`` (16/32-bit values below 256), ``colour`` (RGB/RGBA
+    renderings); ``values`` the pixels per value over every mask (int64 [256]; for colour masks,
+    per class of the copy) and ``colours`` the colours of colour masks in class order (black first)."""
 
     kind: str
     values: np.ndarray
     colours: tuple[int, ...] = ()
     example: Path | None = None
+    binary: Binary255 | None = None
 
 
 def mask_kind(facts: dict[str, MaskFacts], root: Path, class_count: int | None, fix: str) -> MaskKind:
     """Classify the masks (see :class:`MaskKind`); ``class_count`` is the number of class names
-    given or listed (None: none), which tells a 2-class 0/255 dataset from 255 used as ignore.
+    given or listed (None: none): binary masks (:func:`binary_255`) need at most 2, as 255 is
+    the ignore value of a dataset of more classes.
 
     Raises :class:`DataError` ending with ``fix`` for masks of a mode that holds no class
     indices, 16-bit masks with values above 255, and colour masks mixed with value masks.
@@ -261,17 +282,26 @@ def mask_kind(facts: dict[str, MaskFacts], root: Path, class_count: int | None, 
     wide = [f for f in facts.values() if f.mode not in ("L", "P")]
     if wide:
         return MaskKind("wide", values, example=wide[0].path)
-    found = set(np.flatnonzero(values).tolist())
-    if IGNORE_INDEX in found and found <= {0, IGNORE_INDEX} and (class_count is None or class_count <= 2):
+    binary = binary_255(np.flatnonzero(f.values).tolist() for f in facts.values() if f.values is not None)
+    if binary is not None and (class_count is None or class_count <= 2):
         holder = next(f.path for f in facts.values() if f.values is not None and f.values[IGNORE_INDEX])
-        return MaskKind("binary", values, example=holder)
+        return MaskKind("binary", values, example=holder, binary=binary)
     return MaskKind("indexed", values, example=example)
 
 
-def convert_mask(fact: MaskFacts, kind: MaskKind) -> np.ndarray:
-    """The class-index mask (uint8 [H, W]) of one mask of a dataset of ``kind`` (not ``indexed``):
-    binary 255 -> 1, 1-bit on -> 1, wide values as they are, each colour -> its index in
-    ``kind.colours``. Raises :class:`DataError` naming the file for more colours than classes."""
+def mapped_facts(facts: dict[str, MaskFacts], mask_values: MaskValues) -> dict[str, MaskFacts]:
+    """``facts`` with each mask's pixels per value counted after ``mask_values`` (what the reader sees)."""
+    table = mask_values.table()
+    return {sample_id: f if f.values is None else
+            replace(f, values=np.bincount(table, weights=f.values, minlength=256).astype(np.int64))
+            for sample_id, f in facts.items()}
+
+
+def convert_mask(fact: MaskFacts, kind: MaskKind, table: np.ndarray | None = None) -> np.ndarray:
+    """The class-index mask (uint8 [H, W]) of one mask of a dataset of ``kind``: its values
+    through ``table`` (uint8 [256], the dataset's map) when given, else binary 255 -> 1 (0 and 1
+    kept), 1-bit on -> 1, values as they are; each colour -> its index in ``kind.colours``.
+    Raises :class:`DataError` naming the file for more colours than classes."""
     with Image.open(fact.path) as mask:
         if kind.kind == "colour":
             if len(kind.colours) > MAX_COLOURS:
@@ -281,22 +311,17 @@ def convert_mask(fact: MaskFacts, kind: MaskKind) -> np.ndarray:
             packed = rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2]
             return np.searchsorted(np.array(kind.colours, dtype=np.uint32), packed).astype(np.uint8)
         array = np.asarray(mask).astype(np.int64)
+    if table is not None:
+        return table[array]
     if kind.kind == "binary":
-        return (array == IGNORE_INDEX).astype(np.uint8)
+        return np.where(array == IGNORE_INDEX, 1, array).astype(np.uint8)
     return array.astype(np.uint8)
 
 
 def kind_problem(kind: MaskKind, root: Path, copy_fix: str) -> str:
-    """Why masks of ``kind`` (not ``indexed``) cannot be read as they are, and the command that
-    writes an indexed copy (``copy_fix``)."""
+    """Why masks of ``kind`` (``colour``, ``bilevel`` or ``wide``) cannot be read as they are,
+    and the command that writes an indexed copy (``copy_fix``)."""
     example = _rel(kind.example, root) if kind.example else "masks"
-    if kind.kind == "binary":
-        return (f"the masks hold only the values 0 and 255 (e.g. {example}): binary masks with the foreground saved "
-                f"as 255. Here 255 marks unlabelled pixels (data.ignore_index=255 by default, and 255 is always "
-                f"ignored), so every foreground pixel would be ignored and training would learn background only. "
-                f"No setting maps a stored value to a class (data.ignore_index only names the value to ignore), so "
-                f"init wrote nothing. Write a copy whose masks store the foreground as 1 (your files are not changed; "
-                f"images are hard-linked, not duplicated, where the file system allows), run: {copy_fix}")
     if kind.kind == "colour":
         shown = ", ".join(f"#{c:06x}" for c in kind.colours[:8]) + (" ..." if len(kind.colours) > 8 else "")
         return (f"the masks are colour images (e.g. {example}: {len(kind.colours)} colours, {shown}): a colour "
@@ -328,7 +353,7 @@ def class_values(kind: MaskKind) -> list[int]:
     if kind.kind == "colour":
         return list(range(len(kind.colours)))
     if kind.kind == "binary":
-        return [v for v, n in ((0, kind.values[0]), (1, kind.values[IGNORE_INDEX])) if n]
+        return [v for v, n in ((0, kind.values[0]), (1, kind.values[1] + kind.values[IGNORE_INDEX])) if n]
     return [v for v in np.flatnonzero(kind.values).tolist() if v != IGNORE_INDEX]
 
 
@@ -452,15 +477,16 @@ def prepare_folder(
     force: bool = False,
     indexed_copy: str | Path | None = None,
 ) -> InitReport:
-    """Write ``classes.txt`` and the split lists of the folder dataset at ``root`` (see the
-    module docstring); with ``indexed_copy``, first write an indexed copy of it there (for
-    masks that are not class indices) and prepare the copy instead.
+    """Write ``classes.txt``, the split lists and, for binary masks saved as 0/255,
+    ``mask_values.json`` of the folder dataset at ``root`` (see the module docstring); with
+    ``indexed_copy``, first write an indexed copy of it there (for masks that are not class
+    indices) and prepare the copy instead.
 
     Raises :class:`DataError`, every message ending with the command that fixes it, before
     anything is written: for missing or misnamed images and masks, masks of another size than
-    their image, masks that are not class indices (binary 0/255, colour, 1-bit, 16-bit) without
-    ``indexed_copy``, class names that do not cover the mask values, fewer than 3 masks, or
-    user lists that are inconsistent. Raises ValueError for ``val`` outside (0, 1).
+    their image, masks that hold no class values (colour, 1-bit, 16-bit) without ``indexed_copy``,
+    an unreadable ``mask_values.json``, class names that do not cover the mask values, fewer than
+    3 masks, or user lists that are inconsistent. Raises ValueError for ``val`` outside (0, 1).
     """
     if not 0 < val < 1:
         raise ValueError(f"--val must be a fraction between 0 and 1 (exclusive), got {val}")
@@ -475,12 +501,50 @@ def prepare_folder(
     facts = read_masks(folder, fix)
     listed = listed_classes(root, command("dualteacher", "init", "--data", shown, "--classes", "NAME", "...", "--force"))
     kind = mask_kind(facts, root, len(classes) if classes else len(listed) if listed else None, fix)
+    recorded = read_mask_values(root, f"fix it (e.g. {{\"0\": 0, \"255\": 1}}), or delete it for init to write it "
+                                      f"again, then run: {fix}")
     if indexed_copy is not None:
-        return _indexed_copy(folder, facts, kind, Path(indexed_copy), shown, classes or listed, val, seed, force)
-    if kind.kind != "indexed":
+        return _indexed_copy(folder, facts, kind, recorded, Path(indexed_copy), shown, classes or listed, val, seed,
+                             force)
+    if kind.kind not in ("indexed", "binary"):
         copy = f"{shown.rstrip('/')}_indexed"
         raise DataError(kind_problem(kind, root, command(*base, "--indexed-copy", copy)))
-    return _write_layout(folder, facts, kind, shown, classes, listed, val, seed, force)
+    return _write_layout(folder, facts, kind, recorded, shown, classes, listed, val, seed, force)
+
+
+def _as_read(facts: dict[str, MaskFacts], kind: MaskKind,
+             recorded: MaskValues | None) -> tuple[dict[str, MaskFacts], MaskKind]:
+    """The masks as the folder reader sees them: through the user's ``recorded`` map (then
+    ``indexed``); as they are without one, or when it is the map init writes for ``binary`` masks."""
+    if recorded is None or (kind.kind == "binary" and same_map(recorded.mapping, BINARY_255)):
+        return facts, kind
+    facts = mapped_facts(facts, recorded)
+    values = np.sum([f.values for f in facts.values() if f.values is not None], axis=0)
+    return facts, MaskKind("indexed", values, example=kind.example)
+
+
+def _mask_map(kind: MaskKind, recorded: MaskValues | None, root: Path,
+              names: Sequence[str]) -> tuple[Written | None, list[str]]:
+    """What init does with ``mask_values.json`` (to write when the status is ``wrote``) and the notes
+    on binary masks: they get :data:`BINARY_255`; a file of the user's is kept (and applied)."""
+    path = root / MASK_VALUES_FILE
+    if kind.kind != "binary":
+        if recorded is None:
+            return None, []
+        what = f"{describe(recorded.mapping, names)} (your map, applied by every command that reads the masks)"
+        return Written("kept", path, what), []
+    binary = kind.binary
+    assert binary is not None, "mask_kind sets it for binary masks"
+    stored = f"{binary.as_255} mask(s) store the foreground as 255" + (
+        f" and {binary.as_1} as 1 (masks of two tools?)" if binary.as_1 else "")
+    notes = [(f"binary masks: {stored}; {MASK_VALUES_FILE} maps 255 to class 1 ({names[1]}), so check-data, train "
+              f"and eval read them so, and no value is ignored (data.ignore_index=V ignores a stored value V); your "
+              f"masks are not changed")]
+    if binary.as_1:
+        notes.append(f"if 255 marks unlabelled pixels in your masks instead, write {{\"255\": 255}} to {path} "
+                     f"(init keeps a file that exists) and run init again")
+    status = "wrote" if recorded is None else "unchanged"
+    return Written(status, path, f"{describe(BINARY_255, names)}: binary masks saved as 0/255"), notes
 
 
 def listed_classes(root: Path, fix: str) -> list[str] | None:
@@ -496,11 +560,13 @@ def listed_classes(root: Path, fix: str) -> list[str] | None:
 
 
 def _write_layout(
-    folder: Folder, facts: dict[str, MaskFacts], kind: MaskKind, shown: str, classes: Sequence[str] | None,
-    listed: list[str] | None, val: float, seed: int, force: bool,
+    folder: Folder, facts: dict[str, MaskFacts], kind: MaskKind, recorded: MaskValues | None, shown: str,
+    classes: Sequence[str] | None, listed: list[str] | None, val: float, seed: int, force: bool,
 ) -> InitReport:
-    """Check everything, then write classes.txt and the split lists of ``folder`` (class-index masks)."""
+    """Check everything, then write classes.txt, mask_values.json (binary masks) and the split
+    lists of ``folder`` (masks of class values, read through ``recorded`` when given)."""
     root = folder.root
+    facts, kind = _as_read(facts, kind, recorded)
     report = InitReport(root, len(folder.images), len(folder.masks))
     fix_classes = command("dualteacher", "init", "--data", shown, "--classes", "NAME", "...", "--force")
     fix_force = command("dualteacher", "init", "--data", shown, "--force")
@@ -545,12 +611,17 @@ def _write_layout(
     if not labeled:
         raise DataError(f"no image of {train_path} has a mask, so there is nothing to train on; draw the lists "
                         f"again, run: {fix_force}")
+    mask_file, mask_notes = _mask_map(kind, recorded, root, names)
     # everything checked: write
     if listed is not None and not classes:
         report.files.append(Written("unchanged", class_file, f"{len(names)} classes: {', '.join(names)}"))
     else:
         how = "" if classes else " (from the mask values; rename them by editing the file, line i = class i)"
         report.files.append(_write_text(class_file, names, force, f"{len(names)} classes: {', '.join(names)}{how}"))
+    if mask_file is not None:
+        if mask_file.status == "wrote":
+            write_mask_values(root, BINARY_255)
+        report.files.append(mask_file)
     val_what = f"{len(val_ids)} of the {len(masked)} images with a mask" + ("" if mine else f", drawn with seed {seed}")
     train_what = f"{len(train_ids)} images: {len(labeled)} with a mask, {len(unlabeled)} without"
     drawn_train = None if drawn_val is None else sorted(set(folder.images) - set(drawn_val))
@@ -571,7 +642,7 @@ def _write_layout(
         report.notes.append(f"every train image has a mask, so none is unlabelled and no {LABELED_MASKED} list is "
                             f"written: supervised training uses train.txt; to try a semi-supervised method, hold "
                             f"labels out: {command('dualteacher', 'split', '--data', shown, '--labeled', '1/8')}")
-    report.notes += _mask_notes(kind, facts, names)
+    report.notes += _mask_notes(kind, facts, names) + mask_notes
     if folder.skipped:
         report.notes.append(f"skipped {len(folder.skipped)} file(s) that are not images or PNG masks: "
                             f"{_some(folder.skipped)}")
@@ -641,11 +712,13 @@ def _link_or_copy(source: Path, target: Path, force: bool, fix: str) -> None:
 
 
 def _indexed_copy(
-    folder: Folder, facts: dict[str, MaskFacts], kind: MaskKind, out: Path, shown: str,
+    folder: Folder, facts: dict[str, MaskFacts], kind: MaskKind, recorded: MaskValues | None, out: Path, shown: str,
     classes: Sequence[str] | None, val: float, seed: int, force: bool,
 ) -> InitReport:
-    """Write ``out``: the images of ``folder`` (hard links), its masks as class indices, and its
-    split lists (which hold the same ids); then prepare ``out``."""
+    """Write ``out``: the images of ``folder`` (hard links), its masks as class indices (through
+    the dataset's ``recorded`` map, if any; a stored value it maps to ignore stays 255, and the
+    copy records ``{"255": 255}`` so that it is not read as binary), and its split lists (which
+    hold the same ids); then prepare ``out``."""
     root = folder.root
     fix = command("dualteacher", "init", "--data", shown, "--indexed-copy", str(out))
     inside = [root / "images", root / "masks"]
@@ -657,14 +730,15 @@ def _indexed_copy(
         raise DataError(f"the colour masks hold {len(kind.colours)} colours (e.g. {_rel(kind.example or root, root)}), "
                         f"more than {MAX_COLOURS} classes: anti-aliased or JPEG-compressed renderings cannot become "
                         f"class indices; export the masks without smoothing, then run: {fix}")
-    names = list(classes) if classes else default_names(kind)
+    table = None if recorded is None or kind.kind == "colour" else recorded.table()
+    names = list(classes) if classes else default_names(_as_read(facts, kind, None if table is None else recorded)[1])
     report = InitReport(root, len(folder.images), len(folder.masks))
     for image in folder.images.values():
         _link_or_copy(image, out / "images" / image.relative_to(root / "images"), force, fix)
     converted = 0
     for sample_id, fact in facts.items():
         target = out / "masks" / f"{sample_id}.png"
-        array = convert_mask(fact, kind) if kind.kind != "indexed" else None
+        array = convert_mask(fact, kind, table) if kind.kind != "indexed" or table is not None else None
         if array is None:
             _link_or_copy(fact.path, target, force, fix)
             continue
@@ -685,8 +759,11 @@ def _indexed_copy(
             shutil.copyfile(mine, theirs)
     what = {"binary": "foreground 255 -> 1", "colour": "one class per colour, black first",
             "bilevel": "1-bit -> 8-bit 0/1", "wide": "16/32-bit -> 8-bit, same values", "indexed": "as they are"}
+    how = what[kind.kind] if recorded is None or table is None else f"through {recorded.path}: {recorded.describe()}"
     report.notes.append(f"{len(folder.images)} images linked or copied, {len(facts)} masks converted "
-                        f"({what[kind.kind]}; {converted} written now); {root} is not changed")
+                        f"({how}; {converted} written now); {root} is not changed")
+    if recorded is not None and table is not None and recorded.mapping.get(IGNORE_INDEX, IGNORE_INDEX) == IGNORE_INDEX:
+        write_mask_values(out, {IGNORE_INDEX: IGNORE_INDEX})  # 255 stays ignore in the copy, as in the dataset
     if kind.kind == "colour":
         report.notes.append("classes by colour: " + ", ".join(f"{k} = #{c:06x}" for k, c in enumerate(kind.colours)))
     copy_shown = str(out)
