@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -34,11 +34,11 @@ def clean_env() -> dict[str, str]:
 
 
 def run(command: Sequence[str | Path], *, cwd: Path | None = None, timeout: float = INSTALL_SECONDS,
-        check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` with :func:`clean_env`; on failure (``check``) raise an AssertionError
-    holding its output."""
-    result = subprocess.run([str(part) for part in command], cwd=cwd, env=clean_env(), capture_output=True,
-                            text=True, timeout=timeout)
+        check: bool = True, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` with :func:`clean_env` updated by ``env``; on failure (``check``) raise an
+    AssertionError holding its output."""
+    result = subprocess.run([str(part) for part in command], cwd=cwd, env={**clean_env(), **(env or {})},
+                            capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, command))} exited {result.returncode}:\n"
                              f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
