@@ -175,6 +175,15 @@ def test_an_indexed_copy_of_binary_masks_holds_class_indices(tmp_path: Path) -> 
     assert f"indexed copy of {root}: {copy}" in report.format() and "foreground 255 -> 1" in report.format()
     assert [w.status for w in prepare_folder(root, indexed_copy=copy).copy.files] == ["unchanged"] * 5
     assert digest(root) == before
+    _resave_as_0_1(root, "img01")
+    (root / "mask_values.json").write_text('{"255": 255}')  # the user's: 255 marks unlabelled pixels
+    kept = tmp_path / "kept_indexed"
+    report = prepare_folder(root, indexed_copy=kept)
+    assert f"through {root / 'mask_values.json'}: 255 -> ignore" in report.format()
+    assert np.array_equal(np.asarray(Image.open(kept / "masks" / "img00.png")),
+                          np.asarray(Image.open(root / "masks" / "img00.png")))  # 255 stays ignore
+    assert json.loads((kept / "mask_values.json").read_text()) == {"255": 255}  # and the copy says so
+    assert lines(kept / "classes.txt") == ["background", "class_1"]
 
 
 def test_colour_masks_are_refused_then_copied_one_class_per_colour(tmp_path: Path) -> None:

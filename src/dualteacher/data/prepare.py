@@ -762,7 +762,8 @@ def _indexed_copy(
     how = what[kind.kind] if recorded is None or table is None else f"through {recorded.path}: {recorded.describe()}"
     report.notes.append(f"{len(folder.images)} images linked or copied, {len(facts)} masks converted "
                         f"({how}; {converted} written now); {root} is not changed")
-    if recorded is not None and table is not None and recorded.mapping.get(IGNORE_INDEX, IGNORE_INDEX) == IGNORE_INDEX:
+    keeps_ignore = recorded is not None and recorded.mapping.get(IGNORE_INDEX, IGNORE_INDEX) == IGNORE_INDEX
+    if table is not None and keeps_ignore and not (out / MASK_VALUES_FILE).is_file():
         write_mask_values(out, {IGNORE_INDEX: IGNORE_INDEX})  # 255 stays ignore in the copy, as in the dataset
     if kind.kind == "colour":
         report.notes.append("classes by colour: " + ", ".join(f"{k} = #{c:06x}" for k, c in enumerate(kind.colours)))
