@@ -103,6 +103,7 @@ def test_the_file_is_sorted_json_of_strings_to_classes(tmp_path: Path) -> None:
     ([{0, 255}, {0, 1, 255}], None),              # 255 next to 1 in one mask: 255 marks unlabelled pixels
     ([{0, 2, 255}], None),                        # more than 2 values
 ])
-def test_binary_masks_are_recognised_by_their_values(value_sets: list[set[int]], expected) -> None:
+def test_binary_masks_are_recognised_by_their_values(value_sets: list[set[int]],
+                                                     expected: tuple[int, int] | None) -> None:
     found = binary_255(value_sets)
     assert (None if found is None else (found.as_255, found.as_1)) == expected
