@@ -847,8 +847,11 @@ def user_error(err: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dualteacher`` console script."""
     args = parse_args(argv)
+    from dualteacher.logs import console
+
     try:
-        return args.func(args)
+        with console():  # the library's messages (logging) as plain lines on stdout
+            return args.func(args)
     except Exception as err:
         if not user_error(err):
             raise
