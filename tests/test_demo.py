@@ -22,7 +22,7 @@ def tiny_scenes(tmp_path, monkeypatch) -> Path:
     return root
 
 
-def test_the_demo_warm_starts_every_method_and_counts_the_warm_up(tiny_scenes, tmp_path, monkeypatch, capsys):
+def test_the_demo_warm_starts_every_method_and_counts_the_warm_up(tiny_scenes, tmp_path, monkeypatch, caplog):
     out = tmp_path / "demo"
     loaded, real_load_model = [], plots.load_model
 
@@ -51,10 +51,10 @@ def test_the_demo_warm_starts_every_method_and_counts_the_warm_up(tiny_scenes, t
     assert "init_from: null" in (out / "supervised_all" / "config.yaml").read_text()
     assert trained == {"warmup": 2, "supervised": 2, "mean_teacher": 2, "supervised_all": 4}
     # a second call reuses the finished runs, says so, and reports the same table (times from the logs)
-    capsys.readouterr()
+    caplog.clear()
     again = demo.run_demo(out, methods=["supervised", "mean_teacher"], iterations=2, warmup=2, progress=False,
                           extra=TINY)
-    printed = capsys.readouterr().out
+    printed = caplog.text
     assert again == rows and demo.format_table(rows) in printed
     assert all(f"{name}: finished in an earlier call, reused" in printed
                for name in ("warmup", "supervised", "mean_teacher", "supervised_all"))

@@ -150,9 +150,13 @@ def test_cli_reference_is_the_parser_help(site: Path) -> None:
 
 def test_api_reference_documents_the_public_api(site: Path) -> None:
     text = page_text(site, "reference/api")
-    for name in ("load_model", "LoadedModel", "eval_dataset", "load_config", "Config", "train", "CompareOptions"):
+    for name in ("load_model", "LoadedModel", "eval_dataset", "load_config", "Config", "train", "TrainResult",
+                 "CompareOptions", "prepare_folder"):
         assert re.search(rf"\b{name}\b", text), name
     assert "Rebuild the network stored at" in text  # load_model's docstring, rendered
+    assert "Train (or continue) a run; two forms" in text  # dualteacher.train's
+    guide = page_text(site, "python-api")
+    assert 'logging.getLogger("dualteacher").setLevel(logging.WARNING)' in guide
 
 
 def test_report_keeps_every_table_and_its_command(site: Path) -> None:

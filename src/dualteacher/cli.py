@@ -45,7 +45,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 2
     if args.device is not None:
         overrides.append(f"train.device={json.dumps(args.device)}")
-    warmup = None
+    plan = None
     if args.method is not None:
         if args.data is None:
             print(f"error: --method needs --data ROOT, e.g. run: dualteacher train --data ROOT --method {args.method}",
@@ -62,8 +62,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.print_config:
             print(_fitted_yaml(plan.config, plan.warmup, plan.account), end="")
             return 0
-        print("recipe: " + "\n        ".join(plan.account), flush=True)
-        cfg, warmup = plan.config, plan.warmup
+        cfg = plan.config
     else:
         flags = {"data.dataset": args.dataset, "data.root": args.data, "data.splits_dir": args.splits_dir}
         overrides += [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
@@ -82,26 +81,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume and not existing:
         print(f"error: --resume: {cfg.run_dir} holds no training checkpoint (last*.safetensors)", file=sys.stderr)
         return 2
-    if warmup is not None:
-        print(f"training the warm-up: {_length(warmup)} supervised iterations in {warmup.run_dir}", flush=True)
-        record = train(warmup, progress=not args.quiet)
-        if "interrupted" in record:
-            print(f"the warm-up was interrupted; its checkpoint is kept in {warmup.run_dir}: run the same command "
+    if plan is not None:
+        from dualteacher.experiments.fitted import train_fitted
+
+        trained, record = train_fitted(plan, resume=not args.no_resume, allow_changes=args.resume_with_changes,
+                                       progress=not args.quiet)
+        if trained is plan.warmup:
+            print(f"the warm-up was interrupted; its checkpoint is kept in {trained.run_dir}: run the same command "
                   "again to continue", file=sys.stderr)
             return 130
-    if args.method is not None:
-        print(f"training {cfg.method.name}: {_length(cfg)} iterations in {cfg.run_dir}", flush=True)
-    record = train(cfg, resume=not args.no_resume, allow_changes=args.resume_with_changes, progress=not args.quiet)
+    else:
+        record = train(cfg, resume=not args.no_resume, allow_changes=args.resume_with_changes, progress=not args.quiet)
     print(json.dumps({k: v for k, v in record.items() if k.endswith("miou") or k == "interrupted"}, indent=1))
     best = run_dir / "best.safetensors"
     if best.is_file():
         print(f"best network: {best}")
     return 0
-
-
-def _length(cfg: Config) -> int:
-    """Iterations of a run of ``cfg``."""
-    return cfg.train.epochs * cfg.train.iters_per_epoch
 
 
 def _fitted_yaml(cfg: Config, warmup: Config | None, account: list[str]) -> str:
@@ -849,8 +844,11 @@ def user_error(err: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dualteacher`` console script."""
     args = parse_args(argv)
+    from dualteacher.logs import console
+
     try:
-        return args.func(args)
+        with console():  # the library's messages (logging) as plain lines on stdout
+            return args.func(args)
     except Exception as err:
         if not user_error(err):
             raise

@@ -13,7 +13,7 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -596,6 +596,15 @@ def config_yaml(cfg: Config) -> str:
     """The resolved configuration as YAML text (sections in declaration order), which
     :func:`load_config` reads back to an equal Config."""
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def with_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
+    """A copy of ``cfg`` with ``key=value`` overrides applied and validated again (``cfg`` itself
+    is not changed). Raises :class:`ConfigError` as :func:`load_config` does."""
+    values = cfg.to_dict()
+    for text in overrides:
+        values = _merge(values, parse_override(text))
+    return config_from_dict(values)
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

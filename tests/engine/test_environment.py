@@ -47,7 +47,7 @@ def test_differences_leave_out_the_command_line() -> None:
 
 @pytest.mark.slow
 def test_a_resume_in_another_environment_keeps_both_and_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                              capsys) -> None:
+                                                              capsys, caplog) -> None:
     root = make_scenes(tmp_path / "data")
     run = tmp_path / "run"
     cfg = scenes_config(root, run)
@@ -55,12 +55,12 @@ def test_a_resume_in_another_environment_keeps_both_and_warns(tmp_path: Path, mo
     (first,) = environment.read_environments(run)
     assert first["iteration"] == 0 and first["torch"] == torch.__version__ and first["argv"] == sys.argv
     assert load_checkpoint(run / "last.safetensors")[1]["environments"] == [first]
-    capsys.readouterr()
+    caplog.clear()
 
     collect = environment.collect
     monkeypatch.setattr(environment, "collect", lambda *a, **k: {**collect(*a, **k), "torch": "9.9.9", "threads": 64})
     Trainer(cfg, progress=False).fit()
-    out = capsys.readouterr().out
+    out = caplog.text  # the library logs; the command shows it on stdout
     assert "warning:" in out and "continues in another environment" in out
     assert f"torch: {torch.__version__} → 9.9.9" in out
     entries = environment.read_environments(run)
@@ -71,8 +71,9 @@ def test_a_resume_in_another_environment_keeps_both_and_warns(tmp_path: Path, mo
     (moved,) = [r for r in read_log(run) if r["type"] == "environment"]
     assert moved["iteration"] == 1 and moved["changes"]["torch"] == [torch.__version__, "9.9.9"]
 
+    caplog.clear()
     again = Trainer(cfg, progress=False)  # resumes (finished) in the same, patched, environment: nothing added
-    assert "another environment" not in capsys.readouterr().out
+    assert "another environment" not in caplog.text
     assert again.state.environments == entries
 
     assert main(["eval", str(run / "best.safetensors"), "--data", str(root)]) == 0

@@ -62,14 +62,14 @@ def test_a_new_lr_is_refused_even_with_resume_with_changes(tiny_data, run: Path,
     assert yaml.safe_load((run / "config.yaml").read_text())["optim"]["lr"] == LR
 
 
-def test_more_epochs_need_consent_and_continue_the_lr_without_a_jump(tiny_data, run: Path, capsys) -> None:
+def test_more_epochs_need_consent_and_continue_the_lr_without_a_jump(tiny_data, run: Path, capsys, caplog) -> None:
     longer = tiny_overrides(tiny_data, run, train__epochs=3, train__eval_every=3)
     err = refused([*longer, "--quiet"], run, capsys)
     assert "train.epochs: 2 → 3  safe: the LR decays from 0.5× its base value at iteration 3" in err
     assert "train.eval_every: 1 → 3  safe" in err and "--resume-with-changes" in err
 
     trainer = Trainer(load_config(None, longer), allow_changes=True, progress=False)
-    assert "with changes:\n  train.epochs: 2 → 3" in capsys.readouterr().out
+    assert "with changes:\n  train.epochs: 2 → 3" in caplog.text
     trainer.fit(stop_at=6)
     assert main(["train", *longer[:4], "--quiet", *longer[4:]]) == 0  # no changes left: plain resume
     lrs = {r["iteration"]: r["lr"] for r in read_log(run) if r["type"] == "train"}
@@ -91,12 +91,13 @@ def test_another_dataset_with_the_same_classes_is_refused(tiny_data, run: Path, 
     assert f"data.root: {tiny_data['root']} → {other}  refused: other data: the labeled split" in err
 
 
-def test_the_same_dataset_at_another_path_is_a_safe_change(tiny_data, run: Path, tmp_path: Path, capsys) -> None:
+def test_the_same_dataset_at_another_path_is_a_safe_change(tiny_data, run: Path, tmp_path: Path, capsys,
+                                                           caplog) -> None:
     moved = Path(shutil.copytree(tiny_data["root"], tmp_path / "moved"))
     overrides = [*tiny_overrides(tiny_data, run), f"data.root={moved}"]
     assert "data.root" in refused(overrides, run, capsys)
     trainer = Trainer(load_config(None, overrides), allow_changes=True, progress=False)
-    assert trainer.state.iteration == 3 and "same ids and file sizes" in capsys.readouterr().out
+    assert trainer.state.iteration == 3 and "same ids and file sizes" in caplog.text
 
 
 def test_another_class_count_is_refused_clearly(tiny_data, run: Path, tmp_path: Path, capsys) -> None:

@@ -495,7 +495,7 @@ def _run_jobs(jobs: list[str], workers: int, progress: bool) -> Iterator[tuple[s
 def _with_progress(results: Iterable, total: int, progress: bool) -> Iterable:
     if not progress:
         return results
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     return tqdm(results, total=total, desc="checking files", unit="file", leave=False)
 

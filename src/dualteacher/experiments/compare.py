@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import multiprocessing as mp
 import os
 import resource
@@ -82,6 +83,8 @@ from dualteacher.experiments.recipe import (
 from dualteacher.registry import METHODS
 from dualteacher.training.resume import files_digest
 from dualteacher.runlog import read_log
+
+logger = logging.getLogger(__name__)
 
 EXTRA_VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "dual_teacher_persistent": ("dual_teacher", ("method.restart_per_shift=false",)),
@@ -574,24 +577,31 @@ def launch(runs: list[Run], jobs: int, done: Callable[[dict], None]) -> list[str
     """Train ``runs``, ``jobs`` at a time, each in a fresh spawned process; call ``done`` with each
     summary as it arrives; return the names of runs that failed or were interrupted."""
     failed = []
-    with ProcessPoolExecutor(min(jobs, len(runs)), mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as pool:
+    with ProcessPoolExecutor(min(jobs, len(runs)), mp_context=mp.get_context("spawn"), max_tasks_per_child=1,
+                             initializer=_log_at, initargs=(logging.getLogger("dualteacher").getEffectiveLevel(),)) as pool:
         futures = {pool.submit(run_one, run): run for run in runs}
         for future in as_completed(futures):
             run = futures[future]
             try:
                 summary = future.result()
             except Exception as error:  # noqa: BLE001 - one failed run must not stop the grid
-                print(f"{run.name}: failed: {type(error).__name__}: {error}", flush=True)
+                logger.warning(f"{run.name}: failed: {type(error).__name__}: {error}")
                 failed.append(run.name)
                 continue
             if summary is None:
-                print(f"{run.name}: interrupted; its checkpoint is kept for the next call", flush=True)
+                logger.warning(f"{run.name}: interrupted; its checkpoint is kept for the next call")
                 failed.append(run.name)
                 continue
-            print(f"{run.name}: student mIoU {summary['student_miou']:.4f}, {summary['s_per_it']:.3f} s/it, "
-                  f"{summary['train_seconds']:.0f} s training", flush=True)
+            logger.info(f"{run.name}: student mIoU {summary['student_miou']:.4f}, {summary['s_per_it']:.3f} s/it, "
+                        f"{summary['train_seconds']:.0f} s training")
             done(summary)
     return failed
+
+
+def _log_at(level: int) -> None:
+    """In a run's process: report at the level the comparing process reports at (a spawned
+    process imports the package afresh, at INFO)."""
+    logging.getLogger("dualteacher").setLevel(level)
 
 
 # ---------------------------------------------------------------- summary
@@ -790,8 +800,8 @@ def _train_or_reuse(runs: list[Run], plan: Plan, results: list[dict]) -> list[st
             pending.append(run)
     if plan.opts.report_only or not pending:
         return []
-    print(f"training {len(pending)} run(s), {min(plan.opts.jobs, len(pending))} at a time, "
-          f"{plan.threads} thread(s) each; {len(runs) - len(pending)} finished already", flush=True)
+    logger.info(f"training {len(pending)} run(s), {min(plan.opts.jobs, len(pending))} at a time, "
+                f"{plan.threads} thread(s) each; {len(runs) - len(pending)} finished already")
 
     def done(summary: dict) -> None:
         results.append(summary)
@@ -807,11 +817,11 @@ def compare(opts: CompareOptions) -> Comparison:
     finished runs of ``OUT`` trained with other settings, before any run starts.
     """
     plan = plan_comparison(opts)
-    print("recipe: " + "\n        ".join(plan.adaptation.account), flush=True)
+    logger.info("recipe: " + "\n        ".join(plan.adaptation.account))
     if plan.probe is not None:
-        print(f"--minutes {opts.minutes}: {opts.reference} took {plan.probe['s_per_iteration']:.3f} s per training "
-              f"iteration ({PROBE_TIMED} timed after {PROBE_WARMUP}, alone, {plan.threads} thread(s)) -> "
-              f"{plan.iterations} iterations", flush=True)
+        logger.info(f"--minutes {opts.minutes}: {opts.reference} took {plan.probe['s_per_iteration']:.3f} s per "
+                    f"training iteration ({PROBE_TIMED} timed after {PROBE_WARMUP}, alone, {plan.threads} thread(s)) "
+                    f"-> {plan.iterations} iterations")
     warmups, equal_iterations = plan.warmup_runs(), plan.equal_iteration_runs()
     for run in [*warmups, *equal_iterations]:
         finished(run)  # settings of earlier runs checked before anything trains
@@ -821,11 +831,11 @@ def compare(opts: CompareOptions) -> Comparison:
     failed = _train_or_reuse(warmups, plan, results)
     waiting = waiting_for_warmup(equal_iterations, {r["name"] for r in results})
     for run in waiting:
-        print(f"{run.name}: not trained: its warm-up {Path(run.warmup_summary).stem} has not finished", flush=True)
+        logger.warning(f"{run.name}: not trained: its warm-up {Path(run.warmup_summary).stem} has not finished")
     failed += [run.name for run in waiting]
     failed += _train_or_reuse([run for run in equal_iterations if run not in waiting], plan, results)
     if "time" in opts.budgets:
         failed += _train_or_reuse(plan.equal_time_runs(results), plan, results)
     summary = write_outputs(results, plan, figures=True)
-    print((opts.out / "table.md").read_text())
+    logger.info((opts.out / "table.md").read_text())
     return Comparison(summary, failed)

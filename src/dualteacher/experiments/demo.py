@@ -10,12 +10,13 @@ labelled scenes, then every method, supervised included, continues from its stud
 seed. The upper bound trains from the ImageNet encoder for the same total number of iterations.
 Every time in the table is training time read from the runs' logs and counts the warm-up's, so a
 second call on the same directory, which reuses the finished runs, reports the same table. The
-demo prints a table and writes a figure.
+demo reports a table (logging) and writes a figure.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from dualteacher.data.split_files import split_source
 from dualteacher.training.loop import train
 from dualteacher.experiments.recipe import BASELINE, UPPER_BOUND, WARMUP_ITERATIONS, recipe_config, warm_start
 from dualteacher.runlog import read_log
+
+logger = logging.getLogger(__name__)
 
 LABELED_FRACTION = 1 / 32
 DEMO_ITERATIONS = 200
@@ -64,7 +67,7 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
              extra: Sequence[str] = ()) -> list[dict[str, Any]] | None:
     """Train the warm-up, every method (default :data:`DEMO_METHODS`) from it on the labelled
     fraction and, with ``upper_bound``, supervised training on every train scene (row
-    ``supervised_all``); print the table, write ``results.json`` and ``demo.png``.
+    ``supervised_all``); log the table, write ``results.json`` and ``demo.png``.
 
     ``warmup`` 0 trains every method from the ImageNet encoder instead; ``extra`` (``key=value``)
     goes after the recipe in every run. A run already finished in ``out`` (an earlier call) is
@@ -80,7 +83,7 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
     root = ensure_digit_scenes()
     source = open_source("folder", root)
     labeled, unlabeled = split_source(source, LABELED_FRACTION, seed)
-    print(f"digit scenes at {root} (ready in {time.perf_counter() - t0:.1f}s); labelled list {labeled.name}")
+    logger.info(f"digit scenes at {root} (ready in {time.perf_counter() - t0:.1f}s); labelled list {labeled.name}")
     runs = demo_runs(methods, labeled.stem, unlabeled.stem, iterations, warmup, upper_bound)
     if iterations < 1 or warmup < 0:
         raise ValueError(f"the demo needs iterations >= 1 and warmup >= 0, got {iterations} and {warmup}")
@@ -91,10 +94,10 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
                             [*extra, *start_from])
         trained = cfg.train.epochs * cfg.train.iters_per_epoch  # the schedule rounds to whole epochs
         if _finished(out / run.name, trained):
-            print(f"{run.name}: finished in an earlier call, reused (delete {out} to train it again)")
+            logger.info(f"{run.name}: finished in an earlier call, reused (delete {out} to train it again)")
         record = train(cfg, progress=progress)
         if "interrupted" in record:
-            print(f"{run.name}: interrupted; its checkpoint is kept, run the demo again to continue")
+            logger.warning(f"{run.name}: interrupted; its checkpoint is kept, run the demo again to continue")
             return None
         seconds = record["train_seconds"]
         if run.name == WARMUP:
@@ -103,14 +106,14 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
         before = (warmup_seconds, warmup_iterations) if run.warm_start else (0.0, 0)
         rows.append(_row(out / run.name, run.name, seconds, trained, before))
     (out / "results.json").write_text(json.dumps(rows, indent=1))
-    print(format_table(rows))
+    logger.info(format_table(rows))
     from dualteacher.experiments.plots import demo_figure
 
     offsets = {run.name: warmup_iterations for run in runs if run.warm_start}
     figure = demo_figure(out, [run.name for run in runs if run.name != WARMUP], source, offsets=offsets,
                          warmup=out / WARMUP if warmup else None, disputed_by=methods)
-    print(f"figure: {figure}")
-    print(f"the demo took {time.perf_counter() - t0:.0f} s (evaluations, the figure and start-up included)")
+    logger.info(f"figure: {figure}")
+    logger.info(f"the demo took {time.perf_counter() - t0:.0f} s (evaluations, the figure and start-up included)")
     return rows
 
 

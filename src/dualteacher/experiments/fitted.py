@@ -17,6 +17,8 @@ and :func:`plan_fitted` says, one sentence each, what it chose:
   (:func:`~dualteacher.experiments.recipe.warm_start`, as the demo and ``compare`` do);
 * the run directory: ``runs/<data folder name>_<method>``.
 
+:func:`train_fitted` trains the plan: the warm-up, then the method.
+
 Every setting stays overridable with ``key=value``, applied last (to the warm-up too, except
 ``run_dir``, ``method.*`` and the length).
 """
@@ -25,10 +27,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -49,6 +53,8 @@ from dualteacher.experiments.recipe import (
     warmup_share,
 )
 from dualteacher.registry import METHODS
+
+logger = logging.getLogger(__name__)
 
 WARMUP_DIR = "warmup"
 """The warm-up's run directory inside the method's."""
@@ -190,3 +196,30 @@ def plan_fitted(
     account = [splits_why, *adaptation.account, length_why, start_why,
                f"run_dir={main.run_dir}" + (": your override" if "run_dir" in user else " (run_dir=DIR to change)")]
     return FittedRun(main, first, account)
+
+
+def run_length(config: Config) -> int:
+    """Iterations of a run of ``config``."""
+    return config.train.epochs * config.train.iters_per_epoch
+
+
+def train_fitted(plan: FittedRun, *, resume: bool = True, allow_changes: bool = False,
+                 progress: bool = True) -> tuple[Config, dict[str, Any]]:
+    """Train ``plan``: log its choices (one per line), train its warm-up (if any, always continuing
+    its own checkpoint), then the method from the warm-up's student (``resume`` and ``allow_changes`` as in
+    :func:`~dualteacher.training.loop.train`).
+
+    Returns the settings of the last run trained and its final evaluation record: the warm-up's
+    when it was interrupted (the record names the signal under ``"interrupted"``; the method did
+    not start), else the method's. Raises as :func:`~dualteacher.training.loop.train` does.
+    """
+    from dualteacher.training.loop import train
+
+    logger.info("recipe: " + "\n        ".join(plan.account))
+    if plan.warmup is not None:
+        logger.info("training the warm-up: %d supervised iterations in %s", run_length(plan.warmup), plan.warmup.run_dir)
+        record = train(plan.warmup, progress=progress)
+        if "interrupted" in record:
+            return plan.warmup, record
+    logger.info("training %s: %d iterations in %s", plan.config.method.name, run_length(plan.config), plan.config.run_dir)
+    return plan.config, train(plan.config, resume=resume, allow_changes=allow_changes, progress=progress)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from dualteacher.checkpoint import atomic_write_bytes
 from dualteacher.inference.colors import overlay as blend

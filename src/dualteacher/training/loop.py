@@ -16,6 +16,7 @@ state is checkpointed. The CPU path is always float32.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import signal
 import sys
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from dualteacher import environment
 from dualteacher.training import distributed
@@ -48,6 +49,8 @@ from dualteacher.training.streams import TrainBatches, seed_iteration
 from dualteacher.training.state import Schedule, TrainingCheckpoints, TrainingState
 from dualteacher.training.trackers import FAILED, FINISHED, check_trackers, open_trackers
 from dualteacher.training.warm_start import read_warm_start
+
+logger = logging.getLogger(__name__)
 
 BAR_SECONDS = 0.1
 """Seconds between progress-bar redraws on a terminal (tqdm's default)."""
@@ -212,14 +215,14 @@ class Trainer:
 
     # ----------------------------------------------------------------- set-up
     def _open_data(self) -> SplitData:
-        """The run's splits, after the up-front check (errors stop here; rank 0 prints warnings)."""
+        """The run's splits, after the up-front check (errors stop here; rank 0 logs the warnings)."""
         report = preflight(self.cfg)
         if report.errors:
             raise DataError(report.format(severities=("error", "warning"))
                             + "\nfix the files named above (`dualteacher check-data` with the same settings lists "
                               "them with the notes)")
         if self.rank == 0:
-            tqdm.write(report.format(severities=("warning",)))
+            logger.log(logging.WARNING if report.warnings else logging.INFO, report.format(severities=("warning",)))
         return open_splits(self.cfg.data, need_unlabeled=needs_unlabeled(self.cfg))
 
     def _build_method(self) -> Method:
@@ -268,7 +271,7 @@ class Trainer:
 
     # ----------------------------------------------------------------- evaluation
     def _epoch_evaluation(self, log: RunLog) -> dict[str, Any]:
-        """Evaluate at an epoch end, record it in the history and the log, print a summary."""
+        """Evaluate at an epoch end, record it in the history and the log, log a summary line."""
         state = self.state
         with self._stop_on_data_error():
             record = self.evaluator(state.iteration, state.iteration / self.schedule.iters_per_epoch, log)
@@ -277,7 +280,7 @@ class Trainer:
         state.history.append(record)
         log.write(record)
         if self.rank == 0:
-            tqdm.write(_summary(record))
+            logger.info(_summary(record))
         return record
 
     @contextmanager
@@ -387,8 +390,8 @@ class Trainer:
 
     def _interrupted(self, record: dict[str, Any], signal_name: str) -> dict[str, Any]:
         """``record`` marked as stopped by ``signal_name``, after telling how to continue."""
-        tqdm.write(f"stopped by {signal_name} after iteration {self.state.iteration}; checkpoint written "
-                   f"to {self.run_dir}: run the same command to continue")
+        logger.warning(f"stopped by {signal_name} after iteration {self.state.iteration}; checkpoint written "
+                       f"to {self.run_dir}: run the same command to continue")
         return {**record, "interrupted": signal_name}
 
 

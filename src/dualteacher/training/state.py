@@ -10,13 +10,13 @@ valid one.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
-from tqdm import tqdm
 
 from dualteacher.checkpoint import load_latest, load_module, load_optimizer, module_tensors, optimizer_tensors, save_rotating
 from dualteacher.config import Config, TrainConfig
@@ -28,6 +28,8 @@ from dualteacher.models.contract import Normalization
 from dualteacher.training.optim import Optimization
 from dualteacher.training.resume import compare, continued_anchor, data_fingerprint, decide
 from dualteacher.runlog import append_record, rewind_log
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -167,12 +169,12 @@ class TrainingCheckpoints:
     def resume(self, state: TrainingState, *, allow_changes: bool, announce: bool) -> Path | None:
         """Restore ``state`` and the run's parts from the newest valid checkpoint; its path (None:
         there is none, nothing changes). With ``announce`` (rank 0), drop the log records the
-        checkpoint does not cover, record the allowed setting changes and print where it resumes.
+        checkpoint does not cover, record the allowed setting changes and log where it resumes.
 
         Raises :class:`~dualteacher.training.resume.ResumeError`, before anything is written, when the
         checkpoint's settings differ from ``cfg`` other than safely with ``allow_changes``.
         """
-        found = load_latest(self.run_dir, self.cfg.train.keep_checkpoints, tqdm.write)
+        found = load_latest(self.run_dir, self.cfg.train.keep_checkpoints, logger.warning)
         if found is None:
             return None
         path, tensors, header = found
@@ -186,12 +188,12 @@ class TrainingCheckpoints:
                 append_record(self.run_dir, {"type": "resume", "iteration": state.iteration,
                                              "changes": {c.key: [c.old, c.new] for c in changes}})
                 message += " with changes:" + "".join(f"\n  {c}" for c in changes)
-            tqdm.write(message)
+            logger.info(message)
             if moved:
                 append_record(self.run_dir, {"type": "environment", "iteration": state.iteration, "changes": moved})
-                tqdm.write(f"warning: {self.run_dir} continues in another environment than it ran in so far "
-                           "(both are kept in environment.json and the checkpoints):"
-                           + "".join(f"\n  {key}: {old} → {new}" for key, (old, new) in moved.items()))
+                logger.warning(f"warning: {self.run_dir} continues in another environment than it ran in so far "
+                               "(both are kept in environment.json and the checkpoints):"
+                               + "".join(f"\n  {key}: {old} → {new}" for key, (old, new) in moved.items()))
         return path
 
     def _restore(self, state: TrainingState, tensors: dict[str, Tensor],

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import logging
 import os
 import re
 import time
@@ -30,11 +31,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from tqdm import tqdm
 
 from dualteacher.config import Config, ConfigError
 from dualteacher.environment import FILE as ENVIRONMENT_FILE
 from dualteacher.registry import TRACKERS
+
+logger = logging.getLogger(__name__)
 
 STATE_FILE = "trackers.json"
 ALWAYS = ("csv",)
@@ -205,7 +207,7 @@ class MlflowTracker:
         except MlflowException as err:
             if err.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
-        tqdm.write(f"warning: MLflow run {run_id} is not in {uri} (or was deleted); starting a new MLflow run")
+        logger.warning(f"warning: MLflow run {run_id} is not in {uri} (or was deleted); starting a new MLflow run")
         return None
 
     def _created(self, run_dir: Path, default_store: bool, default_artifacts: str) -> str:
