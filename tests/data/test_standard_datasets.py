@@ -223,6 +223,7 @@ def test_import_needs_a_name(trees, tmp_path: Path, capsys) -> None:
     assert "--name" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["voc", "voc_aug", "cityscapes", "ade20k"])
 def test_short_training_run_on_each_tree(trees, tmp_path: Path, dataset: str, capsys) -> None:
     torch.manual_seed(0)
