@@ -11,7 +11,9 @@ are the same. ``--init-from RUN`` starts every row from a supervised warm-up on 
 labelled split (``method.init_from``; the protocol of ``dualteacher compare``), e.g. the
 comparison's own ``runs/compare/1-32_seed1_supervised_warmup300``. Other budgets, seeds or
 warm-ups keep their rows apart: ``OUT/ablation_<iterations>_<budget>_seed<seed>[_after_<warm-up>_<hash>].json``
-and run directories under ``RUNS/<iterations>...``.
+and run directories under ``RUNS/<iterations>...``. ``--data DIR`` trains on another folder-layout
+dataset instead of the built-in digit scenes, and ``key=value`` overrides go after every row's
+own; either keeps its rows apart too (``_on_<name>_<hash>``, ``_with_<hash>``).
 The last row, Dual Teacher with one persistent teacher, no consistency term, no drop-path and
 CutMix, is Mean Teacher (a test checks the two steps are bitwise equal).
 
@@ -64,17 +66,27 @@ def run_row(name: str, method: str, overrides: list[str], root: Path, runs: Path
             "train_seconds": evals[-1]["train_seconds"], "threads": torch.get_num_threads()}
 
 
-def experiment_key(labeled: str, seed: int, init_from: Path | None) -> str:
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def experiment_key(labeled: str, seed: int, init_from: Path | None, data: Path | None = None,
+                   overrides: list[str] | None = None) -> str:
     """What keeps an experiment's rows apart: empty for the original one (1/32, seed 0, from the
-    encoder), else ``_<budget>_seed<seed>`` and, with a warm start, ``_after_<name>_<hash>`` (the
-    hash of its resolved path, so two warm-ups of one name do not collide)."""
-    if labeled == "1/32" and seed == 0 and init_from is None:
+    encoder, on the digit scenes, no overrides), else ``_<budget>_seed<seed>``, with a warm start
+    ``_after_<name>_<hash>`` (the hash of its resolved path, so two warm-ups of one name do not
+    collide), on another dataset ``_on_<name>_<hash>`` and with overrides ``_with_<hash>``."""
+    if labeled == "1/32" and seed == 0 and init_from is None and data is None and not overrides:
         return ""
     key = f"_{budget_tag(parse_labeled(labeled))}_seed{seed}"
     if init_from is not None:
         resolved = init_from.resolve()
         name = resolved.parent.name if resolved.is_file() else resolved.name
-        key += f"_after_{name}_{hashlib.sha256(str(resolved).encode()).hexdigest()[:8]}"
+        key += f"_after_{name}_{_short_hash(str(resolved))}"
+    if data is not None:
+        key += f"_on_{data.resolve().name}_{_short_hash(str(data.resolve()))}"
+    if overrides:
+        key += f"_with_{_short_hash(' '.join(overrides))}"
     return key
 
 
@@ -90,7 +102,8 @@ def check_warm_up(init_from: Path, labeled_split: str) -> None:
                          "give the warm-up of the same --labeled and --seed")
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The script's options (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=400)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/dual_teacher_ablation"))
@@ -99,14 +112,23 @@ def main() -> None:
     parser.add_argument("--labeled", default="1/32", help="label budget of the train scenes (default 1/32)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and of training (default 0)")
     parser.add_argument("--init-from", type=Path, help="warm start: a supervised run (method.init_from) for every row")
-    args = parser.parse_args()
+    parser.add_argument("--data", type=Path,
+                        help="a folder-layout dataset to train on (default: the built-in digit scenes, built if missing)")
+    parser.add_argument("overrides", nargs="*", default=[], help="key=value settings after every row's own")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train the rows not yet done and print the table; exit status 0."""
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
-    root = ensure_digit_scenes()
-    start_from = [f"method.init_from={args.init_from}"] if args.init_from else []
+    root = args.data if args.data is not None else ensure_digit_scenes()
+    # after every row's own settings: the warm start, then the user's overrides
+    extra = [*([f"method.init_from={args.init_from}"] if args.init_from else []), *args.overrides]
     if args.init_from:
         labeled, _ = split_source(open_source("folder", root), args.labeled, args.seed)
         check_warm_up(args.init_from, labeled.stem)
-    key = experiment_key(args.labeled, args.seed, args.init_from)
+    key = experiment_key(args.labeled, args.seed, args.init_from, args.data, args.overrides)
     path = args.out / f"ablation_{args.iterations}{key}.json"
     runs = args.runs / f"{args.iterations}{key}"
     done = json.loads(path.read_text()) if path.exists() else {}
@@ -116,16 +138,17 @@ def main() -> None:
     for name, (method, overrides) in ROWS.items():
         if args.rows and not any(name.startswith(p) for p in args.rows):
             continue
-        settings = [method, *overrides, *start_from]
+        settings = [method, *overrides, *extra]
         if name not in done or done[name].get("overrides") != settings:
             start = time.perf_counter()
-            done[name] = {**run_row(name, method, [*overrides, *start_from], root, runs, args.iterations,
+            done[name] = {**run_row(name, method, [*overrides, *extra], root, runs, args.iterations,
                                     args.labeled, args.seed),
                           "seconds": time.perf_counter() - start, "overrides": settings}
             args.out.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(done, indent=1))
         print(f"| {name} | {done[name]['miou']:.3f} | {' '.join(f'{v:.2f}' for v in done[name]['curve'])} |", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -12,11 +12,18 @@ re-runs nothing that finished):
 
     python benchmarks/protocol_study.py                 # every row (about 1.5 hours alone)
     python benchmarks/protocol_study.py --rows oracle   # rows whose name starts with a prefix
+
+``--iterations N`` gives every classifier and train row N iterations, ``--scenes TRAIN VAL`` generates
+that many scenes per style and size instead of 3000 and 500, and ``key=value`` overrides go after
+every train row's own; any of them keeps its results and runs apart, in ``OUT/study_<hash>.json`` and
+``RUNS/study_<hash>/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -154,8 +161,10 @@ def supervised(row: Row, root: Path, runs: Path) -> dict:
             "train_seconds": evals[-1]["train_seconds"]}
 
 
-def measure(row: Row, runs: Path) -> dict:
-    root = ensure_digit_scenes(size=row.size, style=row.style)
+def measure(row: Row, runs: Path, scenes: tuple[int, int] = (3000, 500)) -> dict:
+    """The row's measurement on ``scenes`` (train, val) digit scenes of its size and style (generated
+    into the cache if missing), with the seconds it took."""
+    root = ensure_digit_scenes(num_train=scenes[0], num_val=scenes[1], size=row.size, style=row.style)
     start = time.perf_counter()
     if row.kind == "oracle":
         result = oracle(root)
@@ -166,25 +175,47 @@ def measure(row: Row, runs: Path) -> dict:
     return {**result, "seconds": time.perf_counter() - start}
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The script's options (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/protocol_study"))
     parser.add_argument("--runs", type=Path, default=Path("runs/protocol_study"))
     parser.add_argument("--rows", nargs="*", default=[], help="only rows whose name starts with one of these")
-    args = parser.parse_args()
+    parser.add_argument("--iterations", type=int, help="iterations of every classifier and train row (default: the row's)")
+    parser.add_argument("--scenes", type=int, nargs=2, default=[3000, 500], metavar=("TRAIN", "VAL"),
+                        help="digit scenes generated per size and style (default: 3000 500)")
+    parser.add_argument("overrides", nargs="*", default=[], help="key=value settings after every train row's own")
+    return parser
+
+
+def results_name(iterations: int | None, scenes: list[int], overrides: list[str]) -> str:
+    """``study.json`` for the study as designed, ``study_<hash>.json`` for other sizes or settings."""
+    if iterations is None and scenes == [3000, 500] and not overrides:
+        return "study.json"
+    settings = json.dumps({"iterations": iterations, "scenes": scenes, "overrides": overrides})
+    return f"study_{hashlib.sha256(settings.encode()).hexdigest()[:8]}.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure the rows not yet done and print one table row each; exit status 0."""
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
-    path = args.out / "study.json"
+    path = args.out / results_name(args.iterations, args.scenes, args.overrides)
+    runs = args.runs if path.name == "study.json" else args.runs / path.stem  # other settings: other run dirs
     done = json.loads(path.read_text()) if path.exists() else {}
     for row in ROWS:
         if args.rows and not any(row.name.startswith(p) for p in args.rows):
             continue
         if row.name not in done:
-            done[row.name] = measure(row, args.runs)
+            iterations = row.iterations if args.iterations is None else args.iterations
+            sized = dataclasses.replace(row, iterations=iterations, overrides=[*row.overrides, *args.overrides])
+            done[row.name] = measure(sized, runs, tuple(args.scenes))
             args.out.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(done, indent=1))
         values = ", ".join(f"{k} {v:.3f}" for k, v in done[row.name].items())
         print(f"| {row.name} | {values} |", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -57,14 +57,15 @@ def quality(checkpoint: Path, role: str, split: str, threshold: float, limit: in
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Score every ``--roles`` network and print the table; exit status 0."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--roles", nargs="+", default=["student"])
     parser.add_argument("--split", required=True)
     parser.add_argument("--threshold", type=float, default=0.95)
     parser.add_argument("--limit", type=int, default=None, help="score only the first N images of the split")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = [quality(args.checkpoint, role, args.split, args.threshold, args.limit) for role in args.roles]
     classes = rows[0]["classes"]
     print(f"{args.checkpoint} on {args.split} ({rows[0]['images']} images), threshold {args.threshold}\n")
@@ -75,7 +76,8 @@ def main() -> None:
         cells = [f"{c:.2f} / {p:.2f}" for c, p in zip(r["coverage"], r["accuracy"])]
         print(f"| {r['role']} | {r['confident_share']:.3f} | {r['background_share_of_confident']:.3f} | "
               f"{r['confident_accuracy']:.3f} | " + " | ".join(cells) + " |")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -78,13 +78,14 @@ def make_trainer(args: argparse.Namespace, data: Path, splits: list[str], method
         f"model.arch={args.arch}", f"model.encoder={args.encoder}",
         f"method.name={method}", f"train.batch_size={args.batch}", f"train.device={args.device}",
         f"train.amp={args.amp}", f"train.channels_last={str(args.channels_last).lower()}",
-        "train.epochs=1", "train.iters_per_epoch=1000", f"run_dir={run_dir}",
+        "train.epochs=1", "train.iters_per_epoch=1000", f"run_dir={run_dir}", *args.overrides,
     ]
     return Trainer(load_config(None, overrides), resume=False, progress=False)
 
 
 def fixed_batches(trainer: Trainer) -> tuple[Batch, Batch | None]:
-    return next(trainer.batches())
+    """The run's first (labelled, unlabelled or None) batch pair on the trainer's device."""
+    return next(trainer.batches.start(0))
 
 
 def step_fn(trainer: Trainer) -> Callable[[], object]:
@@ -120,16 +121,20 @@ def pass_fns(trainer: Trainer) -> tuple[Callable[[], object], Callable[[], objec
 
 def pipeline_rate(trainer: Trainer, batches: int) -> float:
     """Images/s the training DataLoaders deliver (labelled + unlabelled), workers warmed up."""
-    lab_iter, unl_iter = trainer.loaders()
+    lab_iter, unl_iter = trainer.batches.loaders(0)
+    if unl_iter is None:
+        raise ValueError(f"pipeline_rate needs a method that reads unlabelled data, not {trainer.cfg.method.name}")
     for _ in range(2):
         next(lab_iter), next(unl_iter)
     start = time.perf_counter()
     for _ in range(batches):
         next(lab_iter), next(unl_iter)
-    return batches * (trainer.batch_l + trainer.batch_u) / (time.perf_counter() - start)
+    images = trainer.schedule.batch_labeled + trainer.schedule.batch_unlabeled
+    return batches * images / (time.perf_counter() - start)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The script's options; ``key=value`` overrides go last and apply to every trainer."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", default="deeplabv3plus")
     parser.add_argument("--encoder", default="tu-tf_efficientnet_lite0")
@@ -141,8 +146,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=default_workers(), help="DataLoader workers (default: data.workers)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
-    args = parser.parse_args()
+    parser.add_argument("overrides", nargs="*", default=[],
+                        help="key=value settings applied after the script's own (e.g. model.decoder_channels=32)")
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure and print the table (see the module docstring); exit status 0."""
+    args = build_parser().parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         generate_digit_scenes(data, num_train=8 * args.batch, num_val=4, size=args.size, seed=0)
@@ -176,7 +187,8 @@ def main() -> None:
     print(f"Dual Teacher step / supervised step:  {times['dual_teacher'] / times['supervised']:.2f}")
     print(f"input pipeline: {rate:.0f} images/s with {args.workers} workers; a Dual Teacher step consumes "
           f"{consumption:.0f} images/s: headroom {rate / consumption:.1f}x  (target >= 2x)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

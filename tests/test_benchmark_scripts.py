@@ -1,7 +1,13 @@
-"""The benchmark scripts: the comparison's entry points and the pseudo-label quality measure."""
+"""The benchmark scripts: every script under benchmarks/ runs its main path at tiny size (the slow
+tier: each trains a few iterations on tiny generated scenes), imports and parses its options (the
+fast tier), and the GPU check's calls are valid commands of the scripts and of the CLI."""
 
+import ast
+import importlib
 import importlib.util
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +23,20 @@ from dualteacher.inference.model import load_model
 from dualteacher.experiments.recipe import WARMUP_ITERATIONS
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+SCRIPTS = ["compare_methods", "dual_teacher_ablation", "protocol_study", "pseudo_label_quality", "run_diagnostics",
+           "step_cost"]
+SMOKE_TESTS = {  # every script under benchmarks/ and the test that runs its main path
+    "compare_methods.py": "test_compare_methods_compares_on_the_data_it_is_given",
+    "dual_teacher_ablation.py": "test_dual_teacher_ablation_trains_its_rows_once_on_the_data_it_is_given",
+    "protocol_study.py": "test_protocol_study_measures_each_kind_of_row_at_tiny_size",
+    "pseudo_label_quality.py": "test_pseudo_label_quality_at_threshold_zero_is_pixel_accuracy",
+    "run_diagnostics.py": "test_run_diagnostics_reads_losses_coverage_and_teacher_margin",
+    "step_cost.py": "test_step_cost_times_every_row_at_tiny_size",
+    "gpu_check.sh": "test_gpu_check_script_parses_and_its_calls_are_valid",
+}
+TINY_RECIPE = ["model.weights=null", "model.decoder_channels=32", "data.crop_size=48", "data.val_batch_size=8",
+               "data.workers=0", "train.batch_size=4", "train.unlabeled_batch_size=4"]
+"""After the recipe's settings: a small random-init model on the 48 px tiny scenes."""
 
 
 def script(name: str):
@@ -44,9 +64,11 @@ def test_compare_methods_is_dualteacher_compare_on_the_digit_scenes(tmp_path: Pa
     assert calls[1].minutes == 2 and calls[1].iterations is None and calls[1].warmup == 0
 
 
-def test_pseudo_label_quality_at_threshold_zero_is_pixel_accuracy(tiny_data, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_pseudo_label_quality_at_threshold_zero_is_pixel_accuracy(tiny_data, tmp_path: Path, capsys) -> None:
     train(load_config(None, tiny_overrides(tiny_data, tmp_path, "dual_teacher")), progress=False)
-    quality = script("pseudo_label_quality").quality
+    module = script("pseudo_label_quality")
+    quality = module.quality
     checkpoint = tmp_path / "last.safetensors"
     everything = quality(checkpoint, "teacher1", tiny_data["unlabeled"], 0.0, None)
     assert everything["confident_share"] == pytest.approx(1.0)
@@ -56,8 +78,20 @@ def test_pseudo_label_quality_at_threshold_zero_is_pixel_accuracy(tiny_data, tmp
     strict = quality(checkpoint, "teacher1", tiny_data["unlabeled"], 0.99, None)
     assert strict["confident_share"] < everything["confident_share"]
 
+    capsys.readouterr()
+    argv = [str(checkpoint), "--roles", "student", "teacher1", "teacher2", "--split", tiny_data["unlabeled"],
+            "--threshold", "0", "--limit", "4"]
+    assert module.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"on {tiny_data['unlabeled']} (4 images), threshold 0.0" in printed
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in printed.splitlines() if line.startswith("| ")}
+    assert set(rows) == {"network", "student", "teacher1", "teacher2"}
+    assert rows["teacher1"][0] == "1.000"  # threshold 0: every pixel is confident
+    assert len(rows["student"]) == 3 + len(everything["classes"])  # three overall figures, one cell per class
 
-def test_run_diagnostics_reads_losses_coverage_and_teacher_margin(tiny_data, tmp_path: Path) -> None:
+
+@pytest.mark.slow
+def test_run_diagnostics_reads_losses_coverage_and_teacher_margin(tiny_data, tmp_path: Path, capsys) -> None:
     diagnostics = script("run_diagnostics")
     for method in ("dual_teacher", "supervised"):  # threshold 0: every pixel gets a pseudo-label from the first step
         extra = {"method__threshold": 0.0} if method == "dual_teacher" else {}
@@ -73,6 +107,14 @@ def test_run_diagnostics_reads_losses_coverage_and_teacher_margin(tiny_data, tmp
     with pytest.raises(FileNotFoundError):
         diagnostics.diagnose(tmp_path / "nothing")
 
+    capsys.readouterr()
+    rows = tmp_path / "rows.json"
+    assert diagnostics.main([str(tmp_path / "dual_teacher"), str(tmp_path / "supervised"), "--json", str(rows)]) == 0
+    assert capsys.readouterr().out.strip() == text
+    written = json.loads(rows.read_text())
+    assert [r["run"] for r in written] == ["dual_teacher", "supervised"]
+    assert written[0]["terms"] == pytest.approx(dual["terms"]) and written[0]["iterations"] == 6
+
 
 def test_the_ablation_keeps_other_splits_and_warm_ups_apart(tiny_data, tmp_path: Path) -> None:
     ablation = script("dual_teacher_ablation")
@@ -83,6 +125,11 @@ def test_the_ablation_keeps_other_splits_and_warm_ups_apart(tiny_data, tmp_path:
         run.mkdir(parents=True)
     keys = {ablation.experiment_key("1/32", 1, run) for run in (first, second)}
     assert len(keys) == 2 and all(k.startswith("_1-32_seed1_after_warmup_") for k in keys)
+    on_data = {ablation.experiment_key("1/32", 0, None, tmp_path / d / "data") for d in "ab"}  # another dataset
+    assert len(on_data) == 2 and all(k.startswith("_1-32_seed0_on_data_") for k in on_data)
+    with_overrides = {ablation.experiment_key("1/32", 0, None, None, [o]) for o in ("optim.lr=0.1", "optim.lr=0.2")}
+    assert len(with_overrides) == 2 and all(k.startswith("_1-32_seed0_with_") for k in with_overrides)
+    assert ablation.experiment_key("1/32", 0, None, None, []) == ""
     save_config(load_config(None, tiny_overrides(tiny_data, first)), first / "config.yaml")
     ablation.check_warm_up(first, tiny_data["labeled"])
     with pytest.raises(SystemExit, match="not on labeled_other"):
@@ -91,10 +138,11 @@ def test_the_ablation_keeps_other_splits_and_warm_ups_apart(tiny_data, tmp_path:
         ablation.check_warm_up(second, tiny_data["labeled"])
 
 
-def test_gpu_check_script_parses_and_its_compare_call_is_valid() -> None:
+def test_gpu_check_script_parses_and_its_calls_are_valid() -> None:
     path = BENCHMARKS / "gpu_check.sh"
     assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
     text = path.read_text()
+    # the grid: `dualteacher compare` with the script's options and overrides
     grid = re.search(r"^grid=\((.*?)\)$", text, re.S | re.M).group(1).replace('"', "").split()
     overrides = re.search(r"^overrides=\((.*?)\)$", text, re.M).group(1).split()
     values = {"$warmup": "900", "$iterations": "2100", "${seeds[@]}": "0", "${fractions[@]}": "1/8", "$out/compare_gpu": "o", "$out/runs": "r"}
@@ -106,6 +154,34 @@ def test_gpu_check_script_parses_and_its_compare_call_is_valid() -> None:
     cfg = load_config(None, overrides)
     assert cfg.train.amp == "off" and cfg.train.eval_every > 1000
     assert text.count("-m dualteacher compare --data") == 2
+
+    # the step costs: each setting of the loop is a valid step_cost.py command with a valid model
+    settings = re.search(r'for setting in (.*?); do', text, re.S).group(1).replace("\\\n", " ")
+    command = re.search(r"benchmarks/step_cost\.py (.*?)\n\s*echo", text, re.S).group(1).replace("\\\n", " ")
+    parser = script("step_cost").build_parser()
+    parsed = []
+    for setting in re.findall(r'"([^"]*)"', settings):
+        arch, encoder, amp, *layout = setting.split()
+        values = {'"$arch"': arch, '"$encoder"': encoder, '"$amp"': amp, "${layout:-}": " ".join(layout)}
+        argv = " ".join(values.get(a, a) for a in command.split()).split()
+        step_args = parser.parse_args(argv)
+        assert step_args.overrides == [] and step_args.size == 512 and step_args.batch == 8
+        load_config(None, [f"model.arch={arch}", f"model.encoder={encoder}", f"train.amp={amp}"])
+        parsed.append((step_args.arch, step_args.amp, step_args.channels_last))
+    assert parsed == [("deeplabv3plus", "off", False), ("deeplabv3plus", "bf16", False),
+                      ("deeplabv3plus", "bf16", True), ("segformer", "bf16", False)]
+
+    # the python -c snippets import what exists
+    for snippet in re.findall(r'"\$python" -c "([^"]*)"', text):
+        for node in ast.walk(ast.parse(snippet)):
+            if isinstance(node, ast.ImportFrom):
+                module = importlib.import_module(node.module)
+                assert all(hasattr(module, alias.name) for alias in node.names), snippet
+    # the CUDA and torchrun tests it runs exist and hold tests that -k "cuda or torchrun" selects
+    tests = re.search(r'-k "cuda or torchrun" \\\n\s*(.*?) >', text).group(1).split()
+    root = BENCHMARKS.parent
+    for test_file in tests:
+        assert re.search(r"def test_\w*(cuda|torchrun)", (root / test_file).read_text()), test_file
 
 
 def test_dual_teacher_ablation_removes_one_part_per_row_and_ends_at_mean_teacher(tiny_data, tmp_path: Path) -> None:
@@ -121,3 +197,102 @@ def test_dual_teacher_ablation_removes_one_part_per_row_and_ends_at_mean_teacher
         changed = {f for f in fields if getattr(row.method, f) != getattr(full.method, f)}
         assert changed and len(changed) <= 3 and row.train == full.train and row.optim == full.optim
     assert {f for r in removed for f in fields if getattr(r.method, f) != getattr(full.method, f)} == set(fields)
+
+
+def test_every_benchmark_script_has_a_smoke_test() -> None:
+    on_disk = {path.name for path in BENCHMARKS.iterdir() if path.suffix in {".py", ".sh"}}
+    assert on_disk == set(SMOKE_TESTS), "a script under benchmarks/ needs a smoke test here (SMOKE_TESTS)"
+    assert {f"{name}.py" for name in SCRIPTS} == {name for name in on_disk if name.endswith(".py")}
+    assert all(callable(globals().get(test)) for test in SMOKE_TESTS.values())
+
+
+@pytest.mark.parametrize("name", [s for s in SCRIPTS if s != "compare_methods"])  # its --help is compare's
+def test_each_script_imports_and_shows_its_help(name: str, capsys) -> None:
+    """The fast tier's guard: a moved module or a renamed import breaks this, not only the slow run."""
+    with pytest.raises(SystemExit) as stopped:
+        script(name).main(["--help"])
+    assert stopped.value.code == 0 and capsys.readouterr().out.startswith("usage: ")
+
+
+@pytest.mark.slow
+def test_step_cost_times_every_row_at_tiny_size(capsys) -> None:
+    step_cost = script("step_cost")
+    argv = ["--size", "32", "--batch", "2", "--warmup", "0", "--repeats", "2", "--workers", "0", "--device", "cpu",
+            "model.decoder_channels=16", "model.weights=null"]
+    assert step_cost.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "deeplabv3plus / tu-tf_efficientnet_lite0, 32x32, batch 2+2, device cpu, amp off" in printed
+    rows = dict(re.findall(r"^\| (\w[^|]*?) +\| +([\d.]+) \|", printed, re.M))
+    assert set(rows) == {"supervised step", "mean_teacher step", "dual_teacher step", "teacher forward (no grad, B)",
+                         "student fwd+bwd (3B)", "sum of necessary passes"}
+    assert all(float(ms) > 0 for ms in rows.values())
+    necessary = float(rows["teacher forward (no grad, B)"]) + float(rows["student fwd+bwd (3B)"])
+    assert float(rows["sum of necessary passes"]) == pytest.approx(necessary, abs=0.11)
+    ratio = float(re.search(r"Dual Teacher step / necessary passes: ([\d.]+)", printed).group(1))
+    assert ratio == pytest.approx(float(rows["dual_teacher step"]) / necessary, abs=0.01)
+    assert re.search(r"input pipeline: \d+ images/s with 0 workers; .* headroom [\d.]+x", printed)
+
+
+@pytest.mark.slow
+def test_compare_methods_compares_on_the_data_it_is_given(tiny_data, tmp_path: Path) -> None:
+    data = Path(shutil.copytree(tiny_data["root"], tmp_path / "data"))  # compare writes split lists into it
+    out = tmp_path / "out"
+    argv = ["--data", str(data), "--methods", "supervised", "dual_teacher", "--seeds", "0", "--labeled", "1/8",
+            "--budget", "iterations", "--iterations", "2", "--warmup", "0", "--out", str(out), "--runs",
+            str(tmp_path / "runs"), *TINY_RECIPE, "train.probe_images=2"]
+    assert script("compare_methods").main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["methods"]) == {"supervised", "dual_teacher"} and summary["budget"]["iterations"] == 2
+    assert all(0 <= cells["1/8"]["mean"] <= 1 for cells in summary["methods"].values())
+    assert "| dual_teacher | 1/8 |" in (out / "table.md").read_text()
+
+
+@pytest.mark.slow
+def test_dual_teacher_ablation_trains_its_rows_once_on_the_data_it_is_given(tiny_data, tmp_path: Path,
+                                                                            monkeypatch, capsys) -> None:
+    ablation = script("dual_teacher_ablation")
+    data = Path(shutil.copytree(tiny_data["root"], tmp_path / "data"))  # the split lists are written into it
+    out = tmp_path / "out"
+    argv = [*TINY_RECIPE, "--data", str(data), "--labeled", "1/8", "--iterations", "2", "--out", str(out),
+            "--runs", str(tmp_path / "runs"), "--rows", "Dual Teacher", "- switching"]
+    assert ablation.main(argv) == 0
+    first = capsys.readouterr().out
+    [results] = out.glob("ablation_2_1-8_seed0_on_data_*_with_*.json")
+    rows = json.loads(results.read_text())
+    assert list(rows) == ["Dual Teacher (the paper's settings)", "- switching (one persistent teacher)"]
+    assert all(0 <= r["miou"] <= 1 and len(r["curve"]) == 1 and r["train_seconds"] > 0 for r in rows.values())
+    assert rows["- switching (one persistent teacher)"]["overrides"] == ["dual_teacher", *ablation.ONE_TEACHER,
+                                                                         *TINY_RECIPE]
+    table = re.findall(r"^\|.*\|$", first, re.M)  # training prints its data check and evaluations around it
+    assert [line.split(" | ")[0] for line in table[2:]] == ["| Dual Teacher (the paper's settings)",
+                                                           "| - switching (one persistent teacher)"]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished row was trained again")
+
+    monkeypatch.setattr(ablation, "train", no_training)
+    assert ablation.main(argv) == 0 and re.findall(r"^\|.*\|$", capsys.readouterr().out, re.M) == table
+
+
+@pytest.mark.slow
+def test_protocol_study_measures_each_kind_of_row_at_tiny_size(tmp_path: Path, capsys) -> None:
+    study = script("protocol_study")
+    rows = ["oracle v3 128 px", "classifier 64 px", "train 64 px, all labelled, no dropout, no rescaling",
+            "train 128 px, 1/16 labelled"]
+    argv = ["model.weights=null", "model.decoder_channels=32", "data.workers=0", "data.val_batch_size=8",
+            "train.batch_size=4", "--iterations", "2", "--scenes", "32", "8", "--out", str(tmp_path / "out"),
+            "--runs", str(tmp_path / "runs"), "--rows", *rows]
+    assert study.main(argv) == 0
+    assert study.results_name(None, [3000, 500], []) == "study.json"  # the study as designed keeps its file
+    [results] = (tmp_path / "out").glob("study_*.json")
+    done = json.loads(results.read_text())
+    assert list(done) == [r.name for r in study.ROWS if any(r.name.startswith(p) for p in rows)]
+    oracle, classifier, *trained = done.values()
+    assert set(oracle) == {"miou", "foreground", "seconds"} and 0.5 < oracle["miou"] <= 1
+    assert set(classifier) == {"accuracy", "seconds"} and 0 <= classifier["accuracy"] <= 1
+    assert all(set(r) == {"miou", "last_third_range", "train_seconds", "seconds"} for r in trained)
+    assert all(0 <= r["miou"] <= 1 for r in trained)
+    assert sorted(p.name for p in (tmp_path / "runs" / results.stem).iterdir()) == sorted(
+        "".join(c if c.isalnum() else "_" for c in name) for name in list(done)[2:])
+    printed = re.findall(r"^\| (.*?) \| ", capsys.readouterr().out, re.M)
+    assert printed == list(done)

@@ -89,6 +89,7 @@ def test_summary_of_hand_made_runs(tmp_path: Path) -> None:
     assert "| fixmatch | 1/8 | 0.5500 ± 0.4950 | 2 | 10 | 1.000 | 10 | 100 | no supervised run |" in table
 
 
+@pytest.mark.slow
 def test_summary_schema_and_a_second_call_trains_nothing(data: Path, tmp_path: Path, monkeypatch) -> None:
     out = tmp_path / "out"
     first = compare(options(data, out, budgets=["iterations", "time"], upper_bound=True, jobs=2))
@@ -136,6 +137,7 @@ def test_an_interrupted_run_writes_no_summary(tmp_path: Path, monkeypatch) -> No
     assert not (tmp_path / "r.json").exists()
 
 
+@pytest.mark.slow
 def test_minutes_picks_a_positive_iteration_count_and_keeps_it(data: Path, tmp_path: Path, monkeypatch) -> None:
     assert cmp.iterations_for(2, 0.5) == 240 and cmp.iterations_for(0.001, 10.0) == 1
     opts = options(data, tmp_path / "out", iterations=None, minutes=0.05, warmup=2)  # the probe starts from scratch
@@ -216,6 +218,7 @@ def test_the_speed_probe_leaves_out_the_loader_start_up(tmp_path: Path, monkeypa
     assert cmp.probe_worker(run) == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_a_warm_start_trains_the_warm_up_first_and_counts_it(data: Path, tmp_path: Path, monkeypatch) -> None:
     out = tmp_path / "out"
     result = compare(options(data, out, methods=["supervised", "mean_teacher"], warmup=2, upper_bound=True,
@@ -291,6 +294,7 @@ def partly_labelled(data: Path, keep: int) -> list[str]:
     return ids[:keep]
 
 
+@pytest.mark.slow
 def test_masked_compares_on_the_images_that_have_a_mask(data: Path, tmp_path: Path) -> None:
     train_ids = (data / "splits" / "train.txt").read_text().split()
     masked = partly_labelled(data, 16)

@@ -22,6 +22,7 @@ def tiny_scenes(tmp_path, monkeypatch) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_the_demo_warm_starts_every_method_and_counts_the_warm_up(tiny_scenes, tmp_path, monkeypatch, caplog):
     out = tmp_path / "demo"
     loaded, real_load_model = [], plots.load_model

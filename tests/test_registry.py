@@ -157,6 +157,7 @@ def test_the_comparison_trains_every_registered_method() -> None:
         assert compare.variant_of("labelled_only") == ("labelled_only", ())
 
 
+@pytest.mark.slow
 def test_a_registered_toy_method_trains_without_the_unlabelled_split_it_does_not_read(tiny_data, tmp_path: Path) -> None:
     """Whether training reads the unlabelled split is asked of the method, not of its name: the
     split named here does not exist, and neither the data check nor the loaders look for it."""

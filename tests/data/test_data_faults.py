@@ -158,6 +158,7 @@ def test_worker_processes_and_the_cache_give_the_same_report(scenes: Path, tmp_p
     assert serial.class_pixels == parallel.class_pixels == cached.class_pixels
 
 
+@pytest.mark.slow
 def test_a_bad_labelled_image_mid_run_leaves_a_checkpoint_and_names_the_file(
     scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -185,6 +186,7 @@ def test_a_bad_labelled_image_mid_run_leaves_a_checkpoint_and_names_the_file(
     assert done["iteration"] == 2
 
 
+@pytest.mark.slow
 def test_a_bad_val_file_at_evaluation_is_evaluated_after_the_fix(scenes: Path, tmp_path: Path) -> None:
     cfg = scenes_config(scenes, tmp_path / "run")
     trainer = Trainer(cfg, progress=False)

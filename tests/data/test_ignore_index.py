@@ -67,6 +67,7 @@ def _overrides(root: Path, run_dir: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_training_eval_and_an_independent_scorer_agree(zero_unlabelled: Path, tmp_path: Path, capsys) -> None:
     cfg = load_config(None, _overrides(zero_unlabelled, tmp_path / "run"))
     assert not check_config(cfg, full=True).findings  # class 0 absent from every mask is not a warning

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_overrides
-from PIL import Image
+from dataset_trees import ADE_VALUES, CITY_IDS, VOC_VALUES, H, W, labels, make_ade, make_cityscapes, make_voc, save_gray
 
 from dualteacher.cli import main
 from dualteacher.config import load_config
@@ -27,90 +27,6 @@ from dualteacher.data.standard import (
     cityscapes_label_map,
 )
 from dualteacher.training.loop import Trainer, train
-
-H, W = 40, 56
-
-
-def _image(seed: int) -> Image.Image:
-    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (H, W, 3), dtype=np.uint8))
-
-
-def _labels(seed: int, values: list[int]) -> np.ndarray:
-    """A label map using every value of ``values`` (in vertical bands), seed-shifted."""
-    bands = np.array(values, dtype=np.uint8)[(np.arange(W) * len(values) // W + seed) % len(values)]
-    return np.broadcast_to(bands, (H, W)).copy()
-
-
-def _save_palette(path: Path, labels: np.ndarray) -> None:
-    mask = Image.frombytes("P", (W, H), labels.tobytes())
-    mask.putpalette([(7 * i + 100) % 256 for i in range(768)])  # colours unrelated to the indices
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mask.save(path)
-
-
-def _save_gray(path: Path, labels: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(labels).save(path)
-
-
-VOC_VALUES = [0, 5, 20, 255]
-
-
-def make_voc(root: Path, *, train_aug_list: bool = False) -> Path:
-    """VOCdevkit/VOC2012 with 4 fine train ids, 2 val ids and 8 more SBD-only ids."""
-    voc = root / "VOCdevkit" / "VOC2012"
-    train = [f"2007_00000{i}" for i in range(4)]
-    val = ["2008_000000", "2008_000001"]
-    sbd = [f"2009_00000{i}" for i in range(8)]
-    for k, sample_id in enumerate(train + val + sbd):
-        (voc / "JPEGImages").mkdir(parents=True, exist_ok=True)
-        _image(k).save(voc / "JPEGImages" / f"{sample_id}.jpg", quality=95)
-        if sample_id not in sbd:
-            _save_palette(voc / "SegmentationClass" / f"{sample_id}.png", _labels(k, VOC_VALUES))
-        _save_gray(voc / "SegmentationClassAug" / f"{sample_id}.png", _labels(k, [0, 1, 2]))
-    sets = voc / "ImageSets" / "Segmentation"
-    sets.mkdir(parents=True)
-    (sets / "train.txt").write_text("\n".join(train) + "\n")
-    (sets / "val.txt").write_text("\n".join(val) + "\n")
-    if train_aug_list:
-        (sets / "train_aug.txt").write_text("\n".join((train + sbd)[:10]) + "\n")
-    return voc
-
-
-CITY_IDS = [7, 26, 0, 1, 33]  # road, car, unlabeled, ego vehicle, bicycle
-
-
-def make_cityscapes(root: Path) -> Path:
-    """Cityscapes with 6 train images (2 cities) and 2 val images; labelIds only."""
-    layout = {"train": [("aachen", 3), ("bochum", 3)], "val": [("frankfurt", 2)]}
-    k = 0
-    for split, cities in layout.items():
-        for city, count in cities:
-            for frame in range(count):
-                stem = f"{city}_000000_{frame:06d}"
-                folder = root / "leftImg8bit" / split / city
-                folder.mkdir(parents=True, exist_ok=True)
-                _image(k).save(folder / f"{stem}_leftImg8bit.png")
-                _save_gray(root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png", _labels(k, CITY_IDS))
-                k += 1
-    return root
-
-
-ADE_VALUES = [0, 1, 150, 42]
-
-
-def make_ade(root: Path) -> Path:
-    """ADEChallengeData2016 with 6 training and 2 validation images."""
-    ade = root / "ADEChallengeData2016"
-    names = {"training": [f"ADE_train_{i:08d}" for i in range(1, 7)], "validation": [f"ADE_val_{i:08d}" for i in (1, 2)]}
-    k = 0
-    for folder, ids in names.items():
-        for sample_id in ids:
-            (ade / "images" / folder).mkdir(parents=True, exist_ok=True)
-            _image(k).save(ade / "images" / folder / f"{sample_id}.jpg", quality=95)
-            _save_gray(ade / "annotations" / folder / f"{sample_id}.png", _labels(k, ADE_VALUES))
-            k += 1
-    return ade
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +50,7 @@ def test_voc_palette_indices_are_classes_and_boundaries_ignored(trees, tmp_path:
     assert len(voc.split_ids("val")) == 2
     sample = voc.dataset(voc.split_ids("val"), labeled=True)[1]
     assert sample["image"].shape == (3, H, W)
-    np.testing.assert_array_equal(sample["mask"].numpy(), _labels(5, VOC_VALUES))
+    np.testing.assert_array_equal(sample["mask"].numpy(), labels(5, VOC_VALUES))
     assert set(sample["mask"].unique().tolist()) == {0, 5, 20, 255}
 
 
@@ -147,9 +63,9 @@ def test_voc_pools_classic_and_blended(trees, tmp_path: Path) -> None:
     assert voc.default_unlabeled_pool("train") == "train_aug" and aug.default_unlabeled_pool("train") == "train"
     # Blended: SBD (class-index) masks for training ids, the fine masks for val ids.
     train_mask = aug.dataset(["2009_000003"], labeled=True)[0]["mask"]
-    np.testing.assert_array_equal(train_mask.numpy(), _labels(9, [0, 1, 2]))
+    np.testing.assert_array_equal(train_mask.numpy(), labels(9, [0, 1, 2]))
     val_mask = aug.dataset(["2008_000000"], labeled=True)[0]["mask"]
-    np.testing.assert_array_equal(val_mask.numpy(), _labels(4, VOC_VALUES))
+    np.testing.assert_array_equal(val_mask.numpy(), labels(4, VOC_VALUES))
     # Classic: labelled from the 1,464 fine ids, unlabelled = the rest of train_aug.
     labeled, unlabeled = split_source(voc, 2, seed=0)
     lab, unl = read_id_list(labeled), read_id_list(unlabeled)
@@ -172,7 +88,7 @@ def test_cityscapes_label_ids_become_train_ids(trees, tmp_path: Path) -> None:
     assert len(train_ids) == 6 and train_ids[0] == "train/aachen/aachen_000000_000000"
     assert city.split_ids("val") == [f"val/frankfurt/frankfurt_000000_{i:06d}" for i in range(2)]
     mask = city.dataset(train_ids[:1], labeled=True)[0]["mask"].numpy()
-    expected = cityscapes_label_map()[_labels(0, CITY_IDS)]
+    expected = cityscapes_label_map()[labels(0, CITY_IDS)]
     np.testing.assert_array_equal(mask, expected)
     assert set(np.unique(mask).tolist()) == {0, 13, 18, 255}  # road, car, bicycle, rest ignored
     table = cityscapes_label_map()
@@ -186,7 +102,7 @@ def test_cityscapes_prefers_ready_made_train_ids(tmp_path: Path) -> None:
     sample_id = city.split_ids("val")[0]
     trainids = np.full((H, W), 4, np.uint8)
     trainids[0, :] = 255
-    _save_gray(root / "gtFine" / f"{sample_id}_gtFine_labelTrainIds.png", trainids)
+    save_gray(root / "gtFine" / f"{sample_id}_gtFine_labelTrainIds.png", trainids)
     mixed = city.dataset(city.split_ids("val"), labeled=True)  # one image lacks trainIds: labelIds for all
     assert mixed.label_map is not None
     only = city.dataset([sample_id], labeled=True)
@@ -199,13 +115,13 @@ def test_ade20k_zero_is_ignored_and_classes_shift_down(trees, tmp_path: Path) ->
     assert ade.split_ids("train")[0] == "ADE_train_00000001" and len(ade.split_ids("train")) == 6
     assert ade.split_ids("val") == ["ADE_val_00000001", "ADE_val_00000002"]
     mask = ade.dataset(["ADE_val_00000002"], labeled=True)[0]["mask"]
-    np.testing.assert_array_equal(mask.numpy(), ade20k_label_map()[_labels(7, ADE_VALUES)])
+    np.testing.assert_array_equal(mask.numpy(), ade20k_label_map()[labels(7, ADE_VALUES)])
     assert set(mask.unique().tolist()) == {255, 0, 149, 41}
 
 
 def test_ade20k_values_beyond_150_are_refused(tmp_path: Path) -> None:
     root = make_ade(tmp_path / "a")
-    _save_gray(root / "annotations" / "training" / "ADE_train_00000001.png", np.full((H, W), 200, np.uint8))
+    save_gray(root / "annotations" / "training" / "ADE_train_00000001.png", np.full((H, W), 200, np.uint8))
     ade = open_source("ade20k", root, tmp_path / "s")
     with pytest.raises(DataError, match=r"after the label mapping.*\[199\]"):
         ade.dataset(["ADE_train_00000001"], labeled=True)[0]
@@ -307,6 +223,7 @@ def test_import_needs_a_name(trees, tmp_path: Path, capsys) -> None:
     assert "--name" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["voc", "voc_aug", "cityscapes", "ade20k"])
 def test_short_training_run_on_each_tree(trees, tmp_path: Path, dataset: str, capsys) -> None:
     torch.manual_seed(0)

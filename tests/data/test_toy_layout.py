@@ -5,6 +5,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
+import pytest
+
 from conftest import tiny_overrides
 from dualteacher.cli import main
 from dualteacher.config import load_config
@@ -60,6 +62,7 @@ def sample_folders(folder_root: Path, root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_a_layout_in_one_file_is_checked_and_trained_on(tiny_data, tmp_path: Path, capsys) -> None:
     root = sample_folders(Path(tiny_data["root"]), tmp_path / "toy")
     data = {**tiny_data, "root": str(root)}

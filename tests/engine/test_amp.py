@@ -33,6 +33,7 @@ def test_cpu_trains_in_float32_without_scaler(tiny_data, tmp_path: Path) -> None
     assert trainer.amp_dtype is None and not trainer.scaler.is_enabled()
 
 
+@pytest.mark.slow
 def test_grad_scaler_state_round_trips_through_the_training_checkpoint(tiny_data, tmp_path: Path) -> None:
     # The fp16 code path with a CPU GradScaler (CUDA picks it for train.amp=fp16): steps go through
     # the scaler, its state is saved as JSON in last.safetensors and restored on resume.
@@ -61,6 +62,7 @@ def test_channels_last_networks_and_batches(tiny_data, tmp_path: Path) -> None:
     assert 0.0 <= record["student/miou"] <= 1.0
 
 
+@pytest.mark.slow
 @cuda
 def test_cuda_bf16_channels_last_smoke(tiny_data, tmp_path: Path) -> None:
     cfg = load_config(None, tiny_overrides(tiny_data, tmp_path / "run", "dual_teacher", train__device="cuda",
@@ -72,6 +74,7 @@ def test_cuda_bf16_channels_last_smoke(tiny_data, tmp_path: Path) -> None:
     assert all(torch.isfinite(torch.tensor(losses))) and 0.0 <= record["student/miou"] <= 1.0
 
 
+@pytest.mark.slow
 @cuda
 def test_cuda_fp16_scaler_state_is_checkpointed(tiny_data, tmp_path: Path) -> None:
     cfg = load_config(None, tiny_overrides(tiny_data, tmp_path / "run", "supervised", train__device="cuda", train__amp="fp16"))

@@ -104,6 +104,7 @@ def ranks(tiny_data, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
 
 
+@pytest.mark.slow
 def test_two_ranks_of_b_equal_one_process_of_2b(ranks: list[dict]) -> None:
     # DDP averages the ranks' mean gradients = the mean over 2B; only float summation order differs.
     for result in ranks:
@@ -122,17 +123,20 @@ def test_two_ranks_draw_the_single_process_batches_split_between_them() -> None:
         assert not {i for i, _ in halves[0]} & {i for i, _ in halves[1]}
 
 
+@pytest.mark.slow
 def test_batchnorm_statistics_are_averaged_across_ranks(ranks: list[dict]) -> None:
     assert ranks[0]["bn_differs_before"]
     assert all(r["bn_agrees_after"] for r in ranks)
 
 
+@pytest.mark.slow
 def test_verify_replicas_detects_a_perturbed_replica_on_every_rank(ranks: list[dict]) -> None:
     for result in ranks:
         assert result["mismatch"] is not None and "student" in result["mismatch"]
         assert "teacher" not in result["mismatch"]
 
 
+@pytest.mark.slow
 def test_sharded_evaluation_scores_every_val_image_once(ranks: list[dict]) -> None:
     assert sum(r["local_images"] for r in ranks) == ranks[0]["val_size"]
     for result in ranks:
@@ -154,6 +158,7 @@ def torchrun_train(overrides: list[str]) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_torchrun_dual_teacher_keeps_replicas_identical(tiny_data, tmp_path: Path) -> None:
     run = tmp_path / "run"
     overrides = tiny_overrides(tiny_data, run, "dual_teacher", train__batch_size=2)
@@ -165,6 +170,7 @@ def test_torchrun_dual_teacher_keeps_replicas_identical(tiny_data, tmp_path: Pat
     assert (run / "last.safetensors").exists() and (run / "best.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_torchrun_unimatch_syncs_both_streams(tiny_data, tmp_path: Path) -> None:
     # UniMatch runs the DDP-wrapped network twice per step, once with the feature-perturbation
     # stream; unsynchronised gradients would make the replicas differ at evaluation.

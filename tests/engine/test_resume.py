@@ -62,6 +62,7 @@ def test_a_new_lr_is_refused_even_with_resume_with_changes(tiny_data, run: Path,
     assert yaml.safe_load((run / "config.yaml").read_text())["optim"]["lr"] == LR
 
 
+@pytest.mark.slow
 def test_more_epochs_need_consent_and_continue_the_lr_without_a_jump(tiny_data, run: Path, capsys, caplog) -> None:
     longer = tiny_overrides(tiny_data, run, train__epochs=3, train__eval_every=3)
     err = refused([*longer, "--quiet"], run, capsys)

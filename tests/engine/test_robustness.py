@@ -52,6 +52,7 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in load_file(str(run_dir / "last.safetensors")).items()}
 
 
+@pytest.mark.slow
 def test_sigkill_twice_and_sigterm_then_resume_is_bitwise_identical(tiny_data, tmp_path: Path) -> None:
     reference = tiny_overrides(tiny_data, tmp_path / "ref", "dual_teacher", **LONGER)
     proc = launch(reference)
@@ -77,6 +78,7 @@ def test_sigkill_twice_and_sigterm_then_resume_is_bitwise_identical(tiny_data, t
     assert iterations == list(range(1, 13))
 
 
+@pytest.mark.slow
 def test_corrupted_newest_checkpoint_falls_back_to_the_previous_one(tiny_data, tmp_path: Path, caplog) -> None:
     settings = tiny_overrides(tiny_data, tmp_path / "ref", "supervised", **LONGER)
     Trainer(load_config(None, settings), progress=False).fit()
@@ -108,6 +110,7 @@ def test_failed_write_during_rotation_keeps_every_checkpoint(tmp_path: Path, mon
     assert load_checkpoint(tmp_path / "last-1.safetensors")[1]["iteration"] == 1
 
 
+@pytest.mark.slow
 def test_nan_steps_are_skipped_and_too_many_stop_the_run(tiny_data, tmp_path: Path) -> None:
     run = tmp_path / "run"
     cfg = load_config(None, tiny_overrides(tiny_data, run, "supervised", **LONGER))

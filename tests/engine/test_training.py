@@ -19,6 +19,7 @@ def weights(path: Path, prefix: str) -> dict[str, torch.Tensor]:
     return {k: v for k, v in load_file(str(path)).items() if k.startswith(prefix)}
 
 
+@pytest.mark.slow
 def test_supervised_run_learns_and_eval_reproduces_it(tiny_data, tmp_path: Path, capsys) -> None:
     cfg = load_config(None, tiny_overrides(tiny_data, tmp_path / "run", "supervised", train__epochs=4, train__eval_every=4))
     record = train(cfg, progress=False)
@@ -33,6 +34,7 @@ def test_supervised_run_learns_and_eval_reproduces_it(tiny_data, tmp_path: Path,
     assert result["pixel_accuracy"] == pytest.approx(record["student/pixel_accuracy"], abs=1e-9)
 
 
+@pytest.mark.slow
 def test_progress_bar_names_the_run_and_redraws_rarely_when_piped(tiny_data, tmp_path: Path, capsys) -> None:
     train(load_config(None, tiny_overrides(tiny_data, tmp_path / "warmup", train__epochs=3)), progress=True)
     assert "warmup (supervised)" in capsys.readouterr().err  # not just "supervised": the demo has three such runs
@@ -43,6 +45,7 @@ def test_progress_bar_names_the_run_and_redraws_rarely_when_piped(tiny_data, tmp
     piped.close()
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(tiny_data, tmp_path: Path) -> None:
     records = [
         train(load_config(None, tiny_overrides(tiny_data, tmp_path / f"r{i}", "dual_teacher", train__epochs=1)), progress=False)
@@ -54,6 +57,7 @@ def test_same_seed_same_metrics(tiny_data, tmp_path: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_dual_teacher_checkpoint_holds_student_and_every_teacher(tiny_data, tmp_path: Path) -> None:
     cfg = load_config(None, tiny_overrides(tiny_data, tmp_path / "dt", "dual_teacher", method__num_teachers=3, method__mixings="[cutmix, classmix, cutmix]",
                                            method__shift="epoch"))
@@ -74,6 +78,7 @@ def test_dual_teacher_checkpoint_holds_student_and_every_teacher(tiny_data, tmp_
     assert not torch.equal(tensors[f"model/teacher1/{head}"], tensors[f"model/teacher3/{head}"])
 
 
+@pytest.mark.slow
 def test_mean_teacher_equals_dual_teacher_with_one_persistent_teacher(tiny_data, tmp_path: Path) -> None:
     common = {"method__mixings": "[cutmix]", "method__student_drop_path": 0.1}
     train(load_config(None, tiny_overrides(tiny_data, tmp_path / "mt", "mean_teacher", **common)), progress=False)
@@ -91,6 +96,7 @@ def test_mean_teacher_equals_dual_teacher_with_one_persistent_teacher(tiny_data,
         assert torch.equal(value, dt[key.replace("model/teacher/", "model/teacher1/")]), key
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tiny_data, tmp_path: Path) -> None:
     train(load_config(None, tiny_overrides(tiny_data, tmp_path / "full", "dual_teacher")), progress=False)
     interrupted = tiny_overrides(tiny_data, tmp_path / "part", "dual_teacher")

@@ -29,6 +29,7 @@ def _same(network: torch.nn.Module, weights: dict[str, torch.Tensor]) -> bool:
     return state.keys() == weights.keys() and all(torch.equal(state[k], weights[k]) for k in state)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["dual_teacher", "supervised"])
 def test_every_network_starts_from_the_warm_up_student(tiny_data, warm_run, tmp_path, method):
     cfg = load_config(None, tiny_overrides(tiny_data, tmp_path / method, method, method__init_from=str(warm_run)))
@@ -42,6 +43,7 @@ def test_every_network_starts_from_the_warm_up_student(tiny_data, warm_run, tmp_
     assert not _same(fresh.method.student, weights)
 
 
+@pytest.mark.slow
 def test_a_best_checkpoint_file_works_too(tiny_data, warm_run, tmp_path):
     best, state = load_checkpoint(warm_run / "best.safetensors")
     cfg = load_config(None, tiny_overrides(tiny_data, tmp_path / "run", "mean_teacher",
@@ -50,6 +52,7 @@ def test_a_best_checkpoint_file_works_too(tiny_data, warm_run, tmp_path):
     assert _same(trainer.method.student, {k.removeprefix("model/"): v for k, v in best.items()})
 
 
+@pytest.mark.slow
 def test_wrong_checkpoints_are_refused_naming_the_file_before_anything_is_written(tiny_data, warm_run, tmp_path):
     unfinished = tmp_path / "stopped_run"
     Trainer(load_config(None, tiny_overrides(tiny_data, unfinished)), progress=False).fit(stop_at=3)
@@ -72,12 +75,14 @@ def test_wrong_checkpoints_are_refused_naming_the_file_before_anything_is_writte
         assert not (run_dir / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_init_from_needs_teachers_copied_from_the_student(tiny_data, warm_run, tmp_path):
     with pytest.raises(ConfigError, match="method.init_from: .* needs method.teacher_init=student"):
         load_config(None, tiny_overrides(tiny_data, tmp_path, "dual_teacher", method__init_from=str(warm_run),
                                          method__teacher_init="independent"))
 
 
+@pytest.mark.slow
 def test_a_resumed_run_may_find_its_warm_up_elsewhere(tiny_data, warm_run, tmp_path):
     import shutil
 

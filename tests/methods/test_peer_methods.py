@@ -18,6 +18,7 @@ from dualteacher.runlog import read_log
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("method", "terms"),
     [("fixmatch", {"loss_sup", "loss_mix", "confident"}), ("unimatch", {"loss_sup", "loss_fp", "loss_s1", "loss_s2", "confident"})],

@@ -83,6 +83,7 @@ def test_the_engine_optimises_wraps_and_syncs_every_trained_network(cps, tiny_da
     assert wrapped == networks and synced == networks
 
 
+@pytest.mark.slow
 def test_both_networks_learn_and_are_checkpointed(full_run, tiny_data, tmp_path: Path) -> None:
     run, record = full_run
     assert {"student/miou", "peer/miou"} <= set(record)
@@ -94,6 +95,7 @@ def test_both_networks_learn_and_are_checkpointed(full_run, tiny_data, tmp_path:
     assert any(not torch.equal(value, final[key.replace("/student/", "/peer/")]) for key, value in roles(final, "student").items())
 
 
+@pytest.mark.slow
 def test_a_resumed_run_continues_both_networks_exactly(full_run, tiny_data, tmp_path: Path) -> None:
     run, _ = full_run
     interrupted = settings(tiny_data, tmp_path / "part")

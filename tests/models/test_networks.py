@@ -57,6 +57,7 @@ def build_tiny(model: ModelConfig, num_classes: int, *, drop_path: float, pretra
     return TinyNet(num_classes, model.decoder_channels or 8)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_rebuilds_the_network_its_settings_describe(tiny_data, tmp_path: Path) -> None:
     run = tmp_path / "run"
     settings = {"model__output_stride": 8, "model__decoder_channels": 24, "model__aspp_dropout": 0.1, "train__epochs": 1}
@@ -79,6 +80,7 @@ def test_rebuilding_for_a_checkpoint_reads_no_pretrained_weights(tmp_path: Path)
     assert model_from_config(model, 3, pretrained=False).stride == 16
 
 
+@pytest.mark.slow
 def test_a_hand_written_network_trains_through_the_engine_and_loads(tiny_data, tmp_path: Path) -> None:
     run = tmp_path / "tiny"
     overrides = tiny_overrides(tiny_data, run, "unimatch", model__arch="tiny_net", method__student_drop_path=0.0)
