@@ -91,7 +91,7 @@ def fixed_batches(trainer: Trainer) -> tuple[Batch, Batch | None]:
 def step_fn(trainer: Trainer) -> Callable[[], object]:
     """One full training iteration on fixed batches, as ``Trainer.fit`` runs it."""
     labeled, unlabeled = fixed_batches(trainer)
-    trainer.method.start_epoch(0)
+    trainer.method.begin_step(0, 0)
     trainer.method.train()
     gen = torch.Generator(trainer.device).manual_seed(0)
     return lambda: trainer.train_step(labeled, unlabeled, gen)
@@ -102,7 +102,7 @@ def pass_fns(trainer: Trainer) -> tuple[Callable[[], object], Callable[[], objec
     labeled, unlabeled = fixed_batches(trainer)
     assert unlabeled is not None
     method, amp, device = trainer.method, trainer.amp_dtype, trainer.device
-    method.start_epoch(0)
+    method.begin_step(0, 0)
     teacher = method.pool.active
     images = method.norm(torch.cat([labeled.image, unlabeled.image, unlabeled.image]))
 

@@ -1,10 +1,10 @@
 """The contract every segmentation network keeps, as a test class to subclass.
 
 ``class TestMyNetwork(NetworkContract): model = ModelConfig(arch="my_net", ...)`` (tiny settings;
-``model.arch`` an SMP architecture of ``models.network.ARCHITECTURES`` or a builder registered in
+``model.arch`` an SMP architecture of ``models.smp.ARCHITECTURES`` or a builder registered in
 :data:`~dualteacher.registry.NETWORKS`) runs every check below on the network that
-:func:`~dualteacher.models.network.model_from_config` builds from those settings at random init,
-as the engine, the methods, inference and export use it (:class:`~dualteacher.models.network.SegmentationNetwork`):
+:func:`~dualteacher.models.build.model_from_config` builds from those settings at random init,
+as the engine, the methods, inference and export use it (:class:`~dualteacher.models.contract.SegmentationNetwork`):
 
 * logits ``[B, num_classes, H, W]`` in float32 at any input size, also sides that are not
   multiples of ``stride``, and smaller than it;
@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dualteacher.config import ModelConfig
-from dualteacher.models.network import SegmentationNetwork, model_from_config, model_normalization
+from dualteacher.models.contract import SegmentationNetwork
+from dualteacher.models.build import model_from_config, model_normalization
 
 NUM_CLASSES = 3
 SIZES = [(37, 50), (20, 24)]

@@ -1,11 +1,11 @@
 """Every network keeps the network contract (:mod:`network_contract`): one class here per SMP
-architecture of ``models.network.ARCHITECTURES`` and per builder registered in
+architecture of ``models.smp.ARCHITECTURES`` and per builder registered in
 :data:`~dualteacher.registry.NETWORKS`, each with tiny settings at random init."""
 
 from network_contract import NetworkContract
 
 from dualteacher.config import ModelConfig
-from dualteacher.models.network import ARCHITECTURES
+from dualteacher.models.smp import ARCHITECTURES
 from dualteacher.registry import NETWORKS
 
 
