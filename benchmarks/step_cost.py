@@ -40,7 +40,7 @@ from dualteacher.data.registry import open_source
 from dualteacher.data.split_files import split_source
 from dualteacher.training.loop import Trainer
 from dualteacher.methods import Batch
-from dualteacher.methods.base import pseudo_label
+from dualteacher.methods.common import pseudo_label
 
 
 def sync(device: torch.device) -> None:
