@@ -18,8 +18,8 @@ Example (one part, one seed, then the table from what is finished)::
 
 Summaries go to ``benchmarks/results/dual_teacher_length/<part>``, run directories to
 ``runs/dual_teacher_length`` (shared by both parts, so they share their warm-ups). Any further
-``dualteacher compare`` option (``--seeds``, ``--jobs``, ``--report-only``, ``key=value``)
-follows the part's name.
+``dualteacher compare`` option (``--seeds``, ``--jobs``, ``--report-only``, ``key=value``; a
+later one wins over the part's own) follows the part's name; ``--data`` runs it on other data.
 """
 
 from __future__ import annotations
@@ -44,10 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("part", choices=tuple(PARTS))
     parser.add_argument("--out", default=None, help="default: benchmarks/results/dual_teacher_length/<part>")
+    parser.add_argument("--data", default=None, help="default: the built-in digit scenes")
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     out = args.out or f"benchmarks/results/dual_teacher_length/{args.part}"
-    return dualteacher(["compare", "--data", str(ensure_digit_scenes()), *COMMON, *PARTS[args.part],
-                        "--out", out, *rest])
+    data = args.data or str(ensure_digit_scenes())
+    return dualteacher(["compare", "--data", data, *COMMON, *PARTS[args.part], "--out", out, *rest])
 
 
 if __name__ == "__main__":

@@ -23,11 +23,12 @@ from dualteacher.inference.model import load_model
 from dualteacher.experiments.recipe import WARMUP_ITERATIONS
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
-SCRIPTS = ["compare_methods", "dual_teacher_ablation", "protocol_study", "pseudo_label_quality", "run_diagnostics",
-           "step_cost"]
+SCRIPTS = ["compare_methods", "dual_teacher_ablation", "dual_teacher_length", "protocol_study", "pseudo_label_quality",
+           "run_diagnostics", "step_cost"]
 SMOKE_TESTS = {  # every script under benchmarks/ and the test that runs its main path
     "compare_methods.py": "test_compare_methods_compares_on_the_data_it_is_given",
     "dual_teacher_ablation.py": "test_dual_teacher_ablation_trains_its_rows_once_on_the_data_it_is_given",
+    "dual_teacher_length.py": "test_dual_teacher_length_trains_each_shift_on_the_data_it_is_given",
     "protocol_study.py": "test_protocol_study_measures_each_kind_of_row_at_tiny_size",
     "pseudo_label_quality.py": "test_pseudo_label_quality_at_threshold_zero_is_pixel_accuracy",
     "run_diagnostics.py": "test_run_diagnostics_reads_losses_coverage_and_teacher_margin",
@@ -245,6 +246,20 @@ def test_compare_methods_compares_on_the_data_it_is_given(tiny_data, tmp_path: P
     assert set(summary["methods"]) == {"supervised", "dual_teacher"} and summary["budget"]["iterations"] == 2
     assert all(0 <= cells["1/8"]["mean"] <= 1 for cells in summary["methods"].values())
     assert "| dual_teacher | 1/8 |" in (out / "table.md").read_text()
+
+
+@pytest.mark.slow
+def test_dual_teacher_length_trains_each_shift_on_the_data_it_is_given(tiny_data, tmp_path: Path) -> None:
+    data = Path(shutil.copytree(tiny_data["root"], tmp_path / "data"))  # compare writes split lists into it
+    out = tmp_path / "out"
+    argv = ["shift", "--data", str(data), "--seeds", "0", "--labeled", "1/8", "--iterations", "2", "--warmup", "1",
+            "--out", str(out), "--runs", str(tmp_path / "runs"), *TINY_RECIPE, "train.probe_images=2"]
+    assert script("dual_teacher_length").main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    study = script("dual_teacher_length")
+    assert set(summary["methods"]) == {"dual_teacher", *(f"dual_teacher+shift={s}" for s in study.SHIFTS)}
+    assert all(0 <= cells["1/8"]["mean"] <= 1 for cells in summary["methods"].values())
+    assert summary["recipe"]["method_settings"]["dual_teacher+shift=150"] == ["method.shift=50", "method.shift=150"]
 
 
 @pytest.mark.slow

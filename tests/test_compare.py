@@ -345,29 +345,6 @@ def test_a_variant_can_change_a_methods_own_settings() -> None:
             cmp.check_options(cmp.CompareOptions(data=Path("."), out=Path("."), fractions=["1/8"], variants=[bad]))
 
 
-def test_the_dual_teacher_length_study_asks_compare_for_valid_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
-
-    path = Path(__file__).parents[1] / "benchmarks" / "dual_teacher_length.py"
-    spec = importlib.util.spec_from_file_location("dual_teacher_length", path)
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
-    calls = []
-    monkeypatch.setattr(study, "dualteacher", lambda argv: calls.append(argv) or 0)
-    monkeypatch.setattr(study, "ensure_digit_scenes", lambda: Path("scenes"))
-    for part in study.PARTS:
-        assert study.main([part, "--seeds", "0"]) == 0
-    from dualteacher.cli import build_parser
-
-    for argv in calls:
-        args = build_parser().parse_args(argv)
-        options = cmp.CompareOptions(data=args.data, out=args.out, fractions=args.labeled, methods=args.methods,
-                                     variants=args.variants, seeds=args.seeds, iterations=args.iterations,
-                                     warmup=args.warmup)
-        assert cmp.check_options(options)
-    assert calls[1][calls[1].index("--out") + 1] == "benchmarks/results/dual_teacher_length/shift"
-
-
 def test_a_method_setting_for_every_run_reaches_the_methods_that_have_it() -> None:
     options = cmp.CompareOptions(data=Path("."), out=Path("."), fractions=["1/8"],
                                  methods=["supervised", "mean_teacher"], overrides=["method.threshold=0.9"])

@@ -4,6 +4,7 @@ teaching the other), defined and registered here alone, trains both end to end t
 ``train()``, and a resumed run continues both exactly; it keeps the method contract too."""
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from torch import Tensor, nn
 from conftest import tiny_overrides
 from method_contract import MethodContract
 from dualteacher.training import distributed
-from dualteacher.config import load_config
+from dualteacher.config import MethodSettings, load_config
 from dualteacher.training.loop import Trainer, train
 from dualteacher.semi.losses import pseudo_label_loss, supervised_ce
 from dualteacher.methods import Batch, Method, MethodContext
@@ -22,9 +23,19 @@ from dualteacher.methods.common import confidence_and_label
 from dualteacher.registry import METHODS
 
 
+@dataclass
+class CrossPseudoSupervisionSettings(MethodSettings):
+    """The toy's own setting: the stochastic depth of both students."""
+
+    student_drop_path: float = 0.0
+
+
 class CrossPseudoSupervision(Method):
     """Two students: CE on the labelled batch for both, and each learns the other's argmax on the
     unlabelled batch."""
+
+    Settings = CrossPseudoSupervisionSettings
+    cfg: CrossPseudoSupervisionSettings
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
