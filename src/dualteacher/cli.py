@@ -125,7 +125,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint, role=args.model, device=_device(args.device))
     try:
         settings = model.protocol.override(
-            mode=args.mode, tile=args.tile, stride=args.stride, flip=args.flip, scales=args.scales, resize=args.resize
+            mode=args.mode, tile=args.tile, stride=args.stride, flip=args.flip, scales=args.scales, resize=args.resize,
+            window_batch=args.window_batch,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -260,7 +261,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint, role=args.model, device=_device(args.device))
     try:
         settings = model.prediction_settings(
-            args.mode, args.tile, args.stride, flip=args.flip, scales=args.scales, resize=args.resize
+            args.mode, args.tile, args.stride, flip=args.flip, scales=args.scales, resize=args.resize,
+            window_batch=args.window_batch,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -621,6 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scales", type=float, nargs="+", help="multi-scale test: e.g. 0.75 1 1.25 (default: data.eval_scales)")
     p.add_argument("--resize", type=_positive, nargs=2, metavar=("LONG", "SHORT"),
                    help="keep-ratio resize before prediction, e.g. 2048 512 (default: data.eval_resize)")
+    p.add_argument("--window-batch", type=_positive,
+                   help="slide: windows per forward pass; speed and memory only (default: data.eval_window_batch)")
     p.add_argument("--batch-size", type=_positive, help="default: data.val_batch_size of the checkpoint")
     p.add_argument("--ignore-index", type=int, metavar="VALUE",
                    help="folder layout: mask value of unlabelled pixels (default: the run's data.ignore_index)")
@@ -747,6 +751,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scales", type=float, nargs="+", help="multi-scale: e.g. 0.75 1 1.25 (default: data.eval_scales)")
     p.add_argument("--resize", type=_positive, nargs=2, metavar=("LONG", "SHORT"),
                    help="keep-ratio resize before prediction, e.g. 2048 512 (default: data.eval_resize)")
+    p.add_argument("--window-batch", type=_positive,
+                   help="slide: windows per forward pass; speed and memory only (default: data.eval_window_batch)")
     p.add_argument("--batch-size", type=_positive, default=4, help="images per forward pass")
     p.add_argument("--overlay", action="store_true", help="also write overlays/<name>.png (image + class colours)")
     p.add_argument("--probs", action="store_true", help="also write probs/<name>.npy (float16 [C,H,W] probabilities)")

@@ -56,6 +56,8 @@ class ExportWrapper(nn.Module):
 def model_card(model: LoadedModel) -> dict[str, Any]:
     """What a user of the ONNX file needs to know, as written to ``<model>.json``, with the software
     and hardware the network was trained in (``environments``, :mod:`dualteacher.environment`)."""
+    protocol = dataclasses.asdict(model.prediction_settings())
+    del protocol["window_batch"]  # how many windows PyTorch runs at once: not part of the protocol
     return {
         "format": "dualteacher-onnx",
         "dualteacher_version": __version__,
@@ -74,7 +76,7 @@ def model_card(model: LoadedModel) -> dict[str, Any]:
         "output": {"name": "logits", "dtype": "float32", "layout": "NCHW", "classes_axis": 1},
         "normalization": {"mean": list(model.mean), "std": list(model.std), "applied_inside_model": True},
         "stride": model.stride,
-        "protocol": dataclasses.asdict(model.prediction_settings()),
+        "protocol": protocol,
         "environments": model.state.get("environments", []),
     }
 
