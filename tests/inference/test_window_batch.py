@@ -51,9 +51,10 @@ def test_batched_windows_equal_one_window_per_pass(network: CountingNet) -> None
         one = sliding_window_logits(network, images, tile, stride, window_batch=1)
         assert network.batches == [2] * 12  # one window (of both images) per pass
         assert len(one.argmax(1).unique()) >= 3  # an argmax comparison that means something
-        for window_batch, passes in ((8, [8, 8, 8]), (10, [10] * 2 + [4]), (64, [24])):
+        for window_batch, passes in ((None, [8, 8, 8]), (10, [10] * 2 + [4]), (64, [24])):  # None: the default, 8
             network.batches.clear()
-            batched = sliding_window_logits(network, images, tile, stride, window_batch=window_batch)
+            kwargs = {} if window_batch is None else {"window_batch": window_batch}
+            batched = sliding_window_logits(network, images, tile, stride, **kwargs)
             assert network.batches == passes  # window_batch // 2 windows of each image per pass
             assert torch.allclose(batched, one, atol=1e-5)
             assert torch.equal(batched.argmax(1), one.argmax(1))
