@@ -96,6 +96,7 @@ def test_window_batch_comes_from_config_cli_and_settings(network: CountingNet) -
     settings = EvalSettings.from_config(load_config(None, ["data.eval_mode=slide", "data.eval_window_batch=3"]).data)
     assert settings.window_batch == 3 and EvalSettings().window_batch == 8
     assert settings.override(tile=16).window_batch == 3 and settings.override(window_batch=5).window_batch == 5
+    assert "window_batch" not in settings.protocol() and settings.protocol()["mode"] == "slide"  # not in model cards
     with pytest.raises(ValueError, match="window_batch"):
         EvalSettings(window_batch=0)
     with pytest.raises(ValueError, match="window_batch"):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import io
 import json
 import logging
@@ -127,8 +126,6 @@ def model_card(model: LoadedModel, exporter: str = DYNAMO) -> dict[str, Any]:
     """What a user of the ONNX file needs to know, as written to ``<model>.json``, with the software
     and hardware the network was trained in (``environments``, :mod:`dualteacher.environment`);
     ``exporter`` is the one that wrote the file (see :data:`OPSETS`)."""
-    protocol = dataclasses.asdict(model.prediction_settings())
-    del protocol["window_batch"]  # how many windows PyTorch runs at once: not part of the protocol
     return {
         "format": "dualteacher-onnx",
         "dualteacher_version": __version__,
@@ -148,7 +145,7 @@ def model_card(model: LoadedModel, exporter: str = DYNAMO) -> dict[str, Any]:
         "output": {"name": "logits", "dtype": "float32", "layout": "NCHW", "classes_axis": 1},
         "normalization": {"mean": list(model.mean), "std": list(model.std), "applied_inside_model": True},
         "stride": model.stride,
-        "protocol": protocol,
+        "protocol": model.prediction_settings().protocol(),
         "environments": model.state.get("environments", []),
     }
 

@@ -29,7 +29,8 @@ whatever the val batch size.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -117,6 +118,13 @@ class EvalSettings:
         """The protocol for predicting whole images: a mode that crops image and label (``center``)
         is scored on part of the image only, so it predicts ``whole``; other modes are kept."""
         return self.override(mode="whole") if self.kind.crops else self
+
+    def protocol(self) -> dict[str, Any]:
+        """The settings that decide the scores, by field name: every field but ``window_batch``
+        (how the windows are run), as written to model cards."""
+        settings = asdict(self)
+        del settings["window_batch"]
+        return settings
 
     @property
     def is_plain(self) -> bool:
