@@ -117,9 +117,9 @@ def table(args: argparse.Namespace, result: dict[str, Any]) -> str:
     """The measurement as a markdown table with a heading line."""
     stride = args.stride or max(1, args.tile * 2 // 3)
     lines = [
-        f"{args.arch} {args.encoder} (random init, {args.classes} classes), one {args.height}x{args.width} image, "
-        f"window {args.tile}, stride {stride}: {result['windows']} windows; {args.device}, "
-        f"{args.threads} thread(s), median of {args.repeats} after {args.warmup} warm-up",
+        (f"{args.arch} {args.encoder} (random init, {args.classes} classes), one {args.height}x{args.width} image, "
+         f"window {args.tile}, stride {stride}: {result['windows']} windows; {args.device}, "
+         f"{args.threads} thread(s), median of {args.repeats} after {args.warmup} warm-up"),
         "",
         "| window_batch | forward passes | median s/image | min s/image | speed-up | max abs diff | argmax mismatch | peak MiB |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -130,8 +130,8 @@ def table(args: argparse.Namespace, result: dict[str, Any]) -> str:
             f"| {row['window_batch']} | {row['passes']} | {row['median_s']:.3f} | {row['min_s']:.3f} | "
             f"{row['speedup']:.2f}x | {row['max_abs_diff']:.1e} | {row['argmax_mismatch']:.4%} | {peak} |"
         )
-    lines += ["", "speed-up: median s/image of window_batch 1 / this row's; diff and mismatch: stitched "
-              "log-probabilities and argmax against window_batch 1"]
+    lines += ["", ("speed-up: median s/image of window_batch 1 / this row's; diff and mismatch: stitched "
+                   "log-probabilities and argmax against window_batch 1")]
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ TorchScript exporter takes over."""
 
 import contextlib
 import dataclasses
+from collections.abc import Callable
 import importlib.util
 import io
 import json
@@ -21,6 +22,7 @@ from dualteacher.cli import main
 from dualteacher.config import ModelConfig
 from dualteacher.inference.export import ExportWrapper, StaticSameConv2d, check_onnx, export_onnx, with_static_same_padding
 from dualteacher.models.build import model_from_config
+from dualteacher.models.contract import FeaturePerturbation
 from dualteacher.models.smp import SegModel
 from dualteacher.registry import NETWORKS
 from test_predict import checkpoint  # noqa: F401  (the module-scoped checkpoint fixture)
@@ -114,7 +116,7 @@ class InputCheckedDeepLab(SegModel):
     """DeepLabV3+ that refuses non-finite inputs: a data-dependent branch, which torch.export
     cannot capture (the dynamo exporter fails) and TorchScript tracing records as taken."""
 
-    def forward(self, x: Tensor, perturb=None):  # noqa: ANN001, ANN201
+    def forward(self, x: Tensor, perturb: FeaturePerturbation | None = None) -> Tensor | tuple[Tensor, Tensor]:
         if not bool(torch.isfinite(x).all()):
             raise ValueError("non-finite input")
         return super().forward(x, perturb)
@@ -124,12 +126,12 @@ class WidthDependentDeepLab(SegModel):
     """DeepLabV3+ whose logits change sign on inputs wider than 56: TorchScript tracing at the
     48-pixel example freezes the branch, so the ONNX model is wrong on wider inputs."""
 
-    def forward(self, x: Tensor, perturb=None):  # noqa: ANN001, ANN201
+    def forward(self, x: Tensor, perturb: FeaturePerturbation | None = None) -> Tensor | tuple[Tensor, Tensor]:
         logits = super().forward(x, perturb)
-        return -logits if x.shape[-1] > 56 else logits
+        return logits if isinstance(logits, tuple) or x.shape[-1] <= 56 else -logits
 
 
-def builder(cls: type[SegModel]):  # noqa: ANN201
+def builder(cls: type[SegModel]) -> Callable[..., SegModel]:
     def build(model: ModelConfig, num_classes: int, *, drop_path: float, pretrained: bool) -> SegModel:
         inner = model_from_config(dataclasses.replace(model, arch="deeplabv3plus"), num_classes, drop_path=drop_path,
                                   pretrained=pretrained)

@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -95,8 +95,9 @@ class StaticSameConv2d(nn.Conv2d):
     half before (timm's :class:`~timm.layers.Conv2dSame` computes it from the size at run time)."""
 
     def __init__(self, conv: Conv2dSame) -> None:
-        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0, conv.dilation,
-                         conv.groups, conv.bias is not None)
+        (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
+        super().__init__(conv.in_channels, conv.out_channels, (kh, kw), (sh, sw), 0, (dh, dw), conv.groups,
+                         conv.bias is not None)
         self.load_state_dict(conv.state_dict())
         pads = [max((k - 1) * d + 1 - s, 0) for k, d, s in zip(self.kernel_size, self.dilation, self.stride)]
         self.same_pad = (pads[1] // 2, pads[1] - pads[1] // 2, pads[0] // 2, pads[0] - pads[0] // 2)
@@ -105,7 +106,7 @@ class StaticSameConv2d(nn.Conv2d):
         return super().forward(F.pad(x, self.same_pad))
 
 
-def with_static_same_padding(network: nn.Module) -> nn.Module:
+def with_static_same_padding(network: SegmentationNetwork) -> SegmentationNetwork:
     """A copy of ``network`` whose timm "same" convolutions (the TF-ported encoders, e.g.
     ``tu-tf_efficientnet_lite0``) pad by a fixed amount (:class:`StaticSameConv2d`).
 
@@ -115,11 +116,12 @@ def with_static_same_padding(network: nn.Module) -> nn.Module:
     every layer: exporting a random-init efficientnet-lite0 DeepLabV3+ at 64 px took 600 s
     instead of 45 s (on a busy 2-core CPU).
     """
-    network = copy.deepcopy(network)
-    for name, module in list(network.named_modules()):
+    static = copy.deepcopy(network)
+    modules = cast(nn.Module, static)  # every network is an nn.Module (models.build checks it)
+    for name, module in list(modules.named_modules()):
         if isinstance(module, Conv2dSame):
-            network.set_submodule(name, StaticSameConv2d(module))
-    return network
+            modules.set_submodule(name, StaticSameConv2d(module))
+    return static
 
 
 def model_card(model: LoadedModel, exporter: str = DYNAMO) -> dict[str, Any]:
@@ -171,7 +173,7 @@ def export_onnx(
     try:
         if dynamo:
             try:
-                static = ExportWrapper(with_static_same_padding(model.network).cpu(), model.mean, model.std, model.stride)
+                static = ExportWrapper(with_static_same_padding(model.network), model.mean, model.std, model.stride)
                 _export_dynamo(static.eval(), example, path)
                 exporter = DYNAMO
             except Exception as error:  # noqa: BLE001 - any failure of the dynamo exporter means: use the old one
