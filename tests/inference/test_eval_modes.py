@@ -39,7 +39,7 @@ def test_slide_covers_every_pixel_and_averages_overlaps() -> None:
     seen: list[tuple[int, int]] = []
 
     def constant(images: Tensor) -> Tensor:
-        seen.append(tuple(images.shape[-2:]))
+        seen.extend([tuple(images.shape[-2:])] * images.shape[0])  # one entry per window
         return torch.zeros(images.shape[0], 3, *images.shape[-2:])
 
     out = build_predictor(constant, EvalSettings(mode="slide", tile=16, stride=10), num_classes=3)(torch.rand(1, 3, 30, 16))

@@ -235,18 +235,19 @@ def test_sliding_window_averages_overlapping_windows() -> None:
     def window_value(top: int, left: int) -> float:
         return (1 + top * 10 + left) / 200
 
-    def predict(x: torch.Tensor) -> torch.Tensor:
-        p = window_value(int(x[0, 0, 0, 0]), int(x[0, 1, 0, 0]))
-        return torch.tensor([p, 1 - p]).log().view(1, 2, 1, 1).expand(1, 2, x.shape[2], x.shape[3])
+    def predict(x: torch.Tensor) -> torch.Tensor:  # x: a batch of windows
+        p = torch.tensor([window_value(int(crop[0, 0, 0]), int(crop[1, 0, 0])) for crop in x])
+        return torch.stack([p, 1 - p], 1).log().view(-1, 2, 1, 1).expand(-1, 2, x.shape[2], x.shape[3])
 
-    got = sliding_window_logits(predict, images, tile, stride).exp()[0, 0]
     expected = torch.zeros(height, width)
     for i in range(height):
         for j in range(width):
             values = [window_value(t, left) for t in (0, 3, 6) for left in (0, 3)
                       if t <= i < t + tile and left <= j < left + tile]
             expected[i, j] = sum(values) / len(values)
-    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+    for window_batch in (1, 4, 8):  # 6 windows: one per pass, 4 + 2, all in one pass
+        got = sliding_window_logits(predict, images, tile, stride, window_batch=window_batch).exp()[0, 0]
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
 
 
 def test_slide_mode_of_the_model(checkpoint: Path) -> None:

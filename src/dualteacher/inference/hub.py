@@ -22,7 +22,6 @@ repository or kept on disk:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import shlex
@@ -227,7 +226,7 @@ def model_card(config: dict[str, Any], repo_id: str) -> ModelCard:
     metrics = config["metrics"]
     dataset_type, dataset_name = _dataset_names(cfg)
     protocol = {f"eval_{key}": list(value) if isinstance(value, tuple) else value
-                for key, value in dataclasses.asdict(EvalSettings.from_config(cfg.data)).items() if value is not None}
+                for key, value in EvalSettings.from_config(cfg.data).protocol().items() if value is not None}
     eval_results = None
     if metrics:
         common = {"task_type": "image-segmentation", "task_name": "Semantic Segmentation",

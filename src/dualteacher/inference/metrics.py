@@ -86,8 +86,17 @@ def window_starts(size: int, tile: int, stride: int) -> list[int]:
     return starts + [size - tile]
 
 
+WINDOW_BATCH = 8
+"""Default number of sliding windows per forward pass (see :func:`sliding_window_logits`)."""
+
+
 def sliding_window_logits(
-    predict_fn: Predictor, images: Tensor, tile: int, stride: int | None = None, num_classes: int | None = None
+    predict_fn: Predictor,
+    images: Tensor,
+    tile: int,
+    stride: int | None = None,
+    num_classes: int | None = None,
+    window_batch: int = WINDOW_BATCH,
 ) -> Tensor:
     """Score ``images`` [B,3,H,W] window by window: softmax probabilities averaged over overlaps.
 
@@ -96,24 +105,56 @@ def sliding_window_logits(
     whole (the network pads it). Returns the log of the averaged probabilities, [B,C,H,W], so
     that ``argmax`` and ``softmax`` of the result behave as for plain logits. ``num_classes`` is
     taken from the first window when not given.
+
+    Windows (all of one size) run in batches: one forward pass takes ``window_batch // B``
+    windows of every image (at least one), i.e. at most ``max(window_batch, B)`` crops. The
+    result equals one window per pass up to float rounding (each crop is predicted alone by a
+    network in eval mode). When a pass runs out of accelerator memory
+    (``torch.OutOfMemoryError``), the rest is run with half as many windows per pass, down to
+    one window, whose out-of-memory error is raised. Raises ValueError for a ``tile``,
+    ``stride`` or ``window_batch`` out of range.
     """
     if tile < 1:
         raise ValueError(f"tile must be at least 1, got {tile}")
     stride = stride if stride is not None else max(1, tile * 2 // 3)
     if not 1 <= stride <= tile:
         raise ValueError(f"stride must be in [1, tile={tile}], got {stride}")
+    if window_batch < 1:
+        raise ValueError(f"window_batch must be at least 1, got {window_batch}")
     batch, _, height, width = images.shape
+    windows = [
+        (slice(top, top + tile), slice(left, left + tile))
+        for top in window_starts(height, tile, stride)
+        for left in window_starts(width, tile, stride)
+    ]
+    per_pass = max(1, window_batch // batch)
     probs: Tensor | None = None
     count = torch.zeros(1, 1, height, width, device=images.device)
-    for top in window_starts(height, tile, stride):
-        for left in window_starts(width, tile, stride):
-            rows, cols = slice(top, top + tile), slice(left, left + tile)
-            window = predict_fn(images[:, :, rows, cols]).float().softmax(1)
-            if probs is None:
-                channels = num_classes if num_classes is not None else window.shape[1]
-                probs = torch.zeros(batch, channels, height, width, device=images.device)
+    done = 0
+    while done < len(windows):
+        chunk = windows[done : done + per_pass]
+        crops = torch.cat([images[:, :, rows, cols] for rows, cols in chunk])
+        try:
+            logits: Tensor | None = predict_fn(crops)
+        except torch.OutOfMemoryError:
+            if len(chunk) == 1:
+                raise
+            logits = None
+        del crops
+        if logits is None:  # out of memory: retry this chunk in halves, outside the handler so its frames are freed
+            per_pass = len(chunk) // 2
+            if images.is_cuda:
+                torch.cuda.empty_cache()
+            continue
+        # [windows * B, C, h, w], window-major as concatenated
+        window_probs = logits.float().softmax(1).unflatten(0, (len(chunk), batch))
+        if probs is None:
+            channels = num_classes if num_classes is not None else window_probs.shape[2]
+            probs = torch.zeros(batch, channels, height, width, device=images.device)
+        for (rows, cols), window in zip(chunk, window_probs):
             probs[:, :, rows, cols] += window
             count[:, :, rows, cols] += 1
+        done += len(chunk)
     assert probs is not None
     return (probs / count).clamp_min(torch.finfo(torch.float32).tiny).log()
 

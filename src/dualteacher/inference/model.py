@@ -105,12 +105,13 @@ class LoadedModel:
         flip: bool | None = None,
         scales: tuple[float, ...] | None = None,
         resize: tuple[int, int] | None = None,
+        window_batch: int | None = None,
     ) -> EvalSettings:
         """The run's protocol with every given value replaced, for whole images
         (:meth:`EvalSettings.for_whole_images`: a mode that crops predicts whole images). Raises
         ValueError for an unknown mode or an invalid combination."""
         return self.protocol.override(
-            mode=mode, tile=tile, stride=stride, flip=flip, scales=scales, resize=resize
+            mode=mode, tile=tile, stride=stride, flip=flip, scales=scales, resize=resize, window_batch=window_batch
         ).for_whole_images()
 
     def predictor(self, settings: EvalSettings | None = None) -> Predictor:

@@ -7,7 +7,9 @@
   whole-image scores.
 * ``slide``: overlapping ``tile x tile`` windows every ``stride`` pixels (default 2/3 of the
   tile), the last window aligned to the image edge; softmax probabilities are averaged where
-  windows overlap (:func:`dualteacher.inference.metrics.sliding_window_logits`).
+  windows overlap (:func:`dualteacher.inference.metrics.sliding_window_logits`). ``window_batch``
+  windows run per forward pass (speed and memory only; the result is the same up to float
+  rounding).
 
 Test-time augmentation on top of any mode: ``flip`` adds the horizontally mirrored image;
 ``scales`` runs the image rescaled by each factor (bilinear) and ``resize`` = (long, short)
@@ -27,7 +29,8 @@ whatever the val batch size.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,13 +40,14 @@ from dualteacher.config import DataConfig
 from dualteacher.data.build import eval_loader
 from dualteacher.data.source import DataSource
 from dualteacher.data.transforms import EvalTransform
-from dualteacher.inference.metrics import Metrics, Predictor, evaluate, sliding_window_logits
+from dualteacher.inference.metrics import WINDOW_BATCH, Metrics, Predictor, evaluate, sliding_window_logits
 from dualteacher.registry import EVAL_MODES
 
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """One evaluation protocol; see the module docstring."""
+    """One evaluation protocol, and how many sliding windows run per forward pass
+    (``window_batch``, which does not change the result); see the module docstring."""
 
     mode: str = "whole"
     tile: int = 512
@@ -51,6 +55,7 @@ class EvalSettings:
     flip: bool = False
     scales: tuple[float, ...] = (1.0,)
     resize: tuple[int, int] | None = None
+    window_batch: int = WINDOW_BATCH
 
     def __post_init__(self) -> None:
         EVAL_MODES.get(self.mode)  # ValueError naming the modes
@@ -62,6 +67,8 @@ class EvalSettings:
             raise ValueError(f"scales must be positive, got {self.scales}")
         if self.resize is not None and min(self.resize) < 1:
             raise ValueError(f"resize needs (long, short) >= 1, got {self.resize}")
+        if self.window_batch < 1:
+            raise ValueError(f"window_batch must be at least 1, got {self.window_batch}")
 
     @classmethod
     def from_config(cls, data: DataConfig) -> EvalSettings:
@@ -73,6 +80,7 @@ class EvalSettings:
             flip=data.eval_flip,
             scales=tuple(data.eval_scales),
             resize=tuple(data.eval_resize) if data.eval_resize is not None else None,  # type: ignore[arg-type]
+            window_batch=data.eval_window_batch,
         )
 
     def override(
@@ -84,6 +92,7 @@ class EvalSettings:
         flip: bool | None = None,
         scales: tuple[float, ...] | None = None,
         resize: tuple[int, int] | None = None,
+        window_batch: int | None = None,
     ) -> EvalSettings:
         """These settings with every given (not None, not empty) value replaced.
 
@@ -97,6 +106,7 @@ class EvalSettings:
             flip=self.flip if flip is None else flip,
             scales=tuple(scales) if scales else self.scales,
             resize=tuple(resize) if resize else self.resize,  # type: ignore[arg-type]
+            window_batch=window_batch or self.window_batch,
         )
 
     @property
@@ -108,6 +118,13 @@ class EvalSettings:
         """The protocol for predicting whole images: a mode that crops image and label (``center``)
         is scored on part of the image only, so it predicts ``whole``; other modes are kept."""
         return self.override(mode="whole") if self.kind.crops else self
+
+    def protocol(self) -> dict[str, Any]:
+        """The settings that decide the scores, by field name: every field but ``window_batch``
+        (how the windows are run), as written to model cards."""
+        settings = asdict(self)
+        del settings["window_batch"]
+        return settings
 
     @property
     def is_plain(self) -> bool:
@@ -134,7 +151,7 @@ class EvalMode:
 
 
 def _windows(predict: Predictor, images: Tensor, settings: EvalSettings, num_classes: int | None) -> Tensor:
-    return sliding_window_logits(predict, images, settings.tile, settings.stride, num_classes)
+    return sliding_window_logits(predict, images, settings.tile, settings.stride, num_classes, settings.window_batch)
 
 
 WHOLE = EvalMode()

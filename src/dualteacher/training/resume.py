@@ -40,6 +40,7 @@ SAFE_KEYS = frozenset({
     "train.epochs", "train.eval_every", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
     "train.device", "train.amp", "train.channels_last", "train.deterministic", "train.nan_guard",
     "train.max_bad_steps", "train.probe_images", "data.val_batch_size",
+    "data.eval_window_batch",
 })
 DATA_LOCATION = frozenset({"data.root", "data.splits_dir", "data.labeled_split", "data.unlabeled_split", "data.val_split"})
 IGNORED = frozenset({"run_dir"})
