@@ -227,7 +227,8 @@ def test_card_command_reproduces_the_recorded_miou_from_the_hub_cache(dual_run: 
         "sys.exit(main(shlex.split(sys.argv[2])[1:] + ['--json']))\n"
     )
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}  # bit for bit needs the same CPU threads
     env.pop("HF_HUB_CACHE", None)
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "logits.safetensors"), config["eval_command"]],
                             capture_output=True, text=True, env=env, timeout=300, check=False)
