@@ -20,6 +20,9 @@ Batches are fetched once and reused, so step times exclude data loading. Medians
 ``--repeats`` after ``--warmup`` iterations.
 
     python benchmarks/step_cost.py --arch deeplabv3plus --encoder tu-tf_efficientnet_lite0 --size 64 --batch 8
+
+``key=value`` settings go last and apply to every trainer (the tests run it at 32 px with
+``model.decoder_channels=16``). The last measurement is in ``docs/benchmarks/step_cost.md``.
 """
 
 from __future__ import annotations
