@@ -41,9 +41,9 @@ from dualteacher.config import default_workers, load_config
 from dualteacher.data.digits import generate_digit_scenes
 from dualteacher.data.registry import open_source
 from dualteacher.data.split_files import split_source
-from dualteacher.training.loop import Trainer
 from dualteacher.methods import Batch
 from dualteacher.methods.common import pseudo_label
+from dualteacher.training.loop import Trainer
 
 
 def sync(device: torch.device) -> None:
