@@ -20,6 +20,9 @@ Batches are fetched once and reused, so step times exclude data loading. Medians
 ``--repeats`` after ``--warmup`` iterations.
 
     python benchmarks/step_cost.py --arch deeplabv3plus --encoder tu-tf_efficientnet_lite0 --size 64 --batch 8
+
+``key=value`` settings go last and apply to every trainer (the tests run it at 32 px with
+``model.decoder_channels=16``). The last measurement is in ``docs/benchmarks/step_cost.md``.
 """
 
 from __future__ import annotations
@@ -38,9 +41,9 @@ from dualteacher.config import default_workers, load_config
 from dualteacher.data.digits import generate_digit_scenes
 from dualteacher.data.registry import open_source
 from dualteacher.data.split_files import split_source
-from dualteacher.training.loop import Trainer
 from dualteacher.methods import Batch
 from dualteacher.methods.common import pseudo_label
+from dualteacher.training.loop import Trainer
 
 
 def sync(device: torch.device) -> None:

@@ -24,7 +24,9 @@ as the engine, the methods, inference and export use it (:class:`~dualteacher.mo
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from typing import ClassVar
 
 import pytest
 import torch
@@ -32,12 +34,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dualteacher.config import ModelConfig
-from dualteacher.models.contract import SegmentationNetwork
 from dualteacher.models.build import model_from_config, model_normalization
+from dualteacher.models.contract import SegmentationNetwork
 
 NUM_CLASSES = 3
 SIZES = [(37, 50), (20, 24)]
 """Input sides (H, W): not multiples of any built-in stride, the second smaller than most strides."""
+_BUILT: dict[tuple[str, float, int], nn.Module] = {}
+"""Networks built so far, by (settings, drop_path, seed): each test gets a deep copy (a ViT's
+random init costs more than the checks)."""
 
 
 def images(batch: int, size: tuple[int, int], seed: int = 0) -> Tensor:
@@ -58,7 +63,7 @@ class NetworkContract:
     """Tiny settings of the network under test."""
     drop_path: bool = True
     """False: the network has no drop-path and its builder must refuse a rate > 0 with ValueError."""
-    known_failures: dict[str, str] = {}
+    known_failures: ClassVar[dict[str, str]] = {}
     """Test name -> why this network breaks that part of the contract today: the test is expected
     to fail (strict: once the network is fixed it fails until the entry is removed)."""
 
@@ -69,9 +74,12 @@ class NetworkContract:
             request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
 
     def build(self, drop_path: float = 0.0, seed: int = 0) -> nn.Module:
-        """The network at random init (``seed`` draws the weights), in eval mode."""
-        torch.manual_seed(seed)
-        return model_from_config(self.model, NUM_CLASSES, drop_path=drop_path, pretrained=False).eval()
+        """The network at random init (``seed`` draws the weights), in eval mode; a fresh copy each call."""
+        key = (repr(self.model), drop_path, seed)
+        if key not in _BUILT:
+            torch.manual_seed(seed)
+            _BUILT[key] = model_from_config(self.model, NUM_CLASSES, drop_path=drop_path, pretrained=False)
+        return copy.deepcopy(_BUILT[key]).eval()
 
     def test_it_is_a_module_with_a_stride_and_param_groups(self) -> None:
         network = self.build()

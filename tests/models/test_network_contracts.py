@@ -2,6 +2,8 @@
 architecture of ``models.smp.ARCHITECTURES`` and per builder registered in
 :data:`~dualteacher.registry.NETWORKS`, each with tiny settings at random init."""
 
+from typing import ClassVar
+
 from network_contract import NetworkContract
 
 from dualteacher.config import ModelConfig
@@ -27,7 +29,7 @@ class TestUNet(NetworkContract):
 
 class TestFPN(NetworkContract):
     model = ModelConfig(arch="fpn", encoder="tu-tf_efficientnet_lite0", decoder_channels=64)  # GroupNorm: x64
-    known_failures = {
+    known_failures: ClassVar[dict[str, str]] = {
         "test_a_train_forward_without_drop_path_draws_nothing_from_the_global_rng":
             "SMP's FPN keeps its decoder Dropout2d(0.2) (decoder_dropout default): build_model turns only "
             "DeepLabV3+'s ASPP dropout off (model.aspp_dropout=0)",
@@ -36,7 +38,7 @@ class TestFPN(NetworkContract):
 
 class TestDPT(NetworkContract):
     model = ModelConfig(arch="dpt", encoder="tu-vit_small_patch14_dinov2", decoder_channels=16)
-    known_failures = {
+    known_failures: ClassVar[dict[str, str]] = {
         "test_a_train_forward_without_drop_path_draws_nothing_from_the_global_rng":
             "SMP's DPT segmentation head keeps its Dropout(0.1)",
         "test_every_trained_parameter_gets_a_gradient":
