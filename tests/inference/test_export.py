@@ -48,6 +48,7 @@ def exported(export_run: tuple[Path, str, str]) -> Path:
     return export_run[0]
 
 
+@pytest.mark.slow  # torch.export of the whole network: 5-20 s
 def test_onnx_matches_pytorch_on_other_batch_and_spatial_sizes(checkpoint: Path, exported: Path) -> None:  # noqa: F811
     model = load_model(checkpoint)
     assert model.stride == 16 and model.tile == 48  # exported at 48x48; 37x53 and 70x33 need padding
@@ -62,6 +63,7 @@ def test_onnx_matches_pytorch_on_other_batch_and_spatial_sizes(checkpoint: Path,
     torch.testing.assert_close(wrapped, logits, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # torch.export of the whole network: 5-20 s
 def test_onnx_graph_has_dynamic_axes_and_a_model_card(checkpoint: Path, exported: Path) -> None:  # noqa: F811
     graph = onnx.load(str(exported)).graph
     onnx.checker.check_model(str(exported))
@@ -77,12 +79,14 @@ def test_onnx_graph_has_dynamic_axes_and_a_model_card(checkpoint: Path, exported
     assert [o.version for o in onnx.load(str(exported)).opset_import if o.domain == ""] == [card["opset"]]
 
 
+@pytest.mark.slow  # torch.export of the whole network: 5-20 s
 @needs_onnxscript
 def test_export_goes_through_the_dynamo_exporter(exported: Path) -> None:
     card = json.loads(exported.with_suffix(".json").read_text())
     assert card["exporter"] == "dynamo" and card["opset"] == 18
 
 
+@pytest.mark.slow  # torch.export of the whole network: 5-20 s
 @needs_onnxscript
 def test_export_command_checks_parity(export_run: tuple[Path, str, str]) -> None:
     _, out, err = export_run
@@ -149,6 +153,7 @@ def with_arch(checkpoint: Path, path: Path, arch: str) -> Path:  # noqa: F811
     return path
 
 
+@pytest.mark.slow  # torch.export of the whole network: 5-20 s
 def test_a_dynamo_failure_falls_back_to_torchscript_and_says_why(checkpoint: Path, tmp_path: Path, capsys) -> None:  # noqa: F811
     checked = with_arch(checkpoint, tmp_path / "checked.safetensors", "checked_deeplab")
     with NETWORKS.registered("checked_deeplab", builder(InputCheckedDeepLab)):
