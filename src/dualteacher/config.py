@@ -301,19 +301,26 @@ def _mapping(values: Any, prefix: str) -> dict[str, Any]:
     return values
 
 
+def _first_unknown(values: dict[str, Any], known: set[str], prefix: str) -> tuple[str, str] | None:
+    """The first key of ``values`` (alphabetically) that is not in ``known``, with the suggestion
+    of the nearest known one ("" when none is close); None when every key is known."""
+    unknown = sorted(set(values) - known)
+    return (unknown[0], did_you_mean(unknown[0], known, prefix)) if unknown else None
+
+
 def _build(cls: type, values: Any, prefix: str) -> Any:
     """An instance of the settings dataclass ``cls`` from the mapping ``values`` (the section at
     dotted ``prefix``); an unknown key is an error that suggests the nearest known one."""
     values = _mapping(values, prefix)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+    unknown = _first_unknown(values, known, prefix)
     if unknown:
-        hint = did_you_mean(unknown[0], known, prefix)
+        key, hint = unknown
         raise ConfigError(
-            f"unknown setting {prefix}{unknown[0]}{f'; {hint}' if hint else ''} "
+            f"unknown setting {prefix}{key}{f'; {hint}' if hint else ''} "
             f"(known in {prefix.rstrip('.') or 'config'}: {', '.join(sorted(known))})",
-            prefix + unknown[0],
+            prefix + key,
         )
     kwargs = {}
     for name, value in values.items():
@@ -343,13 +350,13 @@ def _build_method(values: Any, prefix: str) -> MethodSettings:
     name = _to_str(f"{prefix}name", values.get("name", MethodSettings.name))
     cls = method_settings_class(name)
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+    unknown = _first_unknown(values, known, prefix)
     if unknown:
-        hint = did_you_mean(unknown[0], known, prefix)
+        key, hint = unknown
         raise ConfigError(
-            f"{prefix}{unknown[0]} is not a setting of method {name!r}; {f'{hint} ' if hint else ''}"
+            f"{prefix}{key} is not a setting of method {name!r}; {f'{hint} ' if hint else ''}"
             f"its settings: {', '.join(sorted(known))}",
-            prefix + unknown[0],
+            prefix + key,
         )
     return _build(cls, {**values, "name": name}, prefix)
 

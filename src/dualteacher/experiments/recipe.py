@@ -137,7 +137,7 @@ def for_method(method: str, overrides: Sequence[str]) -> list[str]:
     given for every run of a comparison reach the methods they mean something to (imports the
     method). Raises :class:`ConfigError` for an unknown method."""
     known = {f"method.{f.name}" for f in dataclasses.fields(method_settings_class(method))}
-    return [o for o in overrides if not (o.strip().startswith("method.") and not override_keys([o]) <= known)]
+    return [o for o in overrides if not o.strip().startswith("method.") or override_keys([o]) <= known]
 
 
 def without_method_settings(overrides: Sequence[str]) -> list[str]:
