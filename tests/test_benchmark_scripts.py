@@ -16,7 +16,8 @@ import pytest
 
 from conftest import tiny_overrides
 from dualteacher.cli import build_parser
-from dualteacher.experiments.compare import CompareOptions, Comparison, check_options
+from dualteacher.experiments.compare import CompareOptions, Comparison
+from dualteacher.experiments.compare.options import check_options
 from dualteacher.config import load_config, save_config
 from dualteacher.training.loop import train
 from dualteacher.inference.model import load_model

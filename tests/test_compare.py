@@ -11,12 +11,16 @@ from PIL import Image
 
 from dualteacher.experiments import compare as cmp
 from dualteacher.experiments import probe
+from dualteacher.experiments.compare import options as cmp_options, planning, running
+from dualteacher.experiments.compare.table import write_table
 from scenes import make_scenes
 from dualteacher.cli import main
-from dualteacher.experiments.compare import CompareOptions, Plan, Run, compare, summarize, time_to_accuracy
+from dualteacher.experiments.compare import CompareOptions, compare
+from dualteacher.experiments.compare.grid import Plan, Run
+from dualteacher.experiments.compare.summary import summarize, time_to_accuracy
 from dualteacher.config import ConfigError
 from dualteacher.data.core import DataError
-from dualteacher.experiments.recipe import ITERATIONS, WARMUP_ITERATIONS, Adaptation
+from dualteacher.experiments.recipe import ITERATIONS, WARMUP_ITERATIONS, Adaptation, for_method
 
 TINY = ["model.weights=null", "model.decoder_channels=32", "data.workers=0", "train.batch_size=4",
         "train.unlabeled_batch_size=4", "train.log_every=1", "train.probe_images=4", "optim.lr=0.002"]
@@ -83,7 +87,7 @@ def test_summary_of_hand_made_runs(tmp_path: Path) -> None:
     assert summary["methods"]["supervised"]["1/8"]["time_to_accuracy"] == 10
     assert summary["methods"]["unimatch"]["1/8"]["time_to_accuracy"] == 10  # against seed 0's 0.4, not the mean 0.5
     assert summary["upper_bound"]["mean"] == 0.9 and summary["upper_bound"]["std"] is None
-    table = cmp.write_table(summary, ["1/8"], tmp_path / "table.md")
+    table = write_table(summary, ["1/8"], tmp_path / "table.md")
     assert "| dual_teacher | 1/8 | 0.6000 ± 0.1414 | 2 | 10 | 1.600 | 16 | 100 | 12 |" in table
     assert summary["methods"]["fixmatch"]["1/8"]["per_seed"]["2"]["target"] is None
     assert "| fixmatch | 1/8 | 0.5500 ± 0.4950 | 2 | 10 | 1.000 | 10 | 100 | no supervised run |" in table
@@ -130,23 +134,24 @@ def test_summary_schema_and_a_second_call_trains_nothing(data: Path, tmp_path: P
 
 
 def test_an_interrupted_run_writes_no_summary(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(cmp, "train", lambda cfg, progress: {"interrupted": "SIGTERM"})
+    monkeypatch.setattr(running, "train", lambda cfg, progress: {"interrupted": "SIGTERM"})
     run = Run("r", "supervised", "1/8", 0, "iterations", 4, str(tmp_path), "train", "train", (), tuple(TINY),
               str(tmp_path / "run"), str(tmp_path / "r.json"), torch.get_num_threads())
-    assert cmp.run_one(run) is None
+    assert running.run_one(run) is None
     assert not (tmp_path / "r.json").exists()
 
 
 @pytest.mark.slow
 def test_minutes_picks_a_positive_iteration_count_and_keeps_it(data: Path, tmp_path: Path, monkeypatch) -> None:
-    assert cmp.iterations_for(2, 0.5) == 240 and cmp.iterations_for(0.001, 10.0) == 1
+    assert probe.iterations_for(2, 0.5) == 240 and probe.iterations_for(0.001, 10.0) == 1
     opts = options(data, tmp_path / "out", iterations=None, minutes=0.05, warmup=2)  # the probe starts from scratch
-    plan = cmp.plan_comparison(opts)
+    plan = planning.plan_comparison(opts)
     assert plan.iterations >= 1 and plan.probe["s_per_iteration"] > 0
-    assert plan.iterations == cmp.iterations_for(0.05, plan.probe["s_per_iteration"])
+    assert plan.iterations == probe.iterations_for(0.05, plan.probe["s_per_iteration"])
     assert not (plan.runs_dir / "probe_dual_teacher").exists()
-    monkeypatch.setattr(cmp, "ProcessPoolExecutor", no_training)
-    assert cmp.plan_comparison(opts).iterations == plan.iterations  # the stored probe, not a new one
+    monkeypatch.setattr(planning, "ProcessPoolExecutor", no_training)
+    monkeypatch.setattr(running, "ProcessPoolExecutor", no_training)
+    assert planning.plan_comparison(opts).iterations == plan.iterations  # the stored probe, not a new one
 
 
 def test_the_help_states_the_recipes_length_and_warm_up() -> None:
@@ -158,14 +163,15 @@ def test_the_help_states_the_recipes_length_and_warm_up() -> None:
 
 
 def test_the_default_length_is_the_recipes_after_its_warm_up(data: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(cmp, "ProcessPoolExecutor", no_training)
+    monkeypatch.setattr(planning, "ProcessPoolExecutor", no_training)
+    monkeypatch.setattr(running, "ProcessPoolExecutor", no_training)
     assert CompareOptions(data=data, out=tmp_path, fractions=["1/8"]).warmup == WARMUP_ITERATIONS
     for warmup in (0, WARMUP_ITERATIONS):
-        plan = cmp.plan_comparison(options(data, tmp_path / "out", iterations=None, warmup=warmup))
+        plan = planning.plan_comparison(options(data, tmp_path / "out", iterations=None, warmup=warmup))
         assert plan.iterations + warmup == ITERATIONS and plan.probe is None
     with pytest.raises(ConfigError, match=f"--warmup {ITERATIONS} leaves none of the recipe's"):
-        cmp.plan_comparison(options(data, tmp_path / "out", iterations=None, warmup=ITERATIONS))
-    assert cmp.plan_comparison(options(data, tmp_path / "out", warmup=ITERATIONS)).iterations == 4
+        planning.plan_comparison(options(data, tmp_path / "out", iterations=None, warmup=ITERATIONS))
+    assert planning.plan_comparison(options(data, tmp_path / "out", warmup=ITERATIONS)).iterations == 4
 
 
 @pytest.mark.parametrize("change, message", [
@@ -179,7 +185,8 @@ def test_the_default_length_is_the_recipes_after_its_warm_up(data: Path, tmp_pat
 ])
 def test_bad_input_fails_before_any_run_starts(data: Path, tmp_path: Path, monkeypatch, change, message) -> None:
     monkeypatch.setattr(cmp, "launch", no_training)
-    monkeypatch.setattr(cmp, "ProcessPoolExecutor", no_training)
+    monkeypatch.setattr(planning, "ProcessPoolExecutor", no_training)
+    monkeypatch.setattr(running, "ProcessPoolExecutor", no_training)
     with pytest.raises((ConfigError, DataError), match=message):
         compare(options(data, tmp_path / "out", **change))
 
@@ -196,10 +203,10 @@ def test_the_data_check_reads_masks_with_the_configured_ignore_index(tmp_path: P
     (root / "splits" / "train.txt").write_text("".join(f"{i}\n" for i in ids))
     opts = options(root, tmp_path / "out", fractions=["4"], methods=["supervised"], iterations=2)
     with pytest.raises(DataError, match="values"):
-        cmp.plan_comparison(opts)
+        planning.plan_comparison(opts)
     opts = options(root, tmp_path / "out", fractions=["4"], methods=["supervised"], iterations=2,
                    overrides=[*TINY, "data.ignore_index=7"])
-    assert cmp.plan_comparison(opts).iterations == 2
+    assert planning.plan_comparison(opts).iterations == 2
 
 
 def test_the_speed_probe_leaves_out_the_loader_start_up(tmp_path: Path, monkeypatch) -> None:
@@ -215,7 +222,7 @@ def test_the_speed_probe_leaves_out_the_loader_start_up(tmp_path: Path, monkeypa
     run = Run("p", "supervised", "1/8", 0, "probe", 1000, str(tmp_path), "train", "train", (), tuple(TINY),
               str(tmp_path / "run"), str(tmp_path / "p.json"), 1)
     monkeypatch.setattr(Run, "config", lambda self: None)
-    assert cmp.probe_worker(run) == pytest.approx(0.5)
+    assert running.probe_worker(run) == pytest.approx(0.5)
 
 
 @pytest.mark.slow
@@ -299,7 +306,7 @@ def test_masked_compares_on_the_images_that_have_a_mask(data: Path, tmp_path: Pa
     train_ids = (data / "splits" / "train.txt").read_text().split()
     masked = partly_labelled(data, 16)
     with pytest.raises(DataError, match="mask"):  # a budget needs every train image labelled
-        cmp.plan_comparison(options(data, tmp_path / "out", fractions=["1/8"]))
+        planning.plan_comparison(options(data, tmp_path / "out", fractions=["1/8"]))
     out = tmp_path / "out"
     result = compare(options(data, out, fractions=["masked"], seeds=[0, 1], iterations=2, warmup=1,
                              methods=["supervised", "mean_teacher"]))
@@ -333,24 +340,24 @@ def test_masked_refuses_what_it_cannot_compare(data: Path, tmp_path: Path, monke
 
 
 def test_a_variant_can_change_a_methods_own_settings() -> None:
-    assert cmp.variant_of("dual_teacher+shift=150") == ("dual_teacher", ("method.shift=150",))
-    assert cmp.variant_of("mean_teacher+ema_momentum=0.999+threshold=0.9") == (
+    assert cmp_options.variant_of("dual_teacher+shift=150") == ("dual_teacher", ("method.shift=150",))
+    assert cmp_options.variant_of("mean_teacher+ema_momentum=0.999+threshold=0.9") == (
         "mean_teacher", ("method.ema_momentum=0.999", "method.threshold=0.9"))
-    options = cmp.CompareOptions(data=Path("."), out=Path("."), fractions=["1/8"], methods=["dual_teacher"],
+    options = CompareOptions(data=Path("."), out=Path("."), fractions=["1/8"], methods=["dual_teacher"],
                                  variants=["dual_teacher+shift=labeled_pass"])
-    assert cmp.check_options(options) == ["dual_teacher", "dual_teacher+shift=labeled_pass"]
+    assert cmp_options.check_options(options) == ["dual_teacher", "dual_teacher+shift=labeled_pass"]
     for bad, match in (("dual_teacher+shift=0", "method.shift"), ("nothing+shift=5", "--variants: unknown 'nothing'"),
                        ("mean_teacher+shift=5", "method.shift is not a setting of method 'mean_teacher'")):
         with pytest.raises(ConfigError, match=match):
-            cmp.check_options(cmp.CompareOptions(data=Path("."), out=Path("."), fractions=["1/8"], variants=[bad]))
+            cmp_options.check_options(CompareOptions(data=Path("."), out=Path("."), fractions=["1/8"], variants=[bad]))
 
 
 def test_a_method_setting_for_every_run_reaches_the_methods_that_have_it() -> None:
-    options = cmp.CompareOptions(data=Path("."), out=Path("."), fractions=["1/8"],
+    options = CompareOptions(data=Path("."), out=Path("."), fractions=["1/8"],
                                  methods=["supervised", "mean_teacher"], overrides=["method.threshold=0.9"])
-    assert cmp.check_options(options) == ["supervised", "mean_teacher"]
-    assert cmp.for_method("supervised", options.overrides) == []
-    assert cmp.for_method("mean_teacher", options.overrides) == ["method.threshold=0.9"]
+    assert cmp_options.check_options(options) == ["supervised", "mean_teacher"]
+    assert for_method("supervised", options.overrides) == []
+    assert for_method("mean_teacher", options.overrides) == ["method.threshold=0.9"]
     with pytest.raises(ConfigError, match="override method.icl_weight: a setting of none of the methods compared"):
-        cmp.check_options(cmp.CompareOptions(data=Path("."), out=Path("."), fractions=["1/8"],
+        cmp_options.check_options(CompareOptions(data=Path("."), out=Path("."), fractions=["1/8"],
                                              methods=["supervised", "mean_teacher"], overrides=["method.icl_weight=0.1"]))

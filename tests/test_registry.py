@@ -15,7 +15,8 @@ from torch import Tensor
 from conftest import tiny_overrides
 from method_contract import MethodContract
 import dualteacher
-from dualteacher.experiments import compare
+from dualteacher.experiments import budgets
+from dualteacher.experiments.compare import options as compare
 from dualteacher.experiments import recipe
 from dualteacher.semi.mixing import make_mix_mask, no_mixing
 from dualteacher.cli import build_parser, sub_commands
@@ -114,7 +115,7 @@ def test_command_line_choices_are_the_registries() -> None:
     assert choices("eval", "--mode") == choices("predict", "--mode") == tuple(EVAL_MODES)
     assert choices("demo", "--methods") == tuple(METHODS)
     assert next(a.default for a in commands["compare"]._actions if "--methods" in a.option_strings) == list(METHODS)
-    assert choices("compare", "--budget") == compare.BUDGETS  # not a registry, but one list too
+    assert choices("compare", "--budget") == budgets.BUDGETS  # not a registry, but one list too
 
 
 @dataclass

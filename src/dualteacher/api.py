@@ -209,7 +209,7 @@ def compare(options: CompareOptions | None = None, /, **keywords: Any) -> Compar
     """``dualteacher compare``: every method trained with one recipe on your data, answered with a
     table (``OUT/table.md``, ``OUT/summary.json``, figures; see :mod:`dualteacher.experiments.compare`).
 
-    Give a :class:`~dualteacher.experiments.compare.CompareOptions`, or its fields as keywords,
+    Give a :class:`~dualteacher.experiments.compare.options.CompareOptions`, or its fields as keywords,
     named as the command's options:
 
     * ``data`` (the dataset root), ``labeled`` (label budgets: ``"masked"``, the train images that
@@ -224,7 +224,7 @@ def compare(options: CompareOptions | None = None, /, **keywords: Any) -> Compar
       (``key=value`` for every run), ``dataset``/``splits_dir`` (another layout), ``report_only``.
 
     Finished runs in ``out`` are reused and interrupted ones resumed, so the same call again
-    trains only what is missing. Returns the :class:`~dualteacher.experiments.compare.Comparison`
+    trains only what is missing. Returns the :class:`~dualteacher.experiments.compare.options.Comparison`
     (the summary, and the runs that failed). Raises TypeError for an unknown keyword or both forms,
     :class:`~dualteacher.config.ConfigError` / :class:`~dualteacher.data.core.DataError` for bad
     options, overrides or data, before any run starts.
