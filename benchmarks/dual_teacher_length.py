@@ -16,6 +16,14 @@ Example (one part, one seed, then the table from what is finished)::
     python benchmarks/dual_teacher_length.py shift --seeds 0
     python benchmarks/dual_teacher_length.py shift --report-only
 
+``reading`` draws the length part's curves from its committed summaries (no training):
+``length/curves.png`` (student val mIoU, seed mean and each seed, against iterations and against
+training time after the warm-up) and ``length/reading.md`` (final mIoU per seed, the Dual Teacher
+minus Mean Teacher gap at each third of the schedule, and the time each method needs to reach the
+other's final mIoU)::
+
+    python benchmarks/dual_teacher_length.py reading
+
 Summaries go to ``benchmarks/results/dual_teacher_length/<part>``, run directories to
 ``runs/dual_teacher_length`` (shared by both parts, so they share their warm-ups). Any further
 ``dualteacher compare`` option (``--seeds``, ``--jobs``, ``--report-only``, ``key=value``; a
@@ -27,8 +35,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
 from dualteacher.cli import main as dualteacher
 from dualteacher.data.digits import ensure_digit_scenes
+from dualteacher.experiments.compare.summary import time_to_accuracy
 
 SHIFTS = ("labeled_pass", "150", "350")
 """Shift lengths beside the recipe's 50 (``dual_teacher`` itself)."""
@@ -37,16 +51,120 @@ PARTS: dict[str, list[str]] = {
     "shift": ["--methods", "dual_teacher", "--variants", *(f"dual_teacher+shift={s}" for s in SHIFTS)],
 }
 COMMON = ["--labeled", "1/32", "--budget", "iterations", "--warmup", "300", "--runs", "runs/dual_teacher_length"]
+RESULTS = Path("benchmarks/results/dual_teacher_length")
+EVAL_EVERY = 100
+"""Iterations between evaluations in the length part (the recipe's 50-iteration epochs, ``train.eval_every=2``)."""
+LENGTH_METHODS = ("supervised", "mean_teacher", "dual_teacher")
+
+
+def length_runs(summaries: Path) -> dict[str, dict[int, dict[str, Any]]]:
+    """method -> seed -> the finished length-part run's summary (warm-ups left out), each with
+    ``its``: the iteration of each point of its ``curve`` (one evaluation every :data:`EVAL_EVERY`
+    iterations, the warm-up's included). Raises ValueError for a curve of another cadence."""
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    for path in sorted(summaries.glob("*.json")):
+        run = json.loads(path.read_text())
+        if run["budget"] != "iterations":
+            continue
+        if len(run["curve"]) * EVAL_EVERY != run["iterations"]:
+            raise ValueError(f"{path}: {len(run['curve'])} evaluations for {run['iterations']} iterations, "
+                             f"not one every {EVAL_EVERY}")
+        run["its"] = [EVAL_EVERY * (i + 1) for i in range(len(run["curve"]))]
+        runs.setdefault(run["variant"], {})[run["seed"]] = run
+    return runs
+
+
+def _after_warmup(run: dict[str, Any]) -> list[tuple[float, float]]:
+    """The run's curve from the end of its warm-up on, in training seconds after the warm-up."""
+    start = run.get("warmup", {}).get("train_seconds", 0.0)
+    skip = run.get("warmup", {}).get("iterations", 0) // EVAL_EVERY
+    return [(t - start, m) for t, m in run["curve"][skip:]]
+
+
+def reading(out: Path) -> str:
+    """Write ``out/curves.png`` and ``out/reading.md`` from ``out/summaries``; return the markdown."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dualteacher.experiments.plots import mean_curve
+
+    runs = length_runs(out / "summaries")
+    methods = [m for m in LENGTH_METHODS if m in runs]
+    fig, (by_its, by_time) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for method in methods:
+        seeds = runs[method]
+        line = by_its.plot(seeds[min(seeds)]["its"], [statistics.mean(m) for m in zip(*(
+            [m for _, m in r["curve"]] for r in seeds.values()))], lw=2, label=f"{method} (seeds: {len(seeds)})")[0]
+        for run in seeds.values():
+            by_its.plot(run["its"], [m for _, m in run["curve"]], lw=0.6, alpha=0.5, color=line.get_color())
+            by_time.plot(*zip(*_after_warmup(run)), lw=0.6, alpha=0.5, color=line.get_color())
+        by_time.plot(*zip(*mean_curve([_after_warmup(r) for r in seeds.values()])), lw=2, color=line.get_color(),
+                     label=method)
+    warmup = next(iter(next(iter(runs.values())).values())).get("warmup", {}).get("iterations", 0) if runs else 0
+    by_its.axvline(warmup, color="grey", ls=":", lw=1)
+    by_its.set_xlabel(f"iteration (evaluated every {EVAL_EVERY}; dotted: end of the supervised warm-up)")
+    by_time.set_xlabel("training seconds after the warm-up (evaluation excluded)")
+    for ax in (by_its, by_time):
+        ax.set_ylabel("student val mIoU")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("1/32 labelled, built-in digit scenes: thick = seed mean, thin = each seed", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=110)
+    plt.close(fig)
+    text = _reading_table(runs, methods)
+    (out / "reading.md").write_text(text)
+    return text
+
+
+def _reading_table(runs: dict[str, dict[int, dict[str, Any]]], methods: list[str]) -> str:
+    """The markdown of :func:`reading`: finals, the gap at each third, time to the other's final."""
+    lines = ["| method | seed | final student mIoU | iterations | s / iteration | training s after warm-up |",
+             "|---|---|---|---|---|---|"]
+    for method in methods:
+        for seed, run in sorted(runs[method].items()):
+            own = run["train_seconds"] - run.get("warmup", {}).get("train_seconds", 0.0)
+            lines.append(f"| {method} | {seed} | {run['student_miou']:.4f} | {run['iterations']} | "
+                         f"{run['s_per_it']:.3f} | {own:.0f} |")
+        finals = [r["student_miou"] for r in runs[method].values()]
+        spread = f" ± {statistics.stdev(finals):.4f}" if len(finals) > 1 else ""
+        lines.append(f"| {method} | mean | {statistics.mean(finals):.4f}{spread} | | | |")
+    pair = [m for m in ("dual_teacher", "mean_teacher") if m in runs]
+    if len(pair) == 2:
+        dual, mean = runs["dual_teacher"], runs["mean_teacher"]
+        seeds = sorted(set(dual) & set(mean))
+        marks = sorted({its for s in seeds for its in dual[s]["its"] if its % 1000 == 0})
+        lines += ["", "Dual Teacher minus Mean Teacher, student val mIoU at the same iteration (same seed):", "",
+                  "| seed | " + " | ".join(f"iteration {i}" for i in marks) + " |", "|---" * (len(marks) + 1) + "|"]
+        for seed in seeds:
+            at = {m: {i: c[1] for i, c in zip(runs[m][seed]["its"], runs[m][seed]["curve"])} for m in pair}
+            lines.append(f"| {seed} | " + " | ".join(f"{at['dual_teacher'][i] - at['mean_teacher'][i]:+.4f}"
+                                                    for i in marks) + " |")
+        lines += ["", "Training seconds after the warm-up to first reach the other method's final student mIoU "
+                  "(evaluated every 100 iterations; never: not within the run):", "",
+                  "| seed | Dual Teacher to Mean Teacher's final | Mean Teacher to Dual Teacher's final |", "|---|---|---|"]
+        for seed in seeds:
+            cells = []
+            for runner, target in ((dual[seed], mean[seed]), (mean[seed], dual[seed])):
+                reached = time_to_accuracy(_after_warmup(runner), target["student_miou"])
+                cells.append("never" if reached is None else f"{reached:.0f}")
+            lines.append(f"| {seed} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one part; its exit status (that of ``dualteacher compare``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=tuple(PARTS))
+    parser.add_argument("part", choices=(*PARTS, "reading"))
     parser.add_argument("--out", default=None, help="default: benchmarks/results/dual_teacher_length/<part>")
     parser.add_argument("--data", default=None, help="default: the built-in digit scenes")
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    out = args.out or f"benchmarks/results/dual_teacher_length/{args.part}"
+    if args.part == "reading":
+        print(reading(Path(args.out) if args.out else RESULTS / "length"))
+        return 0
+    out = args.out or str(RESULTS / args.part)
     data = args.data or str(ensure_digit_scenes())
     return dualteacher(["compare", "--data", data, *COMMON, *PARTS[args.part], "--out", out, *rest])
 

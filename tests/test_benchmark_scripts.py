@@ -322,3 +322,36 @@ def test_sliding_window_benchmark_smoke_times_each_setting_and_finds_them_equal(
     assert [(int(r[0]), int(r[1])) for r in rows] == [(1, 8), (2, 4), (8, 1)]  # 8 windows: passes per setting
     assert all(float(r[2]) > 0 and float(r[4].strip(" x")) > 0 for r in rows)  # seconds and speed-up
     assert all(float(r[5]) < 1e-5 and r[6].strip() == "0.0000%" for r in rows)  # the same result
+
+
+def test_dual_teacher_length_reading_gives_the_gap_and_the_time_to_the_others_final(tmp_path: Path) -> None:
+    study = script("dual_teacher_length")
+    summaries = tmp_path / "summaries"
+    summaries.mkdir()
+
+    def write(method: str, seed: int, mious: list[float], seconds_per_eval: float) -> None:
+        warmup = {"name": "w", "iterations": 300, "train_seconds": 30.0}
+        curve = [[10.0 * (i + 1), 0.1] for i in range(3)]  # the warm-up's three evaluations
+        curve += [[30.0 + seconds_per_eval * (i + 1), m] for i, m in enumerate(mious)]
+        (summaries / f"{method}{seed}.json").write_text(json.dumps({
+            "variant": method, "seed": seed, "budget": "iterations", "iterations": 100 * len(curve),
+            "student_miou": mious[-1], "train_seconds": curve[-1][0], "s_per_it": seconds_per_eval / 100,
+            "curve": curve, "warmup": warmup}))
+
+    ramp = [0.2 + 0.01 * i for i in range(27)]  # 0.20 at iteration 400 ... 0.46 at 3000
+    write("mean_teacher", 0, ramp, 10.0)
+    write("dual_teacher", 0, [m + 0.05 for m in ramp], 20.0)  # ahead by 0.05 everywhere, twice as slow
+    write("supervised", 0, [0.2] * 27, 5.0)
+    (summaries / "1-32_seed0_supervised_warmup300.json").write_text(json.dumps({"budget": "warmup"}))
+    text = study.reading(tmp_path)
+    assert (tmp_path / "curves.png").stat().st_size > 0 and (tmp_path / "reading.md").read_text() == text
+    assert "| 0 | +0.0500 | +0.0500 | +0.0500 |" in text  # at iterations 1000, 2000, 3000
+    # Dual Teacher reaches 0.46 at its 22nd evaluation after the warm-up (0.25 + 0.21): 440 s;
+    # Mean Teacher never reaches Dual Teacher's 0.51
+    assert "| 0 | 440 | never |" in text
+    assert "| dual_teacher | 0 | 0.5100 | 3000 | 0.200 | 540 |" in text
+    write("mean_teacher", 1, ramp[:5], 10.0)
+    (summaries / "mean_teacher1.json").write_text(
+        (summaries / "mean_teacher1.json").read_text().replace('"iterations": 800', '"iterations": 900'))
+    with pytest.raises(ValueError, match="8 evaluations for 900 iterations"):
+        study.reading(tmp_path)
