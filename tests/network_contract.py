@@ -99,7 +99,9 @@ class NetworkContract:
             first, second = seeded_forward(network, x, 0), seeded_forward(network, x, 1)
             alone = network(x[1:2])
         assert torch.equal(first, second)  # drop-path is off in eval mode
-        torch.testing.assert_close(alone, first[1:2], rtol=1e-4, atol=1e-5)
+        # float32 matmuls round differently by batch size; a ViT's LayerNorm on random-init tokens
+        # magnifies that to ~2e-5 (DPT), far below what mixing images across the batch would give
+        torch.testing.assert_close(alone, first[1:2], rtol=1e-4, atol=1e-4)
 
     def test_a_train_forward_without_drop_path_draws_nothing_from_the_global_rng(self) -> None:
         network, x = self.build().train(), images(2, SIZES[0])

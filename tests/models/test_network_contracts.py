@@ -41,9 +41,6 @@ class TestDPT(NetworkContract):
     known_failures: ClassVar[dict[str, str]] = {
         "test_a_train_forward_without_drop_path_draws_nothing_from_the_global_rng":
             "SMP's DPT segmentation head keeps its Dropout(0.1)",
-        "test_every_trained_parameter_gets_a_gradient":
-            "the ViT's final norm (net.encoder.model.norm) is not used by the DPT decoder, so it gets no "
-            "gradient: DistributedDataParallel (no find_unused_parameters) stops at the second iteration",
     }
 
 

@@ -17,7 +17,8 @@ Conventions fixed here for the SMP networks:
   bottom/right and the logits are cropped back, so logits always match the input size.
 * ``dpt`` (SMP's DPT head on a timm ViT, e.g. ``tu-vit_base_patch14_dinov2`` for DINOv2
   ViT-B/14) follows UniMatch V2's DPT: the class token is ignored (``readout="ignore"``), the
-  four token maps are resized by 4, 2, 1 and 1/2 whatever the patch size (SMP derives these
+  four token maps go through the ViT's final norm (DINOv2's ``get_intermediate_layers`` with
+  ``norm=True``, which UniMatch V2 calls) and are resized by 4, 2, 1 and 1/2 whatever the patch size (SMP derives these
   factors from the patch size, which breaks patch 14), and the logits are resized bilinearly
   to the input size. The ViT accepts any input size (``dynamic_img_size``, position
   embeddings interpolated); inputs are padded to twice the patch size (28 for /14) so the
@@ -152,14 +153,18 @@ class SegModel(nn.Module):
 
         Index 0 is the padded input itself and, for MiT encoders, index 1 is an empty
         0-channel placeholder; the decoders of the supported architectures ignore both.
-        For ``dpt`` the list holds the four token maps ``[B, D, H/patch, W/patch]`` only.
+        For ``dpt`` the list holds the four token maps ``[B, D, H/patch, W/patch]`` only, each
+        through the ViT's final norm, as UniMatch V2's DPT takes DINOv2's intermediate layers
+        (``get_intermediate_layers``, ``norm=True``); SMP's encoder returns them un-normalised, which
+        also left that norm without a gradient (DistributedDataParallel stops at iteration 2).
         """
         height, width = x.shape[-2:]
         pad_h, pad_w = (-height) % self.stride, (-width) % self.stride
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
         if self.tokens:
-            return list(self.net.encoder(x)[0])
+            norm = self.net.encoder.model.norm
+            return [norm(t.permute(0, 2, 3, 1)).permute(0, 3, 1, 2) for t in self.net.encoder(x)[0]]
         return self.net.encoder(x)
 
     def decode(self, features: Sequence[Tensor], size: tuple[int, int] | None = None) -> Tensor:
