@@ -88,7 +88,7 @@ class LayoutContract:
         for split in self.labeled_splits:
             ids = source.split_ids(split)
             files, samples = source.files(ids, labeled=True), source.dataset(ids, labeled=True)
-            assert len(samples) == len(ids)
+            assert files.masks is not None and len(samples) == len(ids)
             for k in range(len(ids)):
                 image, mask = samples[k]["image"], samples[k]["mask"]
                 assert image.dtype == torch.uint8 and image.ndim == 3 and image.shape[0] == 3

@@ -63,7 +63,7 @@ class MethodContract:
         """The method's own settings class with its defaults, threshold 0 and no drop-path."""
         cls = self.implementation()
         fields = {f.name for f in dataclasses.fields(cls.Settings)}
-        tweaks = {k: v for k, v in (("threshold", 0.0), ("student_drop_path", 0.0)) if k in fields}
+        tweaks: dict[str, Any] = {k: v for k, v in (("threshold", 0.0), ("student_drop_path", 0.0)) if k in fields}
         return cls.Settings(name=self.method if isinstance(self.method, str) else cls.__name__, **tweaks)
 
     def build(self) -> Method:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import pytest
 import torch
@@ -37,10 +37,13 @@ from dualteacher.config import ModelConfig
 from dualteacher.models.build import model_from_config, model_normalization
 from dualteacher.models.contract import SegmentationNetwork
 
+if TYPE_CHECKING:
+    from dualteacher.models.contract import SegmentationModule
+
 NUM_CLASSES = 3
 SIZES = [(37, 50), (20, 24)]
 """Input sides (H, W): not multiples of any built-in stride, the second smaller than most strides."""
-_BUILT: dict[tuple[str, float, int], nn.Module] = {}
+_BUILT: dict[tuple[str, float, int], SegmentationModule] = {}
 """Networks built so far, by (settings, drop_path, seed): each test gets a deep copy (a ViT's
 random init costs more than the checks)."""
 
@@ -73,7 +76,7 @@ class NetworkContract:
         if reason is not None:
             request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
 
-    def build(self, drop_path: float = 0.0, seed: int = 0) -> nn.Module:
+    def build(self, drop_path: float = 0.0, seed: int = 0) -> SegmentationModule:
         """The network at random init (``seed`` draws the weights), in eval mode; a fresh copy each call."""
         key = (repr(self.model), drop_path, seed)
         if key not in _BUILT:

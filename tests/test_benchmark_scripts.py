@@ -44,17 +44,30 @@ TINY_RECIPE = ["model.weights=null", "model.decoder_channels=32", "data.crop_siz
 
 def script(name: str):
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None, name
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
+def search(pattern: str, text: str, flags: int = 0) -> re.Match[str]:
+    """The first match of ``pattern`` in ``text``; the test fails, naming the pattern, when there is none."""
+    match = re.search(pattern, text, flags)
+    assert match, f"no {pattern!r} in the text"
+    return match
+
+
 def test_compare_methods_is_dualteacher_compare_on_the_digit_scenes(tmp_path: Path, monkeypatch) -> None:
     import dualteacher.experiments.compare
 
-    calls = []
-    monkeypatch.setattr(dualteacher.experiments.compare, "compare", lambda opts: calls.append(opts) or Comparison({}, []))
+    calls: list[CompareOptions] = []
+
+    def record(opts: CompareOptions) -> Comparison:
+        calls.append(opts)
+        return Comparison({}, [])
+
+    monkeypatch.setattr(dualteacher.experiments.compare, "compare", record)
     cm = script("compare_methods")
     monkeypatch.setattr(cm, "ensure_digit_scenes", lambda: tmp_path)
     assert cm.main(["--seeds", "0", "--labeled", "1/16", "--report-only", "train.amp=off"]) == 0
@@ -146,8 +159,8 @@ def test_gpu_check_script_parses_and_its_calls_are_valid() -> None:
     assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
     text = path.read_text()
     # the grid: `dualteacher compare` with the script's options and overrides
-    grid = re.search(r"^grid=\((.*?)\)$", text, re.S | re.M).group(1).replace('"', "").split()
-    overrides = re.search(r"^overrides=\((.*?)\)$", text, re.M).group(1).split()
+    grid = search(r"^grid=\((.*?)\)$", text, re.S | re.M).group(1).replace('"', "").split()
+    overrides = search(r"^overrides=\((.*?)\)$", text, re.M).group(1).split()
     values = {"$warmup": "900", "$iterations": "2100", "${seeds[@]}": "0", "${fractions[@]}": "1/8", "$out/compare_gpu": "o", "$out/runs": "r"}
     args = build_parser().parse_args(["compare", "--data", "d", *[values.get(a, a) for a in grid], *overrides])
     assert args.budget == ["iterations"] and args.variants == ["dual_teacher_persistent"]
@@ -159,8 +172,8 @@ def test_gpu_check_script_parses_and_its_calls_are_valid() -> None:
     assert text.count("-m dualteacher compare --data") == 2
 
     # the step costs: each setting of the loop is a valid step_cost.py command with a valid model
-    settings = re.search(r'for setting in (.*?); do', text, re.S).group(1).replace("\\\n", " ")
-    command = re.search(r"benchmarks/step_cost\.py (.*?)\n\s*echo", text, re.S).group(1).replace("\\\n", " ")
+    settings = search(r'for setting in (.*?); do', text, re.S).group(1).replace("\\\n", " ")
+    command = search(r"benchmarks/step_cost\.py (.*?)\n\s*echo", text, re.S).group(1).replace("\\\n", " ")
     parser = script("step_cost").build_parser()
     parsed = []
     for setting in re.findall(r'"([^"]*)"', settings):
@@ -178,10 +191,11 @@ def test_gpu_check_script_parses_and_its_calls_are_valid() -> None:
     for snippet in re.findall(r'"\$python" -c "([^"]*)"', text):
         for node in ast.walk(ast.parse(snippet)):
             if isinstance(node, ast.ImportFrom):
+                assert node.module, snippet
                 module = importlib.import_module(node.module)
                 assert all(hasattr(module, alias.name) for alias in node.names), snippet
     # the CUDA and torchrun tests it runs exist and hold tests that -k "cuda or torchrun" selects
-    tests = re.search(r'-k "cuda or torchrun" \\\n\s*(.*?) >', text).group(1).split()
+    tests = search(r'-k "cuda or torchrun" \\\n\s*(.*?) >', text).group(1).split()
     root = BENCHMARKS.parent
     for test_file in tests:
         assert re.search(r"def test_\w*(cuda|torchrun)", (root / test_file).read_text()), test_file
@@ -231,7 +245,7 @@ def test_step_cost_times_every_row_at_tiny_size(capsys) -> None:
     assert all(float(ms) > 0 for ms in rows.values())
     necessary = float(rows["teacher forward (no grad, B)"]) + float(rows["student fwd+bwd (3B)"])
     assert float(rows["sum of necessary passes"]) == pytest.approx(necessary, abs=0.11)
-    ratio = float(re.search(r"Dual Teacher step / necessary passes: ([\d.]+)", printed).group(1))
+    ratio = float(search(r"Dual Teacher step / necessary passes: ([\d.]+)", printed).group(1))
     assert ratio == pytest.approx(float(rows["dual_teacher step"]) / necessary, abs=0.01)
     assert re.search(r"input pipeline: \d+ images/s with 0 workers; .* headroom [\d.]+x", printed)
 

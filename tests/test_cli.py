@@ -174,7 +174,7 @@ def test_every_device_option_defaults_to_auto_and_says_what_it_means() -> None:
     assert devices["train"].default is None  # the config's train.device, whose default is auto too
     assert load_config(None).train.device == "auto"
     for action in devices.values():
-        assert "auto: CUDA when available" in action.help
+        assert action.help is not None and "auto: CUDA when available" in action.help
 
 
 def test_print_config_prints_the_resolved_settings_and_trains_nothing(tmp_path: Path, capsys) -> None:

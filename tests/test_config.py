@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from dualteacher.config import ConfigError, config_from_dict, load_config, save_config
+from dualteacher.methods.dual_teacher import DualTeacherSettings
 
 
 def test_overrides_apply_and_parse_types(tmp_path: Path) -> None:
@@ -13,7 +14,7 @@ def test_overrides_apply_and_parse_types(tmp_path: Path) -> None:
     cfg = load_config(path, ["train.epochs=40", "optim.lr=1e-3", "method.mixings=[classmix, cutmix]", "model.weights=null"])
     assert cfg.train.epochs == 40
     assert cfg.optim.lr == pytest.approx(1e-3)
-    assert cfg.method.mixings == ("classmix", "cutmix")
+    assert isinstance(cfg.method, DualTeacherSettings) and cfg.method.mixings == ("classmix", "cutmix")
     assert cfg.method.name == "dual_teacher"
     assert cfg.model.weights is None
 
@@ -49,7 +50,8 @@ def test_bad_settings_name_the_key(override: str, needle: str) -> None:
 
 def test_dual_teacher_asks_one_mixing_per_teacher_or_one_for_all() -> None:
     three = "method.mixings=[cutmix, classmix, cutmix]"
-    assert load_config(None, ["method.name=dual_teacher", "method.mixings=[cutmix]"]).method.mixings == ("cutmix",)
+    one_for_all = load_config(None, ["method.name=dual_teacher", "method.mixings=[cutmix]"]).method
+    assert isinstance(one_for_all, DualTeacherSettings) and one_for_all.mixings == ("cutmix",)
     with pytest.raises(ConfigError, match=r"method.mixings: give one mixing per teacher \(2\) or a single one for all"):
         load_config(None, ["method.name=dual_teacher", three])
     with pytest.raises(ConfigError, match=r"method.mixings: this method mixes with one mixing"):

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from dualteacher.config import ConfigError, load_config, shipped_configs
+from dualteacher.experiments.fitted import run_length
 from dualteacher.experiments.recipe import recipe_config
 from dualteacher.registry import METHODS
 
@@ -58,6 +59,6 @@ def test_digit_configs_match_the_recipe(method: str) -> None:
     shipped = load_config(f"digits_{method}")
     recipe = recipe_config(
         Path(shipped.data.root), shipped.data.labeled_split, shipped.data.unlabeled_split, method,
-        Path(shipped.run_dir), shipped.train.epochs * shipped.train.iters_per_epoch, shipped.train.seed,
+        Path(shipped.run_dir), run_length(shipped), shipped.train.seed,
     )
     assert shipped == recipe

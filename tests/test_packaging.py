@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tomllib
 import zipfile
+from email.message import Message
 from email.parser import Parser
 from pathlib import Path
 
@@ -36,7 +37,7 @@ DEMO_DEPENDENCIES = {"scipy", "pandas", "scikit-learn"}
 """What mlxtend and scikit-image pull in; the core install must not."""
 
 
-def _metadata(wheel_path: Path) -> tuple[list[str], dict]:
+def _metadata(wheel_path: Path) -> tuple[list[str], Message]:
     """The wheel's file names and its parsed METADATA."""
     with zipfile.ZipFile(wheel_path) as archive:
         names = archive.namelist()
@@ -119,7 +120,7 @@ def test_wheel_carries_licence_metadata_and_data_files(wheel: Path) -> None:  # 
     with zipfile.ZipFile(wheel) as archive:
         assert archive.read(licence) == (REPO / "LICENSE").read_bytes()
     assert "dualteacher/py.typed" in names
-    assert meta["Author"] == "dualteacher developers" and "Typing :: Typed" in meta.get_all("Classifier")
+    assert meta["Author"] == "dualteacher developers" and "Typing :: Typed" in (meta.get_all("Classifier") or [])
     packaged = {n for n in names if n.startswith("dualteacher/")}
     shipped = {f"dualteacher/{p.relative_to(REPO / 'src' / 'dualteacher').as_posix()}"
                for p in (REPO / "src" / "dualteacher").rglob("*")
@@ -141,7 +142,7 @@ def test_wheel_ships_configs_and_json_inside_the_package(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_core_requirements_are_ranges_and_extras_stay_extras(wheel: Path) -> None:  # noqa: F811
     _, meta = _metadata(wheel)
-    requirements = [Requirement(r) for r in meta.get_all("Requires-Dist")]
+    requirements = [Requirement(r) for r in meta.get_all("Requires-Dist") or []]
     core = {r.name.lower(): r for r in requirements if r.marker is None}
     assert EXTRA_ONLY.isdisjoint(core)
     for name, older in (("torch", "2.5.0"), ("torchvision", "0.20.0")):

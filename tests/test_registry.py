@@ -5,7 +5,9 @@ registered from this file alone trains through ``train()``."""
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -40,6 +42,7 @@ class LabelledOnly(Method):
     uses_unlabeled = False
 
     def step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+        assert labeled.mask is not None
         loss = supervised_ce(self.net(self.norm(labeled.image)), labeled.mask)
         return loss, {"loss_sup": loss.detach()}
 
@@ -108,7 +111,7 @@ def test_config_validation_reads_the_registries(registry: Registry, key: str, va
 def test_command_line_choices_are_the_registries() -> None:
     commands = sub_commands(build_parser())
 
-    def choices(command: str, option: str) -> tuple[str, ...]:
+    def choices(command: str, option: str) -> Iterable[Any] | None:
         return next(a.choices for a in commands[command]._actions if option in a.option_strings)
 
     assert choices("train", "--dataset") == choices("split", "--dataset") == tuple(DATASETS)

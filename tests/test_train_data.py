@@ -12,7 +12,8 @@ from dualteacher.cli import main
 from dualteacher.config import ConfigError
 from dualteacher.data.core import DataError
 from dualteacher.data.prepare import prepare_folder
-from dualteacher.experiments.fitted import default_run_dir, plan_fitted
+from dualteacher.methods.common import PseudoLabelSettings
+from dualteacher.experiments.fitted import default_run_dir, plan_fitted, run_length
 from dualteacher.experiments.recipe import ITERATIONS, WARMUP_ITERATIONS
 from scenes import own_folder
 
@@ -44,19 +45,20 @@ def test_the_plan_fits_the_recipe_and_says_so(prepared: Path, tmp_path: Path, mo
     assert cfg.data.crop_size == 48 and cfg.method.name == "dual_teacher" and cfg.data.root == str(prepared)
     assert cfg.method.init_from == "runs/leaves_dual_teacher/warmup" and warmup is not None
     assert warmup.method.name == "supervised" and warmup.run_dir == "runs/leaves_dual_teacher/warmup"
-    assert warmup.train.epochs * warmup.train.iters_per_epoch == round(20 * WARMUP_ITERATIONS / ITERATIONS)
+    assert run_length(warmup) == round(20 * WARMUP_ITERATIONS / ITERATIONS)
     assert (warmup.data.labeled_split, warmup.data.crop_size, warmup.model) == ("labeled_masked", 48, cfg.model)
 
 
 def test_overrides_win_and_supervised_has_no_warm_up(prepared: Path) -> None:
     plan = plan_fitted(str(prepared), "supervised", overrides=["data.crop_size=24", "run_dir=/tmp/x", "optim.lr=0.01"])
     assert plan.warmup is None and plan.config.method.init_from is None
-    assert plan.config.train.epochs * plan.config.train.iters_per_epoch == ITERATIONS
+    assert run_length(plan.config) == ITERATIONS
     assert (plan.config.data.crop_size, plan.config.optim.lr, plan.config.run_dir) == (24, 0.01, "/tmp/x")
     assert plan.account[1].startswith("data.crop_size=24: your override") and plan.account[-1] == "run_dir=/tmp/x: your override"
     assert "warm start: none; supervised trains from the pretrained encoder" in plan.account[4]
     mine = plan_fitted(str(prepared), "mean_teacher", iterations=10, warmup=0,
                        overrides=["method.threshold=0.8", "train.seed=4"])
+    assert isinstance(mine.config.method, PseudoLabelSettings)
     assert mine.warmup is None and mine.config.method.threshold == 0.8 and mine.config.train.seed == 4
     warm = plan_fitted(str(prepared), "mean_teacher", iterations=10, overrides=["method.threshold=0.8", "train.seed=4"])
     assert warm.warmup is not None and warm.warmup.train.seed == 4 and warm.warmup.method.name == "supervised"

@@ -285,7 +285,7 @@ def _to_str(key: str, value: Any) -> str:
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
     word = {True: "on", False: "off"}.get(value) if isinstance(value, bool) else None
-    if word in _CHOICES.get(key, ()):
+    if word is not None and word in _CHOICES.get(key, ()):
         return word
     raise ConfigError(f"{key}: expected a string, got {value!r}", key)
 
@@ -325,7 +325,7 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
     kwargs = {}
     for name, value in values.items():
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, value, f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce(f"{prefix}{name}", value, hint)
@@ -397,7 +397,7 @@ def parse_override(text: str) -> dict[str, Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value: Any = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as err:
         raise ConfigError(f"{key}: cannot parse value {raw!r}: {err}") from err
     for part in reversed(key.split(".")):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -96,7 +97,7 @@ def test_style_is_part_of_the_cache_key_and_validated(tmp_path: Path) -> None:
 def test_train_and_val_use_disjoint_digit_images(scenes: Path) -> None:
     _, labels = digits.load_mnist()
     records = json.loads((scenes / "scenes.json").read_text())
-    sources = {"train": set(), "val": set()}
+    sources: dict[str, set[int]] = {"train": set(), "val": set()}
     for sample_id, recs in records.items():
         split = sample_id.split("_")[0]
         for rec in recs:
@@ -127,17 +128,17 @@ def test_layout_classes_and_coverage(scenes: Path) -> None:
 
 
 def test_backgrounds_are_coloured_and_varied(scenes: Path) -> None:
-    means = []
+    per_image = []
     for sample_id in _split(scenes, "train")[:40]:
         image = np.asarray(Image.open(scenes / "images" / f"{sample_id}.png")).astype(float)
-        means.append(image.reshape(-1, 3).mean(axis=0))
-    means = np.array(means)
+        per_image.append(image.reshape(-1, 3).mean(axis=0))
+    means = np.array(per_image)
     assert means.std(axis=0).min() > 30
     assert np.abs(means[:, 0] - means[:, 1]).max() > 60
 
 
 def test_ensure_reuses_cache_and_replaces_incomplete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    params = {"num_train": 8, "num_val": 4, "size": 32, "seed": 5}
+    params: dict[str, Any] = {"num_train": 8, "num_val": 4, "size": 32, "seed": 5}
     path = digits.ensure_digit_scenes(tmp_path, **params)
     assert path == tmp_path / f"digits-v{digits.GENERATOR_VERSION}-s32-t8-v4-seed5"
     assert len(_split(path, "train")) == 8

@@ -131,7 +131,7 @@ def test_weak_transform_shapes_padding_and_alignment() -> None:
     for seed in range(40):
         img, msk, valid = transform(image, Image.fromarray(mask), np.random.default_rng(seed))
         assert img.shape == (3, 48, 48) and img.dtype == torch.uint8
-        assert msk.shape == (48, 48) and msk.dtype == torch.int64 and valid.dtype == torch.bool
+        assert msk is not None and msk.shape == (48, 48) and msk.dtype == torch.int64 and valid.dtype == torch.bool
         assert torch.all(msk[~valid] == 255) and torch.all(img[:, ~valid] == 0)
         assert torch.all(msk[valid] != 255)
         padded += int((~valid).any())
@@ -148,7 +148,7 @@ def test_weak_transform_shapes_padding_and_alignment() -> None:
 def test_weak_transform_pads_small_images_exactly() -> None:
     image, mask = _ramp_scene(10, 12)
     img, msk, valid = WeakTransform(32, scale_range=(1.0, 1.0), flip=False)(image, Image.fromarray(mask), np.random.default_rng(0))
-    assert int(valid.sum()) == 120 and bool(valid[:10, :12].all())
+    assert msk is not None and int(valid.sum()) == 120 and bool(valid[:10, :12].all())
     np.testing.assert_array_equal(msk[:10, :12].numpy(), mask)
     np.testing.assert_array_equal(img[:, :10, :12].permute(1, 2, 0).numpy(), np.asarray(image))
     _, none_mask, valid_u = WeakTransform(32)(image, None, np.random.default_rng(0))
@@ -159,9 +159,10 @@ def test_eval_transform_resizes_image_only() -> None:
     image, mask = _ramp_scene(40, 56)
     img, msk, valid = EvalTransform()(image, Image.fromarray(mask), None)
     np.testing.assert_array_equal(img.permute(1, 2, 0).numpy(), np.asarray(image))
+    assert msk is not None
     np.testing.assert_array_equal(msk.numpy(), mask)
     img, msk, valid = EvalTransform(resize_short=20)(image, Image.fromarray(mask), None)
-    assert img.shape == (3, 20, 28) and msk.shape == (40, 56) and valid.shape == (20, 28)
+    assert msk is not None and img.shape == (3, 20, 28) and msk.shape == (40, 56) and valid.shape == (20, 28)
 
 
 def test_collate_eval_pads_and_records_sizes() -> None:

@@ -67,7 +67,8 @@ def test_ignore_index_names_another_stored_value_and_never_one_the_map_lists(bin
 
 def test_the_label_map_is_the_map_then_the_ignore_value() -> None:
     assert mask_label_map(None) is None
-    assert mask_label_map(None, 0)[0] == 255
+    ignore_only = mask_label_map(None, 0)
+    assert ignore_only is not None and ignore_only[0] == 255
     table = mask_label_map(MaskValues(Path("m.json"), {255: 1, 3: 255}), 9)
     assert table is not None and (table[255], table[3], table[9], table[0], table[1]) == (1, 255, 255, 0, 1)
     assert mask_label_map(MaskValues(Path("m.json"), {0: 0, 255: 255})) is None  # every value as stored
@@ -92,7 +93,8 @@ def test_a_bad_map_is_an_error_naming_the_file_and_the_fix(binary: Path, text: s
 def test_the_file_is_sorted_json_of_strings_to_classes(tmp_path: Path) -> None:
     path = write_mask_values(tmp_path, {255: 1, 0: 0})
     assert path.read_text() == '{\n  "0": 0,\n  "255": 1\n}\n' and json.loads(path.read_text()) == {"0": 0, "255": 1}
-    assert read_mask_values(tmp_path).mapping == BINARY_255
+    read = read_mask_values(tmp_path)
+    assert read is not None and read.mapping == BINARY_255
     assert read_mask_values(tmp_path / "elsewhere") is None
 
 

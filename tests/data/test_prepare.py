@@ -48,8 +48,8 @@ def test_init_writes_classes_and_lists_from_the_masks_and_changes_no_user_file(t
     assert digest(root) == before and sorted(os.listdir(root)) == ["classes.txt", "images", "masks", "splits"]
     source = open_source("folder", root)
     assert own_splits(source, str(root), unlabeled=True)[:2] == ("labeled_masked", "unlabeled_masked")
-    report = check_data(source, {"labeled": "labeled_masked", "unlabeled": "unlabeled_masked", "val": "val"}, full=True)
-    assert not report.errors and not report.warnings, report.format()
+    checked = check_data(source, {"labeled": "labeled_masked", "unlabeled": "unlabeled_masked", "val": "val"}, full=True)
+    assert not checked.errors and not checked.warnings, checked.format()
 
 
 def test_a_second_call_changes_nothing_and_force_redraws(tmp_path: Path) -> None:
@@ -107,13 +107,14 @@ def test_binary_masks_saved_as_255_are_read_through_the_map_init_records(tmp_pat
     assert {w.path.name: w.status for w in prepare_folder(root, force=True).files}["mask_values.json"] == "unchanged"
     assert {p: p.read_bytes() for p in written} == {p: b for p, (b, _) in written.items()}
     assert (root / "mask_values.json").stat().st_mtime_ns == written[root / "mask_values.json"][1]
-    report = check_data(open_source("folder", root), {"labeled": "labeled_masked", "unlabeled": "unlabeled_masked",
-                                                      "val": "val"}, full=False)
-    assert not report.errors and not report.warnings, report.format()
-    assert report.class_pixels["foreground"] == sum(int((np.asarray(Image.open(root / "masks" / f"{i}.png")) == 255)
-                                                        .sum()) for i in lines(root / "splits" / "labeled_masked.txt"))
-    assert "mask values read through mask_values.json: 0 -> 0 (background), 255 -> 1 (foreground)" in report.format()
-    assert report.as_dict()["mask_values"] == {"file": str(root / "mask_values.json"), "map": {"0": 0, "255": 1}}
+    checked = check_data(open_source("folder", root), {"labeled": "labeled_masked", "unlabeled": "unlabeled_masked",
+                                                       "val": "val"}, full=False)
+    assert not checked.errors and not checked.warnings, checked.format()
+    assert checked.class_pixels is not None
+    assert checked.class_pixels["foreground"] == sum(int((np.asarray(Image.open(root / "masks" / f"{i}.png")) == 255)
+                                                         .sum()) for i in lines(root / "splits" / "labeled_masked.txt"))
+    assert "mask values read through mask_values.json: 0 -> 0 (background), 255 -> 1 (foreground)" in checked.format()
+    assert checked.as_dict()["mask_values"] == {"file": str(root / "mask_values.json"), "map": {"0": 0, "255": 1}}
     assert digest(root) == before
 
 
@@ -173,7 +174,8 @@ def test_an_indexed_copy_of_binary_masks_holds_class_indices(tmp_path: Path) -> 
     image = next((root / "images").iterdir())
     assert os.path.samefile(image, copy / "images" / image.name)  # linked, not duplicated
     assert f"indexed copy of {root}: {copy}" in report.format() and "foreground 255 -> 1" in report.format()
-    assert [w.status for w in prepare_folder(root, indexed_copy=copy).copy.files] == ["unchanged"] * 5
+    again = prepare_folder(root, indexed_copy=copy).copy
+    assert again is not None and [w.status for w in again.files] == ["unchanged"] * 5
     assert digest(root) == before
     _resave_as_0_1(root, "img01")
     (root / "mask_values.json").write_text('{"255": 255}')  # the user's: 255 marks unlabelled pixels
@@ -271,4 +273,4 @@ def test_check_data_refuses_unmapped_binary_masks_until_init_records_the_map(tmp
     assert lines(root / "splits" / "val.txt") == [f"val{i:03d}" for i in range(4)]  # the user's lists are kept
     assert "mask_values.json: 0 -> 0 (background), 255 -> 1 (defect)" in report.format()
     passed = check_data(open_source("folder", root), splits, full=False)
-    assert not passed.errors and passed.class_images["defect"] == 4, passed.format()
+    assert not passed.errors and passed.class_images is not None and passed.class_images["defect"] == 4, passed.format()

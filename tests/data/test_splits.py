@@ -5,11 +5,13 @@ from __future__ import annotations
 import random
 import types
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from dualteacher.data.registry import open_source
 from dualteacher.data.core import DataError
+from dualteacher.data.source import DataSource
 from dualteacher.data.split_files import masked_ids, split_source
 from dualteacher.data.splits import budget_tag, make_split, parse_labeled
 
@@ -42,7 +44,7 @@ def test_split_depends_on_seed_only() -> None:
     ("budget", "message"),
     [(0, "at least 1"), (11, "only 10"), (1.5, r"\(0, 1\]"), (0.0, r"\(0, 1\]"), (True, "int count")],
 )
-def test_bad_budgets_are_refused(budget: object, message: str) -> None:
+def test_bad_budgets_are_refused(budget: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make_split(IDS[:10], budget, seed=0)
 
@@ -113,7 +115,7 @@ def test_masked_labels_the_images_that_have_a_mask(tmp_path: Path) -> None:
         split_source(source, "masked", seed=0)
     voc = types.SimpleNamespace(name="voc", root=tmp_path)  # the benchmark layouts are fully annotated
     with pytest.raises(DataError, match="the voc layout is fully annotated.*run: dualteacher split --dataset voc"):
-        masked_ids(voc)
+        masked_ids(cast(DataSource, voc))
 
 
 def test_a_budget_is_refused_when_some_pool_images_have_no_mask(tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def _worker(rank: int, store: str, out: str, data_root: str, overrides: list[str
     distributed.verify_replicas({"student": model})
     if rank == 1:
         with torch.no_grad():
-            model[0].bias[0] += 1e-7
+            model.get_parameter("0.bias")[0] += 1e-7
     try:
         distributed.verify_replicas({"student": model, "teacher": toy_model("group")})
         result["mismatch"] = None

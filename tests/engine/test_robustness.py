@@ -111,7 +111,8 @@ def test_failed_write_during_rotation_keeps_every_checkpoint(tmp_path: Path, mon
 
 
 @pytest.mark.slow
-def test_nan_steps_are_skipped_and_too_many_stop_the_run(tiny_data, tmp_path: Path) -> None:
+def test_nan_steps_are_skipped_and_too_many_stop_the_run(tiny_data, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     run = tmp_path / "run"
     cfg = load_config(None, tiny_overrides(tiny_data, run, "supervised", **LONGER))
     trainer = Trainer(cfg, progress=False)
@@ -121,7 +122,7 @@ def test_nan_steps_are_skipped_and_too_many_stop_the_run(tiny_data, tmp_path: Pa
         loss, parts = step(labeled, unlabeled, gen)
         return (loss * float("nan"), parts) if trainer.state.iteration in (2, 3) else (loss, parts)
 
-    trainer.method.step = poisoned
+    monkeypatch.setattr(trainer.method, "step", poisoned)
     before = [p.detach().clone() for p in trainer.method.student.parameters()]
     trainer.fit(stop_at=4)
     assert trainer.state.skipped_steps == 2
@@ -130,7 +131,10 @@ def test_nan_steps_are_skipped_and_too_many_stop_the_run(tiny_data, tmp_path: Pa
     saved = load_checkpoint(run / "last.safetensors")[1]
     assert saved["iteration"] == 4 and saved["skipped_steps"] == 2
 
-    trainer.method.step = lambda labeled, unlabeled, gen: (step(labeled, unlabeled, gen)[0] * float("inf"), {"loss_sup": torch.tensor(float("inf"))})
+    def infinite(labeled, unlabeled, gen):
+        return step(labeled, unlabeled, gen)[0] * float("inf"), {"loss_sup": torch.tensor(float("inf"))}
+
+    monkeypatch.setattr(trainer.method, "step", infinite)
     with pytest.raises(FloatingPointError, match=r"5 steps in a row .* iteration 8 .*loss_sup=inf"):
         trainer.fit()
     assert load_checkpoint(run / "last.safetensors")[1]["iteration"] == 4

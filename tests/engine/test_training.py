@@ -66,7 +66,7 @@ def test_dual_teacher_checkpoint_holds_student_and_every_teacher(tiny_data, tmp_
     record = trainer.fit()
     assert {"student/miou", "teacher1/miou", "teacher2/miou", "teacher3/miou"} <= set(record)
     assert "coupling/teacher2/disagreement" in record and "coupling/teacher3/kl" in record
-    assert all(t.grad is None for t in trainer.method.teachers().values() for t in t.parameters())
+    assert all(p.grad is None for teacher in trainer.method.teachers().values() for p in teacher.parameters())
     tensors, state = load_checkpoint(tmp_path / "dt" / "last.safetensors")
     roles = {k.split("/")[1] for k in tensors if k.startswith("model/")}
     assert roles == {"student", "teacher1", "teacher2", "teacher3"}

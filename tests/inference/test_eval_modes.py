@@ -36,7 +36,7 @@ def test_slide_equals_whole_for_a_translation_equivariant_model() -> None:
 
 
 def test_slide_covers_every_pixel_and_averages_overlaps() -> None:
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int, ...]] = []
 
     def constant(images: Tensor) -> Tensor:
         seen.extend([tuple(images.shape[-2:])] * images.shape[0])  # one entry per window
@@ -93,11 +93,11 @@ def test_center_crop_cuts_image_and_label_alike() -> None:
     image = Image.fromarray(np.stack([x, y, x + y], axis=2).astype(np.uint8))
     mask = Image.fromarray((x % 7).astype(np.uint8))
     img, msk, valid = EvalTransform(center_crop=32)(image, mask)
-    assert img.shape == (3, 32, 32) and msk.shape == (32, 32) and valid.all()
+    assert msk is not None and img.shape == (3, 32, 32) and msk.shape == (32, 32) and valid.all()
     assert int(img[0, 0, 0]) == 12 and int(img[1, 0, 0]) == 4  # top-left = (x=12, y=4)
     np.testing.assert_array_equal(msk.numpy(), (x % 7)[4:36, 12:44])
     img, msk, _ = EvalTransform(center_crop=48)(image, mask)  # a side shorter than the crop stays whole
-    assert img.shape == (3, 40, 48) and msk.shape == (40, 48)
+    assert msk is not None and img.shape == (3, 40, 48) and msk.shape == (40, 48)
 
 
 def test_settings_follow_the_config_and_refuse_bad_values() -> None:

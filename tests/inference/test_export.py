@@ -139,6 +139,7 @@ def builder(cls: type[SegModel]) -> Callable[..., SegModel]:
     def build(model: ModelConfig, num_classes: int, *, drop_path: float, pretrained: bool) -> SegModel:
         inner = model_from_config(dataclasses.replace(model, arch="deeplabv3plus"), num_classes, drop_path=drop_path,
                                   pretrained=pretrained)
+        assert isinstance(inner, SegModel)
         return cls(inner.net, arch=inner.arch, encoder_name=inner.encoder_name, num_classes=num_classes,
                    drop_path_factors=inner._drop_path_factors, drop_path=drop_path)
 
@@ -166,7 +167,8 @@ def test_a_dynamo_failure_falls_back_to_torchscript_and_says_why(checkpoint: Pat
     assert "with the torchscript exporter" in captured.out and "argmax mismatch 0.00%" in captured.out
     assert json.loads((tmp_path / "m.json").read_text())["exporter"] == "torchscript"
     exported = export_onnx(model, tmp_path / "api.onnx")  # the Python API returns the reason
-    assert exported.exporter == "torchscript" and exported.fallback_reason.split(":")[0] in note[0]
+    assert exported.exporter == "torchscript" and exported.fallback_reason is not None
+    assert exported.fallback_reason.split(":")[0] in note[0]
 
 
 def test_an_export_that_disagrees_with_pytorch_fails_the_command(checkpoint: Path, tmp_path: Path, capsys) -> None:  # noqa: F811

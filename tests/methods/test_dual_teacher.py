@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ from dualteacher.methods.dual_teacher import DualTeacher, DualTeacherSettings
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
 
-def build(labeled_pass: int = 2, **settings: object) -> DualTeacher:
+def build(labeled_pass: int = 2, **settings: Any) -> DualTeacher:
     """Dual Teacher on the contract's tiny network, every pixel confident, no drop-path."""
     cfg = DualTeacherSettings(name="dual_teacher", threshold=0.0, student_drop_path=0.0, **settings)
     torch.manual_seed(0)
@@ -61,7 +62,7 @@ def test_each_teacher_mixes_its_own_way(monkeypatch: pytest.MonkeyPatch) -> None
     used: list[tuple[str, str]] = []
     original = dual_teacher_module.mix
 
-    def recording_mix(kind: str, *args: object, **kwargs: object):
+    def recording_mix(kind: str, *args: Any, **kwargs: Any):
         used.append((method.active_teacher(), kind))
         return original(kind, *args, **kwargs)
 
@@ -78,11 +79,11 @@ def test_the_consistency_term_reads_the_unmixed_strong_view_only_when_weighted(
     seen: dict[str, torch.Tensor] = {}
     strong_photometric, mix = dual_teacher_module.strong_photometric, dual_teacher_module.mix
 
-    def record_strong(*args: object, **kwargs: object) -> torch.Tensor:
+    def record_strong(*args: Any, **kwargs: Any) -> torch.Tensor:
         seen["strong"] = strong_photometric(*args, **kwargs)
         return seen["strong"]
 
-    def record_mix(*args: object, **kwargs: object):
+    def record_mix(*args: Any, **kwargs: Any):
         view = mix(*args, **kwargs)
         seen["mixed"] = view.image
         return view
@@ -148,6 +149,7 @@ class OneTeacherAlternatingMixing(DualTeacher):
     """K = 1 restarted every shift, with Dual Teacher's mixings taking turns by shift."""
 
     def __init__(self, ctx: MethodContext) -> None:
+        assert isinstance(ctx.cfg, DualTeacherSettings)
         super().__init__(dataclasses.replace(ctx, cfg=dataclasses.replace(ctx.cfg, num_teachers=1, mixings=("cutmix",))))
 
     def begin_step(self, iteration: int, epoch: int) -> None:
@@ -184,5 +186,7 @@ def test_the_shift_setting_is_checked() -> None:
     for value in ("0", "sometimes", "-3"):
         with pytest.raises(ConfigError, match="method.shift: must be labeled_pass or epoch or a number of iterations"):
             load_config(None, ["method.name=dual_teacher", f"method.shift={value}"])
-    assert load_config(None, ["method.name=dual_teacher", "method.shift=150"]).method.shift == 150
-    assert load_config(None, ["method.name=dual_teacher"]).method.shift == "labeled_pass"
+    settings = load_config(None, ["method.name=dual_teacher", "method.shift=150"]).method
+    assert isinstance(settings, DualTeacherSettings) and settings.shift == 150
+    settings = load_config(None, ["method.name=dual_teacher"]).method
+    assert isinstance(settings, DualTeacherSettings) and settings.shift == "labeled_pass"

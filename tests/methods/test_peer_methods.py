@@ -1,6 +1,8 @@
 """FixMatch and UniMatch: end-to-end runs, the feature-perturbation stream and the dual strong views."""
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -59,7 +61,12 @@ def test_feature_perturbation_drops_channels_only_in_its_own_stream() -> None:
     model = method.student
     seen: list[list[torch.Tensor]] = []
     decode = model.decode
-    model.decode = lambda feats, size=None: seen.append([f.detach().clone() for f in feats]) or decode(feats, size)
+
+    def recording_decode(feats: list[torch.Tensor], size: tuple[int, int] | None = None) -> torch.Tensor:
+        seen.append([f.detach().clone() for f in feats])
+        return decode(feats, size)
+
+    model.decode = recording_decode
     method.step(labeled, unlabeled, torch.Generator().manual_seed(0))
     clean, perturbed = seen[0], seen[1]
     with torch.no_grad():
@@ -86,7 +93,15 @@ def test_feature_perturbation_drops_channels_only_in_its_own_stream() -> None:
 def test_the_two_strong_views_differ_in_photometry_and_mixing() -> None:
     method, labeled, unlabeled = _unimatch()
     inputs: list[torch.Tensor] = []
-    method.wrap(lambda net: lambda x, **kw: inputs.append(x.detach().clone()) or net(x, **kw))
+
+    def recording(net: torch.nn.Module) -> Callable[..., Any]:
+        def forward(x: torch.Tensor, **kw: Any) -> Any:
+            inputs.append(x.detach().clone())
+            return net(x, **kw)
+
+        return forward
+
+    method.wrap(recording)
     _, parts = method.step(labeled, unlabeled, torch.Generator().manual_seed(3))
     assert len(inputs) == 2
     view1, view2 = inputs[1].chunk(2)

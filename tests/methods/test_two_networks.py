@@ -45,7 +45,7 @@ class CrossPseudoSupervision(Method):
         return {"student": self.student, "peer": self.peer}
 
     def step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
-        assert unlabeled is not None and unlabeled.valid is not None
+        assert labeled.mask is not None and unlabeled is not None and unlabeled.valid is not None
         n = labeled.image.shape[0]
         images = self.norm(torch.cat([labeled.image, unlabeled.image]))
         a, b = self.forward_net("student")(images), self.forward_net("peer")(images)
@@ -83,8 +83,14 @@ def full_run(cps, tiny_data, tmp_path_factory: pytest.TempPathFactory) -> tuple[
 
 def test_the_engine_optimises_wraps_and_syncs_every_trained_network(cps, tiny_data, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    wrapped, synced = [], []
-    monkeypatch.setattr(distributed, "wrap", lambda module, device: wrapped.append(module) or module)
+    wrapped: list[nn.Module] = []
+    synced: list[nn.Module] = []
+
+    def wrap(module: nn.Module, device: torch.device) -> nn.Module:
+        wrapped.append(module)
+        return module
+
+    monkeypatch.setattr(distributed, "wrap", wrap)
     monkeypatch.setattr(distributed, "average_buffers", synced.append)
     trainer = Trainer(load_config(None, settings(tiny_data, tmp_path / "run")), progress=False)
     networks = list(trainer.method.trained().values())

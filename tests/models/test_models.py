@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from timm.layers import DropPath
 from torch import nn
 
-from dualteacher.models.smp import build_model, default_normalization, resolve_encoder_name
+from dualteacher.models.smp import SegModel, build_model, default_normalization, resolve_encoder_name
 from dualteacher.models.contract import count_parameters
 from dualteacher.models.pretrained import WeightsMismatchError
 
@@ -23,7 +23,7 @@ ENCODERS = ["resnet18", "mit_b0", "tu-tf_efficientnet_lite0"]
 ARCHS = [("deeplabv3plus", 16), ("deeplabv3plus", 8), ("segformer", 16), ("unet", 16), ("fpn", 16)]
 
 
-def _build(arch: str, encoder: str, **kwargs) -> nn.Module:
+def _build(arch: str, encoder: str, **kwargs) -> SegModel:
     torch.manual_seed(0)
     kwargs.setdefault("decoder_channels", 64)
     return build_model(arch, encoder, 3, **kwargs)
@@ -62,7 +62,7 @@ def test_output_matches_input_size_and_padded_network(
 
 
 def test_deeplab_atrous_rates_follow_output_stride() -> None:
-    def rates(model: nn.Module) -> list[int]:
+    def rates(model: SegModel) -> list[int]:
         branches = model.net.decoder.aspp[0].convs[1:4]
         convs = [next(m for m in b.modules() if isinstance(m, nn.Conv2d)) for b in branches]
         return [conv.dilation[0] for conv in convs]
@@ -193,7 +193,7 @@ def test_features_and_decode_reproduce_forward(arch: str, encoder: str) -> None:
     assert not torch.allclose(perturbed, model(x))
 
 
-def _backbone_state(model: nn.Module) -> dict[str, torch.Tensor]:
+def _backbone_state(model: SegModel) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.net.encoder.model.state_dict().items()}
 
 

@@ -6,19 +6,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
-from dualteacher.models.smp import build_model
+from dualteacher.models.smp import SegModel, build_model
 from dualteacher.models.pretrained import WeightsMismatchError
 
 
 @pytest.fixture(scope="module")
-def dpt() -> nn.Module:
+def dpt() -> SegModel:
     torch.manual_seed(0)
     return build_model("dpt", "tu-vit_small_patch14_dinov2", 3, decoder_channels=16).eval()
 
 
-def test_dpt_on_patch14_predicts_at_any_input_size(dpt: nn.Module) -> None:
+def test_dpt_on_patch14_predicts_at_any_input_size(dpt: SegModel) -> None:
     assert dpt.stride == 28  # twice the patch: the decoder halves and doubles the token grid
     factors = [type(block.upsample).__name__ for block in dpt.net.decoder.reassemble_blocks]
     assert factors == ["ConvTranspose2d", "ConvTranspose2d", "Identity", "Conv2d"]  # x4, x2, x1, x1/2
@@ -33,7 +32,7 @@ def test_dpt_on_patch14_predicts_at_any_input_size(dpt: nn.Module) -> None:
             torch.testing.assert_close(dpt.decode(features, size=size), logits)
 
 
-def test_dpt_student_gets_drop_path_and_encoder_params_are_split(dpt: nn.Module) -> None:
+def test_dpt_student_gets_drop_path_and_encoder_params_are_split(dpt: SegModel) -> None:
     student = build_model("dpt", "tu-vit_small_patch14_dinov2", 3, decoder_channels=16, drop_path=0.1)
     factors = student._drop_path_factors  # two per block, ramped 0 -> 1 (block 0 has none)
     assert student.drop_path == 0.1 and len(factors) == 22 and max(factors.values()) == pytest.approx(1.0)
@@ -41,7 +40,7 @@ def test_dpt_student_gets_drop_path_and_encoder_params_are_split(dpt: nn.Module)
     assert {id(p) for p in encoder} == {id(p) for p in dpt.net.encoder.parameters()} and head
 
 
-def test_dinov2_checkpoint_loads_with_its_mask_token(dpt: nn.Module, tmp_path: Path) -> None:
+def test_dinov2_checkpoint_loads_with_its_mask_token(dpt: SegModel, tmp_path: Path) -> None:
     state = {k: v.clone() for k, v in dpt.net.encoder.model.state_dict().items()}
     state["pos_embed"] = torch.randn_like(state["pos_embed"])
     state["mask_token"] = torch.zeros(1, state["cls_token"].shape[-1])  # as in Meta's DINOv2 releases

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from dualteacher.config import DataConfig
 from dualteacher.registry import EVAL_MODES
@@ -48,7 +48,7 @@ def open_splits(cfg: DataConfig, *, need_unlabeled: bool) -> SplitData:
     """Open the labelled, unlabelled and val splits, validating the layout and files up front."""
     source = source_from_config(cfg)
     classes = source.classes
-    weak = WeakTransform(cfg.crop_size, tuple(cfg.scale_range), cfg.flip)
+    weak = WeakTransform(cfg.crop_size, cfg.scale_range, cfg.flip)
     labeled_ids = source.split_ids(cfg.labeled_split)
     val_ids = source.split_ids(cfg.val_split)
     overlap = sorted(set(labeled_ids) & set(val_ids))
@@ -71,7 +71,7 @@ def open_splits(cfg: DataConfig, *, need_unlabeled: bool) -> SplitData:
 
 
 def stream_loader(
-    dataset: Dataset,
+    dataset: FileListDataset,
     batch_size: int,
     seed: int,
     *,
@@ -96,7 +96,9 @@ def stream_loader(
     return iter(loader)
 
 
-def eval_loader(dataset: Dataset, batch_size: int, *, workers: int, rank: int = 0, world_size: int = 1) -> DataLoader:
+def eval_loader(
+    dataset: FileListDataset, batch_size: int, *, workers: int, rank: int = 0, world_size: int = 1
+) -> DataLoader:
     """Every image exactly once across ranks, at original resolution (padded in the batch)."""
     return DataLoader(
         dataset,

@@ -447,8 +447,8 @@ def _read_files(tasks: list[_Task], full: bool, workers: int, progress: bool, ca
     pending: list[str] = []
     stamps: dict[str, list[int] | None] = {}
     for path in jobs:
-        stamps[path] = _stamp(path)
-        known = None if full or stamps[path] is None else cache.get(path, stamps[path])
+        stamp = stamps[path] = _stamp(path)
+        known = None if full or stamp is None else cache.get(path, stamp)
         if known is None:
             pending.append(path)
         else:
@@ -540,7 +540,7 @@ def _orientation(task: _Task, read: _Read) -> Finding | None:
     shown = f"EXIF orientation {orientation} ({ORIENTATION_WORDS[orientation]})"
     read_as = f"{shown}: read upright ({upright[0]}x{upright[1]}), as annotation tools and `predict` show it"
     mask = read.facts.get(task.mask) if task.mask is not None else None
-    if mask is None:
+    if task.mask is None or mask is None:
         return Finding("info", "image-orientation", task.image, read_as)
     name, size = Path(task.mask).name, _stored_size(mask)
     retag = ORIENTATION_FIX.format(path=task.image)
@@ -714,7 +714,7 @@ def check_data(
     tasks = _file_tasks(source, ids, findings)
     cache = FileCache(cache_dir, source.root)
     read = _read_files(tasks, full, workers, progress, cache)
-    stats = {role: _MaskStats() for role in ("labeled", "val") if role in ids}
+    stats: dict[str, _MaskStats] = {role: _MaskStats() for role in ("labeled", "val") if role in ids}
     num_classes = None if classes is None else len(classes)
     for task in tasks:
         findings += _image_findings(task, read)

@@ -34,6 +34,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -319,6 +320,19 @@ def find_missing(paths: Sequence[str | Path]) -> list[str]:
     return [str(p) for p in paths if not index.exists(p)]
 
 
+class _SampleKeys(TypedDict):
+    image: torch.Tensor
+    index: int
+
+
+class Sample(_SampleKeys, total=False):
+    """One sample of :class:`FileListDataset`: ``"image"`` and ``"index"`` always, and ``"mask"``
+    (labelled) or ``"valid"`` (unlabelled)."""
+
+    mask: torch.Tensor
+    valid: torch.Tensor
+
+
 class FileListDataset(Dataset):
     """Samples given as explicit image and mask paths, keyed by ``index`` or ``(index, aug_seed)``.
 
@@ -359,7 +373,7 @@ class FileListDataset(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
         if isinstance(key, tuple):
             index, aug_seed = int(key[0]), int(key[1])
         else:
@@ -376,22 +390,23 @@ class FileListDataset(Dataset):
         if mask is not None and self.label_map is not None:
             mask = Image.fromarray(self.label_map[np.asarray(mask)])
         if mask is not None and self.num_classes is not None:
-            self._check_classes(mask, self.mask_paths[index])
+            self._check_classes(mask, self.mask_paths[index], self.num_classes)
         image_t, mask_t, valid_t = self.transform(image, mask, rng)
-        sample: dict[str, torch.Tensor | int] = {"image": image_t, "index": index}
+        sample: Sample = {"image": image_t, "index": index}
         if self.labeled:
+            assert mask_t is not None  # the transform of a labelled sample got its mask
             sample["mask"] = mask_t
         else:
             sample["valid"] = valid_t
         return sample
 
-    def _check_classes(self, mask: Image.Image, path: Path) -> None:
+    def _check_classes(self, mask: Image.Image, path: Path, num_classes: int) -> None:
         values = np.unique(np.asarray(mask))
-        bad = values[(values >= self.num_classes) & (values != IGNORE_INDEX)]
+        bad = values[(values >= num_classes) & (values != IGNORE_INDEX)]
         if bad.size:
             mapped = " (after the label mapping)" if self.label_map is not None else ""
             raise DataError(
-                f"mask values{mapped} {bad.tolist()} are not classes 0..{self.num_classes - 1} nor {IGNORE_INDEX}: {path}"
+                f"mask values{mapped} {bad.tolist()} are not classes 0..{num_classes - 1} nor {IGNORE_INDEX}: {path}"
             )
 
 

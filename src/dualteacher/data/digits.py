@@ -118,7 +118,8 @@ def _background(rng: np.random.Generator, size: int, textures: list[np.ndarray])
     top = int(rng.integers(0, texture.shape[0] - side + 1))
     left = int(rng.integers(0, texture.shape[1] - side + 1))
     crop = np.rot90(texture[top : top + side, left : left + side], k=int(rng.integers(4)))
-    gray = np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize((size, size), Image.BILINEAR), dtype=np.float32)
+    resized = Image.fromarray(np.ascontiguousarray(crop)).resize((size, size), Image.Resampling.BILINEAR)
+    gray = np.asarray(resized, dtype=np.float32)
     low, high = np.percentile(gray, (2, 98))
     shade = np.clip((gray - low) / max(high - low, 1.0), 0.0, 1.0)[:, :, None]
     tone_a = rng.uniform(0, 255, 3)
@@ -136,6 +137,7 @@ def _contrasting_colour(rng: np.random.Generator, reference: np.ndarray) -> np.n
             best, best_distance = colour, distance
         if distance >= _MIN_CONTRAST:
             break
+    assert best is not None  # _COLOUR_TRIES > 0: the first try is always the best so far
     return best
 
 
@@ -145,7 +147,7 @@ def glyph(source_image: np.ndarray, side: int, stroke: int = 0) -> np.ndarray:
     image = Image.fromarray(source_image)
     for _ in range(stroke):
         image = image.filter(ImageFilter.MaxFilter(3))
-    return np.asarray(image.resize((side, side), Image.BILINEAR))
+    return np.asarray(image.resize((side, side), Image.Resampling.BILINEAR))
 
 
 def _free_box(rng: np.random.Generator, size: int, side: int, boxes: list[tuple[int, int, int]], overlap: bool

@@ -149,7 +149,8 @@ def scan_folder(root: Path, fix: str) -> Folder:
         raise DataError(f"no masks folder: {masks_dir}. Save a class-index PNG for some of the images as "
                         f"masks/<id>.png (same name as the image), then run: {fix}")
     masks: dict[str, Path] = {}
-    lossy, orphans = [], []
+    lossy: list[str] = []
+    orphans: list[str] = []
     for path in _visible_files(masks_dir):
         name = _rel(path, masks_dir)
         if path.suffix != ".png":
@@ -274,7 +275,8 @@ def mask_kind(facts: dict[str, MaskFacts], root: Path, class_count: int | None, 
         if len(ordered) <= MAX_COLOURS:
             values[: len(ordered)] = [pixels[c] for c in ordered]
         return MaskKind("colour", values, ordered, colour[0].path)
-    values = np.sum([f.values for f in facts.values()], axis=0)
+    # every mask holds values here: none is unusable, none is a colour mask
+    values = np.sum([f.values for f in facts.values() if f.values is not None], axis=0)
     modes = {f.mode for f in facts.values()}
     example = next(iter(facts.values())).path
     if "1" in modes:

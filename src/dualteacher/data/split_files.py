@@ -65,6 +65,7 @@ def masked_ids(source: DataSource, pool: str = "train") -> tuple[list[str], list
                         f"split --dataset {source.name} --data {root} --labeled 1/16")
     ids = source.split_ids(pool)
     masks = source.files(ids, labeled=True).masks
+    assert masks is not None  # the folder layout gives labelled files one mask path per id
     missing = set(find_missing(masks))
     labeled = [i for i, mask in zip(ids, masks) if str(mask) not in missing]
     unlabeled = [i for i, mask in zip(ids, masks) if str(mask) in missing]

@@ -132,7 +132,9 @@ class VOC(_CheckedSource):
 
     class_names = VOC_CLASSES
     builtin_splits = ("train", "val", "train_aug")
-    required = ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation/train.txt", "ImageSets/Segmentation/val.txt")
+    required: tuple[str, ...] = (
+        "JPEGImages", "SegmentationClass", "ImageSets/Segmentation/train.txt", "ImageSets/Segmentation/val.txt"
+    )
 
     def layout_hint(self) -> str:
         return "ROOT is VOCdevkit/VOC2012"

@@ -63,8 +63,8 @@ class WeakTransform:
         scale = rng.uniform(*self.scale_range)
         width, height = image.size
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image_np = np.asarray(image.resize(size, Image.BILINEAR))
-        mask_np = None if mask is None else np.asarray(mask.resize(size, Image.NEAREST))
+        image_np = np.asarray(image.resize(size, Image.Resampling.BILINEAR))
+        mask_np = None if mask is None else np.asarray(mask.resize(size, Image.Resampling.NEAREST))
         valid = np.ones(image_np.shape[:2], dtype=bool)
 
         crop = self.crop_size
@@ -111,8 +111,8 @@ class EvalTransform:
         if self.center_crop is not None:
             width, height = image.size
             crop_w, crop_h = min(self.center_crop, width), min(self.center_crop, height)
-            box = ((width - crop_w) // 2, (height - crop_h) // 2)
-            box = (box[0], box[1], box[0] + crop_w, box[1] + crop_h)
+            left, top = (width - crop_w) // 2, (height - crop_h) // 2
+            box = (left, top, left + crop_w, top + crop_h)
             image = image.crop(box)
             mask = None if mask is None else mask.crop(box)
         if self.resize_short is not None:
@@ -120,7 +120,7 @@ class EvalTransform:
             factor = self.resize_short / min(width, height)
             size = (max(1, round(width * factor)), max(1, round(height * factor)))
             if size != image.size:
-                image = image.resize(size, Image.BILINEAR)
+                image = image.resize(size, Image.Resampling.BILINEAR)
         image_np = np.asarray(image)
         mask_np = None if mask is None else np.asarray(mask)
         return _to_tensors(image_np, mask_np, np.ones(image_np.shape[:2], dtype=bool))

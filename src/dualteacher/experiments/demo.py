@@ -27,6 +27,7 @@ from dualteacher.data.digits import ensure_digit_scenes
 from dualteacher.data.registry import open_source
 from dualteacher.data.split_files import split_source
 from dualteacher.training.loop import train
+from dualteacher.experiments.fitted import run_length
 from dualteacher.experiments.recipe import BASELINE, UPPER_BOUND, WARMUP_ITERATIONS, recipe_config, warm_start
 from dualteacher.runlog import read_log
 
@@ -92,7 +93,7 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
         start_from = warm_start(out / WARMUP) if run.warm_start else []
         cfg = recipe_config(root, run.labeled, run.unlabeled, run.method, out / run.name, run.iterations, seed,
                             [*extra, *start_from])
-        trained = cfg.train.epochs * cfg.train.iters_per_epoch  # the schedule rounds to whole epochs
+        trained = run_length(cfg)  # the schedule rounds to whole epochs
         if _finished(out / run.name, trained):
             logger.info(f"{run.name}: finished in an earlier call, reused (delete {out} to train it again)")
         record = train(cfg, progress=progress)

@@ -181,9 +181,9 @@ def plan_fitted(
     if warmup:
         kept = [o for o in overrides if not any(k.startswith("method.") or k in _NOT_IN_WARMUP for k in override_keys([o]))]
         first = config(BASELINE, warmup_dir, warmup, kept)
-        main_length = main.train.epochs * main.train.iters_per_epoch
         start_why = (f"warm start: {warmup} supervised iterations on {labeled} first ({warmup_dir}), then "
-                     f"{main_length} of {method} from its student (method.init_from; --warmup N to change, 0: none)")
+                     f"{run_length(main)} of {method} from its student "
+                     "(method.init_from; --warmup N to change, 0: none)")
     elif "method.init_from" in user:
         start_why = f"warm start: method.init_from={main.method.init_from}: your override"
     elif reads_unlabeled:
@@ -191,15 +191,17 @@ def plan_fitted(
     else:
         start_why = f"warm start: none; {method} trains from the pretrained encoder (--warmup N for a warm-up)"
     if user & set(_NOT_IN_WARMUP[1:]):
-        length_why += (f"; with your train.epochs/train.iters_per_epoch, {method} trains "
-                       f"{main.train.epochs * main.train.iters_per_epoch}")
+        length_why += f"; with your train.epochs/train.iters_per_epoch, {method} trains {run_length(main)}"
     account = [splits_why, *adaptation.account, length_why, start_why,
                f"run_dir={main.run_dir}" + (": your override" if "run_dir" in user else " (run_dir=DIR to change)")]
     return FittedRun(main, first, account)
 
 
 def run_length(config: Config) -> int:
-    """Iterations of a run of ``config``."""
+    """Iterations of a run of ``config``, a recipe run (ConfigError when an override unset
+    ``train.iters_per_epoch``: the recipe counts iterations, not passes over the data)."""
+    if config.train.iters_per_epoch is None:
+        raise ConfigError("train.iters_per_epoch=null: a recipe run needs a number of iterations per epoch")
     return config.train.epochs * config.train.iters_per_epoch
 
 

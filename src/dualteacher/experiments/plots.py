@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import cycle
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import matplotlib
 
@@ -21,6 +22,9 @@ from dualteacher.inference.colors import colorize, palette  # noqa: E402
 from dualteacher.data.source import DataSource  # noqa: E402
 from dualteacher.inference.model import LoadedModel, load_model  # noqa: E402
 from dualteacher.runlog import read_log  # noqa: E402
+
+if TYPE_CHECKING:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 TEACHER_STYLES = ("--", ":", "-.")
 """Line styles of a run's teachers, in order (Dual Teacher's two must be told apart)."""
@@ -296,7 +300,7 @@ def pseudo_label_grid(
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.canvas.draw()
-    picture = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    picture = np.asarray(cast("FigureCanvasAgg", fig.canvas).buffer_rgba())[..., :3].copy()  # the Agg backend
     plt.close(fig)
     return picture
 

@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ from dualteacher import __version__
 from dualteacher.extras import require
 from dualteacher.inference.model import LoadedModel
 from dualteacher.models.contract import SegmentationNetwork
+
+if TYPE_CHECKING:
+    from dualteacher.models.contract import SegmentationModule
 
 DYNAMO, TORCHSCRIPT = "dynamo", "torchscript"
 OPSETS = {DYNAMO: 18, TORCHSCRIPT: 17}
@@ -68,6 +71,9 @@ class OnnxExport:
 
 class ExportWrapper(nn.Module):
     """Images in [0, 1] to logits: normalisation and stride padding as graph operations."""
+
+    mean: Tensor
+    std: Tensor
 
     def __init__(self, network: SegmentationNetwork, mean: tuple[float, ...], std: tuple[float, ...], stride: int) -> None:
         super().__init__()
@@ -106,7 +112,7 @@ class StaticSameConv2d(nn.Conv2d):
         return super().forward(F.pad(x, self.same_pad))
 
 
-def with_static_same_padding(network: SegmentationNetwork) -> SegmentationNetwork:
+def with_static_same_padding(network: SegmentationModule) -> SegmentationModule:
     """A copy of ``network`` whose timm "same" convolutions (the TF-ported encoders, e.g.
     ``tu-tf_efficientnet_lite0``) pad by a fixed amount (:class:`StaticSameConv2d`).
 
@@ -117,10 +123,9 @@ def with_static_same_padding(network: SegmentationNetwork) -> SegmentationNetwor
     instead of 45 s (on a busy 2-core CPU).
     """
     static = copy.deepcopy(network)
-    modules = cast(nn.Module, static)  # every network is an nn.Module (models.build checks it)
-    for name, module in list(modules.named_modules()):
+    for name, module in list(static.named_modules()):
         if isinstance(module, Conv2dSame):
-            modules.set_submodule(name, StaticSameConv2d(module))
+            static.set_submodule(name, StaticSameConv2d(module))
     return static
 
 

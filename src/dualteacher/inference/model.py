@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,8 +34,11 @@ from dualteacher.data.registry import open_source, reader
 from dualteacher.data.transforms import IGNORE_INDEX
 from dualteacher.inference.metrics import Metrics, Predictor
 from dualteacher.inference.modes import EvalSettings, build_predictor, evaluate_split
-from dualteacher.models.contract import Normalization, SegmentationNetwork
+from dualteacher.models.contract import Normalization
 from dualteacher.models.build import model_from_config
+
+if TYPE_CHECKING:
+    from dualteacher.models.contract import SegmentationModule
 
 ImageInput = str | Path | Image.Image | np.ndarray
 
@@ -71,7 +74,7 @@ def to_batch(images: list[np.ndarray], device: torch.device) -> Tensor:
 class LoadedModel:
     """A network in eval mode with everything needed to use it: classes and normalisation."""
 
-    network: SegmentationNetwork
+    network: SegmentationModule
     classes: list[str]
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -225,7 +228,7 @@ def load_model(path: str | Path, role: str | None = None, device: str | torch.de
     return loaded_model(network, state, role, device)
 
 
-def loaded_model(network: SegmentationNetwork, state: dict[str, Any], role: str,
+def loaded_model(network: SegmentationModule, state: dict[str, Any], role: str,
                  device: str | torch.device = "cpu") -> LoadedModel:
     """``network``, its weights loaded, in eval mode on ``device`` with what ``state`` (a
     checkpoint header or a shared model's config) says about it: classes, normalisation and

@@ -163,7 +163,8 @@ def predict_files(
                 masks = logits.argmax(1).cpu().numpy()
                 probabilities = logits.float().softmax(1).cpu().numpy().astype(np.float16) if probs else None
                 for j, i in enumerate(group):
-                    record = {"input": str(paths[i]), "height": int(masks[j].shape[0]), "width": int(masks[j].shape[1])}
+                    record: dict[str, Any] = {"input": str(paths[i]), "height": int(masks[j].shape[0]),
+                                              "width": int(masks[j].shape[1])}
                     record["mask"] = f"{names[i]}.png"
                     atomic_write_bytes(out / record["mask"], class_map_png(masks[j], model.palette, num_classes))
                     if overlay:

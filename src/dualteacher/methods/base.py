@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -22,10 +22,7 @@ from dualteacher.semi.photometric import StrongAugConfig
 from dualteacher.models.contract import normalize
 from dualteacher.training.optim import optimizer_groups
 
-if TYPE_CHECKING:
-    from dualteacher.models.contract import SegmentationNetwork
-
-ModelBuilder = Callable[[float], "SegmentationNetwork"]
+ModelBuilder = Callable[[float], nn.Module]
 """Builds a fresh network (an ``nn.Module``) with the given drop-path (stochastic depth) rate."""
 
 

@@ -161,7 +161,7 @@ def learn_mixed_strong(
     ``L = CE(labelled) + unsup_weight * L_mix`` (FixMatch, Sohn et al. 2020, eq. 4, with the
     segmentation mixing of the UniMatch code base)."""
     c = method.cfg
-    assert isinstance(c, PseudoLabelSettings) and unlabeled.valid is not None
+    assert isinstance(c, PseudoLabelSettings) and labeled.mask is not None and unlabeled.valid is not None
     strong = strong_photometric(unlabeled.image, gen, method.strong)
     mixed = mix(mixing, strong, pseudo, conf, unlabeled.valid, gen, num_classes=method.ctx.num_classes, cutmix_p=c.cutmix_p)
     n = labeled.image.shape[0]

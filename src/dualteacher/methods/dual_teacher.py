@@ -109,7 +109,7 @@ class DualTeacher(Method):
         self.pool.start_shift(self.shift_index(iteration, epoch))
 
     def step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
-        assert unlabeled is not None and unlabeled.valid is not None
+        assert labeled.mask is not None and unlabeled is not None and unlabeled.valid is not None
         c = self.cfg
         conf, pseudo = pseudo_label(self.pool.active, self.norm(unlabeled.image))
         strong = strong_photometric(unlabeled.image, gen, self.strong)

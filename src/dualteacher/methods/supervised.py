@@ -16,5 +16,6 @@ class Supervised(Method):
     uses_unlabeled = False
 
     def step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+        assert labeled.mask is not None
         loss = supervised_ce(self.net(self.norm(labeled.image)), labeled.mask)
         return loss, {"loss_sup": loss.detach()}

@@ -56,7 +56,7 @@ class UniMatch(Method):
     cfg: UniMatchSettings
 
     def step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
-        assert unlabeled is not None and unlabeled.valid is not None
+        assert labeled.mask is not None and unlabeled is not None and unlabeled.valid is not None
         c = self.cfg
         n, valid = labeled.image.shape[0], unlabeled.valid
 

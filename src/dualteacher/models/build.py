@@ -4,6 +4,8 @@ normalisation its inputs get (:func:`model_normalization`)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from torch import nn
 
 from dualteacher.config import ModelConfig
@@ -11,10 +13,13 @@ from dualteacher.models.contract import NetworkBuilder, Normalization, Segmentat
 from dualteacher.models.smp import build_model, default_normalization
 from dualteacher.registry import NETWORKS
 
+if TYPE_CHECKING:
+    from dualteacher.models.contract import SegmentationModule
+
 
 def model_from_config(
     model: ModelConfig, num_classes: int, *, drop_path: float = 0.0, pretrained: bool = True
-) -> SegmentationNetwork:
+) -> SegmentationModule:
     """The network that the ``model`` settings describe: the one place that reads them, for
     training and for rebuilding a checkpoint's network alike.
 
@@ -24,8 +29,9 @@ def model_from_config(
     Raises ValueError for settings the network cannot honour, TypeError for a registered builder
     whose result is not an ``nn.Module`` meeting :class:`SegmentationNetwork`.
     """
+    network: SegmentationNetwork
     if model.arch not in NETWORKS:
-        return build_model(
+        network = build_model(
             model.arch,
             model.encoder,
             num_classes,
@@ -35,14 +41,15 @@ def model_from_config(
             decoder_channels=model.decoder_channels,
             aspp_dropout=model.aspp_dropout,
         )
-    builder: NetworkBuilder = NETWORKS.get(model.arch)
-    network = builder(model, num_classes, drop_path=drop_path, pretrained=pretrained)
-    if not (isinstance(network, nn.Module) and isinstance(network, SegmentationNetwork)):
-        raise TypeError(
-            f"network {model.arch!r} built a {type(network).__name__}, not an nn.Module with "
-            "forward(x, perturb=None), .stride and .param_groups() (models.SegmentationNetwork)"
-        )
-    return network
+    else:
+        builder: NetworkBuilder = NETWORKS.get(model.arch)
+        network = builder(model, num_classes, drop_path=drop_path, pretrained=pretrained)
+        if not (isinstance(network, nn.Module) and isinstance(network, SegmentationNetwork)):
+            raise TypeError(
+                f"network {model.arch!r} built a {type(network).__name__}, not an nn.Module with "
+                "forward(x, perturb=None), .stride and .param_groups() (models.SegmentationNetwork)"
+            )
+    return cast("SegmentationModule", network)  # a SegModel, or a registered network checked just above
 
 
 

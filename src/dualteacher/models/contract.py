@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, overload, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +42,12 @@ class SegmentationNetwork(Protocol):
     """Input sides are padded (bottom/right) up to a multiple of this inside the network (1: no
     padding); the logits still have the input size. Export pads to it in the graph."""
 
+    @overload
+    def __call__(self, x: Tensor, perturb: None = None) -> Tensor: ...
+
+    @overload
+    def __call__(self, x: Tensor, perturb: FeaturePerturbation) -> tuple[Tensor, Tensor]: ...
+
     def __call__(self, x: Tensor, perturb: FeaturePerturbation | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """The module's ``forward``: float logits ``[B, num_classes, H, W]`` for normalised float
         images ``x`` ``[B, 3, H, W]`` of any H, W (float32; under CUDA autocast the logits may be
@@ -59,6 +65,14 @@ class SegmentationNetwork(Protocol):
         """(encoder parameters, decoder and head parameters), a partition of every parameter;
         the second group learns ``optim.head_lr_mult`` times faster."""
         ...
+
+
+
+if TYPE_CHECKING:
+
+    class SegmentationModule(SegmentationNetwork, nn.Module):
+        """For the type checker only (typing has no intersection of types): an ``nn.Module`` that meets
+        :class:`SegmentationNetwork`, what :func:`~dualteacher.models.build.model_from_config` returns."""
 
 
 

@@ -36,7 +36,7 @@ Conventions fixed here for the SMP networks:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import segmentation_models_pytorch as smp
 import timm
@@ -205,7 +205,7 @@ class SegModel(nn.Module):
                 "build it with drop_path > 0 (timm encoders) or use a MiT/timm encoder."
             )
         for name, factor in self._drop_path_factors.items():
-            self.get_submodule(name).drop_prob = factor * rate
+            cast(DropPath, self.get_submodule(name)).drop_prob = factor * rate  # the DropPath layers
         self.drop_path = rate
 
 
@@ -310,15 +310,14 @@ def _arch_kwargs(key: str, output_stride: int, decoder_channels: int | None) -> 
         c = decoder_channels
         if key == "fpn" and c % 64:
             raise ValueError(f"FPN decoder_channels must be a multiple of 64 (GroupNorm), got {c}")
-        kwargs.update(
-            {
-                "deeplabv3plus": {"decoder_channels": c},
-                "segformer": {"decoder_segmentation_channels": c},
-                "unet": {"decoder_channels": (c, c // 2, c // 4, c // 8, c // 16)},
-                "fpn": {"decoder_pyramid_channels": c, "decoder_segmentation_channels": c // 2},
-                "dpt": {"decoder_fusion_channels": c, "decoder_intermediate_channels": (c, 2 * c, 4 * c, 4 * c)},
-            }[key]
-        )
+        channels: dict[str, dict[str, Any]] = {
+            "deeplabv3plus": {"decoder_channels": c},
+            "segformer": {"decoder_segmentation_channels": c},
+            "unet": {"decoder_channels": (c, c // 2, c // 4, c // 8, c // 16)},
+            "fpn": {"decoder_pyramid_channels": c, "decoder_segmentation_channels": c // 2},
+            "dpt": {"decoder_fusion_channels": c, "decoder_intermediate_channels": (c, 2 * c, 4 * c, 4 * c)},
+        }
+        kwargs.update(channels[key])
     return kwargs
 
 

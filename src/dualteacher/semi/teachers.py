@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 __all__ = ["TeacherPool", "ema_momentum", "ema_update"]
@@ -39,7 +39,8 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float, buffers:
     are copied from the student. ``student`` may be wrapped in (Distributed)DataParallel.
     """
     student = _unwrap(student)
-    t_params, s_params = list(teacher.parameters()), list(student.parameters())
+    t_params: list[Tensor] = list(teacher.parameters())
+    s_params: list[Tensor] = list(student.parameters())
     t_bufs, s_bufs = list(teacher.buffers()), list(student.buffers())
     if len(t_params) != len(s_params) or len(t_bufs) != len(s_bufs):
         raise ValueError("teacher and student have different parameter/buffer structures")

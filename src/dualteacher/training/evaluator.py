@@ -8,7 +8,7 @@ teacher–student coupling diagnostics and a picture of the pseudo-labels.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor
@@ -27,6 +27,9 @@ from dualteacher.models.contract import Normalization
 from dualteacher.experiments.plots import PICTURE_IMAGES, teacher_picture
 from dualteacher.runlog import RunLog
 from dualteacher.training.state import TrainingState
+
+if TYPE_CHECKING:
+    from dualteacher.methods.common import PseudoLabelSettings
 
 
 class Evaluator:
@@ -104,6 +107,7 @@ class Evaluator:
         teacher = self.method.active_teacher()
         if teacher is None or not self.probe:
             return
+        threshold = cast("PseudoLabelSettings", self.cfg.method).threshold  # a method with teachers pseudo-labels
         picture = teacher_picture(self.method.student, self.method.teachers()[teacher], teacher, self.probe[:PICTURE_IMAGES],
-                                  self.mean, self.std, self.cfg.method.threshold, iteration)
+                                  self.mean, self.std, threshold, iteration)
         log.add_image("pseudo_labels", picture, iteration)

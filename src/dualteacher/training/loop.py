@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -41,7 +41,6 @@ from dualteacher.data.check import needs_unlabeled, preflight
 from dualteacher.data.core import DataError
 from dualteacher.training.evaluator import Evaluator
 from dualteacher.methods import Batch, Method, MethodContext, build_method
-from dualteacher.models.contract import SegmentationNetwork
 from dualteacher.models.build import model_from_config, model_normalization
 from dualteacher.training.optim import Optimization, build_optimizer, lr_factor, resolve_amp, set_lr
 from dualteacher.runlog import RunLog
@@ -49,6 +48,9 @@ from dualteacher.training.streams import TrainBatches, seed_iteration
 from dualteacher.training.state import Schedule, TrainingCheckpoints, TrainingState
 from dualteacher.training.trackers import FAILED, FINISHED, check_trackers, open_trackers
 from dualteacher.training.warm_start import read_warm_start
+
+if TYPE_CHECKING:
+    from dualteacher.models.contract import SegmentationModule
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +235,7 @@ class Trainer:
         init_from = self.cfg.method.init_from
         warm = read_warm_start(init_from, self.cfg.model, self.data.classes, (self.mean, self.std)) if init_from else None
 
-        def build(drop_path: float) -> SegmentationNetwork:
+        def build(drop_path: float) -> SegmentationModule:
             network = model_from_config(self.cfg.model, self.num_classes, drop_path=drop_path, pretrained=warm is None)
             if warm is not None:
                 warm.load_into(network)

@@ -4,13 +4,16 @@ optimisation step (precision, gradient clipping, NaN guard) the training loop ta
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from dualteacher.training import distributed
 from dualteacher.config import OptimConfig, TrainConfig
+
+if TYPE_CHECKING:
+    from dualteacher.models.contract import SegmentationNetwork
 
 
 def _split_decay(params: list[nn.Parameter]) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -29,7 +32,7 @@ def optimizer_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]
     ``base_lr`` for :func:`set_lr`.
     """
     if hasattr(model, "param_groups"):
-        encoder, head = model.param_groups()
+        encoder, head = cast("SegmentationNetwork", model).param_groups()
     else:
         encoder, head = [], list(model.parameters())
     groups = []
@@ -109,7 +112,7 @@ class Optimization:
         norm = self._clip(self._synced_parameters())
         scale = self.scaler.get_scale()  # a disabled scaler's is always 1.0
         # with the scaler on, its own inf/NaN check decides (a second check would cost a sync)
-        if not self.scaler.is_enabled() and self.nan_guard and not bool(torch.isfinite(norm)):
+        if not self.scaler.is_enabled() and self.nan_guard and norm is not None and not bool(torch.isfinite(norm)):
             stepped = False
         else:
             self.scaler.step(self.optimizer)  # skips by itself on inf/NaN gradients
@@ -136,7 +139,7 @@ class Optimization:
             self.scaler.unscale_(self.optimizer)
             return nn.utils.clip_grad_norm_(params, self.grad_clip)
         if self.nan_guard and not self.scaler.is_enabled():
-            return nn.utils.get_total_norm([p.grad for p in params])
+            return nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
         return None
 
     def _skipped(self, loss: Tensor, parts: dict[str, Tensor], iteration: int) -> None:

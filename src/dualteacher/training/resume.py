@@ -152,7 +152,8 @@ def data_fingerprint(splits: Mapping[str, FileListDataset | None]) -> dict[str, 
 def files_digest(ids: Sequence[str], images: Sequence[Path], masks: Sequence[Path] | None) -> str:
     """SHA-256 (hex) over ``ids`` in order, each with the byte size of its image and mask file."""
     digest = hashlib.sha256()
-    for sample_id, image, mask in zip(ids, images, masks or [None] * len(ids)):
+    mask_files: Sequence[Path | None] = masks or [None] * len(ids)
+    for sample_id, image, mask in zip(ids, images, mask_files):
         sizes = f"{_size(image)}\t{_size(mask) if mask is not None else ''}"
         digest.update(f"{sample_id}\t{sizes}\n".encode())
     return digest.hexdigest()

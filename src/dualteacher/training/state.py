@@ -55,6 +55,7 @@ class Schedule:
         batch_unlabeled = train.unlabeled_batch_size or train.batch_size
         labeled_pass = max(1, len(data.labeled) // (batch_labeled * world))
         if train.epoch_over == "unlabeled":
+            assert data.unlabeled is not None  # opened when epochs run over it (data.check.needs_unlabeled)
             passes = max(1, len(data.unlabeled) // (batch_unlabeled * world))
         else:
             passes = labeled_pass

@@ -224,7 +224,10 @@ class MlflowTracker:
                 location = default_artifacts if default_store else None
                 experiment_id = self.client.create_experiment(name, artifact_location=location)
             except MlflowException:  # another run created it meanwhile
-                experiment_id = self.client.get_experiment_by_name(name).experiment_id
+                created = self.client.get_experiment_by_name(name)
+                if created is None:  # not created after all: the error was another one
+                    raise
+                experiment_id = created.experiment_id
         tags = {"dualteacher.run_dir": str(run_dir.resolve())}
         run = self.client.create_run(experiment_id, run_name=run_dir.name, tags=tags)
         return run.info.run_id
