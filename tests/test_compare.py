@@ -146,6 +146,7 @@ def test_minutes_picks_a_positive_iteration_count_and_keeps_it(data: Path, tmp_p
     assert probe.iterations_for(2, 0.5) == 240 and probe.iterations_for(0.001, 10.0) == 1
     opts = options(data, tmp_path / "out", iterations=None, minutes=0.05, warmup=2)  # the probe starts from scratch
     plan = planning.plan_comparison(opts)
+    assert plan.probe is not None
     assert plan.iterations >= 1 and plan.probe["s_per_iteration"] > 0
     assert plan.iterations == probe.iterations_for(0.05, plan.probe["s_per_iteration"])
     assert not (plan.runs_dir / "probe_dual_teacher").exists()
@@ -158,8 +159,8 @@ def test_the_help_states_the_recipes_length_and_warm_up() -> None:
     from dualteacher.cli import build_parser, sub_commands
 
     helps = {a.dest: a.help for a in sub_commands(build_parser())["compare"]._actions}
-    assert f"the recipe's {WARMUP_ITERATIONS};" in helps["warmup"]
-    assert f"the recipe's {ITERATIONS} less the warm-up" in helps["iterations"]
+    assert f"the recipe's {WARMUP_ITERATIONS};" in (helps["warmup"] or "")
+    assert f"the recipe's {ITERATIONS} less the warm-up" in (helps["iterations"] or "")
 
 
 def test_the_default_length_is_the_recipes_after_its_warm_up(data: Path, tmp_path: Path, monkeypatch) -> None:

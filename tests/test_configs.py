@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from dualteacher.config import ConfigError, load_config, shipped_configs
-from dualteacher.experiments.fitted import run_length
+from dualteacher.experiments.recipe import run_length
 from dualteacher.experiments.recipe import recipe_config
 from dualteacher.registry import METHODS
 

@@ -13,7 +13,8 @@ from dualteacher.config import ConfigError
 from dualteacher.data.core import DataError
 from dualteacher.data.prepare import prepare_folder
 from dualteacher.methods.common import PseudoLabelSettings
-from dualteacher.experiments.fitted import default_run_dir, plan_fitted, run_length
+from dualteacher.experiments.fitted import default_run_dir, plan_fitted
+from dualteacher.experiments.recipe import run_length
 from dualteacher.experiments.recipe import ITERATIONS, WARMUP_ITERATIONS
 from scenes import own_folder
 

@@ -27,7 +27,7 @@ from dualteacher.data.digits import ensure_digit_scenes
 from dualteacher.data.registry import open_source
 from dualteacher.data.split_files import split_source
 from dualteacher.training.loop import train
-from dualteacher.experiments.fitted import run_length
+from dualteacher.experiments.recipe import run_length
 from dualteacher.experiments.recipe import BASELINE, UPPER_BOUND, WARMUP_ITERATIONS, recipe_config, warm_start
 from dualteacher.runlog import read_log
 

@@ -49,6 +49,7 @@ from dualteacher.experiments.recipe import (
     method_settings,
     override_keys,
     recipe_config,
+    run_length,
     warm_start,
     warmup_share,
 )
@@ -195,14 +196,6 @@ def plan_fitted(
     account = [splits_why, *adaptation.account, length_why, start_why,
                f"run_dir={main.run_dir}" + (": your override" if "run_dir" in user else " (run_dir=DIR to change)")]
     return FittedRun(main, first, account)
-
-
-def run_length(config: Config) -> int:
-    """Iterations of a run of ``config``, a recipe run (ConfigError when an override unset
-    ``train.iters_per_epoch``: the recipe counts iterations, not passes over the data)."""
-    if config.train.iters_per_epoch is None:
-        raise ConfigError("train.iters_per_epoch=null: a recipe run needs a number of iterations per epoch")
-    return config.train.epochs * config.train.iters_per_epoch
 
 
 def train_fitted(plan: FittedRun, *, resume: bool = True, allow_changes: bool = False,

@@ -77,6 +77,14 @@ def schedule(iterations: int) -> list[str]:
     return [f"train.epochs={epochs}", f"train.iters_per_epoch={max(1, round(iterations / epochs))}"]
 
 
+def run_length(config: Config) -> int:
+    """Iterations of a run of ``config``, a recipe run (the schedule :func:`schedule` wrote) (ConfigError when an override unset
+    ``train.iters_per_epoch``: the recipe counts iterations, not passes over the data)."""
+    if config.train.iters_per_epoch is None:
+        raise ConfigError("train.iters_per_epoch=null: a recipe run needs a number of iterations per epoch")
+    return config.train.epochs * config.train.iters_per_epoch
+
+
 def recipe_config(
     data_root: Path | str,
     labeled: str,

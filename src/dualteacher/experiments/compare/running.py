@@ -20,6 +20,7 @@ import torch
 from dualteacher.experiments.compare.grid import Run
 from dualteacher.experiments.compare.resuming import SETTINGS_VERSION
 from dualteacher.experiments.probe import step_seconds
+from dualteacher.experiments.recipe import run_length
 from dualteacher.runlog import read_log
 from dualteacher.training.loop import train
 
@@ -48,7 +49,7 @@ def run_one(run: Run) -> dict[str, Any] | None:
         return None
     evals = [r for r in read_log(Path(run.run_dir)) if r["type"] == "eval"]
     final = evals[-1]
-    iterations = cfg.train.epochs * cfg.train.iters_per_epoch
+    iterations = run_length(cfg)
     summary = {
         "name": run.name, "variant": run.variant, "method": run.method, "seed": run.seed, "fraction": run.fraction,
         "budget": run.budget, "iterations": iterations,

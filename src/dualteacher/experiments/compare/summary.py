@@ -32,7 +32,8 @@ def _seed_stats(runs: list[dict], targets: dict[int, float] | None) -> dict[str,
         return None if targets is None else targets.get(run["seed"])
 
     def reached(run: dict) -> float | None:
-        return None if target(run) is None else time_to_accuracy(run["curve"], target(run))
+        goal = target(run)
+        return None if goal is None else time_to_accuracy(run["curve"], goal)
 
     return {
         "mean": statistics.mean(finals),
