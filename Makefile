@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup clean-venv
+.PHONY: demo test lint setup clean-venv
 
 # test = pytest + the demo and export extras, so one install serves both commands
 $(STAMP): pyproject.toml constraints.txt
@@ -21,6 +21,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# ruff (lint and format check) and mypy, as configured in pyproject.toml; `ruff format` fixes the format
+lint: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[lint]'
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
+	$(VENV)/bin/mypy
 
 clean-venv:
 	rm -rf $(VENV)

@@ -23,8 +23,18 @@ from pathlib import Path
 from dualteacher.cli import main as dualteacher
 from dualteacher.data.digits import ensure_digit_scenes
 
-DEFAULTS = ["--labeled", "1/32", "1/16", "--budget", "iterations", "time", "--out", "benchmarks/results/compare",
-            "--runs", "runs/compare"]
+DEFAULTS = [
+    "--labeled",
+    "1/32",
+    "1/16",
+    "--budget",
+    "iterations",
+    "time",
+    "--out",
+    "benchmarks/results/compare",
+    "--runs",
+    "runs/compare",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,14 +33,14 @@ from pathlib import Path
 
 import torch
 
+from dualteacher.config import load_config
 from dualteacher.data.digits import ensure_digit_scenes
 from dualteacher.data.registry import open_source
-from dualteacher.config import load_config
 from dualteacher.data.split_files import split_source
 from dualteacher.data.splits import budget_tag, parse_labeled
-from dualteacher.training.loop import train
 from dualteacher.experiments.recipe import recipe_config
 from dualteacher.runlog import read_log
+from dualteacher.training.loop import train
 
 ONE_TEACHER = ["method.mixings=[cutmix]", "method.num_teachers=1", "method.restart_per_shift=false"]
 ROWS: dict[str, tuple[str, list[str]]] = {
@@ -53,25 +53,46 @@ ROWS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def run_row(name: str, method: str, overrides: list[str], root: Path, runs: Path, iterations: int,
-            labeled_budget: str = "1/32", seed: int = 0) -> dict:
+def run_row(
+    name: str,
+    method: str,
+    overrides: list[str],
+    root: Path,
+    runs: Path,
+    iterations: int,
+    labeled_budget: str = "1/32",
+    seed: int = 0,
+) -> dict:
     """Train one row; its final student mIoU, its eval curve and its training seconds."""
     labeled, unlabeled = split_source(open_source("folder", root), labeled_budget, seed)
     run = runs / "".join(c if c.isalnum() else "_" for c in name)
-    cfg = recipe_config(root, labeled.stem, unlabeled.stem, method, run, iterations, seed,
-                        ["train.eval_every=1", "train.probe_images=0", *overrides])
+    cfg = recipe_config(
+        root,
+        labeled.stem,
+        unlabeled.stem,
+        method,
+        run,
+        iterations,
+        seed,
+        ["train.eval_every=1", "train.probe_images=0", *overrides],
+    )
     train(cfg, progress=False)
     evals = [r for r in read_log(run) if r["type"] == "eval"]
-    return {"miou": evals[-1]["student/miou"], "curve": [round(r["student/miou"], 4) for r in evals],
-            "train_seconds": evals[-1]["train_seconds"], "threads": torch.get_num_threads()}
+    return {
+        "miou": evals[-1]["student/miou"],
+        "curve": [round(r["student/miou"], 4) for r in evals],
+        "train_seconds": evals[-1]["train_seconds"],
+        "threads": torch.get_num_threads(),
+    }
 
 
 def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def experiment_key(labeled: str, seed: int, init_from: Path | None, data: Path | None = None,
-                   overrides: list[str] | None = None) -> str:
+def experiment_key(
+    labeled: str, seed: int, init_from: Path | None, data: Path | None = None, overrides: list[str] | None = None
+) -> str:
     """What keeps an experiment's rows apart: empty for the original one (1/32, seed 0, from the
     encoder, on the digit scenes, no overrides), else ``_<budget>_seed<seed>``, with a warm start
     ``_after_<name>_<hash>`` (the hash of its resolved path, so two warm-ups of one name do not
@@ -98,8 +119,10 @@ def check_warm_up(init_from: Path, labeled_split: str) -> None:
         raise SystemExit(f"--init-from {init_from}: no {config} tells which labelled split it trained on")
     trained_on = load_config(str(config), []).data.labeled_split
     if trained_on != labeled_split:
-        raise SystemExit(f"--init-from {init_from} trained on {trained_on}, not on {labeled_split}: "
-                         "give the warm-up of the same --labeled and --seed")
+        raise SystemExit(
+            f"--init-from {init_from} trained on {trained_on}, not on {labeled_split}: "
+            "give the warm-up of the same --labeled and --seed"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,8 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--labeled", default="1/32", help="label budget of the train scenes (default 1/32)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and of training (default 0)")
     parser.add_argument("--init-from", type=Path, help="warm start: a supervised run (method.init_from) for every row")
-    parser.add_argument("--data", type=Path,
-                        help="a folder-layout dataset to train on (default: the built-in digit scenes, built if missing)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="a folder-layout dataset to train on (default: the built-in digit scenes, built if missing)",
+    )
     parser.add_argument("overrides", nargs="*", default=[], help="key=value settings after every row's own")
     return parser
 
@@ -132,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     path = args.out / f"ablation_{args.iterations}{key}.json"
     runs = args.runs / f"{args.iterations}{key}"
     done = json.loads(path.read_text()) if path.exists() else {}
-    print(f"| row ({args.labeled} labelled, seed {args.seed}, {args.iterations} iterations"
-          f"{f' after {args.init_from}' if args.init_from else ''}) | student mIoU | curve (every epoch) |")
+    print(
+        f"| row ({args.labeled} labelled, seed {args.seed}, {args.iterations} iterations"
+        f"{f' after {args.init_from}' if args.init_from else ''}) | student mIoU | curve (every epoch) |"
+    )
     print("|---|---|---|")
     for name, (method, overrides) in ROWS.items():
         if args.rows and not any(name.startswith(p) for p in args.rows):
@@ -141,12 +169,16 @@ def main(argv: list[str] | None = None) -> int:
         settings = [method, *overrides, *extra]
         if name not in done or done[name].get("overrides") != settings:
             start = time.perf_counter()
-            done[name] = {**run_row(name, method, [*overrides, *extra], root, runs, args.iterations,
-                                    args.labeled, args.seed),
-                          "seconds": time.perf_counter() - start, "overrides": settings}
+            done[name] = {
+                **run_row(name, method, [*overrides, *extra], root, runs, args.iterations, args.labeled, args.seed),
+                "seconds": time.perf_counter() - start,
+                "overrides": settings,
+            }
             args.out.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(done, indent=1))
-        print(f"| {name} | {done[name]['miou']:.3f} | {' '.join(f'{v:.2f}' for v in done[name]['curve'])} |", flush=True)
+        print(
+            f"| {name} | {done[name]['miou']:.3f} | {' '.join(f'{v:.2f}' for v in done[name]['curve'])} |", flush=True
+        )
     return 0
 
 

@@ -33,10 +33,9 @@ later one wins over the part's own) follows the part's name; ``--data`` runs it 
 from __future__ import annotations
 
 import argparse
-import sys
-
 import json
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +66,10 @@ def length_runs(summaries: Path) -> dict[str, dict[int, dict[str, Any]]]:
         if run["budget"] != "iterations":
             continue
         if len(run["curve"]) * EVAL_EVERY != run["iterations"]:
-            raise ValueError(f"{path}: {len(run['curve'])} evaluations for {run['iterations']} iterations, "
-                             f"not one every {EVAL_EVERY}")
+            raise ValueError(
+                f"{path}: {len(run['curve'])} evaluations for {run['iterations']} iterations, "
+                f"not one every {EVAL_EVERY}"
+            )
         run["its"] = [EVAL_EVERY * (i + 1) for i in range(len(run["curve"]))]
         runs.setdefault(run["variant"], {})[run["seed"]] = run
     return runs
@@ -95,13 +96,18 @@ def reading(out: Path) -> str:
     fig, (by_its, by_time) = plt.subplots(1, 2, figsize=(12, 4.5))
     for method in methods:
         seeds = runs[method]
-        line = by_its.plot(seeds[min(seeds)]["its"], [statistics.mean(m) for m in zip(*(
-            [m for _, m in r["curve"]] for r in seeds.values()))], lw=2, label=f"{method} (seeds: {len(seeds)})")[0]
+        line = by_its.plot(
+            seeds[min(seeds)]["its"],
+            [statistics.mean(m) for m in zip(*([m for _, m in r["curve"]] for r in seeds.values()))],
+            lw=2,
+            label=f"{method} (seeds: {len(seeds)})",
+        )[0]
         for run in seeds.values():
             by_its.plot(run["its"], [m for _, m in run["curve"]], lw=0.6, alpha=0.5, color=line.get_color())
             by_time.plot(*zip(*_after_warmup(run)), lw=0.6, alpha=0.5, color=line.get_color())
-        by_time.plot(*zip(*mean_curve([_after_warmup(r) for r in seeds.values()])), lw=2, color=line.get_color(),
-                     label=method)
+        by_time.plot(
+            *zip(*mean_curve([_after_warmup(r) for r in seeds.values()])), lw=2, color=line.get_color(), label=method
+        )
     warmup = next(iter(next(iter(runs.values())).values())).get("warmup", {}).get("iterations", 0) if runs else 0
     by_its.axvline(warmup, color="grey", ls=":", lw=1)
     by_its.set_xlabel(f"iteration (evaluated every {EVAL_EVERY}; dotted: end of the supervised warm-up)")
@@ -121,13 +127,17 @@ def reading(out: Path) -> str:
 
 def _reading_table(runs: dict[str, dict[int, dict[str, Any]]], methods: list[str]) -> str:
     """The markdown of :func:`reading`: finals, the gap at each third, time to the other's final."""
-    lines = ["| method | seed | final student mIoU | iterations | s / iteration | training s after warm-up |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| method | seed | final student mIoU | iterations | s / iteration | training s after warm-up |",
+        "|---|---|---|---|---|---|",
+    ]
     for method in methods:
         for seed, run in sorted(runs[method].items()):
             own = run["train_seconds"] - run.get("warmup", {}).get("train_seconds", 0.0)
-            lines.append(f"| {method} | {seed} | {run['student_miou']:.4f} | {run['iterations']} | "
-                         f"{run['s_per_it']:.3f} | {own:.0f} |")
+            lines.append(
+                f"| {method} | {seed} | {run['student_miou']:.4f} | {run['iterations']} | "
+                f"{run['s_per_it']:.3f} | {own:.0f} |"
+            )
         finals = [r["student_miou"] for r in runs[method].values()]
         spread = f" ± {statistics.stdev(finals):.4f}" if len(finals) > 1 else ""
         lines.append(f"| {method} | mean | {statistics.mean(finals):.4f}{spread} | | | |")
@@ -136,15 +146,28 @@ def _reading_table(runs: dict[str, dict[int, dict[str, Any]]], methods: list[str
         dual, mean = runs["dual_teacher"], runs["mean_teacher"]
         seeds = sorted(set(dual) & set(mean))
         marks = sorted({its for s in seeds for its in dual[s]["its"] if its % 1000 == 0})
-        lines += ["", "Dual Teacher minus Mean Teacher, student val mIoU at the same iteration (same seed):", "",
-                  "| seed | " + " | ".join(f"iteration {i}" for i in marks) + " |", "|---" * (len(marks) + 1) + "|"]
+        lines += [
+            "",
+            "Dual Teacher minus Mean Teacher, student val mIoU at the same iteration (same seed):",
+            "",
+            "| seed | " + " | ".join(f"iteration {i}" for i in marks) + " |",
+            "|---" * (len(marks) + 1) + "|",
+        ]
         for seed in seeds:
             at = {m: {i: c[1] for i, c in zip(runs[m][seed]["its"], runs[m][seed]["curve"])} for m in pair}
-            lines.append(f"| {seed} | " + " | ".join(f"{at['dual_teacher'][i] - at['mean_teacher'][i]:+.4f}"
-                                                    for i in marks) + " |")
-        lines += ["", "Training seconds after the warm-up to first reach the other method's final student mIoU "
-                  "(evaluated every 100 iterations; never: not within the run):", "",
-                  "| seed | Dual Teacher to Mean Teacher's final | Mean Teacher to Dual Teacher's final |", "|---|---|---|"]
+            lines.append(
+                f"| {seed} | "
+                + " | ".join(f"{at['dual_teacher'][i] - at['mean_teacher'][i]:+.4f}" for i in marks)
+                + " |"
+            )
+        lines += [
+            "",
+            "Training seconds after the warm-up to first reach the other method's final student mIoU "
+            "(evaluated every 100 iterations; never: not within the run):",
+            "",
+            "| seed | Dual Teacher to Mean Teacher's final | Mean Teacher to Dual Teacher's final |",
+            "|---|---|---|",
+        ]
         for seed in seeds:
             cells = []
             for runner, target in ((dual[seed], mean[seed]), (mean[seed], dual[seed])):

@@ -39,9 +39,9 @@ from dualteacher.data.digits import SceneStyle, ensure_digit_scenes
 from dualteacher.data.registry import open_source
 from dualteacher.data.split_files import split_source
 from dualteacher.data.splits import parse_labeled
-from dualteacher.training.loop import train
 from dualteacher.experiments.recipe import recipe_config
 from dualteacher.runlog import read_log
+from dualteacher.training.loop import train
 
 V2 = SceneStyle(max_digits=4, digit_size=(26 / 64, 48 / 64), stroke=0, overlap=True)
 V3 = SceneStyle()
@@ -71,21 +71,52 @@ ROWS = [
     Row("oracle v3 stroke 2, 64 px", "oracle", 64, SceneStyle(stroke=2)),
     Row("oracle v3 128 px", "oracle", 128, V3),
     *[Row(f"classifier {s} px, 400 iterations", "classifier", s, iterations=400) for s in (64, 96, 128)],
-    Row("train 64 px, all labelled, ASPP dropout 0.5, 400 its", "train", 64, iterations=400,
-        overrides=[*_at(64), "data.scale_range=[0.75, 1.5]", "model.aspp_dropout=0.5"]),
-    Row("train 64 px, all labelled, no ASPP dropout, 400 its", "train", 64, iterations=400,
-        overrides=[*_at(64), "data.scale_range=[0.75, 1.5]"]),
-    Row("train 64 px, all labelled, no dropout, no rescaling, 400 its", "train", 64, iterations=400,
-        overrides=[*_at(64), FLAT]),
-    Row("train 64 px, all labelled, no dropout, lr 3e-3, 400 its", "train", 64, iterations=400,
-        overrides=[*_at(64), "data.scale_range=[0.75, 1.5]", "optim.lr=0.003"]),
-    Row("train 64 px, all labelled, no dropout, lr 3e-4, 400 its", "train", 64, iterations=400,
-        overrides=[*_at(64), "data.scale_range=[0.75, 1.5]", "optim.lr=0.0003"]),
-    Row("train 64 px, all labelled, no dropout, output stride 8, 400 its", "train", 64, iterations=400,
-        overrides=[*_at(64), "data.scale_range=[0.75, 1.5]", "model.output_stride=8"]),
+    Row(
+        "train 64 px, all labelled, ASPP dropout 0.5, 400 its",
+        "train",
+        64,
+        iterations=400,
+        overrides=[*_at(64), "data.scale_range=[0.75, 1.5]", "model.aspp_dropout=0.5"],
+    ),
+    Row(
+        "train 64 px, all labelled, no ASPP dropout, 400 its",
+        "train",
+        64,
+        iterations=400,
+        overrides=[*_at(64), "data.scale_range=[0.75, 1.5]"],
+    ),
+    Row(
+        "train 64 px, all labelled, no dropout, no rescaling, 400 its",
+        "train",
+        64,
+        iterations=400,
+        overrides=[*_at(64), FLAT],
+    ),
+    Row(
+        "train 64 px, all labelled, no dropout, lr 3e-3, 400 its",
+        "train",
+        64,
+        iterations=400,
+        overrides=[*_at(64), "data.scale_range=[0.75, 1.5]", "optim.lr=0.003"],
+    ),
+    Row(
+        "train 64 px, all labelled, no dropout, lr 3e-4, 400 its",
+        "train",
+        64,
+        iterations=400,
+        overrides=[*_at(64), "data.scale_range=[0.75, 1.5]", "optim.lr=0.0003"],
+    ),
+    Row(
+        "train 64 px, all labelled, no dropout, output stride 8, 400 its",
+        "train",
+        64,
+        iterations=400,
+        overrides=[*_at(64), "data.scale_range=[0.75, 1.5]", "model.output_stride=8"],
+    ),
     Row("train 96 px, all labelled, 600 its", "train", 96, iterations=600, overrides=_at(96)),
-    Row("train 128 px, all labelled, batch 4, 2000 its", "train", 128, iterations=2000,
-        overrides=["train.batch_size=4"]),
+    Row(
+        "train 128 px, all labelled, batch 4, 2000 its", "train", 128, iterations=2000, overrides=["train.batch_size=4"]
+    ),
     Row("train 128 px, all labelled (the recipe)", "train", 128),
     Row("train 128 px, 1/16 labelled (the recipe)", "train", 128, labeled="1/16"),
     Row("train 128 px, 1/32 labelled (the recipe)", "train", 128, labeled="1/32"),
@@ -152,13 +183,17 @@ def supervised(row: Row, root: Path, runs: Path) -> dict:
         lab, unl = split_source(open_source("folder", root), parse_labeled(row.labeled), 0)
         labeled, unlabeled = lab.stem, unl.stem
     run = runs / "".join(c if c.isalnum() else "_" for c in row.name)
-    cfg = recipe_config(root, labeled, unlabeled, "supervised", run, row.iterations, 0,
-                        ["train.probe_images=0", *row.overrides])
+    cfg = recipe_config(
+        root, labeled, unlabeled, "supervised", run, row.iterations, 0, ["train.probe_images=0", *row.overrides]
+    )
     train(cfg, progress=False)
     evals = [r for r in read_log(run) if r["type"] == "eval"]
     last_third = [r["student/miou"] for r in evals if r["iteration"] >= 2 * row.iterations / 3]
-    return {"miou": evals[-1]["student/miou"], "last_third_range": max(last_third) - min(last_third),
-            "train_seconds": evals[-1]["train_seconds"]}
+    return {
+        "miou": evals[-1]["student/miou"],
+        "last_third_range": max(last_third) - min(last_third),
+        "train_seconds": evals[-1]["train_seconds"],
+    }
 
 
 def measure(row: Row, runs: Path, scenes: tuple[int, int] = (3000, 500)) -> dict:
@@ -181,9 +216,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/protocol_study"))
     parser.add_argument("--runs", type=Path, default=Path("runs/protocol_study"))
     parser.add_argument("--rows", nargs="*", default=[], help="only rows whose name starts with one of these")
-    parser.add_argument("--iterations", type=int, help="iterations of every classifier and train row (default: the row's)")
-    parser.add_argument("--scenes", type=int, nargs=2, default=[3000, 500], metavar=("TRAIN", "VAL"),
-                        help="digit scenes generated per size and style (default: 3000 500)")
+    parser.add_argument(
+        "--iterations", type=int, help="iterations of every classifier and train row (default: the row's)"
+    )
+    parser.add_argument(
+        "--scenes",
+        type=int,
+        nargs=2,
+        default=[3000, 500],
+        metavar=("TRAIN", "VAL"),
+        help="digit scenes generated per size and style (default: 3000 500)",
+    )
     parser.add_argument("overrides", nargs="*", default=[], help="key=value settings after every train row's own")
     return parser
 

@@ -69,13 +69,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = [quality(args.checkpoint, role, args.split, args.threshold, args.limit) for role in args.roles]
     classes = rows[0]["classes"]
     print(f"{args.checkpoint} on {args.split} ({rows[0]['images']} images), threshold {args.threshold}\n")
-    print("| network | confident share | background share of confident | accuracy of confident | "
-          + " | ".join(f"{c}: coverage / accuracy" for c in classes) + " |")
+    print(
+        "| network | confident share | background share of confident | accuracy of confident | "
+        + " | ".join(f"{c}: coverage / accuracy" for c in classes)
+        + " |"
+    )
     print("|---|---|---|---|" + "---|" * len(classes))
     for r in rows:
         cells = [f"{c:.2f} / {p:.2f}" for c, p in zip(r["coverage"], r["accuracy"])]
-        print(f"| {r['role']} | {r['confident_share']:.3f} | {r['background_share_of_confident']:.3f} | "
-              f"{r['confident_accuracy']:.3f} | " + " | ".join(cells) + " |")
+        print(
+            f"| {r['role']} | {r['confident_share']:.3f} | {r['background_share_of_confident']:.3f} | "
+            f"{r['confident_accuracy']:.3f} | " + " | ".join(cells) + " |"
+        )
     return 0
 
 

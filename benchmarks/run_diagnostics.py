@@ -40,20 +40,27 @@ def diagnose(run_dir: Path) -> dict[str, Any]:
     confident = {r["iteration"]: r["confident"] for r in train if r["iteration"] in marks and "confident" in r}
     teachers = sorted({k for r in evals for k in r if k.endswith("/miou") and k != "student/miou"})
     scored = [r for r in evals if any(k in r for k in teachers)]
-    margin = (statistics.mean(max(r[k] for k in teachers if k in r) - r["student/miou"] for r in scored)
-              if scored else None)
+    margin = (
+        statistics.mean(max(r[k] for k in teachers if k in r) - r["student/miou"] for r in scored) if scored else None
+    )
     return {
-        "run": Path(run_dir).name, "iterations": last, "loss_sup": supervised,
+        "run": Path(run_dir).name,
+        "iterations": last,
+        "loss_sup": supervised,
         "terms": {k: statistics.mean(r[k] for r in late if k in r) for k in terms},
         "unlabeled_over_supervised": unlabeled / supervised if terms and supervised > 0 else None,
-        "confident": confident, "teacher_minus_student": margin,
+        "confident": confident,
+        "teacher_minus_student": margin,
     }
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The diagnostics as a markdown table, one row per run."""
-    lines = ["| run | supervised loss | unlabelled terms (unweighted) | unlabelled ÷ supervised (weighted) "
-             "| confident share (iteration: share) | best teacher − student val mIoU |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| run | supervised loss | unlabelled terms (unweighted) | unlabelled ÷ supervised (weighted) "
+        "| confident share (iteration: share) | best teacher − student val mIoU |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in rows:
         terms = ", ".join(f"{k[5:]} {v:.3f}" for k, v in row["terms"].items()) or "–"
         ratio = "–" if row["unlabeled_over_supervised"] is None else f"{row['unlabeled_over_supervised']:.1f}×"

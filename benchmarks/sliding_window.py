@@ -42,8 +42,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=2048)
     p.add_argument("--tile", type=int, default=769, help="window side")
     p.add_argument("--stride", type=int, help="step between windows (default: 2/3 of the tile)")
-    p.add_argument("--window-batch", type=int, nargs="+", default=[8],
-                   help="windows per forward pass of the batched run(s), e.g. 2 4 8 (default: 8)")
+    p.add_argument(
+        "--window-batch",
+        type=int,
+        nargs="+",
+        default=[8],
+        help="windows per forward pass of the batched run(s), e.g. 2 4 8 (default: 8)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs of each first")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -83,7 +88,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     windows = len(window_starts(args.height, args.tile, stride)) * len(window_starts(args.width, args.tile, stride))
     variants = tuple(dict.fromkeys([1, *args.window_batch]))
     times: dict[int, list[float]] = {v: [] for v in variants}
-    peaks: dict[int, float | None] = {v: None for v in variants}
+    peaks: dict[int, float | None] = dict.fromkeys(variants)
     outputs: dict[int, Tensor] = {}
     calls: dict[int, int] = {}
     with torch.no_grad():
@@ -94,7 +99,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     torch.cuda.reset_peak_memory_stats(device)
                 sync(device)
                 start = time.perf_counter()
-                outputs[window_batch] = sliding_window_logits(counted, image, args.tile, stride, window_batch=window_batch)
+                outputs[window_batch] = sliding_window_logits(
+                    counted, image, args.tile, stride, window_batch=window_batch
+                )
                 sync(device)
                 if repeat >= args.warmup:
                     times[window_batch].append(time.perf_counter() - start)
@@ -104,10 +111,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     one = outputs[1]
     base = statistics.median(times[1])
     rows = [
-        {"window_batch": v, "passes": calls[v], "median_s": statistics.median(times[v]), "min_s": min(times[v]),
-         "peak_mib": peaks[v], "speedup": base / statistics.median(times[v]),
-         "max_abs_diff": float((outputs[v] - one).abs().max()),
-         "argmax_mismatch": float((outputs[v].argmax(1) != one.argmax(1)).float().mean())}
+        {
+            "window_batch": v,
+            "passes": calls[v],
+            "median_s": statistics.median(times[v]),
+            "min_s": min(times[v]),
+            "peak_mib": peaks[v],
+            "speedup": base / statistics.median(times[v]),
+            "max_abs_diff": float((outputs[v] - one).abs().max()),
+            "argmax_mismatch": float((outputs[v].argmax(1) != one.argmax(1)).float().mean()),
+        }
         for v in variants
     ]
     return {"rows": rows, "windows": windows}
@@ -117,9 +130,11 @@ def table(args: argparse.Namespace, result: dict[str, Any]) -> str:
     """The measurement as a markdown table with a heading line."""
     stride = args.stride or max(1, args.tile * 2 // 3)
     lines = [
-        (f"{args.arch} {args.encoder} (random init, {args.classes} classes), one {args.height}x{args.width} image, "
-         f"window {args.tile}, stride {stride}: {result['windows']} windows; {args.device}, "
-         f"{args.threads} thread(s), median of {args.repeats} after {args.warmup} warm-up"),
+        (
+            f"{args.arch} {args.encoder} (random init, {args.classes} classes), one {args.height}x{args.width} image, "
+            f"window {args.tile}, stride {stride}: {result['windows']} windows; {args.device}, "
+            f"{args.threads} thread(s), median of {args.repeats} after {args.warmup} warm-up"
+        ),
         "",
         "| window_batch | forward passes | median s/image | min s/image | speed-up | max abs diff | argmax mismatch | peak MiB |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -130,8 +145,13 @@ def table(args: argparse.Namespace, result: dict[str, Any]) -> str:
             f"| {row['window_batch']} | {row['passes']} | {row['median_s']:.3f} | {row['min_s']:.3f} | "
             f"{row['speedup']:.2f}x | {row['max_abs_diff']:.1e} | {row['argmax_mismatch']:.4%} | {peak} |"
         )
-    lines += ["", ("speed-up: median s/image of window_batch 1 / this row's; diff and mismatch: stitched "
-                   "log-probabilities and argmax against window_batch 1")]
+    lines += [
+        "",
+        (
+            "speed-up: median s/image of window_batch 1 / this row's; diff and mismatch: stitched "
+            "log-probabilities and argmax against window_batch 1"
+        ),
+    ]
     return "\n".join(lines)
 
 

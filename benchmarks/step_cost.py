@@ -76,12 +76,22 @@ def peak_memory(device: torch.device) -> str:
 
 def make_trainer(args: argparse.Namespace, data: Path, splits: list[str], method: str, run_dir: Path) -> Trainer:
     overrides = [
-        f"data.root={data}", f"data.labeled_split={splits[0]}", f"data.unlabeled_split={splits[1]}",
-        f"data.crop_size={args.size}", f"data.workers={args.workers}",
-        f"model.arch={args.arch}", f"model.encoder={args.encoder}",
-        f"method.name={method}", f"train.batch_size={args.batch}", f"train.device={args.device}",
-        f"train.amp={args.amp}", f"train.channels_last={str(args.channels_last).lower()}",
-        "train.epochs=1", "train.iters_per_epoch=1000", f"run_dir={run_dir}", *args.overrides,
+        f"data.root={data}",
+        f"data.labeled_split={splits[0]}",
+        f"data.unlabeled_split={splits[1]}",
+        f"data.crop_size={args.size}",
+        f"data.workers={args.workers}",
+        f"model.arch={args.arch}",
+        f"model.encoder={args.encoder}",
+        f"method.name={method}",
+        f"train.batch_size={args.batch}",
+        f"train.device={args.device}",
+        f"train.amp={args.amp}",
+        f"train.channels_last={str(args.channels_last).lower()}",
+        "train.epochs=1",
+        "train.iters_per_epoch=1000",
+        f"run_dir={run_dir}",
+        *args.overrides,
     ]
     return Trainer(load_config(None, overrides), resume=False, progress=False)
 
@@ -146,11 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"))
     parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--workers", type=int, default=default_workers(), help="DataLoader workers (default: data.workers)")
+    parser.add_argument(
+        "--workers", type=int, default=default_workers(), help="DataLoader workers (default: data.workers)"
+    )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("overrides", nargs="*", default=[],
-                        help="key=value settings applied after the script's own (e.g. model.decoder_channels=32)")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        default=[],
+        help="key=value settings applied after the script's own (e.g. model.decoder_channels=32)",
+    )
     return parser
 
 
@@ -177,9 +193,11 @@ def main(argv: list[str] | None = None) -> int:
 
     necessary = times["teacher forward (no grad, B)"] + times["student fwd+bwd (3B)"]
     consumption = 2 * args.batch / times["dual_teacher"]
-    print(f"{args.arch} / {args.encoder}, {args.size}x{args.size}, batch {args.batch}+{args.batch}, "
-          f"device {device}, amp {trainer.amp_dtype or 'off'}, channels_last {args.channels_last}, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"{args.arch} / {args.encoder}, {args.size}x{args.size}, batch {args.batch}+{args.batch}, "
+        f"device {device}, amp {trainer.amp_dtype or 'off'}, channels_last {args.channels_last}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     print(f"| {'measurement':<30} | {'median ms':>10} | {'peak memory':>16} |")
     print(f"|{'-' * 32}|{'-' * 12}|{'-' * 18}|")
     for name, seconds, memory in rows:
@@ -188,8 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"Dual Teacher step / necessary passes: {times['dual_teacher'] / necessary:.2f}  (target <= 1.10)")
     print(f"Dual Teacher step / supervised step:  {times['dual_teacher'] / times['supervised']:.2f}")
-    print(f"input pipeline: {rate:.0f} images/s with {args.workers} workers; a Dual Teacher step consumes "
-          f"{consumption:.0f} images/s: headroom {rate / consumption:.1f}x  (target >= 2x)")
+    print(
+        f"input pipeline: {rate:.0f} images/s with {args.workers} workers; a Dual Teacher step consumes "
+        f"{consumption:.0f} images/s: headroom {rate / consumption:.1f}x  (target >= 2x)"
+    )
     return 0
 
 

@@ -33,47 +33,47 @@ from dualteacher.registry import METHODS  # noqa: E402
 ABLATION = "report.md#the-ablation-under-the-warm-start"
 MEANING: dict[str, str] = {
     "init_from": "warm start: every network of the run, teachers included, starts from this checkpoint or run "
-                 "directory instead of the encoder's pretrained weights ([Warm start](training.md#warm-start))",
+    "directory instead of the encoder's pretrained weights ([Warm start](training.md#warm-start))",
     "threshold": "confidence a pseudo-label needs (FixMatch, UniMatch and the official Dual Teacher code: 0.95)",
     "threshold_mode": "how confidence weights the pseudo-label loss: `pixel`, CE on the pixels whose confidence "
-                      "reaches the threshold divided by the number of valid pixels (FixMatch/UniMatch); `fraction`, "
-                      "the official Dual Teacher code's scalar weight, the share of confident pixels per image; "
-                      "`none`, every valid pixel",
+    "reaches the threshold divided by the number of valid pixels (FixMatch/UniMatch); `fraction`, "
+    "the official Dual Teacher code's scalar weight, the share of confident pixels per image; "
+    "`none`, every valid pixel",
     "unsup_weight": "weight of the unlabelled loss",
     "student_drop_path": "the student's stochastic depth; teachers always run at full depth (0: the method's paper "
-                         "trains at full depth)",
+    "trains at full depth)",
     "cutmix_p": "probability that an image gets a CutMix box; box area 1 − λ, λ ~ Beta(4, 4)",
     "ema_momentum": "m in the teacher's update θt ← m·θt + (1 − m)·θs (official 0.99)",
     "ema_warmup": "momentum `min(1 − 1/(i + 1), ema_momentum)` at the teacher's i-th update (from 0): the first "
-                  "update copies the student",
+    "update copies the student",
     "ema_buffers": "BatchNorm running statistics are averaged too (the official code averages parameters only, "
-                   "which leaves a CNN teacher with stale statistics)",
+    "which leaves a CNN teacher with stale statistics)",
     "teacher_init": "`student`: teachers start as copies of the student; `independent`: built afresh (the official "
-                    "code: same pretrained encoder, independently initialised heads)",
+    "code: same pretrained encoder, independently initialised heads)",
     "mixings": "the one mixing of the strong view, with its pseudo-labels (a name of `MIXINGS`: `cutmix`, "
-               "`classmix`, `none`)",
+    "`classmix`, `none`)",
     "num_teachers": "K, the temporary teachers taking turns (the paper's 2)",
     "icl_weight": "weight of implicit consistency learning: CE between the pseudo-labels of the teacher on shift and "
-                  "the student on the un-mixed strong view, always per pixel (official 0.2); 0 skips that view",
+    "the student on the un-mixed strong view, always per pixel (official 0.2); 0 skips that view",
     "shift": "how long a teacher stays on shift: `labeled_pass` (one pass over the labelled split, the official "
-             "code's epoch), `epoch` (one training epoch) or a number of iterations; the teacher on shift is "
-             "`shift index mod K` ([Shifts and restarts](#shifts-and-restarts))",
+    "code's epoch), `epoch` (one training epoch) or a number of iterations; the teacher on shift is "
+    "`shift index mod K` ([Shifts and restarts](#shifts-and-restarts))",
     "restart_per_shift": "the EMA counter of the teacher on shift restarts at each shift (official), so its first "
-                         "update makes it a copy of the student; `false` keeps one counter per teacher across its "
-                         "shifts (persistent teachers)",
+    "update makes it a copy of the student; `false` keeps one counter per teacher across its "
+    "shifts (persistent teachers)",
     "fp_dropout": "channel-dropout probability of the feature-perturbation stream (the paper's `Dropout2d(0.5)`)",
 }
 """What each built-in method setting means (shown beside the name and default the class declares)."""
 METHOD_MEANING: dict[tuple[str, str], str] = {
     ("dual_teacher", "mixings"): "one mixing per teacher, or one for all: teacher 1 CutMix, teacher 2 ClassMix as in "
-                                 "the paper",
+    "the paper",
     ("dual_teacher", "threshold_mode"): MEANING["threshold_mode"] + "; for the mixed-view loss only (the consistency "
-                                        "term is always per pixel)",
+    "term is always per pixel)",
     ("dual_teacher", "unsup_weight"): "weight of the mixed-view loss",
     ("dual_teacher", "student_drop_path"): "the official student's stochastic depth; teachers always run at full "
-                                           "depth. On the built-in benchmark's 700-iteration runs, 0 instead of 0.1 "
-                                           "scored +4.4 at 1/32 and +1.0 at 1/16 on the mean of 3 seeds, and lost 1.6 "
-                                           f"on 1/16 seed 0 ([ablation]({ABLATION}))",
+    "depth. On the built-in benchmark's 700-iteration runs, 0 instead of 0.1 "
+    "scored +4.4 at 1/32 and +1.0 at 1/16 on the mean of 3 seeds, and lost 1.6 "
+    f"on 1/16 seed 0 ([ablation]({ABLATION}))",
     ("unimatch", "mixings"): "the one mixing of both strong views, each drawn on its own",
 }
 """Where a setting means something particular to one method."""
@@ -111,8 +111,10 @@ def meaning(method: str, cls: type, name: str) -> str:
     """What setting ``name`` of ``method`` means; RuntimeError (the build stops) when nothing says."""
     text = METHOD_MEANING.get((method, name)) or MEANING.get(name) or docstring_meaning(cls, name)
     if not text:
-        raise RuntimeError(f"method.{name} of {method!r} ({cls.__module__}.{cls.__qualname__}) has no meaning to show: "
-                           f"write ``{name}``: <what it does> in the docstring of {cls.__qualname__}")
+        raise RuntimeError(
+            f"method.{name} of {method!r} ({cls.__module__}.{cls.__qualname__}) has no meaning to show: "
+            f"write ``{name}``: <what it does> in the docstring of {cls.__qualname__}"
+        )
     return text
 
 
@@ -130,8 +132,13 @@ def settings_tables() -> str:
         implementation = METHODS.get(method)
         cls = implementation.Settings
         defaults = cls()
-        lines += ["", f"### `{method}`", "",
-                  f"`{implementation.__qualname__}` ({where(implementation)}), settings `{cls.__qualname__}` ({where(cls)}).", ""]
+        lines += [
+            "",
+            f"### `{method}`",
+            "",
+            f"`{implementation.__qualname__}` ({where(implementation)}), settings `{cls.__qualname__}` ({where(cls)}).",
+            "",
+        ]
         lines += ["| setting | default | meaning |", "|---|---|---|"]
         for field in dataclasses.fields(cls):
             if field.name != "name":
@@ -173,7 +180,16 @@ def cli_page() -> str:
     ]
     summaries = {choice.dest: choice.help for choice in command_summaries(parser)}
     for name, command in sub_commands(parser).items():
-        lines += ["", f"## dualteacher {name}", "", f"{summaries[name]}.", "", "```text", command.format_help().rstrip(), "```"]
+        lines += [
+            "",
+            f"## dualteacher {name}",
+            "",
+            f"{summaries[name]}.",
+            "",
+            "```text",
+            command.format_help().rstrip(),
+            "```",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
 
-from dualteacher.inference.colors import palette  # noqa: E402
+from dualteacher.inference.colors import palette
 
 
 def main(out: Path, target: Path) -> None:

@@ -23,8 +23,16 @@ from dualteacher import load_model, prepare_folder, train
 from dualteacher.data.digits import CLASS_NAMES, generate_digit_scenes
 from dualteacher.inference.colors import colorize
 
-TINY = ["model.encoder=resnet18", "model.weights=null", "model.decoder_channels=16", "data.workers=0",
-        "train.batch_size=2", "train.unlabeled_batch_size=2", "train.log_every=1", "train.probe_images=1"]
+TINY = [
+    "model.encoder=resnet18",
+    "model.weights=null",
+    "model.decoder_channels=16",
+    "data.workers=0",
+    "train.batch_size=2",
+    "train.unlabeled_batch_size=2",
+    "train.log_every=1",
+    "train.probe_images=1",
+]
 """A small random-init network and batches, so that the run takes seconds (the test's settings)."""
 
 
@@ -60,8 +68,12 @@ def main() -> None:
 
     # 3. dualteacher train --data ROOT --method mean_teacher --iterations N: a supervised warm-up on
     #    the masked images, then Mean Teacher on all of them; the same call again continues the run
-    run = train(data=root, method="mean_teacher", iterations=iterations,
-                overrides=[f"run_dir={args.out / 'run'}", *(TINY if args.tiny else [])])
+    run = train(
+        data=root,
+        method="mean_teacher",
+        iterations=iterations,
+        overrides=[f"run_dir={args.out / 'run'}", *(TINY if args.tiny else [])],
+    )
     if run.interrupted:
         raise SystemExit(f"stopped by {run.interrupted}: run the same command again to continue")
 

@@ -86,7 +86,10 @@ ADE_VALUES = [0, 1, 150, 42]
 def make_ade(root: Path) -> Path:
     """ADEChallengeData2016 with 6 training and 2 validation images."""
     ade = root / "ADEChallengeData2016"
-    names = {"training": [f"ADE_train_{i:08d}" for i in range(1, 7)], "validation": [f"ADE_val_{i:08d}" for i in (1, 2)]}
+    names = {
+        "training": [f"ADE_train_{i:08d}" for i in range(1, 7)],
+        "validation": [f"ADE_val_{i:08d}" for i in (1, 2)],
+    }
     k = 0
     for folder, ids in names.items():
         for sample_id in ids:

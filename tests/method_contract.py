@@ -33,13 +33,17 @@ SIZE = 32
 
 def tiny_network(drop_path: float) -> nn.Module:
     """A small random-init DeepLabV3+ (EfficientNet-Lite0 encoder, 16 decoder channels)."""
-    return build_model("deeplabv3plus", "tu-tf_efficientnet_lite0", NUM_CLASSES, decoder_channels=16, drop_path=drop_path)
+    return build_model(
+        "deeplabv3plus", "tu-tf_efficientnet_lite0", NUM_CLASSES, decoder_channels=16, drop_path=drop_path
+    )
 
 
 def tiny_batches(seed: int = 0) -> tuple[Batch, Batch]:
     """2 labelled and 3 unlabelled random images; ``seed`` draws them."""
     gen = torch.Generator().manual_seed(seed)
-    labeled = Batch(torch.rand(2, 3, SIZE, SIZE, generator=gen), mask=torch.randint(0, NUM_CLASSES, (2, SIZE, SIZE), generator=gen))
+    labeled = Batch(
+        torch.rand(2, 3, SIZE, SIZE, generator=gen), mask=torch.randint(0, NUM_CLASSES, (2, SIZE, SIZE), generator=gen)
+    )
     unlabeled = Batch(torch.rand(3, 3, SIZE, SIZE, generator=gen), valid=torch.ones(3, SIZE, SIZE, dtype=torch.bool))
     return labeled, unlabeled
 
@@ -68,8 +72,14 @@ class MethodContract:
 
     def build(self) -> Method:
         """The method with fixed initial weights, in training mode, at iteration 0."""
-        ctx = MethodContext(cfg=self.settings(), build=tiny_network, num_classes=NUM_CLASSES,
-                            mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), labeled_pass=2)
+        ctx = MethodContext(
+            cfg=self.settings(),
+            build=tiny_network,
+            num_classes=NUM_CLASSES,
+            mean=(0.5, 0.5, 0.5),
+            std=(0.25, 0.25, 0.25),
+            labeled_pass=2,
+        )
         torch.manual_seed(0)
         method = self.implementation()(ctx)
         method.train()
@@ -90,7 +100,9 @@ class MethodContract:
         assert torch.isfinite(loss) and loss.requires_grad
         loss.backward()
         for role, net in method.trained().items():
-            assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters()), f"no gradient reaches the {role}"
+            assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters()), (
+                f"no gradient reaches the {role}"
+            )
 
     def test_the_logged_parts_are_detached_scalars(self) -> None:
         _, parts = self.step(self.build())
@@ -179,10 +191,14 @@ class MethodContract:
         method.wrap(Wrapper)
         for role, net in method.trained().items():
             net.register_forward_pre_hook(
-                lambda _m, _a, role=role: bypassed.append(role) if torch.is_grad_enabled() and not inside["wrapper"] else None
+                lambda _m, _a, role=role: (
+                    bypassed.append(role) if torch.is_grad_enabled() and not inside["wrapper"] else None
+                )
             )
         self.step(method)[0].backward()
-        assert not bypassed, f"forward passes with gradients bypassed the wrapped {bypassed[0]}: call self.net / self.forward_net(role)"
+        assert not bypassed, (
+            f"forward passes with gradients bypassed the wrapped {bypassed[0]}: call self.net / self.forward_net(role)"
+        )
 
     def test_every_network_sees_normalised_images(self) -> None:
         """Images arrive in [0, 1]; with mean 0.5 and std 0.25 every network input must reach

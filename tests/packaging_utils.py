@@ -33,15 +33,29 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
 
 
-def run(command: Sequence[str | Path], *, cwd: Path | None = None, timeout: float = INSTALL_SECONDS,
-        check: bool = True, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    command: Sequence[str | Path],
+    *,
+    cwd: Path | None = None,
+    timeout: float = INSTALL_SECONDS,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``command`` with :func:`clean_env` updated by ``env``; on failure (``check``) raise an
     AssertionError holding its output."""
-    result = subprocess.run([str(part) for part in command], cwd=cwd, env={**clean_env(), **(env or {})},
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [str(part) for part in command],
+        cwd=cwd,
+        env={**clean_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, command))} exited {result.returncode}:\n"
-                             f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(map(str, command))} exited {result.returncode}:\n"
+            f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
     return result
 
 
@@ -67,8 +81,20 @@ def build_wheel(out: Path, source: Path | None = None) -> Path:
     requires setuptools ≥ 77.0.3, the version pyproject.toml asks for)."""
     out.mkdir(parents=True, exist_ok=True)
     source = source or copy_source(out / "source")
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", out / "dist",
-         source], timeout=BUILD_SECONDS)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            out / "dist",
+            source,
+        ],
+        timeout=BUILD_SECONDS,
+    )
     wheels = sorted((out / "dist").glob("dualteacher-*.whl"))
     assert len(wheels) == 1, f"expected one dualteacher wheel in {out / 'dist'}, found {wheels}"
     return wheels[0]

@@ -13,8 +13,10 @@ from pathlib import Path
 README = Path(__file__).resolve().parent.parent / "README.md"
 MARK = "<!-- quickstart -->"
 
-SHORT_RUN = ("--minutes 10",
-             ("--iterations 4 data.workers=0 train.batch_size=2 train.unlabeled_batch_size=2 train.probe_images=2"))
+SHORT_RUN = (
+    "--minutes 10",
+    ("--iterations 4 data.workers=0 train.batch_size=2 train.unlabeled_batch_size=2 train.probe_images=2"),
+)
 """The one substitution the wheel test makes in the quick start (the README says so beside the
 block): the train command's ``--minutes 10`` becomes 4 iterations of small batches, read in the
 training process, so that the run takes seconds; the rest of the commands run as written."""
@@ -38,5 +40,6 @@ def short_quickstart(readme: Path = README) -> list[str]:
     holding = [c for c in commands if old in c]
     assert len(holding) == 1 and holding[0].startswith("dualteacher train ") and holding[0].count(old) == 1, (
         f"README.md quick start: the wheel test replaces {old!r} in the train command (and only there); found it "
-        f"in {holding or 'no command'}")
+        f"in {holding or 'no command'}"
+    )
     return [c.replace(old, new) for c in commands]

@@ -49,10 +49,19 @@ def scenes_config(root: Path, run_dir: Path, **extra: object) -> Config:
     """The issue's tiny settings (supervised, 1 epoch of 2 iterations) on ``root``; ``extra``
     overrides them, ``__`` standing for ``.`` (``train__epochs=2``)."""
     settings: dict[str, object] = {
-        "data.root": root, "data.crop_size": 32, "data.workers": 0, "data.val_batch_size": 2,
-        "model.encoder": "resnet18", "model.decoder_channels": 16, "method.name": "supervised",
-        "train.epochs": 1, "train.iters_per_epoch": 2, "train.batch_size": 2, "train.log_every": 1,
-        "train.probe_images": 1, "run_dir": run_dir,
+        "data.root": root,
+        "data.crop_size": 32,
+        "data.workers": 0,
+        "data.val_batch_size": 2,
+        "model.encoder": "resnet18",
+        "model.decoder_channels": 16,
+        "method.name": "supervised",
+        "train.epochs": 1,
+        "train.iters_per_epoch": 2,
+        "train.batch_size": 2,
+        "train.log_every": 1,
+        "train.probe_images": 1,
+        "run_dir": run_dir,
     }
     settings.update({k.replace("__", "."): v for k, v in extra.items()})
     return load_config(None, [f"{k}={v}" for k, v in settings.items()])

@@ -14,18 +14,27 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_overrides
 from dualteacher.cli import build_parser
+from dualteacher.config import load_config, save_config
 from dualteacher.experiments.compare import CompareOptions, Comparison
 from dualteacher.experiments.compare.options import check_options
-from dualteacher.config import load_config, save_config
-from dualteacher.training.loop import train
-from dualteacher.inference.model import load_model
 from dualteacher.experiments.recipe import WARMUP_ITERATIONS
+from dualteacher.inference.model import load_model
+from dualteacher.training.loop import train
+
+from conftest import tiny_overrides
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
-SCRIPTS = ["compare_methods", "dual_teacher_ablation", "dual_teacher_length", "protocol_study", "pseudo_label_quality",
-           "run_diagnostics", "sliding_window", "step_cost"]
+SCRIPTS = [
+    "compare_methods",
+    "dual_teacher_ablation",
+    "dual_teacher_length",
+    "protocol_study",
+    "pseudo_label_quality",
+    "run_diagnostics",
+    "sliding_window",
+    "step_cost",
+]
 SMOKE_TESTS = {  # every script under benchmarks/ and the test that runs its main path
     "compare_methods.py": "test_compare_methods_compares_on_the_data_it_is_given",
     "dual_teacher_ablation.py": "test_dual_teacher_ablation_trains_its_rows_once_on_the_data_it_is_given",
@@ -37,8 +46,15 @@ SMOKE_TESTS = {  # every script under benchmarks/ and the test that runs its mai
     "step_cost.py": "test_step_cost_times_every_row_at_tiny_size",
     "gpu_check.sh": "test_gpu_check_script_parses_and_its_calls_are_valid",
 }
-TINY_RECIPE = ["model.weights=null", "model.decoder_channels=32", "data.crop_size=48", "data.val_batch_size=8",
-               "data.workers=0", "train.batch_size=4", "train.unlabeled_batch_size=4"]
+TINY_RECIPE = [
+    "model.weights=null",
+    "model.decoder_channels=32",
+    "data.crop_size=48",
+    "data.val_batch_size=8",
+    "data.workers=0",
+    "train.batch_size=4",
+    "train.unlabeled_batch_size=4",
+]
 """After the recipe's settings: a small random-init model on the 48 px tiny scenes."""
 
 
@@ -95,8 +111,19 @@ def test_pseudo_label_quality_at_threshold_zero_is_pixel_accuracy(tiny_data, tmp
     assert strict["confident_share"] < everything["confident_share"]
 
     capsys.readouterr()
-    argv = [str(checkpoint), "--roles", "student", "teacher1", "teacher2", "--split", tiny_data["unlabeled"],
-            "--threshold", "0", "--limit", "4"]
+    argv = [
+        str(checkpoint),
+        "--roles",
+        "student",
+        "teacher1",
+        "teacher2",
+        "--split",
+        tiny_data["unlabeled"],
+        "--threshold",
+        "0",
+        "--limit",
+        "4",
+    ]
     assert module.main(argv) == 0
     printed = capsys.readouterr().out
     assert f"on {tiny_data['unlabeled']} (4 images), threshold 0.0" in printed
@@ -161,18 +188,33 @@ def test_gpu_check_script_parses_and_its_calls_are_valid() -> None:
     # the grid: `dualteacher compare` with the script's options and overrides
     grid = search(r"^grid=\((.*?)\)$", text, re.S | re.M).group(1).replace('"', "").split()
     overrides = search(r"^overrides=\((.*?)\)$", text, re.M).group(1).split()
-    values = {"$warmup": "900", "$iterations": "2100", "${seeds[@]}": "0", "${fractions[@]}": "1/8", "$out/compare_gpu": "o", "$out/runs": "r"}
+    values = {
+        "$warmup": "900",
+        "$iterations": "2100",
+        "${seeds[@]}": "0",
+        "${fractions[@]}": "1/8",
+        "$out/compare_gpu": "o",
+        "$out/runs": "r",
+    }
     args = build_parser().parse_args(["compare", "--data", "d", *[values.get(a, a) for a in grid], *overrides])
     assert args.budget == ["iterations"] and args.variants == ["dual_teacher_persistent"]
     assert args.warmup == 900 and args.iterations == 2100
-    check_options(CompareOptions(data=Path("d"), out=Path("o"), fractions=args.labeled, variants=args.variants,
-                                 overrides=args.overrides, warmup=args.warmup))
+    check_options(
+        CompareOptions(
+            data=Path("d"),
+            out=Path("o"),
+            fractions=args.labeled,
+            variants=args.variants,
+            overrides=args.overrides,
+            warmup=args.warmup,
+        )
+    )
     cfg = load_config(None, overrides)
     assert cfg.train.amp == "off" and cfg.train.eval_every > 1000
     assert text.count("-m dualteacher compare --data") == 2
 
     # the step costs: each setting of the loop is a valid step_cost.py command with a valid model
-    settings = search(r'for setting in (.*?); do', text, re.S).group(1).replace("\\\n", " ")
+    settings = search(r"for setting in (.*?); do", text, re.S).group(1).replace("\\\n", " ")
     command = search(r"benchmarks/step_cost\.py (.*?)\n\s*echo", text, re.S).group(1).replace("\\\n", " ")
     parser = script("step_cost").build_parser()
     parsed = []
@@ -184,8 +226,12 @@ def test_gpu_check_script_parses_and_its_calls_are_valid() -> None:
         assert step_args.overrides == [] and step_args.size == 512 and step_args.batch == 8
         load_config(None, [f"model.arch={arch}", f"model.encoder={encoder}", f"train.amp={amp}"])
         parsed.append((step_args.arch, step_args.amp, step_args.channels_last))
-    assert parsed == [("deeplabv3plus", "off", False), ("deeplabv3plus", "bf16", False),
-                      ("deeplabv3plus", "bf16", True), ("segformer", "bf16", False)]
+    assert parsed == [
+        ("deeplabv3plus", "off", False),
+        ("deeplabv3plus", "bf16", False),
+        ("deeplabv3plus", "bf16", True),
+        ("segformer", "bf16", False),
+    ]
 
     # the python -c snippets import what exists
     for snippet in re.findall(r'"\$python" -c "([^"]*)"', text):
@@ -234,14 +280,34 @@ def test_each_script_imports_and_shows_its_help(name: str, capsys) -> None:
 @pytest.mark.slow
 def test_step_cost_times_every_row_at_tiny_size(capsys) -> None:
     step_cost = script("step_cost")
-    argv = ["--size", "32", "--batch", "2", "--warmup", "0", "--repeats", "2", "--workers", "0", "--device", "cpu",
-            "model.decoder_channels=16", "model.weights=null"]
+    argv = [
+        "--size",
+        "32",
+        "--batch",
+        "2",
+        "--warmup",
+        "0",
+        "--repeats",
+        "2",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "model.decoder_channels=16",
+        "model.weights=null",
+    ]
     assert step_cost.main(argv) == 0
     printed = capsys.readouterr().out
     assert "deeplabv3plus / tu-tf_efficientnet_lite0, 32x32, batch 2+2, device cpu, amp off" in printed
     rows = dict(re.findall(r"^\| (\w[^|]*?) +\| +([\d.]+) \|", printed, re.M))
-    assert set(rows) == {"supervised step", "mean_teacher step", "dual_teacher step", "teacher forward (no grad, B)",
-                         "student fwd+bwd (3B)", "sum of necessary passes"}
+    assert set(rows) == {
+        "supervised step",
+        "mean_teacher step",
+        "dual_teacher step",
+        "teacher forward (no grad, B)",
+        "student fwd+bwd (3B)",
+        "sum of necessary passes",
+    }
     assert all(float(ms) > 0 for ms in rows.values())
     necessary = float(rows["teacher forward (no grad, B)"]) + float(rows["student fwd+bwd (3B)"])
     assert float(rows["sum of necessary passes"]) == pytest.approx(necessary, abs=0.11)
@@ -254,9 +320,29 @@ def test_step_cost_times_every_row_at_tiny_size(capsys) -> None:
 def test_compare_methods_compares_on_the_data_it_is_given(tiny_data, tmp_path: Path) -> None:
     data = Path(shutil.copytree(tiny_data["root"], tmp_path / "data"))  # compare writes split lists into it
     out = tmp_path / "out"
-    argv = ["--data", str(data), "--methods", "supervised", "dual_teacher", "--seeds", "0", "--labeled", "1/8",
-            "--budget", "iterations", "--iterations", "2", "--warmup", "0", "--out", str(out), "--runs",
-            str(tmp_path / "runs"), *TINY_RECIPE, "train.probe_images=2"]
+    argv = [
+        "--data",
+        str(data),
+        "--methods",
+        "supervised",
+        "dual_teacher",
+        "--seeds",
+        "0",
+        "--labeled",
+        "1/8",
+        "--budget",
+        "iterations",
+        "--iterations",
+        "2",
+        "--warmup",
+        "0",
+        "--out",
+        str(out),
+        "--runs",
+        str(tmp_path / "runs"),
+        *TINY_RECIPE,
+        "train.probe_images=2",
+    ]
     assert script("compare_methods").main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["methods"]) == {"supervised", "dual_teacher"} and summary["budget"]["iterations"] == 2
@@ -268,8 +354,25 @@ def test_compare_methods_compares_on_the_data_it_is_given(tiny_data, tmp_path: P
 def test_dual_teacher_length_trains_each_shift_on_the_data_it_is_given(tiny_data, tmp_path: Path) -> None:
     data = Path(shutil.copytree(tiny_data["root"], tmp_path / "data"))  # compare writes split lists into it
     out = tmp_path / "out"
-    argv = ["shift", "--data", str(data), "--seeds", "0", "--labeled", "1/8", "--iterations", "2", "--warmup", "1",
-            "--out", str(out), "--runs", str(tmp_path / "runs"), *TINY_RECIPE, "train.probe_images=2"]
+    argv = [
+        "shift",
+        "--data",
+        str(data),
+        "--seeds",
+        "0",
+        "--labeled",
+        "1/8",
+        "--iterations",
+        "2",
+        "--warmup",
+        "1",
+        "--out",
+        str(out),
+        "--runs",
+        str(tmp_path / "runs"),
+        *TINY_RECIPE,
+        "train.probe_images=2",
+    ]
     assert script("dual_teacher_length").main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     study = script("dual_teacher_length")
@@ -279,24 +382,44 @@ def test_dual_teacher_length_trains_each_shift_on_the_data_it_is_given(tiny_data
 
 
 @pytest.mark.slow
-def test_dual_teacher_ablation_trains_its_rows_once_on_the_data_it_is_given(tiny_data, tmp_path: Path,
-                                                                            monkeypatch, capsys) -> None:
+def test_dual_teacher_ablation_trains_its_rows_once_on_the_data_it_is_given(
+    tiny_data, tmp_path: Path, monkeypatch, capsys
+) -> None:
     ablation = script("dual_teacher_ablation")
     data = Path(shutil.copytree(tiny_data["root"], tmp_path / "data"))  # the split lists are written into it
     out = tmp_path / "out"
-    argv = [*TINY_RECIPE, "--data", str(data), "--labeled", "1/8", "--iterations", "2", "--out", str(out),
-            "--runs", str(tmp_path / "runs"), "--rows", "Dual Teacher", "- switching"]
+    argv = [
+        *TINY_RECIPE,
+        "--data",
+        str(data),
+        "--labeled",
+        "1/8",
+        "--iterations",
+        "2",
+        "--out",
+        str(out),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--rows",
+        "Dual Teacher",
+        "- switching",
+    ]
     assert ablation.main(argv) == 0
     first = capsys.readouterr().out
     [results] = out.glob("ablation_2_1-8_seed0_on_data_*_with_*.json")
     rows = json.loads(results.read_text())
     assert list(rows) == ["Dual Teacher (the paper's settings)", "- switching (one persistent teacher)"]
     assert all(0 <= r["miou"] <= 1 and len(r["curve"]) == 1 and r["train_seconds"] > 0 for r in rows.values())
-    assert rows["- switching (one persistent teacher)"]["overrides"] == ["dual_teacher", *ablation.ONE_TEACHER,
-                                                                         *TINY_RECIPE]
+    assert rows["- switching (one persistent teacher)"]["overrides"] == [
+        "dual_teacher",
+        *ablation.ONE_TEACHER,
+        *TINY_RECIPE,
+    ]
     table = re.findall(r"^\|.*\|$", first, re.M)  # training prints its data check and evaluations around it
-    assert [line.split(" | ")[0] for line in table[2:]] == ["| Dual Teacher (the paper's settings)",
-                                                           "| - switching (one persistent teacher)"]
+    assert [line.split(" | ")[0] for line in table[2:]] == [
+        "| Dual Teacher (the paper's settings)",
+        "| - switching (one persistent teacher)",
+    ]
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished row was trained again")
@@ -308,11 +431,30 @@ def test_dual_teacher_ablation_trains_its_rows_once_on_the_data_it_is_given(tiny
 @pytest.mark.slow
 def test_protocol_study_measures_each_kind_of_row_at_tiny_size(tmp_path: Path, capsys) -> None:
     study = script("protocol_study")
-    rows = ["oracle v3 128 px", "classifier 64 px", "train 64 px, all labelled, no dropout, no rescaling",
-            "train 128 px, 1/16 labelled"]
-    argv = ["model.weights=null", "model.decoder_channels=32", "data.workers=0", "data.val_batch_size=8",
-            "train.batch_size=4", "--iterations", "2", "--scenes", "32", "8", "--out", str(tmp_path / "out"),
-            "--runs", str(tmp_path / "runs"), "--rows", *rows]
+    rows = [
+        "oracle v3 128 px",
+        "classifier 64 px",
+        "train 64 px, all labelled, no dropout, no rescaling",
+        "train 128 px, 1/16 labelled",
+    ]
+    argv = [
+        "model.weights=null",
+        "model.decoder_channels=32",
+        "data.workers=0",
+        "data.val_batch_size=8",
+        "train.batch_size=4",
+        "--iterations",
+        "2",
+        "--scenes",
+        "32",
+        "8",
+        "--out",
+        str(tmp_path / "out"),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--rows",
+        *rows,
+    ]
     assert study.main(argv) == 0
     assert study.results_name(None, [3000, 500], []) == "study.json"  # the study as designed keeps its file
     [results] = (tmp_path / "out").glob("study_*.json")
@@ -324,7 +466,8 @@ def test_protocol_study_measures_each_kind_of_row_at_tiny_size(tmp_path: Path, c
     assert all(set(r) == {"miou", "last_third_range", "train_seconds", "seconds"} for r in trained)
     assert all(0 <= r["miou"] <= 1 for r in trained)
     assert sorted(p.name for p in (tmp_path / "runs" / results.stem).iterdir()) == sorted(
-        "".join(c if c.isalnum() else "_" for c in name) for name in list(done)[2:])
+        "".join(c if c.isalnum() else "_" for c in name) for name in list(done)[2:]
+    )
     printed = re.findall(r"^\| (.*?) \| ", capsys.readouterr().out, re.M)
     assert printed == list(done)
 
@@ -347,10 +490,21 @@ def test_dual_teacher_length_reading_gives_the_gap_and_the_time_to_the_others_fi
         warmup = {"name": "w", "iterations": 300, "train_seconds": 30.0}
         curve = [[10.0 * (i + 1), 0.1] for i in range(3)]  # the warm-up's three evaluations
         curve += [[30.0 + seconds_per_eval * (i + 1), m] for i, m in enumerate(mious)]
-        (summaries / f"{method}{seed}.json").write_text(json.dumps({
-            "variant": method, "seed": seed, "budget": "iterations", "iterations": 100 * len(curve),
-            "student_miou": mious[-1], "train_seconds": curve[-1][0], "s_per_it": seconds_per_eval / 100,
-            "curve": curve, "warmup": warmup}))
+        (summaries / f"{method}{seed}.json").write_text(
+            json.dumps(
+                {
+                    "variant": method,
+                    "seed": seed,
+                    "budget": "iterations",
+                    "iterations": 100 * len(curve),
+                    "student_miou": mious[-1],
+                    "train_seconds": curve[-1][0],
+                    "s_per_it": seconds_per_eval / 100,
+                    "curve": curve,
+                    "warmup": warmup,
+                }
+            )
+        )
 
     ramp = [0.2 + 0.01 * i for i in range(27)]  # 0.20 at iteration 400 ... 0.46 at 3000
     write("mean_teacher", 0, ramp, 10.0)
@@ -366,6 +520,7 @@ def test_dual_teacher_length_reading_gives_the_gap_and_the_time_to_the_others_fi
     assert "| dual_teacher | 0 | 0.5100 | 3000 | 0.200 | 540 |" in text
     write("mean_teacher", 1, ramp[:5], 10.0)
     (summaries / "mean_teacher1.json").write_text(
-        (summaries / "mean_teacher1.json").read_text().replace('"iterations": 800', '"iterations": 900'))
+        (summaries / "mean_teacher1.json").read_text().replace('"iterations": 800', '"iterations": 900')
+    )
     with pytest.raises(ValueError, match="8 evaluations for 900 iterations"):
         study.reading(tmp_path)

@@ -74,7 +74,9 @@ def test_options_go_anywhere_among_config_and_overrides(verb: str, order: str) -
 
 
 def test_every_verb_takes_options_between_its_positional_arguments() -> None:
-    args = parse_args(["predict", "--device", "cpu", "run/best.safetensors", "a.png", "--overlay", "b.png", "--out", "o"])
+    args = parse_args(
+        ["predict", "--device", "cpu", "run/best.safetensors", "a.png", "--overlay", "b.png", "--out", "o"]
+    )
     assert args.inputs == ["a.png", "b.png"] and args.overlay and args.out == Path("o")
     args = parse_args(["eval", "--json", "run/best.safetensors", "--split", "test"])
     assert args.checkpoint == Path("run/best.safetensors") and args.json and args.split == "test"
@@ -85,8 +87,22 @@ def test_every_verb_takes_options_between_its_positional_arguments() -> None:
 
 
 def test_overrides_after_a_list_option_stay_overrides() -> None:
-    args = parse_args(["compare", "--data", "d", "--labeled", "1/16", "1/8", "train.amp=off", "--out", "o",
-                       "--seeds", "0", "data.workers=0"])
+    args = parse_args(
+        [
+            "compare",
+            "--data",
+            "d",
+            "--labeled",
+            "1/16",
+            "1/8",
+            "train.amp=off",
+            "--out",
+            "o",
+            "--seeds",
+            "0",
+            "data.workers=0",
+        ]
+    )
     assert args.labeled == ["1/16", "1/8"] and args.seeds == [0]
     assert args.overrides == ["train.amp=off", "data.workers=0"]
     args = parse_args(["train", "train.epochs=1", "configs/x.yaml", "--quiet"])
@@ -94,18 +110,29 @@ def test_overrides_after_a_list_option_stay_overrides() -> None:
 
 
 MINIMAL = {  # the fewest words each verb accepts
-    "train": [], "check-data": [], "eval": ["c.safetensors"], "predict": ["c.safetensors", "a.png", "--out", "o"],
-    "export": ["c.safetensors", "--onnx", "m.onnx"], "report": ["runs/x"], "split": ["--data", "d", "--labeled", "4"],
-    "make-digits": ["--out", "d"], "demo": [], "init": ["--data", "d"], "compare": ["--data", "d", "--labeled", "1/8", "--out", "o"],
+    "train": [],
+    "check-data": [],
+    "eval": ["c.safetensors"],
+    "predict": ["c.safetensors", "a.png", "--out", "o"],
+    "export": ["c.safetensors", "--onnx", "m.onnx"],
+    "report": ["runs/x"],
+    "split": ["--data", "d", "--labeled", "4"],
+    "make-digits": ["--out", "d"],
+    "demo": [],
+    "init": ["--data", "d"],
+    "compare": ["--data", "d", "--labeled", "1/8", "--out", "o"],
     "push": ["runs/x", "--repo-id", "org/name"],
 }
 
 
-@pytest.mark.parametrize("argv, unknown, hint", [
-    (["train", "configs/x.yaml", "--quite", "train.epochs=1"], "--quite", " (did you mean --quiet?)"),
-    (["check-data", "x.yaml", "--fast", "data.workers=0"], "--fast", "\n"),
-    (["predict", "c.safetensors", "a.png", "--overlya", "--out", "o"], "--overlya", " (did you mean --overlay?)"),
-])
+@pytest.mark.parametrize(
+    "argv, unknown, hint",
+    [
+        (["train", "configs/x.yaml", "--quite", "train.epochs=1"], "--quite", " (did you mean --quiet?)"),
+        (["check-data", "x.yaml", "--fast", "data.workers=0"], "--fast", "\n"),
+        (["predict", "c.safetensors", "a.png", "--overlya", "--out", "o"], "--overlya", " (did you mean --overlay?)"),
+    ],
+)
 def test_an_unknown_option_is_still_a_clear_error(argv: list[str], unknown: str, hint: str, capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         parse_args(argv)
@@ -113,11 +140,14 @@ def test_an_unknown_option_is_still_a_clear_error(argv: list[str], unknown: str,
     assert f"dualteacher {argv[0]}: error: unrecognized arguments: {unknown}{hint}" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message, nearest", [
-    (["trian", "configs/x.yaml"], "invalid choice: 'trian'", "train"),
-    (["train", "--method", "dual_teachr"], "argument --method: invalid choice: 'dual_teachr'", "dual_teacher"),
-    (["eval", "c.safetensors", "--mode", "slid"], "argument --mode: invalid choice: 'slid'", "slide"),
-])
+@pytest.mark.parametrize(
+    "argv, message, nearest",
+    [
+        (["trian", "configs/x.yaml"], "invalid choice: 'trian'", "train"),
+        (["train", "--method", "dual_teachr"], "argument --method: invalid choice: 'dual_teachr'", "dual_teacher"),
+        (["eval", "c.safetensors", "--mode", "slid"], "argument --mode: invalid choice: 'slid'", "slide"),
+    ],
+)
 def test_a_mistyped_verb_or_choice_suggests_the_nearest(argv: list[str], message: str, nearest: str, capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         parse_args(argv)
@@ -131,8 +161,11 @@ def test_every_verbs_help_ends_with_examples_that_parse() -> None:
     for name, command in commands.items():
         help_text = command.format_help()
         assert "\nexamples:\n" in help_text, name
-        examples = [line.strip() for line in help_text.split("\nexamples:\n")[1].splitlines()
-                    if line.strip().startswith("dualteacher ")]
+        examples = [
+            line.strip()
+            for line in help_text.split("\nexamples:\n")[1].splitlines()
+            if line.strip().startswith("dualteacher ")
+        ]
         assert 2 <= len(examples) <= 3, name
         for example in examples:
             words = shlex.split(example)[1:]
@@ -167,8 +200,11 @@ def test_every_option_with_a_default_shows_it() -> None:
 
 def test_every_device_option_defaults_to_auto_and_says_what_it_means() -> None:
     commands = sub_commands(build_parser())
-    devices = {name: next(a for a in command._actions if "--device" in a.option_strings)
-               for name, command in commands.items() if any("--device" in a.option_strings for a in command._actions)}
+    devices = {
+        name: next(a for a in command._actions if "--device" in a.option_strings)
+        for name, command in commands.items()
+        if any("--device" in a.option_strings for a in command._actions)
+    }
     assert set(devices) == {"train", "eval", "predict"}
     assert devices["eval"].default == devices["predict"].default == "auto"
     assert devices["train"].default is None  # the config's train.device, whose default is auto too
@@ -211,14 +247,20 @@ def test_setting_errors_come_before_pytorch_is_imported(tmp_path: Path) -> None:
     cases = {
         "train.epohcs": (["train", "train.epohcs=3"], "did you mean train.epochs?"),
         "method.name": (["train", "method.name=dual_teachr"], "did you mean dual_teacher?"),
-        "yaml": (["train", str(config)], f"{config}:3: unknown setting train.batch_sise; did you mean train.batch_size?"),
+        "yaml": (
+            ["train", str(config)],
+            f"{config}:3: unknown setting train.batch_sise; did you mean train.batch_size?",
+        ),
         "check-data": (["check-data", "data.crop_sise=3"], "did you mean data.crop_size?"),
     }
     for name, (argv, message) in cases.items():
-        code = ("import sys; from dualteacher.cli import main; code = main(sys.argv[1:]); "
-                "print(code, 'torch' in sys.modules)")
-        done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path,
-                              check=False)
+        code = (
+            "import sys; from dualteacher.cli import main; code = main(sys.argv[1:]); "
+            "print(code, 'torch' in sys.modules)"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path, check=False
+        )
         assert done.stdout.split() == ["2", "False"], (name, done.stdout, done.stderr)
         assert message in done.stderr, (name, done.stderr)
 

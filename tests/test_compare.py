@@ -9,21 +9,30 @@ import pytest
 import torch
 from PIL import Image
 
-from dualteacher.experiments import compare as cmp
-from dualteacher.experiments import probe
-from dualteacher.experiments.compare import options as cmp_options, planning, running
-from dualteacher.experiments.compare.table import write_table
-from scenes import make_scenes
 from dualteacher.cli import main
-from dualteacher.experiments.compare import CompareOptions, compare
-from dualteacher.experiments.compare.grid import Plan, Run
-from dualteacher.experiments.compare.summary import summarize, time_to_accuracy
 from dualteacher.config import ConfigError
 from dualteacher.data.core import DataError
+from dualteacher.experiments import compare as cmp
+from dualteacher.experiments import probe
+from dualteacher.experiments.compare import CompareOptions, compare, planning, running
+from dualteacher.experiments.compare import options as cmp_options
+from dualteacher.experiments.compare.grid import Plan, Run
+from dualteacher.experiments.compare.summary import summarize, time_to_accuracy
+from dualteacher.experiments.compare.table import write_table
 from dualteacher.experiments.recipe import ITERATIONS, WARMUP_ITERATIONS, Adaptation, for_method
 
-TINY = ["model.weights=null", "model.decoder_channels=32", "data.workers=0", "train.batch_size=4",
-        "train.unlabeled_batch_size=4", "train.log_every=1", "train.probe_images=4", "optim.lr=0.002"]
+from scenes import make_scenes
+
+TINY = [
+    "model.weights=null",
+    "model.decoder_channels=32",
+    "data.workers=0",
+    "train.batch_size=4",
+    "train.unlabeled_batch_size=4",
+    "train.log_every=1",
+    "train.probe_images=4",
+    "optim.lr=0.002",
+]
 CELL_KEYS = {"mean", "std", "seeds", "s_per_iteration", "train_seconds", "time_to_accuracy", "per_seed"}
 
 
@@ -34,8 +43,19 @@ def data(tiny_data, tmp_path: Path) -> Path:
 
 
 def options(data: Path, out: Path, **extra) -> CompareOptions:
-    return CompareOptions(**{"data": data, "out": out, "fractions": ["1/8"], "seeds": [0], "iterations": 4,
-                             "methods": ["supervised", "dual_teacher"], "overrides": TINY, "warmup": 0, **extra})
+    return CompareOptions(
+        **{
+            "data": data,
+            "out": out,
+            "fractions": ["1/8"],
+            "seeds": [0],
+            "iterations": 4,
+            "methods": ["supervised", "dual_teacher"],
+            "overrides": TINY,
+            "warmup": 0,
+            **extra,
+        }
+    )
 
 
 def no_training(*args, **kwargs):
@@ -64,20 +84,34 @@ def test_seed_mean_curve_compares_runs_at_equal_training_seconds() -> None:
 
 def test_summary_of_hand_made_runs(tmp_path: Path) -> None:
     def run(variant: str, seed: int, curve: list[list[float]], budget: str = "iterations") -> dict:
-        return {"variant": variant, "seed": seed, "fraction": "1/8", "budget": budget, "iterations": 10,
-                "student_miou": curve[-1][1], "train_seconds": curve[-1][0], "s_per_it": curve[-1][0] / 10,
-                "peak_memory_mb": 100.0, "device": "cpu", "curve": curve}
+        return {
+            "variant": variant,
+            "seed": seed,
+            "fraction": "1/8",
+            "budget": budget,
+            "iterations": 10,
+            "student_miou": curve[-1][1],
+            "train_seconds": curve[-1][0],
+            "s_per_it": curve[-1][0] / 10,
+            "peak_memory_mb": 100.0,
+            "device": "cpu",
+            "curve": curve,
+        }
 
     results = [
-        run("supervised", 0, [[5, 0.2], [10, 0.4]]), run("supervised", 1, [[5, 0.2], [10, 0.6]]),  # target 0.5
-        run("dual_teacher", 0, [[8, 0.5], [16, 0.5]]), run("dual_teacher", 1, [[8, 0.3], [16, 0.7]]),
+        run("supervised", 0, [[5, 0.2], [10, 0.4]]),
+        run("supervised", 1, [[5, 0.2], [10, 0.6]]),  # target 0.5
+        run("dual_teacher", 0, [[8, 0.5], [16, 0.5]]),
+        run("dual_teacher", 1, [[8, 0.3], [16, 0.7]]),
         run("supervised_all", 0, [[4, 0.9]]),
         run("unimatch", 0, [[5, 0.3], [10, 0.45]]),  # one seed: measured against supervised's seed 0 (0.4)
-        run("fixmatch", 0, [[5, 0.1], [10, 0.2]]), run("fixmatch", 2, [[5, 0.3], [10, 0.9]]),  # seed 2: no supervised
+        run("fixmatch", 0, [[5, 0.1], [10, 0.2]]),
+        run("fixmatch", 2, [[5, 0.3], [10, 0.9]]),  # seed 2: no supervised
     ]
     opts = CompareOptions(data=tmp_path, out=tmp_path, fractions=["1/8"], methods=["supervised", "dual_teacher"])
-    plan = Plan(opts, ["supervised", "dual_teacher", "unimatch", "fixmatch"], Adaptation([], []), {}, threads=1,
-                iterations=10)
+    plan = Plan(
+        opts, ["supervised", "dual_teacher", "unimatch", "fixmatch"], Adaptation([], []), {}, threads=1, iterations=10
+    )
     summary = summarize(results, plan)
     dual = summary["methods"]["dual_teacher"]["1/8"]
     assert dual["mean"] == pytest.approx(0.6) and dual["std"] == pytest.approx(0.1414, abs=1e-4)
@@ -102,7 +136,7 @@ def test_summary_schema_and_a_second_call_trains_nothing(data: Path, tmp_path: P
     assert set(summary) == {"upper_bound", "methods", "budget", "recipe"}
     assert set(summary["upper_bound"]) == {"mean", "std", "seeds", "per_seed"}
     assert set(summary["methods"]) == {"supervised", "dual_teacher"}
-    for method, cells in summary["methods"].items():
+    for cells in summary["methods"].values():
         cell = cells["1/8"]
         assert set(cell) == CELL_KEYS | {"equal_time"} and set(cell["equal_time"]) == CELL_KEYS
         assert isinstance(cell["mean"], float) and cell["std"] is None and set(cell["seeds"]) == {"0"}
@@ -135,8 +169,22 @@ def test_summary_schema_and_a_second_call_trains_nothing(data: Path, tmp_path: P
 
 def test_an_interrupted_run_writes_no_summary(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(running, "train", lambda cfg, progress: {"interrupted": "SIGTERM"})
-    run = Run("r", "supervised", "1/8", 0, "iterations", 4, str(tmp_path), "train", "train", (), tuple(TINY),
-              str(tmp_path / "run"), str(tmp_path / "r.json"), torch.get_num_threads())
+    run = Run(
+        "r",
+        "supervised",
+        "1/8",
+        0,
+        "iterations",
+        4,
+        str(tmp_path),
+        "train",
+        "train",
+        (),
+        tuple(TINY),
+        str(tmp_path / "run"),
+        str(tmp_path / "r.json"),
+        torch.get_num_threads(),
+    )
     assert running.run_one(run) is None
     assert not (tmp_path / "r.json").exists()
 
@@ -175,15 +223,18 @@ def test_the_default_length_is_the_recipes_after_its_warm_up(data: Path, tmp_pat
     assert planning.plan_comparison(options(data, tmp_path / "out", warmup=ITERATIONS)).iterations == 4
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"methods": ["supervised", "mean_teacher_v2"]}, "--methods: unknown 'mean_teacher_v2'"),
-    ({"methods": ["supervised", "train.epochs=3"]}, "overrides go after a one-value option"),
-    ({"overrides": ["train.epohcs=3"]}, "unknown setting train.epohcs"),
-    ({"overrides": ["train.seed=3"]}, "compare sets it for every run; use --seeds"),
-    ({"fractions": ["1/0"]}, "--labeled: cannot read label budget"),
-    ({"budgets": ["time"], "methods": ["supervised"]}, "add it to --methods"),
-    ({"fractions": ["100"]}, "asks for 100 ids but only 64 are available"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"methods": ["supervised", "mean_teacher_v2"]}, "--methods: unknown 'mean_teacher_v2'"),
+        ({"methods": ["supervised", "train.epochs=3"]}, "overrides go after a one-value option"),
+        ({"overrides": ["train.epohcs=3"]}, "unknown setting train.epohcs"),
+        ({"overrides": ["train.seed=3"]}, "compare sets it for every run; use --seeds"),
+        ({"fractions": ["1/0"]}, "--labeled: cannot read label budget"),
+        ({"budgets": ["time"], "methods": ["supervised"]}, "add it to --methods"),
+        ({"fractions": ["100"]}, "asks for 100 ids but only 64 are available"),
+    ],
+)
 def test_bad_input_fails_before_any_run_starts(data: Path, tmp_path: Path, monkeypatch, change, message) -> None:
     monkeypatch.setattr(cmp, "launch", no_training)
     monkeypatch.setattr(planning, "ProcessPoolExecutor", no_training)
@@ -205,8 +256,14 @@ def test_the_data_check_reads_masks_with_the_configured_ignore_index(tmp_path: P
     opts = options(root, tmp_path / "out", fractions=["4"], methods=["supervised"], iterations=2)
     with pytest.raises(DataError, match="values"):
         planning.plan_comparison(opts)
-    opts = options(root, tmp_path / "out", fractions=["4"], methods=["supervised"], iterations=2,
-                   overrides=[*TINY, "data.ignore_index=7"])
+    opts = options(
+        root,
+        tmp_path / "out",
+        fractions=["4"],
+        methods=["supervised"],
+        iterations=2,
+        overrides=[*TINY, "data.ignore_index=7"],
+    )
     assert planning.plan_comparison(opts).iterations == 2
 
 
@@ -220,8 +277,22 @@ def test_the_speed_probe_leaves_out_the_loader_start_up(tmp_path: Path, monkeypa
             self.state.iteration = stop_at
 
     monkeypatch.setattr(probe, "Trainer", Fake)
-    run = Run("p", "supervised", "1/8", 0, "probe", 1000, str(tmp_path), "train", "train", (), tuple(TINY),
-              str(tmp_path / "run"), str(tmp_path / "p.json"), 1)
+    run = Run(
+        "p",
+        "supervised",
+        "1/8",
+        0,
+        "probe",
+        1000,
+        str(tmp_path),
+        "train",
+        "train",
+        (),
+        tuple(TINY),
+        str(tmp_path / "run"),
+        str(tmp_path / "p.json"),
+        1,
+    )
     monkeypatch.setattr(Run, "config", lambda self: None)
     assert running.probe_worker(run) == pytest.approx(0.5)
 
@@ -229,8 +300,17 @@ def test_the_speed_probe_leaves_out_the_loader_start_up(tmp_path: Path, monkeypa
 @pytest.mark.slow
 def test_a_warm_start_trains_the_warm_up_first_and_counts_it(data: Path, tmp_path: Path, monkeypatch) -> None:
     out = tmp_path / "out"
-    result = compare(options(data, out, methods=["supervised", "mean_teacher"], warmup=2, upper_bound=True,
-                             budgets=["iterations", "time"], reference="mean_teacher"))
+    result = compare(
+        options(
+            data,
+            out,
+            methods=["supervised", "mean_teacher"],
+            warmup=2,
+            upper_bound=True,
+            budgets=["iterations", "time"],
+            reference="mean_teacher",
+        )
+    )
     assert result.failed == []
     summaries = {p.stem: json.loads(p.read_text()) for p in (out / "summaries").glob("*.json")}
     warmup = summaries.pop("1-8_seed0_supervised_warmup2")
@@ -238,8 +318,11 @@ def test_a_warm_start_trains_the_warm_up_first_and_counts_it(data: Path, tmp_pat
     upper = summaries.pop("all_seed0_supervised_all_iterations6")  # warm-up + run, from the pretrained encoder
     assert "warmup" not in upper
     timed = next(name for name in summaries if name.startswith("1-8_seed0_supervised_time"))
-    assert set(summaries) == {"1-8_seed0_supervised_iterations4_after_warmup2",
-                              "1-8_seed0_mean_teacher_iterations4_after_warmup2", timed}
+    assert set(summaries) == {
+        "1-8_seed0_supervised_iterations4_after_warmup2",
+        "1-8_seed0_mean_teacher_iterations4_after_warmup2",
+        timed,
+    }
     assert timed.endswith("_after_warmup2")
     for name, run in summaries.items():
         steps = int(name.split("_after")[0].rsplit("iterations", 1)[-1].rsplit("time", 1)[-1])
@@ -247,8 +330,8 @@ def test_a_warm_start_trains_the_warm_up_first_and_counts_it(data: Path, tmp_pat
         assert f"init_from: {out / 'runs' / '1-8_seed0_supervised_warmup2'}" in config
         assert run["warmup"] == {"name": warmup["name"], "iterations": 2, "train_seconds": warmup["train_seconds"]}
         assert run["iterations"] == 2 + steps
-        assert run["curve"][:len(warmup["curve"])] == warmup["curve"]
-        own = run["curve"][len(warmup["curve"]):]
+        assert run["curve"][: len(warmup["curve"])] == warmup["curve"]
+        own = run["curve"][len(warmup["curve"]) :]
         assert own[0][0] > warmup["train_seconds"] and run["train_seconds"] == pytest.approx(own[-1][0])
         assert run["s_per_it"] == pytest.approx((run["train_seconds"] - warmup["train_seconds"]) / steps)
     summary = json.loads((out / "summary.json").read_text())
@@ -256,8 +339,13 @@ def test_a_warm_start_trains_the_warm_up_first_and_counts_it(data: Path, tmp_pat
     assert "after a supervised warm-up of 2 iterations" in (out / "table.md").read_text()
 
     monkeypatch.setattr(cmp, "launch", no_training)
-    again = dict(methods=["supervised", "mean_teacher"], warmup=2, upper_bound=True, budgets=["iterations", "time"],
-                 reference="mean_teacher")
+    again = {
+        "methods": ["supervised", "mean_teacher"],
+        "warmup": 2,
+        "upper_bound": True,
+        "budgets": ["iterations", "time"],
+        "reference": "mean_teacher",
+    }
     assert compare(options(data, out, **again)).summary == summary
     with pytest.raises(ConfigError, match="--warmup"):
         compare(options(data, out, warmup=-1))
@@ -287,11 +375,15 @@ def test_runs_whose_warm_up_did_not_finish_do_not_train(data: Path, tmp_path: Pa
         return [run.name for run in runs if run.budget == "warmup"]  # the warm-up fails
 
     monkeypatch.setattr(cmp, "launch", launch)
-    result = compare(options(data, tmp_path / "out", methods=["supervised", "mean_teacher"], warmup=2,
-                             upper_bound=True))
+    result = compare(
+        options(data, tmp_path / "out", methods=["supervised", "mean_teacher"], warmup=2, upper_bound=True)
+    )
     assert launched == [["1-8_seed0_supervised_warmup2"], ["all_seed0_supervised_all_iterations6"]]
-    assert set(result.failed) == {"1-8_seed0_supervised_warmup2", "1-8_seed0_supervised_iterations4_after_warmup2",
-                                  "1-8_seed0_mean_teacher_iterations4_after_warmup2"}
+    assert set(result.failed) == {
+        "1-8_seed0_supervised_warmup2",
+        "1-8_seed0_supervised_iterations4_after_warmup2",
+        "1-8_seed0_mean_teacher_iterations4_after_warmup2",
+    }
 
 
 def partly_labelled(data: Path, keep: int) -> list[str]:
@@ -309,8 +401,17 @@ def test_masked_compares_on_the_images_that_have_a_mask(data: Path, tmp_path: Pa
     with pytest.raises(DataError, match="mask"):  # a budget needs every train image labelled
         planning.plan_comparison(options(data, tmp_path / "out", fractions=["1/8"]))
     out = tmp_path / "out"
-    result = compare(options(data, out, fractions=["masked"], seeds=[0, 1], iterations=2, warmup=1,
-                             methods=["supervised", "mean_teacher"]))
+    result = compare(
+        options(
+            data,
+            out,
+            fractions=["masked"],
+            seeds=[0, 1],
+            iterations=2,
+            warmup=1,
+            methods=["supervised", "mean_teacher"],
+        )
+    )
     assert result.failed == []
     assert (data / "splits" / "labeled_masked.txt").read_text().split() == masked
     assert (data / "splits" / "unlabeled_masked.txt").read_text().split() == train_ids[16:]
@@ -325,14 +426,18 @@ def test_masked_compares_on_the_images_that_have_a_mask(data: Path, tmp_path: Pa
     assert "| mean_teacher | masked |" in (out / "table.md").read_text()
 
 
-@pytest.mark.parametrize("change, keep, error, message", [
-    ({"upper_bound": True}, 16, ConfigError, "goes alone and without --upper-bound"),
-    ({"fractions": ["masked", "1/8"]}, 16, ConfigError, "goes alone"),
-    ({}, None, DataError, "every one of the 64 images .* has a mask"),
-    ({}, 0, DataError, "no image of the .* has a mask file"),
-])
-def test_masked_refuses_what_it_cannot_compare(data: Path, tmp_path: Path, monkeypatch, change, keep, error,
-                                               message) -> None:
+@pytest.mark.parametrize(
+    "change, keep, error, message",
+    [
+        ({"upper_bound": True}, 16, ConfigError, "goes alone and without --upper-bound"),
+        ({"fractions": ["masked", "1/8"]}, 16, ConfigError, "goes alone"),
+        ({}, None, DataError, "every one of the 64 images .* has a mask"),
+        ({}, 0, DataError, "no image of the .* has a mask file"),
+    ],
+)
+def test_masked_refuses_what_it_cannot_compare(
+    data: Path, tmp_path: Path, monkeypatch, change, keep, error, message
+) -> None:
     monkeypatch.setattr(cmp, "launch", no_training)
     if keep is not None:
         partly_labelled(data, keep)
@@ -343,22 +448,44 @@ def test_masked_refuses_what_it_cannot_compare(data: Path, tmp_path: Path, monke
 def test_a_variant_can_change_a_methods_own_settings() -> None:
     assert cmp_options.variant_of("dual_teacher+shift=150") == ("dual_teacher", ("method.shift=150",))
     assert cmp_options.variant_of("mean_teacher+ema_momentum=0.999+threshold=0.9") == (
-        "mean_teacher", ("method.ema_momentum=0.999", "method.threshold=0.9"))
-    options = CompareOptions(data=Path("."), out=Path("."), fractions=["1/8"], methods=["dual_teacher"],
-                                 variants=["dual_teacher+shift=labeled_pass"])
+        "mean_teacher",
+        ("method.ema_momentum=0.999", "method.threshold=0.9"),
+    )
+    options = CompareOptions(
+        data=Path("."),
+        out=Path("."),
+        fractions=["1/8"],
+        methods=["dual_teacher"],
+        variants=["dual_teacher+shift=labeled_pass"],
+    )
     assert cmp_options.check_options(options) == ["dual_teacher", "dual_teacher+shift=labeled_pass"]
-    for bad, match in (("dual_teacher+shift=0", "method.shift"), ("nothing+shift=5", "--variants: unknown 'nothing'"),
-                       ("mean_teacher+shift=5", "method.shift is not a setting of method 'mean_teacher'")):
+    for bad, match in (
+        ("dual_teacher+shift=0", "method.shift"),
+        ("nothing+shift=5", "--variants: unknown 'nothing'"),
+        ("mean_teacher+shift=5", "method.shift is not a setting of method 'mean_teacher'"),
+    ):
         with pytest.raises(ConfigError, match=match):
             cmp_options.check_options(CompareOptions(data=Path("."), out=Path("."), fractions=["1/8"], variants=[bad]))
 
 
 def test_a_method_setting_for_every_run_reaches_the_methods_that_have_it() -> None:
-    options = CompareOptions(data=Path("."), out=Path("."), fractions=["1/8"],
-                                 methods=["supervised", "mean_teacher"], overrides=["method.threshold=0.9"])
+    options = CompareOptions(
+        data=Path("."),
+        out=Path("."),
+        fractions=["1/8"],
+        methods=["supervised", "mean_teacher"],
+        overrides=["method.threshold=0.9"],
+    )
     assert cmp_options.check_options(options) == ["supervised", "mean_teacher"]
     assert for_method("supervised", options.overrides) == []
     assert for_method("mean_teacher", options.overrides) == ["method.threshold=0.9"]
     with pytest.raises(ConfigError, match="override method.icl_weight: a setting of none of the methods compared"):
-        cmp_options.check_options(CompareOptions(data=Path("."), out=Path("."), fractions=["1/8"],
-                                             methods=["supervised", "mean_teacher"], overrides=["method.icl_weight=0.1"]))
+        cmp_options.check_options(
+            CompareOptions(
+                data=Path("."),
+                out=Path("."),
+                fractions=["1/8"],
+                methods=["supervised", "mean_teacher"],
+                overrides=["method.icl_weight=0.1"],
+            )
+        )

@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 
 from dualteacher.config import ConfigError, load_config, shipped_configs
-from dualteacher.experiments.recipe import run_length
-from dualteacher.experiments.recipe import recipe_config
+from dualteacher.experiments.recipe import recipe_config, run_length
 from dualteacher.registry import METHODS
 
 CONFIGS = shipped_configs()
@@ -42,7 +41,9 @@ def test_a_file_of_the_same_name_wins_over_the_shipped_config(tmp_path: Path, mo
 
 def test_an_unknown_config_lists_the_shipped_ones(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match=r"configs/voc_clasic\.yaml does not exist; shipped configs: .*voc_classic_r101"):
+    with pytest.raises(
+        ConfigError, match=r"configs/voc_clasic\.yaml does not exist; shipped configs: .*voc_classic_r101"
+    ):
         load_config("configs/voc_clasic.yaml")
     with pytest.raises(ConfigError, match="elsewhere/voc_classic_r101.yaml does not exist"):
         load_config("elsewhere/voc_classic_r101.yaml")  # only a bare name or configs/NAME means a shipped config
@@ -58,7 +59,12 @@ def test_digit_configs_match_the_recipe(method: str) -> None:
     assert method in METHODS
     shipped = load_config(f"digits_{method}")
     recipe = recipe_config(
-        Path(shipped.data.root), shipped.data.labeled_split, shipped.data.unlabeled_split, method,
-        Path(shipped.run_dir), run_length(shipped), shipped.train.seed,
+        Path(shipped.data.root),
+        shipped.data.labeled_split,
+        shipped.data.unlabeled_split,
+        method,
+        Path(shipped.run_dir),
+        run_length(shipped),
+        shipped.train.seed,
     )
     assert shipped == recipe

@@ -10,9 +10,17 @@ import dualteacher.experiments.plots as plots
 from dualteacher.data.digits import generate_digit_scenes
 from dualteacher.runlog import read_log
 
-TINY = ["data.crop_size=48", "data.workers=0", "data.val_batch_size=8", "model.weights=null",
-        "model.decoder_channels=32", "train.batch_size=4", "train.unlabeled_batch_size=4",
-        "train.eval_every=1", "train.probe_images=2"]
+TINY = [
+    "data.crop_size=48",
+    "data.workers=0",
+    "data.val_batch_size=8",
+    "model.weights=null",
+    "model.decoder_channels=32",
+    "train.batch_size=4",
+    "train.unlabeled_batch_size=4",
+    "train.eval_every=1",
+    "train.probe_images=2",
+]
 
 
 @pytest.fixture
@@ -32,19 +40,27 @@ def test_the_demo_warm_starts_every_method_and_counts_the_warm_up(tiny_scenes, t
         return real_load_model(path, role)
 
     monkeypatch.setattr(plots, "load_model", load_model)
-    rows = demo.run_demo(out, methods=["supervised", "mean_teacher"], iterations=2, warmup=2, progress=False,
-                         extra=TINY)
+    rows = demo.run_demo(
+        out, methods=["supervised", "mean_teacher"], iterations=2, warmup=2, progress=False, extra=TINY
+    )
     assert [r["method"] for r in rows] == ["supervised", "mean_teacher", "supervised_all"]
     warm = [r["warmup_train_seconds"] for r in rows]
     assert warm[0] == warm[1] > 0 and warm[2] == 0
     assert all(r["train_seconds"] > r["warmup_train_seconds"] for r in rows)
-    trained = {name: [r["iteration"] for r in read_log(out / name) if r["type"] == "eval"][-1]
-               for name in ("warmup", "supervised", "mean_teacher", "supervised_all")}
-    assert [r["iterations"] for r in rows] == [trained["warmup"] + trained["supervised"],
-                                               trained["warmup"] + trained["mean_teacher"], trained["supervised_all"]]
+    trained = {
+        name: [r["iteration"] for r in read_log(out / name) if r["type"] == "eval"][-1]
+        for name in ("warmup", "supervised", "mean_teacher", "supervised_all")
+    }
+    assert [r["iterations"] for r in rows] == [
+        trained["warmup"] + trained["supervised"],
+        trained["warmup"] + trained["mean_teacher"],
+        trained["supervised_all"],
+    ]
     assert (out / "demo.png").stat().st_size > 0
     # the figure shows the final students, whose mIoU the table reports (best.safetensors may hold a teacher)
-    assert loaded == [(Path(run) / "last.safetensors", "student") for run in ("supervised", "mean_teacher", "supervised_all")]
+    assert loaded == [
+        (Path(run) / "last.safetensors", "student") for run in ("supervised", "mean_teacher", "supervised_all")
+    ]
     assert json.loads((out / "results.json").read_text()) == rows
     for name in ("supervised", "mean_teacher"):
         settings = (out / name / "config.yaml").read_text()
@@ -53,12 +69,15 @@ def test_the_demo_warm_starts_every_method_and_counts_the_warm_up(tiny_scenes, t
     assert trained == {"warmup": 2, "supervised": 2, "mean_teacher": 2, "supervised_all": 4}
     # a second call reuses the finished runs, says so, and reports the same table (times from the logs)
     caplog.clear()
-    again = demo.run_demo(out, methods=["supervised", "mean_teacher"], iterations=2, warmup=2, progress=False,
-                          extra=TINY)
+    again = demo.run_demo(
+        out, methods=["supervised", "mean_teacher"], iterations=2, warmup=2, progress=False, extra=TINY
+    )
     printed = caplog.text
     assert again == rows and demo.format_table(rows) in printed
-    assert all(f"{name}: finished in an earlier call, reused" in printed
-               for name in ("warmup", "supervised", "mean_teacher", "supervised_all"))
+    assert all(
+        f"{name}: finished in an earlier call, reused" in printed
+        for name in ("warmup", "supervised", "mean_teacher", "supervised_all")
+    )
     with pytest.raises(ValueError, match="iterations >= 1 and warmup >= 0"):
         demo.run_demo(out, iterations=2, warmup=-1, extra=TINY)
 
@@ -79,7 +98,10 @@ def test_an_interrupted_run_stops_the_demo(tiny_scenes, tmp_path, monkeypatch):
 def test_without_warm_up_no_run_is_warm_started():
     runs = demo.demo_runs(["supervised", "dual_teacher"], "l", "u", 5, 0, upper_bound=True)
     assert [(r.name, r.iterations, r.warm_start) for r in runs] == [
-        ("supervised", 5, False), ("dual_teacher", 5, False), ("supervised_all", 5, False)]
+        ("supervised", 5, False),
+        ("dual_teacher", 5, False),
+        ("supervised_all", 5, False),
+    ]
 
 
 def test_scenes_are_chosen_by_disagreement_alone_and_scored_on_digit_pixels():

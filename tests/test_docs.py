@@ -15,10 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from quickstart_block import README, quickstart, short_quickstart
 
 from dualteacher.cli import build_parser, sub_commands
 from dualteacher.registry import DATASETS, METHODS, NETWORKS, TRACKERS
+
+from quickstart_block import README, quickstart, short_quickstart
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -29,18 +30,42 @@ PACKAGE = ROOT / "src" / "dualteacher"
 # and at equal wall-clock, the from-scratch comparison, the checks against the papers, both
 # ablations and the step-cost tables.
 REPORT_FACTS = (
-    "0.752", "0.468", "0.591", "0.725",                               # summary
-    "0.40 / 0.71 / 0.83", "0.742", "0.546", "0.331",                  # protocol study
+    "0.752",
+    "0.468",
+    "0.591",
+    "0.725",  # summary
+    "0.40 / 0.71 / 0.83",
+    "0.742",
+    "0.546",
+    "0.331",  # protocol study
     "python benchmarks/protocol_study.py",
-    "0.390", "0.439", "196 s",                                        # demo
-    "0.468 ± 0.062", "0.401 ± 0.010", "0.617 ± 0.035", "558 / 368 / 390",   # equal iterations
-    "2350 / 2150 / 2200", "1122 / 1029 / 1173", "0.587 ± 0.030",           # equal wall-clock
+    "0.390",
+    "0.439",
+    "196 s",  # demo
+    "0.468 ± 0.062",
+    "0.401 ± 0.010",
+    "0.617 ± 0.035",
+    "558 / 368 / 390",  # equal iterations
+    "2350 / 2150 / 2200",
+    "1122 / 1029 / 1173",
+    "0.587 ± 0.030",  # equal wall-clock
     "python benchmarks/compare_methods.py --upper-bound --variants dual_teacher_persistent --report-only",
-    "0.438 ± 0.050", "0.284 (1 seed)", "--out benchmarks/results/compare_from_scratch --report-only",
-    "0.11 σ", "+0.009 to +0.052", "python benchmarks/run_diagnostics.py",  # checks
-    "0.512", "29.4 %", "0.503 (−1.4)", "0.08 0.10 0.12 0.14 0.16 0.20 0.23 0.23",  # ablations
+    "0.438 ± 0.050",
+    "0.284 (1 seed)",
+    "--out benchmarks/results/compare_from_scratch --report-only",
+    "0.11 σ",
+    "+0.009 to +0.052",
+    "python benchmarks/run_diagnostics.py",  # checks
+    "0.512",
+    "29.4 %",
+    "0.503 (−1.4)",
+    "0.08 0.10 0.12 0.14 0.16 0.20 0.23 0.23",  # ablations
     "python benchmarks/dual_teacher_ablation.py --iterations 700",
-    "578.5", "1,614 images/s", "85.3", "17.5 GiB", "python benchmarks/step_cost.py",  # step costs
+    "578.5",
+    "1,614 images/s",
+    "85.3",
+    "17.5 GiB",
+    "python benchmarks/step_cost.py",  # step costs
 )
 
 
@@ -70,9 +95,14 @@ def test_readme_links_to_files_that_exist() -> None:
 
 def method_settings() -> dict[str, dict[str, object]]:
     """Every registered method's settings but ``name``, with their defaults."""
-    return {method: {f.name: getattr(METHODS.get(method).Settings(), f.name)
-                     for f in dataclasses.fields(METHODS.get(method).Settings) if f.name != "name"}
-            for method in METHODS}
+    return {
+        method: {
+            f.name: getattr(METHODS.get(method).Settings(), f.name)
+            for f in dataclasses.fields(METHODS.get(method).Settings)
+            if f.name != "name"
+        }
+        for method in METHODS
+    }
 
 
 def as_yaml(value: object) -> str:
@@ -99,12 +129,19 @@ def test_the_code_map_names_every_module() -> None:
     """Every module but the package folders' ``__init__.py`` and the modules that only hold a
     registered extension (a new method's file is listed by ``METHODS``, not by the code map)."""
     text = (DOCS / "code-map.md").read_text(encoding="utf-8")
-    extensions = {registry.get(name).__module__ for registry in (METHODS, DATASETS, NETWORKS, TRACKERS)
-                  for name in registry}
-    modules = [path.relative_to(PACKAGE).as_posix() for path in sorted(PACKAGE.rglob("*.py"))
-               if path.name != "__init__.py" or path.parent == PACKAGE]
-    missing = [module for module in modules if f"`{module}`" not in text
-               and "dualteacher." + module.removesuffix(".py").replace("/", ".") not in extensions]
+    extensions = {
+        registry.get(name).__module__ for registry in (METHODS, DATASETS, NETWORKS, TRACKERS) for name in registry
+    }
+    modules = [
+        path.relative_to(PACKAGE).as_posix()
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "__init__.py" or path.parent == PACKAGE
+    ]
+    missing = [
+        module
+        for module in modules
+        if f"`{module}`" not in text and "dualteacher." + module.removesuffix(".py").replace("/", ".") not in extensions
+    ]
     assert not missing, f"docs/code-map.md lacks {missing}"
 
 
@@ -123,19 +160,41 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
     build = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"), "--site-dir", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert build.returncode == 0, f"mkdocs build --strict failed:\n{build.stdout}\n{build.stderr}"
     return out
 
 
 def test_site_has_every_page_and_the_figures(site: Path) -> None:
-    for page in ("getting-started", "training", "compare", "evaluation", "inference", "sharing", "benchmarks",
-                 "distributed", "reproducibility", "tracking", "data-checks", "report", "methods", "extending",
-                 "code-map"):
+    for page in (
+        "getting-started",
+        "training",
+        "compare",
+        "evaluation",
+        "inference",
+        "sharing",
+        "benchmarks",
+        "distributed",
+        "reproducibility",
+        "tracking",
+        "data-checks",
+        "report",
+        "methods",
+        "extending",
+        "code-map",
+    ):
         assert (site / page / "index.html").is_file(), page
-    for figure in ("demo.png", "predict_example.png", "results/compare/miou_vs_time.png",
-                   "results/compare_from_scratch/miou_vs_time.png"):
+    for figure in (
+        "demo.png",
+        "predict_example.png",
+        "results/compare/miou_vs_time.png",
+        "results/compare_from_scratch/miou_vs_time.png",
+    ):
         assert (site / figure).stat().st_size > 10_000, figure
 
 
@@ -150,8 +209,17 @@ def test_cli_reference_is_the_parser_help(site: Path) -> None:
 
 def test_api_reference_documents_the_public_api(site: Path) -> None:
     text = page_text(site, "reference/api")
-    for name in ("load_model", "LoadedModel", "eval_dataset", "load_config", "Config", "train", "TrainResult",
-                 "CompareOptions", "prepare_folder"):
+    for name in (
+        "load_model",
+        "LoadedModel",
+        "eval_dataset",
+        "load_config",
+        "Config",
+        "train",
+        "TrainResult",
+        "CompareOptions",
+        "prepare_folder",
+    ):
         assert re.search(rf"\b{name}\b", text), name
     assert "Rebuild the network stored at" in text  # load_model's docstring, rendered
     assert "Train (or continue) a run; two forms" in text  # dualteacher.train's
@@ -167,9 +235,14 @@ def test_report_keeps_every_table_and_its_command(site: Path) -> None:
 
 def test_data_checks_keep_the_real_data_rules_and_the_timing_table(site: Path) -> None:
     checks = page_text(site, "data-checks")
-    for fact in ("dualteacher make-digits --num-train 3000 --num-val 500", "headers read, masks decoded 2.1 s 0.49 s",
-                 "every image and mask decoded once 8.6 s 0.51 s", "no PNG checksums) 7.3 s 0.47 s",
-                 "108 ms instead of 251 ms", "JPEG-stored"):
+    for fact in (
+        "dualteacher make-digits --num-train 3000 --num-val 500",
+        "headers read, masks decoded 2.1 s 0.49 s",
+        "every image and mask decoded once 8.6 s 0.51 s",
+        "no PNG checksums) 7.3 s 0.47 s",
+        "108 ms instead of 251 ms",
+        "JPEG-stored",
+    ):
         assert fact in checks, fact
     guide = page_text(site, "getting-started")
     assert "Phone photos" in guide and "exiftool -n -Orientation=1 -overwrite_original FILE" in guide

@@ -16,6 +16,11 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+
+import dualteacher
+from dualteacher.cli import VERSION_DISTRIBUTIONS, main, parse_args
+from dualteacher.extras import MissingExtraError, locate, require
+
 from packaging_utils import (
     CONSTRAINTS,
     REPO,
@@ -26,10 +31,6 @@ from packaging_utils import (
     venv_bin,
     wheel,  # noqa: F401  (fixture)
 )
-
-import dualteacher
-from dualteacher.cli import VERSION_DISTRIBUTIONS, main, parse_args
-from dualteacher.extras import MissingExtraError, locate, require
 
 EXTRA_ONLY = {"mlxtend", "scikit-image", "onnx", "onnxruntime", "pytest", "mkdocs"}
 """Distributions that only an extra may bring."""
@@ -80,8 +81,10 @@ def test_version_prints_every_library_python_and_devices(capsys) -> None:
 
 
 def test_help_and_version_parsing_do_not_import_torch() -> None:
-    code = ("import sys\nfrom dualteacher.cli import main\ntry:\n    main(['--help'])\n"
-            "except SystemExit as e:\n    print(e.code, 'torch' in sys.modules, file=sys.stderr)")
+    code = (
+        "import sys\nfrom dualteacher.cli import main\ntry:\n    main(['--help'])\n"
+        "except SystemExit as e:\n    print(e.code, 'torch' in sys.modules, file=sys.stderr)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "--version" in result.stdout and result.stderr.split() == ["0", "False"]
 
@@ -122,9 +125,11 @@ def test_wheel_carries_licence_metadata_and_data_files(wheel: Path) -> None:  # 
     assert "dualteacher/py.typed" in names
     assert meta["Author"] == "dualteacher developers" and "Typing :: Typed" in (meta.get_all("Classifier") or [])
     packaged = {n for n in names if n.startswith("dualteacher/")}
-    shipped = {f"dualteacher/{p.relative_to(REPO / 'src' / 'dualteacher').as_posix()}"
-               for p in (REPO / "src" / "dualteacher").rglob("*")
-               if p.is_file() and p.suffix in (".py", ".typed", ".yaml", ".json") and "__pycache__" not in p.parts}
+    shipped = {
+        f"dualteacher/{p.relative_to(REPO / 'src' / 'dualteacher').as_posix()}"
+        for p in (REPO / "src" / "dualteacher").rglob("*")
+        if p.is_file() and p.suffix in (".py", ".typed", ".yaml", ".json") and "__pycache__" not in p.parts
+    }
     assert shipped <= packaged
 
 
@@ -181,7 +186,11 @@ def test_missing_extras_fail_clearly_in_a_core_install(installed_venv: Path, tmp
     assert digits.returncode == 2
     assert "making the built-in digit scenes needs the 'demo' extra" in digits.stderr
     assert "pip install 'dualteacher[demo]'" in digits.stderr
-    export = run([dualteacher_cli, "export", tmp_path / "run" / "best.safetensors", "--onnx", tmp_path / "m.onnx"],
-                 cwd=tmp_path, timeout=120, check=False)
+    export = run(
+        [dualteacher_cli, "export", tmp_path / "run" / "best.safetensors", "--onnx", tmp_path / "m.onnx"],
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
     assert export.returncode == 2 and "pip install 'dualteacher[export]'" in export.stderr
     assert "--no-check" in export.stderr and not (tmp_path / "m.onnx").exists()

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from packaging_utils import installed_venv, run, venv_bin, wheel  # noqa: F401  (fixtures)
 from PIL import Image
+
+from packaging_utils import installed_venv, run, venv_bin, wheel  # noqa: F401  (fixtures)
 from quickstart_block import short_quickstart
 
 SIDE, IMAGES, MASKS = 64, 12, 6
@@ -47,21 +48,26 @@ def digest(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_the_readme_quick_start_runs_from_the_wheel_on_binary_masks(installed_venv: Path,  # noqa: F811
-                                                                      tmp_path: Path) -> None:
+def test_the_readme_quick_start_runs_from_the_wheel_on_binary_masks(
+    installed_venv: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     project = tmp_path / "project"
     data = binary_folder(project / "mydata")
     masks_before = digest(data / "masks")
-    env = {"PATH": f"{venv_bin(installed_venv, 'python').parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "OMP_NUM_THREADS": "2"}
+    env = {
+        "PATH": f"{venv_bin(installed_venv, 'python').parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "OMP_NUM_THREADS": "2",
+    }
     where = run(["python", "-c", "import dualteacher; print(dualteacher.__file__)"], cwd=project, env=env).stdout
     assert Path(where.strip()).is_relative_to(installed_venv), where  # the wheel, not the checkout
     out: dict[str, str] = {}
     for command in short_quickstart():
         verb = shlex.split(command)[1]
         result = run(["bash", "-c", command], cwd=project, env=env, timeout=COMMAND_SECONDS, check=False)
-        assert result.returncode == 0, f"{command} exited {result.returncode}:\n{result.stdout[-4000:]}\n" \
-                                       f"{result.stderr[-4000:]}"
+        assert result.returncode == 0, (
+            f"{command} exited {result.returncode}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
         out[verb] = result.stdout
     assert list(out) == ["init", "check-data", "train", "eval", "predict"]
 
@@ -79,7 +85,9 @@ def test_the_readme_quick_start_runs_from_the_wheel_on_binary_masks(installed_ve
     assert score, out["eval"]
     miou = float(score.group(1))
     assert 0.0 <= miou <= 1.0
-    assert re.search(r"^\s+foreground\s+(\d\.\d+|absent)$", out["eval"], re.MULTILINE), out["eval"]  # 255 scored as class 1
+    assert re.search(r"^\s+foreground\s+(\d\.\d+|absent)$", out["eval"], re.MULTILINE), out[
+        "eval"
+    ]  # 255 scored as class 1
 
     predictions = project / "predictions"
     images = sorted(p.stem for p in (data / "images").iterdir())

@@ -41,15 +41,17 @@ def test_crop_never_exceeds_the_smallest_train_image(tiny_data) -> None:
     assert recipe.crop_size > 48
     assert "data.crop_size=48" in adapted.overrides
     assert f"data.val_batch_size={recipe.val_batch_size}" in adapted.overrides
-    assert adapted.account[0].startswith(f"data.crop_size=48: the recipe's {recipe.crop_size} px would not fit; "
-                                         "the smallest train image side is 48 px")
+    assert adapted.account[0].startswith(
+        f"data.crop_size=48: the recipe's {recipe.crop_size} px would not fit; the smallest train image side is 48 px"
+    )
 
 
 def test_large_val_images_get_a_smaller_val_batch_and_the_users_settings_win(tmp_path: Path) -> None:
     recipe = load_config(None, RECIPE).data
     side = recipe.crop_size + 16
-    source = open_source("folder", folder_data(tmp_path / "d", [(side + 20, side), (side + 10, side + 40)],
-                                               [(1280, 800), (64, 64)]))
+    source = open_source(
+        "folder", folder_data(tmp_path / "d", [(side + 20, side), (side + 10, side + 40)], [(1280, 800), (64, 64)])
+    )
     adapted = adapt_recipe(source, ["train"], "val")
     assert recipe.val_batch_size * recipe.crop_size**2 < 1280 * 800  # so a val batch of one image is the most
     assert adapted.overrides == [f"data.crop_size={recipe.crop_size}", "data.val_batch_size=1"]

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +15,34 @@ import torch
 import yaml
 from torch import Tensor
 
-from conftest import tiny_overrides
-from method_contract import MethodContract
 import dualteacher
-from dualteacher.experiments import budgets
-from dualteacher.experiments.compare import options as compare
-from dualteacher.experiments import recipe
-from dualteacher.semi.mixing import make_mix_mask, no_mixing
 from dualteacher.cli import build_parser, sub_commands
-from dataclasses import dataclass
-
 from dualteacher.config import ConfigError, MethodSettings, load_config
 from dualteacher.data.check import needs_unlabeled
 from dualteacher.data.source import DataSource
+from dualteacher.experiments import budgets, recipe
+from dualteacher.experiments.compare import options as compare
+from dualteacher.inference.modes import EvalMode
+from dualteacher.methods import Batch, Method
+from dualteacher.registry import (
+    DATASETS,
+    ENTRY_POINT_GROUPS,
+    EVAL_MODES,
+    METHODS,
+    MIXINGS,
+    NETWORKS,
+    THRESHOLD_MODES,
+    TRACKERS,
+    PluginError,
+    Registry,
+)
+from dualteacher.semi.losses import supervised_ce
+from dualteacher.semi.mixing import make_mix_mask, no_mixing
 from dualteacher.training.loop import train
 from dualteacher.training.trackers import CsvTracker, Tracker
-from dualteacher.inference.modes import EvalMode
-from dualteacher.semi.losses import supervised_ce
-from dualteacher.methods import Batch, Method
-from dualteacher.registry import (DATASETS, ENTRY_POINT_GROUPS, EVAL_MODES, METHODS, MIXINGS, NETWORKS, THRESHOLD_MODES,
-                                  TRACKERS, PluginError, Registry)
+
+from conftest import tiny_overrides
+from method_contract import MethodContract
 
 
 class LabelledOnly(Method):
@@ -51,9 +60,14 @@ class TestLabelledOnlyContract(MethodContract):
     method = LabelledOnly
 
 
-@pytest.mark.parametrize(("registry", "kind"), [
-    (METHODS, Method), (DATASETS, DataSource), (EVAL_MODES, EvalMode),
-])
+@pytest.mark.parametrize(
+    ("registry", "kind"),
+    [
+        (METHODS, Method),
+        (DATASETS, DataSource),
+        (EVAL_MODES, EvalMode),
+    ],
+)
 def test_every_class_entry_resolves_and_names_itself(registry: Registry, kind: type) -> None:
     for name in registry:
         target = registry.get(name)
@@ -92,14 +106,17 @@ def test_a_name_is_registered_once_and_only_inside_its_block() -> None:
         METHODS.get("labelled_only")
 
 
-@pytest.mark.parametrize(("registry", "key", "value", "target"), [
-    (METHODS, "method.name", "toy", LabelledOnly),
-    (DATASETS, "data.dataset", "toy", DataSource),
-    (EVAL_MODES, "data.eval_mode", "toy", EvalMode()),
-    (THRESHOLD_MODES, "method.threshold_mode", "toy", lambda confident, valid: valid),
-    (MIXINGS, "method.mixings", "[toy]", no_mixing),
-    (TRACKERS, "train.loggers", "[toy]", CsvTracker),
-])
+@pytest.mark.parametrize(
+    ("registry", "key", "value", "target"),
+    [
+        (METHODS, "method.name", "toy", LabelledOnly),
+        (DATASETS, "data.dataset", "toy", DataSource),
+        (EVAL_MODES, "data.eval_mode", "toy", EvalMode()),
+        (THRESHOLD_MODES, "method.threshold_mode", "toy", lambda confident, valid: valid),
+        (MIXINGS, "method.mixings", "[toy]", no_mixing),
+        (TRACKERS, "train.loggers", "[toy]", CsvTracker),
+    ],
+)
 def test_config_validation_reads_the_registries(registry: Registry, key: str, value: str, target: object) -> None:
     method = [] if key == "method.name" else ["method.name=dual_teacher"]
     with pytest.raises(ConfigError, match=key):
@@ -147,7 +164,10 @@ def test_a_method_declares_its_settings_in_its_own_class() -> None:
         assert isinstance(cfg, PickySettings) and cfg.pickiness == 0.7
         with pytest.raises(ConfigError, match="method.pickiness: picky wants >= 0.5"):
             load_config(None, ["method.name=picky", "method.pickiness=0.2"])
-        with pytest.raises(ConfigError, match="method.threshold is not a setting of method 'picky'; its settings: init_from, name, pickiness"):
+        with pytest.raises(
+            ConfigError,
+            match="method.threshold is not a setting of method 'picky'; its settings: init_from, name, pickiness",
+        ):
             load_config(None, ["method.name=picky", "method.threshold=0.9"])
     with pytest.raises(ConfigError, match="'picky' is not one of supervised"):
         recipe.method_settings("picky")
@@ -162,10 +182,14 @@ def test_the_comparison_trains_every_registered_method() -> None:
 
 
 @pytest.mark.slow
-def test_a_registered_toy_method_trains_without_the_unlabelled_split_it_does_not_read(tiny_data, tmp_path: Path) -> None:
+def test_a_registered_toy_method_trains_without_the_unlabelled_split_it_does_not_read(
+    tiny_data, tmp_path: Path
+) -> None:
     """Whether training reads the unlabelled split is asked of the method, not of its name: the
     split named here does not exist, and neither the data check nor the loaders look for it."""
-    overrides = tiny_overrides(tiny_data, tmp_path / "run", "labelled_only", data__unlabeled_split="absent", train__epochs=1)
+    overrides = tiny_overrides(
+        tiny_data, tmp_path / "run", "labelled_only", data__unlabeled_split="absent", train__epochs=1
+    )
     with METHODS.registered("labelled_only", LabelledOnly):
         cfg = load_config(None, overrides)
         assert not needs_unlabeled(cfg)
@@ -189,34 +213,53 @@ def write_distribution(root: Path, name: str, entry_points: dict[str, dict[str, 
     info = root / f"{name.replace('-', '_')}-0.1.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("".join(
-        f"[{group}]\n" + "".join(f"{key} = {value}\n" for key, value in points.items()) + "\n"
-        for group, points in entry_points.items()))
+    (info / "entry_points.txt").write_text(
+        "".join(
+            f"[{group}]\n" + "".join(f"{key} = {value}\n" for key, value in points.items()) + "\n"
+            for group, points in entry_points.items()
+        )
+    )
     for path, text in files.items():
         (root / path).write_text(text)
 
 
 def test_every_registry_takes_entry_points_of_its_own_group() -> None:
     assert ENTRY_POINT_GROUPS == {
-        "dualteacher.methods": METHODS, "dualteacher.datasets": DATASETS, "dualteacher.networks": NETWORKS,
-        "dualteacher.mixings": MIXINGS, "dualteacher.threshold_modes": THRESHOLD_MODES,
-        "dualteacher.eval_modes": EVAL_MODES, "dualteacher.trackers": TRACKERS,
+        "dualteacher.methods": METHODS,
+        "dualteacher.datasets": DATASETS,
+        "dualteacher.networks": NETWORKS,
+        "dualteacher.mixings": MIXINGS,
+        "dualteacher.threshold_modes": THRESHOLD_MODES,
+        "dualteacher.eval_modes": EVAL_MODES,
+        "dualteacher.trackers": TRACKERS,
     }
 
 
 def test_an_installed_package_adds_names_through_entry_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write_distribution(tmp_path, "toy-points", {"dualteacher.test_toys": {
-        "answer": "toy_points:ANSWER", "broken": "toy_points_gone:ANSWER", "builtin": "toy_points:ANSWER",
-    }}, {"toy_points.py": "ANSWER = 42\n"})
+    write_distribution(
+        tmp_path,
+        "toy-points",
+        {
+            "dualteacher.test_toys": {
+                "answer": "toy_points:ANSWER",
+                "broken": "toy_points_gone:ANSWER",
+                "builtin": "toy_points:ANSWER",
+            }
+        },
+        {"toy_points.py": "ANSWER = 42\n"},
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = Registry("toy", {"builtin": "json:dumps"}, group="dualteacher.test_toys")
     with pytest.warns(RuntimeWarning, match="the package toy-points 0.1 declares toy 'builtin'.*ignoring it"):
         assert set(registry) == {"builtin", "answer", "broken"}
     assert "toy_points" not in sys.modules  # the names are known, nothing imported
     assert registry.get("answer") == 42 and registry.get("builtin").__module__ == "json"
-    with pytest.raises(PluginError, match=r"toy 'broken' is registered by the entry point 'broken = toy_points_gone:ANSWER' "
-                                          r"\(group dualteacher.test_toys\) of the package toy-points 0.1, which failed "
-                                          r"to load: ModuleNotFoundError"):
+    with pytest.raises(
+        PluginError,
+        match=r"toy 'broken' is registered by the entry point 'broken = toy_points_gone:ANSWER' "
+        r"\(group dualteacher.test_toys\) of the package toy-points 0.1, which failed "
+        r"to load: ModuleNotFoundError",
+    ):
         registry.get("broken")
     with pytest.raises(ValueError, match="already registered"):
         registry.register("answer", 0)
@@ -243,15 +286,29 @@ class ToyMethod(Supervised):
 def test_a_method_of_an_installed_package_is_found_by_the_command_line(tmp_path: Path) -> None:
     """Spawns the CLI with a distribution (its dist-info written here, on PYTHONPATH) that declares
     a method in the ``dualteacher.methods`` entry-point group, and one whose module is missing."""
-    write_distribution(tmp_path / "site", "toy-method", {"dualteacher.methods": {
-        "toy_method": "toy_method:ToyMethod", "broken_method": "toy_method_gone:ToyMethod",
-    }}, {"toy_method.py": TOY_METHOD})
+    write_distribution(
+        tmp_path / "site",
+        "toy-method",
+        {
+            "dualteacher.methods": {
+                "toy_method": "toy_method:ToyMethod",
+                "broken_method": "toy_method_gone:ToyMethod",
+            }
+        },
+        {"toy_method.py": TOY_METHOD},
+    )
     src = Path(dualteacher.__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(src)])}
 
     def cli(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "dualteacher", *argv], capture_output=True, text=True, env=env,
-                              cwd=tmp_path, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "dualteacher", *argv],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            check=False,
+        )
 
     assert "toy_method" in cli("train", "--help").stdout  # a --method choice
     done = cli("train", "method.name=toy_method", "method.toy_weight=2", "--print-config")
@@ -261,5 +318,7 @@ def test_a_method_of_an_installed_package_is_found_by_the_command_line(tmp_path:
     assert done.returncode == 2 and "did you mean method.toy_weight?" in done.stderr
     done = cli("train", "method.name=broken_method")
     assert done.returncode == 2
-    assert ("error: method 'broken_method' is registered by the entry point 'broken_method = toy_method_gone:ToyMethod' "
-            "(group dualteacher.methods) of the package toy-method 0.1, which failed to load: ModuleNotFoundError") in done.stderr
+    assert (
+        "error: method 'broken_method' is registered by the entry point 'broken_method = toy_method_gone:ToyMethod' "
+        "(group dualteacher.methods) of the package toy-method 0.1, which failed to load: ModuleNotFoundError"
+    ) in done.stderr

@@ -8,19 +8,22 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from conftest import tiny_overrides
 from dualteacher.cli import main
 from dualteacher.config import load_config, method_settings_class
-from dualteacher.training.loop import Trainer
-from dualteacher.methods import MethodContext, build_method
 from dualteacher.experiments.plots import pseudo_label_grid
+from dualteacher.methods import MethodContext, build_method
+from dualteacher.training.loop import Trainer
+
+from conftest import tiny_overrides
 
 
 @pytest.fixture(scope="module")
 def dual_run(tiny_data, tmp_path_factory: pytest.TempPathFactory) -> tuple[Trainer, Path]:
     """Two one-iteration epochs of Dual Teacher, a shift each: teacher1 serves the first, teacher2 the second."""
     run = tmp_path_factory.mktemp("report") / "dt"
-    cfg = load_config(None, tiny_overrides(tiny_data, run, "dual_teacher", train__iters_per_epoch=1, method__shift="epoch"))
+    cfg = load_config(
+        None, tiny_overrides(tiny_data, run, "dual_teacher", train__iters_per_epoch=1, method__shift="epoch")
+    )
     trainer = Trainer(cfg, progress=False)
     trainer.fit()
     return trainer, run
@@ -41,8 +44,14 @@ def test_pictures_are_saved_at_every_evaluation(dual_run) -> None:
 def test_active_teacher_names_the_pseudo_labeller() -> None:
     def context(name: str) -> MethodContext:
         cfg = method_settings_class(name)(name=name)
-        return MethodContext(cfg=cfg, build=lambda drop_path: nn.Conv2d(3, 2, 1), num_classes=2,
-                             mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), labeled_pass=3)
+        return MethodContext(
+            cfg=cfg,
+            build=lambda drop_path: nn.Conv2d(3, 2, 1),
+            num_classes=2,
+            mean=(0.0, 0.0, 0.0),
+            std=(1.0, 1.0, 1.0),
+            labeled_pass=3,
+        )
 
     assert build_method(context("supervised")).active_teacher() is None
     assert build_method(context("mean_teacher")).active_teacher() == "teacher"

@@ -12,16 +12,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_overrides
 from dualteacher import load_model
 from dualteacher.checkpoint import module_tensors, save_checkpoint
 from dualteacher.config import ConfigError, config_from_dict, load_config, migrate_method
 from dualteacher.inference.model import checkpoint_card
 from dualteacher.methods.common import PseudoLabelSettings
 from dualteacher.methods.dual_teacher import DualTeacherSettings
-from dualteacher.registry import METHODS
 from dualteacher.models.build import model_from_config, model_normalization
 from dualteacher.models.contract import normalize
+from dualteacher.registry import METHODS
+
+from conftest import tiny_overrides
 
 SECTIONS = json.loads((Path(__file__).parent / "fixtures" / "method_sections_0.1.0.json").read_text())
 
@@ -56,8 +57,11 @@ def test_a_checkpoint_with_a_0_1_0_header_loads_and_predicts(tiny_data, tmp_path
     card = checkpoint_card(cfg, [f"c{i}" for i in range(11)], model_normalization(cfg.model))
     card["config"]["method"] = SECTIONS["mean_teacher"]
     path = tmp_path / "best.safetensors"
-    save_checkpoint(path, module_tensors("model", network), {"kind": "model", "role": "student", "iteration": 1,
-                                                            "metrics": {}, **card})
+    save_checkpoint(
+        path,
+        module_tensors("model", network),
+        {"kind": "model", "role": "student", "iteration": 1, "metrics": {}, **card},
+    )
     model = load_model(path)
     assert model.state["config"]["method"]["name"] == "mean_teacher"
     images = torch.rand(2, 3, 48, 48)

@@ -12,14 +12,22 @@ from dualteacher.cli import main
 from dualteacher.config import ConfigError
 from dualteacher.data.core import DataError
 from dualteacher.data.prepare import prepare_folder
-from dualteacher.methods.common import PseudoLabelSettings
 from dualteacher.experiments.fitted import default_run_dir, plan_fitted
-from dualteacher.experiments.recipe import run_length
-from dualteacher.experiments.recipe import ITERATIONS, WARMUP_ITERATIONS
+from dualteacher.experiments.recipe import ITERATIONS, WARMUP_ITERATIONS, run_length
+from dualteacher.methods.common import PseudoLabelSettings
+
 from scenes import own_folder
 
-FAST = ["model.encoder=resnet18", "model.weights=null", "model.decoder_channels=16", "data.workers=0",
-        "train.batch_size=2", "train.unlabeled_batch_size=2", "train.log_every=1", "train.probe_images=1"]
+FAST = [
+    "model.encoder=resnet18",
+    "model.weights=null",
+    "model.decoder_channels=16",
+    "data.workers=0",
+    "train.batch_size=2",
+    "train.unlabeled_batch_size=2",
+    "train.log_every=1",
+    "train.probe_images=1",
+]
 """A small random-init network and batches, so that a few iterations take seconds."""
 
 
@@ -35,12 +43,15 @@ def test_the_plan_fits_the_recipe_and_says_so(prepared: Path, tmp_path: Path, mo
     plan = plan_fitted(str(prepared), "dual_teacher", iterations=20)
     cfg, warmup = plan.config, plan.warmup
     assert plan.account[0].startswith("data.labeled_split=labeled_masked, data.unlabeled_split=unlabeled_masked")
-    assert plan.account[1].startswith("data.crop_size=48: the recipe's 128 px would not fit; the smallest train "
-                                      "image side is 48 px")
+    assert plan.account[1].startswith(
+        "data.crop_size=48: the recipe's 128 px would not fit; the smallest train image side is 48 px"
+    )
     assert plan.account[2].startswith("data.val_batch_size=25: the recipe's 25")
     assert plan.account[3] == "20 iterations in all (--iterations)"
-    assert plan.account[4].startswith("warm start: 6 supervised iterations on labeled_masked first "
-                                      f"({Path('runs/leaves_dual_teacher/warmup')}), then 14 of dual_teacher")
+    assert plan.account[4].startswith(
+        "warm start: 6 supervised iterations on labeled_masked first "
+        f"({Path('runs/leaves_dual_teacher/warmup')}), then 14 of dual_teacher"
+    )
     assert plan.account[5] == "run_dir=runs/leaves_dual_teacher (run_dir=DIR to change)"
     assert cfg.run_dir == str(default_run_dir(prepared, "dual_teacher")) == "runs/leaves_dual_teacher"
     assert cfg.data.crop_size == 48 and cfg.method.name == "dual_teacher" and cfg.data.root == str(prepared)
@@ -55,10 +66,14 @@ def test_overrides_win_and_supervised_has_no_warm_up(prepared: Path) -> None:
     assert plan.warmup is None and plan.config.method.init_from is None
     assert run_length(plan.config) == ITERATIONS
     assert (plan.config.data.crop_size, plan.config.optim.lr, plan.config.run_dir) == (24, 0.01, "/tmp/x")
-    assert plan.account[1].startswith("data.crop_size=24: your override") and plan.account[-1] == "run_dir=/tmp/x: your override"
+    assert (
+        plan.account[1].startswith("data.crop_size=24: your override")
+        and plan.account[-1] == "run_dir=/tmp/x: your override"
+    )
     assert "warm start: none; supervised trains from the pretrained encoder" in plan.account[4]
-    mine = plan_fitted(str(prepared), "mean_teacher", iterations=10, warmup=0,
-                       overrides=["method.threshold=0.8", "train.seed=4"])
+    mine = plan_fitted(
+        str(prepared), "mean_teacher", iterations=10, warmup=0, overrides=["method.threshold=0.8", "train.seed=4"]
+    )
     assert isinstance(mine.config.method, PseudoLabelSettings)
     assert mine.warmup is None and mine.config.method.threshold == 0.8 and mine.config.train.seed == 4
     warm = plan_fitted(str(prepared), "mean_teacher", iterations=10, overrides=["method.threshold=0.8", "train.seed=4"])
@@ -92,11 +107,22 @@ def test_the_cli_refuses_half_given_options(prepared: Path, capsys) -> None:
 
 
 @pytest.mark.slow
-def test_train_data_warm_starts_prints_its_choices_and_ends_with_the_checkpoint(prepared: Path, tmp_path: Path,
-                                                                                capsys) -> None:
+def test_train_data_warm_starts_prints_its_choices_and_ends_with_the_checkpoint(
+    prepared: Path, tmp_path: Path, capsys
+) -> None:
     run_dir = tmp_path / "run"
-    argv = ["train", "--data", str(prepared), "--method", "mean_teacher", "--iterations", "5", "--quiet",
-            *FAST, f"run_dir={run_dir}"]
+    argv = [
+        "train",
+        "--data",
+        str(prepared),
+        "--method",
+        "mean_teacher",
+        "--iterations",
+        "5",
+        "--quiet",
+        *FAST,
+        f"run_dir={run_dir}",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out.rstrip().splitlines()
     assert out[0].startswith("recipe: data.labeled_split=labeled_masked")
@@ -113,11 +139,23 @@ def test_train_data_warm_starts_prints_its_choices_and_ends_with_the_checkpoint(
 
 
 @pytest.mark.slow
-def test_train_data_minutes_sizes_the_run_from_a_probe_kept_for_the_next_call(prepared: Path, tmp_path: Path,
-                                                                              capsys) -> None:
+def test_train_data_minutes_sizes_the_run_from_a_probe_kept_for_the_next_call(
+    prepared: Path, tmp_path: Path, capsys
+) -> None:
     run_dir = tmp_path / "run"
-    argv = ["train", "--data", str(prepared), "--method", "supervised", "--minutes", "0.02", "--quiet", *FAST,
-            "train.eval_every=100", f"run_dir={run_dir}"]
+    argv = [
+        "train",
+        "--data",
+        str(prepared),
+        "--method",
+        "supervised",
+        "--minutes",
+        "0.02",
+        "--quiet",
+        *FAST,
+        "train.eval_every=100",
+        f"run_dir={run_dir}",
+    ]
     assert main(argv) == 0
     probe = json.loads((run_dir / "probe.json").read_text())
     iterations = max(1, round(0.02 * 60 / probe["s_per_iteration"]))

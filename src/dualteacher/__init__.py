@@ -41,8 +41,20 @@ _LAZY = {
 }
 """Public name -> the module that defines it, imported when the name is first used."""
 
-__all__ = ["CompareOptions", "Comparison", "Config", "ConfigError", "LoadedModel", "TrainResult", "__version__",
-           "compare", "load_config", "load_model", "prepare_folder", "train"]
+__all__ = [
+    "CompareOptions",
+    "Comparison",
+    "Config",
+    "ConfigError",
+    "LoadedModel",
+    "TrainResult",
+    "__version__",
+    "compare",
+    "load_config",
+    "load_model",
+    "prepare_folder",
+    "train",
+]
 
 install_fallback()
 

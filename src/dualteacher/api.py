@@ -150,17 +150,29 @@ def train(
     """
     overrides = _words("overrides", overrides)
     if data is None:
-        fitted = {"method": method, "iterations": iterations, "minutes": minutes, "warmup": warmup,
-                  "dataset": dataset, "splits_dir": splits_dir}
+        fitted = {
+            "method": method,
+            "iterations": iterations,
+            "minutes": minutes,
+            "warmup": warmup,
+            "dataset": dataset,
+            "splits_dir": splits_dir,
+        }
         given = [name for name, value in fitted.items() if value is not None]
         if config is None:
-            raise TypeError("train() needs a config (a Config, a YAML path or a shipped config name) or "
-                            "data=ROOT and method=NAME")
+            raise TypeError(
+                "train() needs a config (a Config, a YAML path or a shipped config name) or data=ROOT and method=NAME"
+            )
         if given:
-            raise TypeError(f"train(): {given[0]}= goes with data=ROOT, method=NAME (the built-in recipe); with a "
-                            f"config give overrides instead, e.g. data.root=... or train.epochs=...")
-        cfg = (with_overrides(config, overrides) if overrides else config) if isinstance(config, Config) \
+            raise TypeError(
+                f"train(): {given[0]}= goes with data=ROOT, method=NAME (the built-in recipe); with a "
+                f"config give overrides instead, e.g. data.root=... or train.epochs=..."
+            )
+        cfg = (
+            (with_overrides(config, overrides) if overrides else config)
+            if isinstance(config, Config)
             else load_config(config, overrides)
+        )
         from dualteacher.training.loop import train as train_config
 
         return TrainResult(cfg, train_config(cfg, resume=resume, allow_changes=allow_changes, progress=progress))
@@ -172,8 +184,16 @@ def train(
         raise TypeError(f"train(data=...) needs method=NAME, one of {', '.join(METHODS)}")
     from dualteacher.experiments.fitted import plan_fitted, train_fitted
 
-    plan = plan_fitted(str(data), method, dataset=dataset or "folder", splits_dir=splits_dir, iterations=iterations,
-                       minutes=minutes, warmup=warmup, overrides=overrides)
+    plan = plan_fitted(
+        str(data),
+        method,
+        dataset=dataset or "folder",
+        splits_dir=splits_dir,
+        iterations=iterations,
+        minutes=minutes,
+        warmup=warmup,
+        overrides=overrides,
+    )
     trained, record = train_fitted(plan, resume=resume, allow_changes=allow_changes, progress=progress)
     return TrainResult(trained, record)
 
@@ -229,7 +249,8 @@ def compare(options: CompareOptions | None = None, /, **keywords: Any) -> Compar
     :class:`~dualteacher.config.ConfigError` / :class:`~dualteacher.data.core.DataError` for bad
     options, overrides or data, before any run starts.
     """
-    from dualteacher.experiments.compare import CompareOptions, compare as run_comparison
+    from dualteacher.experiments.compare import CompareOptions
+    from dualteacher.experiments.compare import compare as run_comparison
 
     if options is not None:
         if keywords:

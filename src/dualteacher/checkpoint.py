@@ -113,8 +113,9 @@ def load_module(module: nn.Module, tensors: dict[str, Tensor], prefix: str) -> N
     try:
         module.load_state_dict(sub, strict=True)
     except RuntimeError as err:
-        raise CheckpointError(f"the checkpoint's {prefix!r} weights do not fit the network built from the "
-                              f"settings: {err}") from err
+        raise CheckpointError(
+            f"the checkpoint's {prefix!r} weights do not fit the network built from the settings: {err}"
+        ) from err
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -168,7 +169,9 @@ def save_rotating(run_dir: Path, tensors: dict[str, Tensor], state: dict[str, An
     return paths[0]
 
 
-def load_latest(run_dir: Path, keep: int, warn: Callable[[str], None]) -> tuple[Path, dict[str, Tensor], dict[str, Any]] | None:
+def load_latest(
+    run_dir: Path, keep: int, warn: Callable[[str], None]
+) -> tuple[Path, dict[str, Tensor], dict[str, Any]] | None:
     """The newest training checkpoint that loads and verifies; bad ones are reported and skipped."""
     for path in [run_dir / STAGED, *rotation(run_dir, max(keep, 1))]:
         if not path.exists():

@@ -23,7 +23,6 @@ import yaml
 
 from dualteacher.registry import DATASETS, EVAL_MODES, METHODS, TRACKERS, Registry, did_you_mean
 
-
 SHIPPED_CONFIGS = "configs"
 """The package folder of the shipped experiment configs (``dualteacher/configs/*.yaml``)."""
 
@@ -337,8 +336,9 @@ def method_settings_class(name: str) -> type[MethodSettings]:
     and PyTorch). Raises :class:`ConfigError` for an unknown name, suggesting the nearest."""
     if name not in METHODS:
         hint = did_you_mean(name, METHODS)
-        raise ConfigError(f"method.name: {name!r} is not one of {', '.join(METHODS)}" + (f"; {hint}" if hint else ""),
-                          "method.name")
+        raise ConfigError(
+            f"method.name: {name!r} is not one of {', '.join(METHODS)}" + (f"; {hint}" if hint else ""), "method.name"
+        )
     return METHODS.get(name).Settings
 
 
@@ -435,7 +435,11 @@ def _loggers_check(loggers: tuple[str, ...]) -> tuple[str, bool, str]:
     if not unknown:
         return "train.loggers", True, ""
     hint = did_you_mean(unknown[0], TRACKERS)
-    return "train.loggers", False, f"unknown tracker {unknown[0]!r} ({', '.join(TRACKERS)})" + (f"; {hint}" if hint else "")
+    return (
+        "train.loggers",
+        False,
+        f"unknown tracker {unknown[0]!r} ({', '.join(TRACKERS)})" + (f"; {hint}" if hint else ""),
+    )
 
 
 def _method_checks(settings: MethodSettings) -> list[tuple[str, bool, str]]:
@@ -452,11 +456,21 @@ def _range_checks(cfg: Config) -> list[tuple[str, bool, str]]:
         ("data.val_batch_size", cfg.data.val_batch_size >= 1, "must be >= 1"),
         ("data.ignore_index", 0 <= cfg.data.ignore_index <= 255, "must be a mask value in [0, 255]"),
         ("data.eval_tile", cfg.data.eval_tile is None or cfg.data.eval_tile >= 8, "must be >= 8"),
-        ("data.eval_stride", cfg.data.eval_stride is None or 1 <= cfg.data.eval_stride <= (cfg.data.eval_tile or cfg.data.crop_size),
-         "must be in [1, eval_tile]"),
-        ("data.eval_scales", len(cfg.data.eval_scales) >= 1 and all(s > 0 for s in cfg.data.eval_scales),
-         "needs at least one scale, all > 0"),
-        ("data.eval_resize", cfg.data.eval_resize is None or min(cfg.data.eval_resize) >= 1, "needs [long, short] >= 1"),
+        (
+            "data.eval_stride",
+            cfg.data.eval_stride is None or 1 <= cfg.data.eval_stride <= (cfg.data.eval_tile or cfg.data.crop_size),
+            "must be in [1, eval_tile]",
+        ),
+        (
+            "data.eval_scales",
+            len(cfg.data.eval_scales) >= 1 and all(s > 0 for s in cfg.data.eval_scales),
+            "needs at least one scale, all > 0",
+        ),
+        (
+            "data.eval_resize",
+            cfg.data.eval_resize is None or min(cfg.data.eval_resize) >= 1,
+            "needs [long, short] >= 1",
+        ),
         ("data.eval_window_batch", cfg.data.eval_window_batch >= 1, "must be >= 1"),
         ("model.output_stride", cfg.model.output_stride in (8, 16, 32), "must be 8, 16 or 32"),
         ("optim.lr", cfg.optim.lr > 0, "must be > 0"),
@@ -562,11 +576,27 @@ def yaml_line(text: str, key: str) -> int | None:
     return line
 
 
-LEGACY_METHOD_KEYS = frozenset({
-    "name", "threshold", "threshold_mode", "unsup_weight", "icl_weight", "student_drop_path", "num_teachers",
-    "shift_period", "mixings", "ema_momentum", "ema_warmup", "restart_per_shift", "ema_buffers", "teacher_init",
-    "cutmix_p", "fp_dropout", "init_from",
-})
+LEGACY_METHOD_KEYS = frozenset(
+    {
+        "name",
+        "threshold",
+        "threshold_mode",
+        "unsup_weight",
+        "icl_weight",
+        "student_drop_path",
+        "num_teachers",
+        "shift_period",
+        "mixings",
+        "ema_momentum",
+        "ema_warmup",
+        "restart_per_shift",
+        "ema_buffers",
+        "teacher_init",
+        "cutmix_p",
+        "fp_dropout",
+        "init_from",
+    }
+)
 """The keys of the one ``method`` section every method shared before each declared its own
 settings (dualteacher 0.1.0): a checkpoint header holding all of them was written then."""
 
@@ -579,7 +609,7 @@ def migrate_method(values: dict[str, Any], iters_per_epoch: int | None) -> dict[
     ``iters_per_epoch`` iterations. Sections of today's form are returned unchanged. Raises
     :class:`ConfigError` when a shift of several epochs of unknown length cannot be converted.
     """
-    if not LEGACY_METHOD_KEYS <= set(values):
+    if not set(values) >= LEGACY_METHOD_KEYS:
         return values
     known = {f.name for f in dataclasses.fields(method_settings_class(values["name"]))}
     out = {key: value for key, value in values.items() if key in known}
@@ -588,8 +618,10 @@ def migrate_method(values: dict[str, Any], iters_per_epoch: int | None) -> dict[
     if "shift" in known:
         period = values["shift_period"]
         if period != 1 and iters_per_epoch is None:
-            raise ConfigError(f"method.shift_period={period} of a checkpoint whose epochs have no fixed length "
-                              "(train.iters_per_epoch) cannot be converted to method.shift")
+            raise ConfigError(
+                f"method.shift_period={period} of a checkpoint whose epochs have no fixed length "
+                "(train.iters_per_epoch) cannot be converted to method.shift"
+            )
         out["shift"] = "epoch" if period == 1 else period * iters_per_epoch
     return out
 

@@ -35,12 +35,17 @@ def git_commit(folder: Path | None = None) -> str | None:
     by git; None when it is not in a checkout (an installed package), git is missing or slow."""
     folder = Path(dualteacher.__file__).parent if folder is None else folder
     try:
-        tracked = subprocess.run(["git", "-C", str(folder), "ls-files", "--error-unmatch", "__init__.py"],
-                                 capture_output=True, timeout=10, check=False)
+        tracked = subprocess.run(
+            ["git", "-C", str(folder), "ls-files", "--error-unmatch", "__init__.py"],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
         if tracked.returncode != 0:  # e.g. site-packages inside some other repository
             return None
-        head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"],
-                              capture_output=True, text=True, timeout=10, check=False)
+        head = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     commit = head.stdout.strip()
@@ -111,8 +116,9 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]
     return {k: [old.get(k), new.get(k)] for k in keys if old.get(k) != new.get(k)}
 
 
-def continue_environments(stored: list[dict[str, Any]], current: dict[str, Any],
-                          iteration: int) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
+def continue_environments(
+    stored: list[dict[str, Any]], current: dict[str, Any], iteration: int
+) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
     """The list of a run resumed at ``iteration`` in the environment ``current``: ``stored`` (a
     checkpoint's list), plus ``current`` from ``iteration`` on when it differs from the last
     entry (or ``stored`` is empty: a checkpoint from before environments were recorded); and
@@ -149,7 +155,9 @@ def describe(entries: list[dict[str, Any]] | None) -> list[str]:
         gpu = f", CUDA {e['cuda']}, cuDNN {e['cudnn']}" if e.get("cuda") else ""
         devices = ", ".join(e.get("device_names") or []) or "?"
         head = f"environment from iteration {e.get('iteration', 0)}: dualteacher {e.get('dualteacher')}{commit}"
-        lines += [f"{head}, {versions}, Python {e.get('python')}",
-                  f"  {e.get('device')} ({devices}){gpu}, {e.get('threads')} threads, world size {e.get('world_size')}",
-                  f"  command: {' '.join(e.get('argv') or [])}"]
+        lines += [
+            f"{head}, {versions}, Python {e.get('python')}",
+            f"  {e.get('device')} ({devices}){gpu}, {e.get('threads')} threads, world size {e.get('world_size')}",
+            f"  command: {' '.join(e.get('argv') or [])}",
+        ]
     return lines

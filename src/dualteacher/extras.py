@@ -32,8 +32,7 @@ def missing_extra(module: str, extra: str, purpose: str) -> MissingExtraError:
     """The error for ``purpose`` (what the user asked for, e.g. "the built-in digit scenes")
     needing ``module`` from ``extra``."""
     return MissingExtraError(
-        f"{purpose} needs the {extra!r} extra (module {module!r} is not installed): "
-        f"pip install 'dualteacher[{extra}]'",
+        f"{purpose} needs the {extra!r} extra (module {module!r} is not installed): pip install 'dualteacher[{extra}]'",
         name=module,
     )
 

@@ -67,9 +67,12 @@ class Registry:
             if point.name in self._entries:
                 owner = self._plugins.get(point.name)
                 first = f"the entry point of {_distribution(owner)}" if owner else "dualteacher"
-                warnings.warn(f"{_distribution(point)} declares {self.kind} {point.name!r} (entry point group "
-                              f"{self.group}), which {first} registers already; ignoring it", RuntimeWarning,
-                              stacklevel=3)
+                warnings.warn(
+                    f"{_distribution(point)} declares {self.kind} {point.name!r} (entry point group "
+                    f"{self.group}), which {first} registers already; ignoring it",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
                 continue
             self._entries[point.name] = point.value
             self._plugins[point.name] = point
@@ -144,22 +147,30 @@ def _distribution(point: EntryPoint | None) -> str:
     return f"the package {dist.name} {dist.version}" if dist is not None else "an installed package"
 
 
-METHODS = Registry("method", group="dualteacher.methods", entries={
-    "supervised": "dualteacher.methods.supervised:Supervised",
-    "mean_teacher": "dualteacher.methods.mean_teacher:MeanTeacher",
-    "dual_teacher": "dualteacher.methods.dual_teacher:DualTeacher",
-    "fixmatch": "dualteacher.methods.fixmatch:FixMatch",
-    "unimatch": "dualteacher.methods.unimatch:UniMatch",
-})
+METHODS = Registry(
+    "method",
+    group="dualteacher.methods",
+    entries={
+        "supervised": "dualteacher.methods.supervised:Supervised",
+        "mean_teacher": "dualteacher.methods.mean_teacher:MeanTeacher",
+        "dual_teacher": "dualteacher.methods.dual_teacher:DualTeacher",
+        "fixmatch": "dualteacher.methods.fixmatch:FixMatch",
+        "unimatch": "dualteacher.methods.unimatch:UniMatch",
+    },
+)
 """``method.name`` -> :class:`~dualteacher.methods.base.Method` subclass."""
 
-DATASETS = Registry("dataset", group="dualteacher.datasets", entries={
-    "folder": "dualteacher.data.folder:FolderSource",
-    "voc": "dualteacher.data.standard:VOC",
-    "voc_aug": "dualteacher.data.standard:VOCAug",
-    "cityscapes": "dualteacher.data.standard:Cityscapes",
-    "ade20k": "dualteacher.data.standard:ADE20K",
-})
+DATASETS = Registry(
+    "dataset",
+    group="dualteacher.datasets",
+    entries={
+        "folder": "dualteacher.data.folder:FolderSource",
+        "voc": "dualteacher.data.standard:VOC",
+        "voc_aug": "dualteacher.data.standard:VOCAug",
+        "cityscapes": "dualteacher.data.standard:Cityscapes",
+        "ade20k": "dualteacher.data.standard:ADE20K",
+    },
+)
 """``data.dataset`` -> :class:`~dualteacher.data.source.DataSource` subclass."""
 
 NETWORKS = Registry("network", group="dualteacher.networks", entries={})
@@ -167,35 +178,53 @@ NETWORKS = Registry("network", group="dualteacher.networks", entries={})
 segmentation_models_pytorch (a :class:`~dualteacher.models.contract.SegmentationNetwork`); looked up before
 the SMP architectures, which are ``models.ARCHITECTURES``."""
 
-MIXINGS = Registry("mixing", group="dualteacher.mixings", entries={
-    "cutmix": "dualteacher.semi.mixing:cutmix",
-    "classmix": "dualteacher.semi.mixing:classmix",
-    "none": "dualteacher.semi.mixing:no_mixing",
-})
+MIXINGS = Registry(
+    "mixing",
+    group="dualteacher.mixings",
+    entries={
+        "cutmix": "dualteacher.semi.mixing:cutmix",
+        "classmix": "dualteacher.semi.mixing:classmix",
+        "none": "dualteacher.semi.mixing:no_mixing",
+    },
+)
 """``method.mixings`` -> mixing-mask function (:class:`~dualteacher.semi.mixing.MixMask`)."""
 
-THRESHOLD_MODES = Registry("threshold mode", group="dualteacher.threshold_modes", entries={
-    "pixel": "dualteacher.semi.losses:pixel_weights",
-    "fraction": "dualteacher.semi.losses:fraction_weights",
-    "none": "dualteacher.semi.losses:valid_weights",
-})
+THRESHOLD_MODES = Registry(
+    "threshold mode",
+    group="dualteacher.threshold_modes",
+    entries={
+        "pixel": "dualteacher.semi.losses:pixel_weights",
+        "fraction": "dualteacher.semi.losses:fraction_weights",
+        "none": "dualteacher.semi.losses:valid_weights",
+    },
+)
 """``method.threshold_mode`` -> per-pixel weights of the pseudo-label loss (:func:`~dualteacher.semi.losses.pseudo_label_loss`)."""
 
-EVAL_MODES = Registry("evaluation mode", group="dualteacher.eval_modes", entries={
-    "whole": "dualteacher.inference.modes:WHOLE",
-    "center": "dualteacher.inference.modes:CENTER",
-    "slide": "dualteacher.inference.modes:SLIDE",
-})
+EVAL_MODES = Registry(
+    "evaluation mode",
+    group="dualteacher.eval_modes",
+    entries={
+        "whole": "dualteacher.inference.modes:WHOLE",
+        "center": "dualteacher.inference.modes:CENTER",
+        "slide": "dualteacher.inference.modes:SLIDE",
+    },
+)
 """``data.eval_mode`` -> :class:`~dualteacher.inference.modes.EvalMode`."""
 
-TRACKERS = Registry("tracker", group="dualteacher.trackers", entries={
-    "tensorboard": "dualteacher.training.trackers:TensorBoardTracker",
-    "csv": "dualteacher.training.trackers:CsvTracker",
-    "mlflow": "dualteacher.training.trackers:MlflowTracker",
-    "wandb": "dualteacher.training.trackers:WandbTracker",
-})
+TRACKERS = Registry(
+    "tracker",
+    group="dualteacher.trackers",
+    entries={
+        "tensorboard": "dualteacher.training.trackers:TensorBoardTracker",
+        "csv": "dualteacher.training.trackers:CsvTracker",
+        "mlflow": "dualteacher.training.trackers:MlflowTracker",
+        "wandb": "dualteacher.training.trackers:WandbTracker",
+    },
+)
 """``train.loggers`` -> :class:`~dualteacher.training.trackers.Tracker` class (``csv`` always runs)."""
 
-ENTRY_POINT_GROUPS = {registry.group: registry for registry in
-                      (METHODS, DATASETS, NETWORKS, MIXINGS, THRESHOLD_MODES, EVAL_MODES, TRACKERS)}
+ENTRY_POINT_GROUPS = {
+    registry.group: registry
+    for registry in (METHODS, DATASETS, NETWORKS, MIXINGS, THRESHOLD_MODES, EVAL_MODES, TRACKERS)
+}
 """Entry-point group -> the registry an installed package adds names to through it."""

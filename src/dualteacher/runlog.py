@@ -36,8 +36,11 @@ class RunLog:
             return
         append_record(self.run_dir, record)
         kind = record.get("type", "train")
-        scalars = {key if "/" in key else f"{kind}/{key}": float(value) for key, value in record.items()
-                   if key not in ("type", "iteration") and isinstance(value, numbers.Real)}
+        scalars = {
+            key if "/" in key else f"{kind}/{key}": float(value)
+            for key, value in record.items()
+            if key not in ("type", "iteration") and isinstance(value, numbers.Real)
+        }
         for tracker in self.trackers:
             tracker.log_metrics(int(record.get("iteration", 0)), scalars)
 

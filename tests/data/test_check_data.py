@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_overrides
 from PIL import Image, ImageFile
 from test_standard_datasets import make_ade, make_cityscapes
 
@@ -15,6 +14,8 @@ from dualteacher.cli import main
 from dualteacher.config import load_config
 from dualteacher.data.check import Finding, Report, check_data, preflight
 from dualteacher.data.registry import open_source
+
+from conftest import tiny_overrides
 
 SIZE = 16
 NUM_CLASSES = 11
@@ -60,8 +61,21 @@ def broken(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (root / folder).mkdir()
     (root / "classes.txt").write_text("".join(f"c{i}\n" for i in range(NUM_CLASSES)))
     images, masks = root / "images", root / "masks"
-    labeled = ["good0", "good1", "truncated", "corrupt", "nomask", "mismatch", "badvalue", "rgbmask", "gray16",
-               "float32", "gray8", "badmaskfile", "leak"]
+    labeled = [
+        "good0",
+        "good1",
+        "truncated",
+        "corrupt",
+        "nomask",
+        "mismatch",
+        "badvalue",
+        "rgbmask",
+        "gray16",
+        "float32",
+        "gray8",
+        "badmaskfile",
+        "leak",
+    ]
     for k, sample_id in enumerate([*labeled, "val0", "val1"]):
         _rgb(k).save(images / f"{sample_id}.png")
         Image.fromarray(_bands([*range(10), 255])).save(masks / f"{sample_id}.png")

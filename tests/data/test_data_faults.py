@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from scenes import SIZE, make_scenes, scenes_config
 
 from dualteacher.checkpoint import load_checkpoint
 from dualteacher.cli import main
@@ -22,6 +21,8 @@ from dualteacher.data.registry import open_source
 from dualteacher.data.sampler import ShuffledStreamSampler
 from dualteacher.training.loop import Trainer
 from dualteacher.training.streams import derive_seed
+
+from scenes import SIZE, make_scenes, scenes_config
 
 SPLITS = {"labeled": "labeled", "unlabeled": "unlabeled", "val": "val"}
 
@@ -84,8 +85,10 @@ def test_binary_masks_saved_as_0_255_are_refused_with_the_fix(tmp_path: Path) ->
     assert "error mask-binary (2):" in message
     assert "masks/train000.png: no labelled mask holds class 1 ('defect') but 4 of 4 hold 255" in message
     assert "masks/val000.png: no val mask holds class 1" in message
-    assert f"record that 255 is class 1 in mask_values.json (every command then reads the masks so), run: " \
-           f"dualteacher init --data {root}" in message
+    assert (
+        f"record that 255 is class 1 in mask_values.json (every command then reads the masks so), run: "
+        f"dualteacher init --data {root}" in message
+    )
 
 
 def test_absent_classes_and_all_ignore_masks_are_loud_warnings(scenes: Path, tmp_path: Path) -> None:
@@ -97,7 +100,8 @@ def test_absent_classes_and_all_ignore_masks_are_loud_warnings(scenes: Path, tmp
     report = preflight(scenes_config(scenes, tmp_path / "run"))
     assert report.errors == []
     assert {(f.kind, Path(f.path_or_id).name) for f in report.warnings} == {
-        ("class-absent", "disc"), ("mask-all-ignore", "train003.png")
+        ("class-absent", "disc"),
+        ("mask-all-ignore", "train003.png"),
     }
     assert report.class_images == {"background": 3, "square": 3, "disc": 0}
 
@@ -166,9 +170,22 @@ def test_a_bad_labelled_image_mid_run_leaves_a_checkpoint_and_names_the_file(
     second_batch = [next(stream)[0] for _ in range(4)][2:]
     bad = scenes / "images" / f"train{second_batch[0]:03d}.png"
     run_dir = tmp_path / "run"
-    args = ["train", f"data.root={scenes}", "data.crop_size=32", "data.workers=1", "model.encoder=resnet18",
-            "model.decoder_channels=16", "method.name=supervised", "train.epochs=1", "train.iters_per_epoch=2",
-            "train.batch_size=2", "train.probe_images=1", "data.val_batch_size=2", f"run_dir={run_dir}", "--quiet"]
+    args = [
+        "train",
+        f"data.root={scenes}",
+        "data.crop_size=32",
+        "data.workers=1",
+        "model.encoder=resnet18",
+        "model.decoder_channels=16",
+        "method.name=supervised",
+        "train.epochs=1",
+        "train.iters_per_epoch=2",
+        "train.batch_size=2",
+        "train.probe_images=1",
+        "data.val_batch_size=2",
+        f"run_dir={run_dir}",
+        "--quiet",
+    ]
     assert main(["check-data", f"data.root={scenes}", "method.name=supervised", "--quiet"]) == 0
     original = _corrupt_in_place(bad)  # after the check, unseen by its cache: it breaks iteration 1
     assert main(args) == 2

@@ -14,7 +14,6 @@ from dualteacher.data import digits
 from dualteacher.data.folder import read_classes
 from dualteacher.data.registry import open_source
 
-
 STROKE = digits.SceneStyle().stroke
 
 
@@ -72,13 +71,13 @@ def test_default_style_places_whole_unoccluded_thick_digits(scenes: Path) -> Non
     records = json.loads((scenes / "scenes.json").read_text())
     style = digits.SceneStyle()
     counts = [len(recs) for recs in records.values()]
-    assert 1 <= min(counts) and max(counts) <= style.max_digits
+    assert min(counts) >= 1 and max(counts) <= style.max_digits
     for recs in records.values():
         boxes = [(r["top"], r["left"], r["size"]) for r in recs]
-        for i, (t, l, s) in enumerate(boxes):
+        for i, (t, x, s) in enumerate(boxes):
             assert round(style.digit_size[0] * 48) <= s <= round(style.digit_size[1] * 48)
-            for t2, l2, s2 in boxes[i + 1 :]:
-                assert t + s <= t2 or t2 + s2 <= t or l + s <= l2 or l2 + s2 <= l, "digits overlap"
+            for t2, x2, s2 in boxes[i + 1 :]:
+                assert t + s <= t2 or t2 + s2 <= t or x + s <= x2 or x2 + s2 <= x, "digits overlap"
     mnist, _ = digits.load_mnist()
     thin = (digits.glyph(mnist[0], 40, 0) > 127).sum()
     assert (digits.glyph(mnist[0], 40, style.stroke) > 127).sum() > 1.3 * thin

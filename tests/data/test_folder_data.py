@@ -75,7 +75,7 @@ def test_image_modes_become_rgb_and_palette_masks_give_indices(tmp_path: Path) -
     rgba = np.dstack([gray, 255 - gray, np.full_like(gray, 9), np.full_like(gray, 100)])
     palette_image = Image.fromarray(gray % 4).convert("P")
     palette_image.putpalette([10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120] + [0] * 756)
-    sixteen = Image.fromarray((gray.astype(np.uint16) * 257))
+    sixteen = Image.fromarray(gray.astype(np.uint16) * 257)
     assert sixteen.mode.startswith("I;16")
     mask = Image.frombytes("P", (24, 20), (gray % 3).tobytes())
     mask.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * 759)
@@ -147,7 +147,9 @@ def test_weak_transform_shapes_padding_and_alignment() -> None:
 
 def test_weak_transform_pads_small_images_exactly() -> None:
     image, mask = _ramp_scene(10, 12)
-    img, msk, valid = WeakTransform(32, scale_range=(1.0, 1.0), flip=False)(image, Image.fromarray(mask), np.random.default_rng(0))
+    img, msk, valid = WeakTransform(32, scale_range=(1.0, 1.0), flip=False)(
+        image, Image.fromarray(mask), np.random.default_rng(0)
+    )
     assert msk is not None and int(valid.sum()) == 120 and bool(valid[:10, :12].all())
     np.testing.assert_array_equal(msk[:10, :12].numpy(), mask)
     np.testing.assert_array_equal(img[:, :10, :12].permute(1, 2, 0).numpy(), np.asarray(image))
@@ -166,8 +168,16 @@ def test_eval_transform_resizes_image_only() -> None:
 
 
 def test_collate_eval_pads_and_records_sizes() -> None:
-    a = {"image": torch.full((3, 10, 12), 5, dtype=torch.uint8), "mask": torch.ones(10, 12, dtype=torch.long), "index": 3}
-    b = {"image": torch.full((3, 7, 15), 9, dtype=torch.uint8), "mask": torch.full((7, 15), 2, dtype=torch.long), "index": 4}
+    a = {
+        "image": torch.full((3, 10, 12), 5, dtype=torch.uint8),
+        "mask": torch.ones(10, 12, dtype=torch.long),
+        "index": 3,
+    }
+    b = {
+        "image": torch.full((3, 7, 15), 9, dtype=torch.uint8),
+        "mask": torch.full((7, 15), 2, dtype=torch.long),
+        "index": 4,
+    }
     batch = collate_eval([a, b])
     assert batch["image"].shape == (2, 3, 10, 15) and batch["mask"].shape == (2, 10, 15)
     assert batch["sizes"].tolist() == [[10, 12], [7, 15]] and batch["sizes"].dtype == torch.long
@@ -175,8 +185,12 @@ def test_collate_eval_pads_and_records_sizes() -> None:
     assert torch.all(batch["mask"][0, :, 12:] == 255) and torch.all(batch["mask"][1, 7:] == 255)
     assert torch.all(batch["mask"][0, :, :12] == 1) and torch.all(batch["mask"][1, :7] == 2)
     assert torch.all(batch["image"][0, :, :, 12:] == 0) and torch.all(batch["image"][1, :, :7] == 9)
-    unlabeled = collate_eval([{"image": a["image"], "valid": torch.ones(10, 12, dtype=torch.bool), "index": 0},
-                              {"image": b["image"], "valid": torch.ones(7, 15, dtype=torch.bool), "index": 1}])
+    unlabeled = collate_eval(
+        [
+            {"image": a["image"], "valid": torch.ones(10, 12, dtype=torch.bool), "index": 0},
+            {"image": b["image"], "valid": torch.ones(7, 15, dtype=torch.bool), "index": 1},
+        ]
+    )
     assert int(unlabeled["valid"].sum()) == 120 + 105 and "mask" not in unlabeled
 
 

@@ -16,8 +16,8 @@ from dualteacher.config import ConfigError, load_config
 from dualteacher.data.check import check_config
 from dualteacher.data.core import DataError, ignore_map
 from dualteacher.data.registry import open_source
-from dualteacher.training.loop import train
 from dualteacher.inference.metrics import confusion_matrix, metrics_from_confusion
+from dualteacher.training.loop import train
 
 VAL_SIZES = [(41, 53), (37, 61), (50, 33), (45, 45)]
 
@@ -59,11 +59,22 @@ def zero_unlabelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _overrides(root: Path, run_dir: Path) -> list[str]:
     return [
-        f"data.root={root}", "data.ignore_index=0", "data.val_split=holdout", "data.crop_size=32",
-        "data.workers=0", "data.val_batch_size=4",
-        "model.encoder=resnet18", "model.decoder_channels=32", "method.name=dual_teacher", "optim.lr=0.01",
-        "train.epochs=1", "train.iters_per_epoch=2", "train.batch_size=2", "train.probe_images=2",
-        "train.keep=student", f"run_dir={run_dir}",
+        f"data.root={root}",
+        "data.ignore_index=0",
+        "data.val_split=holdout",
+        "data.crop_size=32",
+        "data.workers=0",
+        "data.val_batch_size=4",
+        "model.encoder=resnet18",
+        "model.decoder_channels=32",
+        "method.name=dual_teacher",
+        "optim.lr=0.01",
+        "train.epochs=1",
+        "train.iters_per_epoch=2",
+        "train.batch_size=2",
+        "train.probe_images=2",
+        "train.keep=student",
+        f"run_dir={run_dir}",
     ]
 
 

@@ -5,12 +5,13 @@ name in :data:`~dualteacher.registry.DATASETS`, each on a tiny tree (:mod:`datas
 from pathlib import Path
 
 import numpy as np
-from dataset_trees import make_ade, make_cityscapes, make_voc
-from layout_contract import LayoutContract
 from PIL import Image
-from scenes import make_scenes
 
 from dualteacher.registry import DATASETS
+
+from dataset_trees import make_ade, make_cityscapes, make_voc
+from layout_contract import LayoutContract
+from scenes import make_scenes
 
 
 class TestFolder(LayoutContract):

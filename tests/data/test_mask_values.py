@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from scenes import make_scenes
 
 from dualteacher.config import load_config
 from dualteacher.data.build import source_from_config
@@ -24,6 +23,8 @@ from dualteacher.data.mask_values import (
     write_mask_values,
 )
 from dualteacher.data.registry import open_source
+
+from scenes import make_scenes
 
 
 @pytest.fixture
@@ -46,7 +47,9 @@ def test_the_reader_applies_the_map_to_every_mask_it_reads(binary: Path) -> None
     dataset = source.dataset(["train000", "val001"], labeled=True)
     for k, sample_id in enumerate(["train000", "val001"]):
         mask = dataset[k]["mask"].numpy()
-        assert np.array_equal(mask, (stored(binary, sample_id) == 255).astype(mask.dtype))  # 255 is class 1, none ignored
+        assert np.array_equal(
+            mask, (stored(binary, sample_id) == 255).astype(mask.dtype)
+        )  # 255 is class 1, none ignored
     after = hashlib.sha256(b"".join(p.read_bytes() for p in sorted((binary / "masks").iterdir()))).hexdigest()
     assert after == before
 
@@ -60,8 +63,11 @@ def test_ignore_index_names_another_stored_value_and_never_one_the_map_lists(bin
     read = source_from_config(cfg.data).dataset(["train001"], labeled=True)[0]["mask"].numpy()
     assert (read[:3] == 255).all() and np.array_equal(read[3:], (mask[3:] == 255).astype(read.dtype))
     write_mask_values(binary, BINARY_255)
-    with pytest.raises(DataError, match=r"data\.ignore_index=0 names a stored value that .*mask_values\.json maps to "
-                                        r"class 0.*remove '0' from the file"):
+    with pytest.raises(
+        DataError,
+        match=r"data\.ignore_index=0 names a stored value that .*mask_values\.json maps to "
+        r"class 0.*remove '0' from the file",
+    ):
         open_source("folder", binary, ignore_index=0)
 
 
@@ -74,14 +80,17 @@ def test_the_label_map_is_the_map_then_the_ignore_value() -> None:
     assert mask_label_map(MaskValues(Path("m.json"), {0: 0, 255: 255})) is None  # every value as stored
 
 
-@pytest.mark.parametrize("text, match", [
-    ("{0: 1}", r"not readable JSON"),
-    ("[0, 1]", r"holds a JSON list, not an object"),
-    ('{"x": 1}', r"key 'x' is not a stored mask value 0\.\.255"),
-    ('{"256": 1}', r"key '256' is not a stored mask value"),
-    ('{"255": 300}', r"'255' maps to 300, not a class index 0\.\.255"),
-    ('{"255": true}', r"'255' maps to True, not a class index"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("{0: 1}", r"not readable JSON"),
+        ("[0, 1]", r"holds a JSON list, not an object"),
+        ('{"x": 1}', r"key 'x' is not a stored mask value 0\.\.255"),
+        ('{"256": 1}', r"key '256' is not a stored mask value"),
+        ('{"255": 300}', r"'255' maps to 300, not a class index 0\.\.255"),
+        ('{"255": true}', r"'255' maps to True, not a class index"),
+    ],
+)
 def test_a_bad_map_is_an_error_naming_the_file_and_the_fix(binary: Path, text: str, match: str) -> None:
     (binary / "mask_values.json").write_text(text)
     with pytest.raises(DataError, match=match) as caught:
@@ -98,14 +107,18 @@ def test_the_file_is_sorted_json_of_strings_to_classes(tmp_path: Path) -> None:
     assert read_mask_values(tmp_path / "elsewhere") is None
 
 
-@pytest.mark.parametrize("value_sets, expected", [
-    ([{0, 255}, {0, 255}, {0}], (2, 0)),          # every mask 0/255
-    ([{0, 255}, {0, 1}, {1}], (1, 2)),            # two tools: 0/255 and 0/1
-    ([{0, 1}, {0}], None),                        # class indices, nothing stored as 255
-    ([{0, 255}, {0, 1, 255}], None),              # 255 next to 1 in one mask: 255 marks unlabelled pixels
-    ([{0, 2, 255}], None),                        # more than 2 values
-])
-def test_binary_masks_are_recognised_by_their_values(value_sets: list[set[int]],
-                                                     expected: tuple[int, int] | None) -> None:
+@pytest.mark.parametrize(
+    "value_sets, expected",
+    [
+        ([{0, 255}, {0, 255}, {0}], (2, 0)),  # every mask 0/255
+        ([{0, 255}, {0, 1}, {1}], (1, 2)),  # two tools: 0/255 and 0/1
+        ([{0, 1}, {0}], None),  # class indices, nothing stored as 255
+        ([{0, 255}, {0, 1, 255}], None),  # 255 next to 1 in one mask: 255 marks unlabelled pixels
+        ([{0, 2, 255}], None),  # more than 2 values
+    ],
+)
+def test_binary_masks_are_recognised_by_their_values(
+    value_sets: list[set[int]], expected: tuple[int, int] | None
+) -> None:
     found = binary_255(value_sets)
     assert (None if found is None else (found.as_255, found.as_1)) == expected

@@ -17,12 +17,18 @@ from dualteacher.data.check import check_data
 from dualteacher.data.core import DataError
 from dualteacher.data.prepare import draw_val, own_splits, prepare_folder
 from dualteacher.data.registry import open_source
+
 from scenes import SIZE, make_scenes, own_folder
+
 
 def digest(root: Path) -> dict[str, str]:
     """SHA-256 of every file under images/ and masks/ (the user's files)."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for folder in ("images", "masks") for p in sorted((root / folder).rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for folder in ("images", "masks")
+        for p in sorted((root / folder).rglob("*"))
+        if p.is_file()
+    }
 
 
 def lines(path: Path) -> list[str]:
@@ -37,18 +43,22 @@ def test_init_writes_classes_and_lists_from_the_masks_and_changes_no_user_file(t
     val, train = lines(root / "splits" / "val.txt"), lines(root / "splits" / "train.txt")
     masked = [f"img{k:02d}" for k in range(6)]
     assert val == draw_val(masked, 0.2, 3) and len(val) == 1 and set(val) <= set(masked)  # max(1, round(1.2))
-    assert train == sorted(set(f"img{k:02d}" for k in range(10)) - set(val))
+    assert train == sorted({f"img{k:02d}" for k in range(10)} - set(val))
     assert lines(root / "splits" / "labeled_masked.txt") == [i for i in masked if i not in val]
     assert lines(root / "splits" / "unlabeled_masked.txt") == [f"img{k:02d}" for k in range(6, 10)]
     assert [w.status for w in report.files] == ["wrote"] * 5
     text = report.format()
     assert "the masks hold the class values 0, 1, 2 and 255 (ignore: not trained on) in 1 mask(s)" in text
-    assert text.endswith(f"next: dualteacher check-data --data {root}\n"
-                         f"then: dualteacher train --data {root} --method dual_teacher --minutes 10")
+    assert text.endswith(
+        f"next: dualteacher check-data --data {root}\n"
+        f"then: dualteacher train --data {root} --method dual_teacher --minutes 10"
+    )
     assert digest(root) == before and sorted(os.listdir(root)) == ["classes.txt", "images", "masks", "splits"]
     source = open_source("folder", root)
     assert own_splits(source, str(root), unlabeled=True)[:2] == ("labeled_masked", "unlabeled_masked")
-    checked = check_data(source, {"labeled": "labeled_masked", "unlabeled": "unlabeled_masked", "val": "val"}, full=True)
+    checked = check_data(
+        source, {"labeled": "labeled_masked", "unlabeled": "unlabeled_masked", "val": "val"}, full=True
+    )
     assert not checked.errors and not checked.warnings, checked.format()
 
 
@@ -62,9 +72,11 @@ def test_a_second_call_changes_nothing_and_force_redraws(tmp_path: Path) -> None
     val = root / "splits" / "val.txt"
     drawn = lines(val)
     assert len(drawn) == 2  # round(0.2 * 11)
-    mine = [i for i in lines(root / "splits" / "labeled_masked.txt")][:2]
+    mine = list(lines(root / "splits" / "labeled_masked.txt"))[:2]
     val.write_text("".join(f"{i}\n" for i in mine))
-    (root / "splits" / "train.txt").write_text("".join(f"{i}\n" for i in sorted(set(lines(root / "splits" / "train.txt")) - set(mine) | set(drawn))))
+    (root / "splits" / "train.txt").write_text(
+        "".join(f"{i}\n" for i in sorted(set(lines(root / "splits" / "train.txt")) - set(mine) | set(drawn)))
+    )
     kept = prepare_folder(root)  # the user's own lists are used as they are
     assert {w.path.name: w.status for w in kept.files}["val.txt"] == "kept" and lines(val) == mine
     assert "your list; dualteacher init --data" in kept.format()
@@ -79,9 +91,12 @@ def test_class_names_given_or_kept(tmp_path: Path) -> None:
     root = own_folder(tmp_path / "mine")
     prepare_folder(root, classes=["sky", "square", "bar"])
     assert lines(root / "classes.txt") == ["sky", "square", "bar"]
-    assert [w.status for w in prepare_folder(root).files][0] == "unchanged"  # no --classes: the file is kept
-    with pytest.raises(DataError, match=r"already names other classes \(sky, square, bar\).*"
-                                        rf"run: dualteacher init --data {root} --classes a b c --force$"):
+    assert next(w.status for w in prepare_folder(root).files) == "unchanged"  # no --classes: the file is kept
+    with pytest.raises(
+        DataError,
+        match=r"already names other classes \(sky, square, bar\).*"
+        rf"run: dualteacher init --data {root} --classes a b c --force$",
+    ):
         prepare_folder(root, classes=["a", "b", "c"])
     assert prepare_folder(root, classes=["a", "b", "c"], force=True).files[0].status == "rewrote"
     with pytest.raises(DataError, match=r"masks/img0\d\.png holds the value 2 but --classes names 2 classes"):
@@ -97,22 +112,31 @@ def test_binary_masks_saved_as_255_are_read_through_the_map_init_records(tmp_pat
     assert digest(root) == before
     assert sorted(os.listdir(root)) == ["classes.txt", "images", "mask_values.json", "masks", "splits"]
     text = report.format()
-    assert f"wrote      {root}/mask_values.json: 0 -> 0 (background), 255 -> 1 (foreground): binary masks saved as " \
-           "0/255" in text
-    assert "binary masks: 6 mask(s) store the foreground as 255; mask_values.json maps 255 to class 1 (foreground)" in text
-    assert "no value is ignored" in text and "write {\"255\": 255}" not in text
+    assert (
+        f"wrote      {root}/mask_values.json: 0 -> 0 (background), 255 -> 1 (foreground): binary masks saved as "
+        "0/255" in text
+    )
+    assert (
+        "binary masks: 6 mask(s) store the foreground as 255; mask_values.json maps 255 to class 1 (foreground)" in text
+    )
+    assert "no value is ignored" in text and 'write {"255": 255}' not in text
     files = [root / "classes.txt", root / "mask_values.json", *(root / "splits").iterdir()]
     written = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
     assert [w.status for w in prepare_folder(root).files] == ["unchanged"] * 6  # idempotent
     assert {w.path.name: w.status for w in prepare_folder(root, force=True).files}["mask_values.json"] == "unchanged"
     assert {p: p.read_bytes() for p in written} == {p: b for p, (b, _) in written.items()}
     assert (root / "mask_values.json").stat().st_mtime_ns == written[root / "mask_values.json"][1]
-    checked = check_data(open_source("folder", root), {"labeled": "labeled_masked", "unlabeled": "unlabeled_masked",
-                                                       "val": "val"}, full=False)
+    checked = check_data(
+        open_source("folder", root),
+        {"labeled": "labeled_masked", "unlabeled": "unlabeled_masked", "val": "val"},
+        full=False,
+    )
     assert not checked.errors and not checked.warnings, checked.format()
     assert checked.class_pixels is not None
-    assert checked.class_pixels["foreground"] == sum(int((np.asarray(Image.open(root / "masks" / f"{i}.png")) == 255)
-                                                         .sum()) for i in lines(root / "splits" / "labeled_masked.txt"))
+    assert checked.class_pixels["foreground"] == sum(
+        int((np.asarray(Image.open(root / "masks" / f"{i}.png")) == 255).sum())
+        for i in lines(root / "splits" / "labeled_masked.txt")
+    )
     assert "mask values read through mask_values.json: 0 -> 0 (background), 255 -> 1 (foreground)" in checked.format()
     assert checked.as_dict()["mask_values"] == {"file": str(root / "mask_values.json"), "map": {"0": 0, "255": 1}}
     assert digest(root) == before
@@ -131,7 +155,9 @@ def test_masks_of_two_tools_0_255_and_0_1_are_read_alike_but_255_beside_1_stays_
     text = prepare_folder(root).format()
     assert json.loads((root / "mask_values.json").read_text()) == {"0": 0, "255": 1}
     assert "4 mask(s) store the foreground as 255 and 2 as 1 (masks of two tools?)" in text
-    assert f"if 255 marks unlabelled pixels in your masks instead, write {{\"255\": 255}} to {root}/mask_values.json" in text
+    assert (
+        f'if 255 marks unlabelled pixels in your masks instead, write {{"255": 255}} to {root}/mask_values.json' in text
+    )
     dataset = open_source("folder", root).dataset(["img00", "img01"], labeled=True)
     assert [sorted(np.unique(dataset[k]["mask"].numpy()).tolist()) for k in range(2)] == [[0, 1], [0, 1]]
 
@@ -155,8 +181,11 @@ def test_a_map_of_the_users_own_is_kept_and_read_before_the_classes_are_counted(
     refused = check_data(open_source("folder", root), {"labeled": "labeled_masked", "val": "val"}, full=False)
     assert "mask-binary" not in {f.kind for f in refused.findings}  # the user said what 255 is
     (root / "mask_values.json").write_text('{"255": "one"}')
-    with pytest.raises(DataError, match=r"mask_values\.json: '255' maps to 'one', not a class index.*or delete it for "
-                                        rf"init to write it again, then run: dualteacher init --data {root}$"):
+    with pytest.raises(
+        DataError,
+        match=r"mask_values\.json: '255' maps to 'one', not a class index.*or delete it for "
+        rf"init to write it again, then run: dualteacher init --data {root}$",
+    ):
         prepare_folder(root)
 
 
@@ -182,8 +211,9 @@ def test_an_indexed_copy_of_binary_masks_holds_class_indices(tmp_path: Path) -> 
     kept = tmp_path / "kept_indexed"
     report = prepare_folder(root, indexed_copy=kept)
     assert f"through {root / 'mask_values.json'}: 255 -> ignore" in report.format()
-    assert np.array_equal(np.asarray(Image.open(kept / "masks" / "img00.png")),
-                          np.asarray(Image.open(root / "masks" / "img00.png")))  # 255 stays ignore
+    assert np.array_equal(
+        np.asarray(Image.open(kept / "masks" / "img00.png")), np.asarray(Image.open(root / "masks" / "img00.png"))
+    )  # 255 stays ignore
     assert json.loads((kept / "mask_values.json").read_text()) == {"255": 255}  # and the copy says so
     assert lines(kept / "classes.txt") == ["background", "class_1"]
 
@@ -195,8 +225,11 @@ def test_colour_masks_are_refused_then_copied_one_class_per_colour(tmp_path: Pat
         index = np.asarray(Image.open(path)).copy()
         index[index == 255] = 0
         Image.fromarray(palette[index]).save(path)
-    with pytest.raises(DataError, match=r"colour images .* 3 colours, #000000, #0080ff, #ff0000.*no setting reads "
-                                        rf"colours.*run: dualteacher init --data {root} --indexed-copy {root}_indexed$"):
+    with pytest.raises(
+        DataError,
+        match=r"colour images .* 3 colours, #000000, #0080ff, #ff0000.*no setting reads "
+        rf"colours.*run: dualteacher init --data {root} --indexed-copy {root}_indexed$",
+    ):
         prepare_folder(root)
     report = prepare_folder(root, indexed_copy=tmp_path / "copy")
     assert lines(tmp_path / "copy" / "classes.txt") == ["background", "color_0080ff", "color_ff0000"]
@@ -206,17 +239,37 @@ def test_colour_masks_are_refused_then_copied_one_class_per_colour(tmp_path: Pat
     assert np.array_equal(converted == 2, (original == [255, 0, 0]).all(axis=2))
 
 
-@pytest.mark.parametrize("damage, match", [
-    (lambda r: Image.new("L", (SIZE, SIZE)).save(r / "masks" / "ghost.png"), r"1 mask\(s\) match no image \(masks/ghost\.png\)"),
-    (lambda r: Image.new("L", (SIZE + 1, SIZE)).save(r / "masks" / "img01.png"),
-     r"masks/img01\.png is 49x48 but images/img01\.jpg is 48x48"),
-    (lambda r: (r / "images" / "img03.jpg").rename(r / "images" / "img03.JPG"), r"upper-case extension \(images/img03\.JPG\)"),
-    (lambda r: Image.new("L", (SIZE, SIZE)).save(r / "masks" / "img02.jpg"), r"not saved as \.png \(masks/img02\.jpg\)"),
-    (lambda r: [p.unlink() for p in (r / "masks").iterdir()], r"no mask in .*masks"),
-    (lambda r: [p.unlink() for p in (r / "masks").iterdir() if p.name > "img01.png"], r"only 2 image\(s\) have a mask"),
-    (lambda r: [p.unlink() for p in (r / "images").iterdir()], r"no image in .*images"),
-    (lambda r: Image.new("LA", (SIZE, SIZE)).save(r / "masks" / "img01.png"), r"hold no class indices \(masks/img01\.png \(LA\)\)"),
-])
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (
+            lambda r: Image.new("L", (SIZE, SIZE)).save(r / "masks" / "ghost.png"),
+            r"1 mask\(s\) match no image \(masks/ghost\.png\)",
+        ),
+        (
+            lambda r: Image.new("L", (SIZE + 1, SIZE)).save(r / "masks" / "img01.png"),
+            r"masks/img01\.png is 49x48 but images/img01\.jpg is 48x48",
+        ),
+        (
+            lambda r: (r / "images" / "img03.jpg").rename(r / "images" / "img03.JPG"),
+            r"upper-case extension \(images/img03\.JPG\)",
+        ),
+        (
+            lambda r: Image.new("L", (SIZE, SIZE)).save(r / "masks" / "img02.jpg"),
+            r"not saved as \.png \(masks/img02\.jpg\)",
+        ),
+        (lambda r: [p.unlink() for p in (r / "masks").iterdir()], r"no mask in .*masks"),
+        (
+            lambda r: [p.unlink() for p in (r / "masks").iterdir() if p.name > "img01.png"],
+            r"only 2 image\(s\) have a mask",
+        ),
+        (lambda r: [p.unlink() for p in (r / "images").iterdir()], r"no image in .*images"),
+        (
+            lambda r: Image.new("LA", (SIZE, SIZE)).save(r / "masks" / "img01.png"),
+            r"hold no class indices \(masks/img01\.png \(LA\)\)",
+        ),
+    ],
+)
 def test_each_error_names_the_files_and_ends_with_the_command(tmp_path: Path, damage, match: str) -> None:
     root = own_folder(tmp_path / "mine")
     damage(root)
@@ -231,8 +284,11 @@ def test_a_users_val_list_must_hold_masked_images(tmp_path: Path) -> None:
     (root / "splits").mkdir()
     (root / "splits" / "train.txt").write_text("img00\nimg01\nimg02\n")
     (root / "splits" / "val.txt").write_text("img08\n")
-    with pytest.raises(DataError, match=r"val\.txt lists 1 id\(s\) without a mask \(img08\).*"
-                                        rf"run: dualteacher init --data {root} --force$"):
+    with pytest.raises(
+        DataError,
+        match=r"val\.txt lists 1 id\(s\) without a mask \(img08\).*"
+        rf"run: dualteacher init --data {root} --force$",
+    ):
         prepare_folder(root)
     prepare_folder(root, force=True)
     assert set(lines(root / "splits" / "val.txt")) <= {f"img{k:02d}" for k in range(6)}
@@ -248,9 +304,13 @@ def test_the_cli_prints_what_it_wrote_and_split_refuses_unmasked_budgets(tmp_pat
     assert main(["split", "--data", str(root), "--labeled", "2"]) == 2
     err = capsys.readouterr().err
     assert "4 of the 9 ids of the 'train' split" in err and err.rstrip().endswith(
-        f"run: dualteacher split --data {root} --labeled masked")
+        f"run: dualteacher split --data {root} --labeled masked"
+    )
     assert main(["check-data", "--data", str(root), "--workers", "0", "--no-cache"]) == 0
-    assert "labeled 'labeled_masked' (5 ids), unlabeled 'unlabeled_masked' (4 ids), val 'val' (1 ids)" in capsys.readouterr().out
+    assert (
+        "labeled 'labeled_masked' (5 ids), unlabeled 'unlabeled_masked' (4 ids), val 'val' (1 ids)"
+        in capsys.readouterr().out
+    )
     with pytest.raises(SystemExit):
         main(["init", "--data", str(root), "--val", "1.5"])
 
@@ -261,8 +321,10 @@ def test_check_data_refuses_unmapped_binary_masks_until_init_records_the_map(tmp
     refused = check_data(open_source("folder", root), splits, full=False)
     assert [f.kind for f in refused.errors] == ["mask-binary", "mask-binary"]
     assert "no labelled mask holds class 1 ('defect') but 4 of 4 hold 255" in refused.errors[0].message
-    assert refused.errors[0].message.endswith(f"255 is class 1 in mask_values.json (every command then reads the masks "
-                                              f"so), run: dualteacher init --data {root}")
+    assert refused.errors[0].message.endswith(
+        f"255 is class 1 in mask_values.json (every command then reads the masks "
+        f"so), run: dualteacher init --data {root}"
+    )
     _resave_as_0_1(root, "train001", "val001")  # two tools: still refused, with the other reading named
     mixed = check_data(open_source("folder", root), splits, full=False)
     assert [f.kind for f in mixed.errors] == ["mask-binary", "mask-binary"]

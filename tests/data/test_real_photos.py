@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
-from scenes import make_scenes, scenes_config
 
 from dualteacher.data.check import check_data, preflight
 from dualteacher.data.core import ORIENTATION_TAG, DataError, load_image
 from dualteacher.data.registry import open_source
 from dualteacher.training.loop import Trainer
+
+from scenes import make_scenes, scenes_config
 
 SIDE = 32
 # The transpose that stores an upright picture so that its EXIF orientation shows it upright again
@@ -142,8 +143,9 @@ def test_a_mask_stored_as_jpeg_is_refused_before_training(tmp_path: Path) -> Non
     lossy = [f for f in report.errors if f.kind == "mask-lossy"]
     assert [Path(f.path_or_id).name for f in lossy] == ["train001.png"]
     assert lossy[0].message.startswith("stored as JPEG data (lossy)")
-    assert lossy[0].message.endswith("re-export the mask as PNG from the annotation tool (converting this file "
-                                     "to PNG keeps the artefacts)")
+    assert lossy[0].message.endswith(
+        "re-export the mask as PNG from the annotation tool (converting this file to PNG keeps the artefacts)"
+    )
     with pytest.raises(DataError) as caught:
         Trainer(scenes_config(root, tmp_path / "run"))
     assert "masks/train001.png: stored as JPEG data (lossy)" in str(caught.value)

@@ -8,7 +8,6 @@ import codecs
 from pathlib import Path
 
 import pytest
-from scenes import make_scenes
 from test_standard_datasets import make_ade, make_cityscapes, make_voc
 
 from dualteacher.data.check import check_data
@@ -16,6 +15,8 @@ from dualteacher.data.core import DataError, read_id_list
 from dualteacher.data.folder import read_classes
 from dualteacher.data.registry import open_source
 from dualteacher.data.split_files import import_split, read_entries
+
+from scenes import make_scenes
 
 WRITTEN = {
     "utf-8 with BOM and CRLF": codecs.BOM_UTF8 + b"a\r\n  b \r\n\r\nc\r\n",
@@ -68,7 +69,9 @@ def test_folder_ids_written_as_file_names(tmp_path: Path) -> None:
         "no image file for id 'train003.jpg' ('train003.jpg' looks like a file name but names no image: "
         "list ids without the extension, e.g. 'train003')"
     ]
-    with pytest.raises(DataError, match=r"train003\.jpg\.jpg \(or \.jpeg/\.png\) \('train003\.jpg' looks like a file name"):
+    with pytest.raises(
+        DataError, match=r"train003\.jpg\.jpg \(or \.jpeg/\.png\) \('train003\.jpg' looks like a file name"
+    ):
         source.dataset(source.split_ids("wrong"), labeled=True)
     report = check_data(source, {"labeled": "twice", "val": "val"}, full=False)
     assert [f.message for f in report.errors] == ["id 'train000' listed 2 times (lines 1, 2)"]
@@ -77,13 +80,27 @@ def test_folder_ids_written_as_file_names(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("dataset", "make", "entries", "ids", "wrong"),
     [
-        ("voc", make_voc, ["2007_000000.jpg", "JPEGImages/2007_000001.jpg"], ["2007_000000", "2007_000001"],
-         "2007_000002.png"),
-        ("cityscapes", make_cityscapes,
-         ["aachen_000000_000000_leftImg8bit.png", "leftImg8bit/train/bochum/bochum_000000_000001_leftImg8bit.png"],
-         ["train/aachen/aachen_000000_000000", "train/bochum/bochum_000000_000001"], "aachen_000000_000002.jpg"),
-        ("ade20k", make_ade, ["ADE_train_00000001.jpg", "images/training/ADE_train_00000002.jpg"],
-         ["ADE_train_00000001", "ADE_train_00000002"], "ADE_train_00000003.png"),
+        (
+            "voc",
+            make_voc,
+            ["2007_000000.jpg", "JPEGImages/2007_000001.jpg"],
+            ["2007_000000", "2007_000001"],
+            "2007_000002.png",
+        ),
+        (
+            "cityscapes",
+            make_cityscapes,
+            ["aachen_000000_000000_leftImg8bit.png", "leftImg8bit/train/bochum/bochum_000000_000001_leftImg8bit.png"],
+            ["train/aachen/aachen_000000_000000", "train/bochum/bochum_000000_000001"],
+            "aachen_000000_000002.jpg",
+        ),
+        (
+            "ade20k",
+            make_ade,
+            ["ADE_train_00000001.jpg", "images/training/ADE_train_00000002.jpg"],
+            ["ADE_train_00000001", "ADE_train_00000002"],
+            "ADE_train_00000003.png",
+        ),
     ],
 )
 def test_standard_readers_accept_file_names_in_split_lists(
@@ -104,6 +121,8 @@ def test_standard_readers_accept_file_names_in_split_lists(
 def test_imported_lists_with_a_bom(tmp_path: Path) -> None:
     voc = make_voc(tmp_path / "voc")
     public = tmp_path / "labeled.txt"
-    public.write_bytes(codecs.BOM_UTF8 + b"2007_000000\r\nJPEGImages/2007_000001.jpg SegmentationClass/2007_000001.png\r\n")
+    public.write_bytes(
+        codecs.BOM_UTF8 + b"2007_000000\r\nJPEGImages/2007_000001.jpg SegmentationClass/2007_000001.png\r\n"
+    )
     labeled, _ = import_split(open_source("voc", voc, tmp_path / "splits"), public, "mine")
     assert read_id_list(labeled) == ["2007_000000", "2007_000001"]

@@ -9,8 +9,8 @@ from typing import cast
 
 import pytest
 
-from dualteacher.data.registry import open_source
 from dualteacher.data.core import DataError
+from dualteacher.data.registry import open_source
 from dualteacher.data.source import DataSource
 from dualteacher.data.split_files import masked_ids, split_source
 from dualteacher.data.splits import budget_tag, make_split, parse_labeled
@@ -51,7 +51,7 @@ def test_bad_budgets_are_refused(budget: float, message: str) -> None:
 
 def test_duplicate_ids_are_refused() -> None:
     with pytest.raises(ValueError, match="img_0001"):
-        make_split(IDS[:5] + ["img_0001"], 2, seed=0)
+        make_split([*IDS[:5], "img_0001"], 2, seed=0)
 
 
 def test_parse_labeled() -> None:
@@ -87,7 +87,11 @@ def test_split_source_writes_files(tmp_path: Path) -> None:
     assert [p.name for p in paths] == ["labeled_mine.txt", "unlabeled_mine.txt"]
     assert len(source.split_ids("labeled_mine")) == 12
     assert sorted(p.name for p in (tmp_path / "splits").iterdir()) == [
-        "labeled_1-16_seed2.txt", "labeled_mine.txt", "train.txt", "unlabeled_1-16_seed2.txt", "unlabeled_mine.txt",
+        "labeled_1-16_seed2.txt",
+        "labeled_mine.txt",
+        "train.txt",
+        "unlabeled_1-16_seed2.txt",
+        "unlabeled_mine.txt",
     ]
 
 
@@ -129,8 +133,11 @@ def test_a_budget_is_refused_when_some_pool_images_have_no_mask(tmp_path: Path) 
             (tmp_path / "masks" / f"{sample_id}.png").write_bytes(b"")
     source = open_source("folder", tmp_path)
     for budget in (2, "2", "1/2", 1.0):  # refused whatever the draw would pick
-        with pytest.raises(DataError, match=rf"1 of the 10 ids .* no mask file \(.*{ids[7]}\.png\).*"
-                                            rf"run: dualteacher split --data {tmp_path} --labeled masked$"):
+        with pytest.raises(
+            DataError,
+            match=rf"1 of the 10 ids .* no mask file \(.*{ids[7]}\.png\).*"
+            rf"run: dualteacher split --data {tmp_path} --labeled masked$",
+        ):
             split_source(source, budget, seed=0)
     assert sorted(p.name for p in (tmp_path / "splits").iterdir()) == ["train.txt"]  # nothing written
     (tmp_path / "masks" / f"{ids[7]}.png").write_bytes(b"")

@@ -10,8 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_overrides
-from dataset_trees import ADE_VALUES, CITY_IDS, VOC_VALUES, H, W, labels, make_ade, make_cityscapes, make_voc, save_gray
 
 from dualteacher.cli import main
 from dualteacher.config import load_config
@@ -27,6 +25,9 @@ from dualteacher.data.standard import (
     cityscapes_label_map,
 )
 from dualteacher.training.loop import Trainer, train
+
+from conftest import tiny_overrides
+from dataset_trees import ADE_VALUES, CITY_IDS, VOC_VALUES, H, W, labels, make_ade, make_cityscapes, make_voc, save_gray
 
 
 @pytest.fixture(scope="module")
@@ -129,11 +130,22 @@ def test_ade20k_values_beyond_150_are_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("dataset", "missing"),
-    [("voc", "SegmentationClass"), ("voc_aug", "SegmentationClassAug"), ("cityscapes", "gtFine"), ("ade20k", "annotations")],
+    [
+        ("voc", "SegmentationClass"),
+        ("voc_aug", "SegmentationClassAug"),
+        ("cityscapes", "gtFine"),
+        ("ade20k", "annotations"),
+    ],
 )
 def test_layout_is_checked_up_front(tmp_path: Path, dataset: str, missing: str) -> None:
-    for part in ("JPEGImages", "ImageSets/Segmentation", "leftImg8bit/train", "leftImg8bit/val",
-                 "images/training", "images/validation"):
+    for part in (
+        "JPEGImages",
+        "ImageSets/Segmentation",
+        "leftImg8bit/train",
+        "leftImg8bit/val",
+        "images/training",
+        "images/validation",
+    ):
         (tmp_path / part).mkdir(parents=True)
     for name in ("train.txt", "val.txt"):
         (tmp_path / "ImageSets/Segmentation" / name).write_text("a\n")
@@ -198,8 +210,26 @@ def test_import_unimatch_and_plain_lists(trees, tmp_path: Path) -> None:
     u2pl.write_text("JPEGImages/2007_000001.jpg SegmentationClassAug/2007_000001.png\n")
     unl = tmp_path / "u2pl_unlabeled.txt"
     unl.write_text("2009_000001\n2009_000002.jpg\n")
-    assert main(["split", "--dataset", "voc", "--data", str(trees["voc"]), "--splits-dir", str(tmp_path / "v"),
-                 "--import", str(u2pl), "--import-unlabeled", str(unl), "--name", "1_u2pl"]) == 0
+    assert (
+        main(
+            [
+                "split",
+                "--dataset",
+                "voc",
+                "--data",
+                str(trees["voc"]),
+                "--splits-dir",
+                str(tmp_path / "v"),
+                "--import",
+                str(u2pl),
+                "--import-unlabeled",
+                str(unl),
+                "--name",
+                "1_u2pl",
+            ]
+        )
+        == 0
+    )
     assert read_id_list(tmp_path / "v" / "labeled_1_u2pl.txt") == ["2007_000001"]
     assert read_id_list(tmp_path / "v" / "unlabeled_1_u2pl.txt") == ["2009_000001", "2009_000002"]
 
@@ -218,8 +248,22 @@ def test_import_unimatch_and_plain_lists(trees, tmp_path: Path) -> None:
 def test_import_needs_a_name(trees, tmp_path: Path, capsys) -> None:
     listed = tmp_path / "l.txt"
     listed.write_text("2007_000001\n")
-    assert main(["split", "--dataset", "voc", "--data", str(trees["voc"]), "--splits-dir", str(tmp_path),
-                 "--import", str(listed)]) == 2
+    assert (
+        main(
+            [
+                "split",
+                "--dataset",
+                "voc",
+                "--data",
+                str(trees["voc"]),
+                "--splits-dir",
+                str(tmp_path),
+                "--import",
+                str(listed),
+            ]
+        )
+        == 2
+    )
     assert "--name" in capsys.readouterr().err
 
 
@@ -233,8 +277,16 @@ def test_short_training_run_on_each_tree(trees, tmp_path: Path, dataset: str, ca
     data = {"root": str(root), "labeled": labeled.stem, "unlabeled": unlabeled.stem}
     method = "dual_teacher" if dataset == "voc" else "supervised"
     overrides = tiny_overrides(
-        data, tmp_path / "run", method, data__dataset=dataset, data__splits_dir=str(tmp_path / "splits"),
-        data__crop_size=32, data__val_batch_size=1, train__epochs=1, train__iters_per_epoch=2, train__batch_size=2,
+        data,
+        tmp_path / "run",
+        method,
+        data__dataset=dataset,
+        data__splits_dir=str(tmp_path / "splits"),
+        data__crop_size=32,
+        data__val_batch_size=1,
+        train__epochs=1,
+        train__iters_per_epoch=2,
+        train__batch_size=2,
         train__probe_images=2,
     )
     record = train(load_config(None, overrides), progress=False)
@@ -254,11 +306,19 @@ def test_epochs_over_the_unlabeled_set(trees, tmp_path: Path) -> None:
     labeled, unlabeled = split_source(source, 2, seed=0)
     data = {"root": str(trees["voc"]), "labeled": labeled.stem, "unlabeled": unlabeled.stem}
     overrides = tiny_overrides(
-        data, tmp_path / "run", "supervised", data__dataset="voc", data__splits_dir=str(tmp_path / "splits"),
-        train__iters_per_epoch="null", train__batch_size=2, train__unlabeled_batch_size=4,
+        data,
+        tmp_path / "run",
+        "supervised",
+        data__dataset="voc",
+        data__splits_dir=str(tmp_path / "splits"),
+        train__iters_per_epoch="null",
+        train__batch_size=2,
+        train__unlabeled_batch_size=4,
     )
     over_labeled = Trainer(load_config(None, overrides), resume=False, progress=False)
-    over_unlabeled = Trainer(load_config(None, [*overrides, "train.epoch_over=unlabeled"]), resume=False, progress=False)
+    over_unlabeled = Trainer(
+        load_config(None, [*overrides, "train.epoch_over=unlabeled"]), resume=False, progress=False
+    )
     assert over_labeled.schedule.iters_per_epoch == 2 // 2
     assert over_unlabeled.schedule.iters_per_epoch == 10 // 4
 

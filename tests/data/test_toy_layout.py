@@ -7,15 +7,16 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from conftest import tiny_overrides
 from dualteacher.cli import main
 from dualteacher.config import load_config
 from dualteacher.data.core import FileListDataset, find_missing, ignore_map, missing_files_error, read_list_text
 from dualteacher.data.registry import open_source
 from dualteacher.data.source import DataSource, SampleFiles
 from dualteacher.data.transforms import IGNORE_INDEX, Transform
-from dualteacher.training.loop import train
 from dualteacher.registry import DATASETS
+from dualteacher.training.loop import train
+
+from conftest import tiny_overrides
 
 
 class SampleFolders(DataSource):
@@ -36,14 +37,27 @@ class SampleFolders(DataSource):
         masks = [f / "label.png" for f in folders] if labeled else None
         return SampleFiles([f / "photo.png" for f in folders], masks, self.label_map)
 
-    def dataset(self, ids: list[str], *, labeled: bool, transform: Transform | Callable | None = None,
-                check_classes: bool = True) -> FileListDataset:
+    def dataset(
+        self,
+        ids: list[str],
+        *,
+        labeled: bool,
+        transform: Transform | Callable | None = None,
+        check_classes: bool = True,
+    ) -> FileListDataset:
         files = self.files(ids, labeled=labeled)
         missing = find_missing(files.images + (files.masks or []))
         if missing:
             raise missing_files_error(self.root, missing, labeled)
-        return FileListDataset(ids, files.images, files.masks, labeled=labeled, transform=transform,
-                               num_classes=len(self.classes) if check_classes else None, label_map=self.label_map)
+        return FileListDataset(
+            ids,
+            files.images,
+            files.masks,
+            labeled=labeled,
+            transform=transform,
+            num_classes=len(self.classes) if check_classes else None,
+            label_map=self.label_map,
+        )
 
     def entry_id(self, entry: str) -> str:
         parts = PurePosixPath(entry.replace("\\", "/")).parts
@@ -73,13 +87,32 @@ def test_a_layout_in_one_file_is_checked_and_trained_on(tiny_data, tmp_path: Pat
         (root / "splits" / "as_paths.txt").write_text("".join(f"samples/{i}/photo.png\n" for i in val[:2]))
         assert source.split_ids("as_paths") == val[:2]  # entries naming files become ids (entry_id)
 
-        check = ["check-data", "--dataset", "sample_folders", "--data", str(root), "--full", "--no-cache",
-                 "--workers", "0", "--labeled-split", data["labeled"], "--unlabeled-split", data["unlabeled"]]
+        check = [
+            "check-data",
+            "--dataset",
+            "sample_folders",
+            "--data",
+            str(root),
+            "--full",
+            "--no-cache",
+            "--workers",
+            "0",
+            "--labeled-split",
+            data["labeled"],
+            "--unlabeled-split",
+            data["unlabeled"],
+        ]
         assert main(check) == 0, capsys.readouterr().out
         assert "0 errors" in capsys.readouterr().out
 
-        overrides = tiny_overrides(data, tmp_path / "run", "mean_teacher", data__dataset="sample_folders",
-                                   train__epochs=1, train__iters_per_epoch=2)
+        overrides = tiny_overrides(
+            data,
+            tmp_path / "run",
+            "mean_teacher",
+            data__dataset="sample_folders",
+            train__epochs=1,
+            train__iters_per_epoch=2,
+        )
         record = train(load_config(None, overrides), progress=False)
     assert 0.0 <= record["student/miou"] <= 1.0
     assert (tmp_path / "run" / "last.safetensors").is_file()

@@ -4,12 +4,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_overrides
 
 from dualteacher.checkpoint import load_checkpoint
 from dualteacher.config import ConfigError, load_config
-from dualteacher.training.loop import Trainer, resolve_amp
 from dualteacher.runlog import read_log
+from dualteacher.training.loop import Trainer, resolve_amp
+
+from conftest import tiny_overrides
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -53,10 +54,21 @@ def test_grad_scaler_state_round_trips_through_the_training_checkpoint(tiny_data
 
 
 def test_channels_last_networks_and_batches(tiny_data, tmp_path: Path) -> None:
-    cfg = load_config(None, tiny_overrides(tiny_data, tmp_path / "run", "dual_teacher", train__channels_last=True,
-                                           train__epochs=1, train__iters_per_epoch=1))
+    cfg = load_config(
+        None,
+        tiny_overrides(
+            tiny_data,
+            tmp_path / "run",
+            "dual_teacher",
+            train__channels_last=True,
+            train__epochs=1,
+            train__iters_per_epoch=1,
+        ),
+    )
     trainer = Trainer(cfg, progress=False)
-    convs = [m.weight for net in trainer.method.modules().values() for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    convs = [
+        m.weight for net in trainer.method.modules().values() for m in net.modules() if isinstance(m, torch.nn.Conv2d)
+    ]
     assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs if w.shape[-1] > 1)
     record = trainer.fit()
     assert 0.0 <= record["student/miou"] <= 1.0
@@ -65,8 +77,17 @@ def test_channels_last_networks_and_batches(tiny_data, tmp_path: Path) -> None:
 @pytest.mark.slow
 @cuda
 def test_cuda_bf16_channels_last_smoke(tiny_data, tmp_path: Path) -> None:
-    cfg = load_config(None, tiny_overrides(tiny_data, tmp_path / "run", "dual_teacher", train__device="cuda",
-                                           train__amp="bf16", train__channels_last=True))
+    cfg = load_config(
+        None,
+        tiny_overrides(
+            tiny_data,
+            tmp_path / "run",
+            "dual_teacher",
+            train__device="cuda",
+            train__amp="bf16",
+            train__channels_last=True,
+        ),
+    )
     trainer = Trainer(cfg, progress=False)
     assert trainer.amp_dtype is torch.bfloat16
     record = trainer.fit()
@@ -77,7 +98,9 @@ def test_cuda_bf16_channels_last_smoke(tiny_data, tmp_path: Path) -> None:
 @pytest.mark.slow
 @cuda
 def test_cuda_fp16_scaler_state_is_checkpointed(tiny_data, tmp_path: Path) -> None:
-    cfg = load_config(None, tiny_overrides(tiny_data, tmp_path / "run", "supervised", train__device="cuda", train__amp="fp16"))
+    cfg = load_config(
+        None, tiny_overrides(tiny_data, tmp_path / "run", "supervised", train__device="cuda", train__amp="fp16")
+    )
     trainer = Trainer(cfg, progress=False)
     assert trainer.scaler.is_enabled()
     trainer.fit(stop_at=3)

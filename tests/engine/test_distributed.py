@@ -14,15 +14,16 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import tiny_overrides
 from torch import nn
 
-from dualteacher.training import distributed
 from dualteacher.config import load_config
 from dualteacher.data.build import eval_loader, open_splits
 from dualteacher.data.sampler import ShuffledStreamSampler
 from dualteacher.inference.metrics import evaluate
 from dualteacher.runlog import read_log
+from dualteacher.training import distributed
+
+from conftest import tiny_overrides
 
 WORLD = 2
 
@@ -151,9 +152,23 @@ def torchrun_train(overrides: list[str]) -> None:
     """
     env = {**os.environ, "OMP_NUM_THREADS": "1", distributed.BACKEND_ENV: "gloo"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
-         "-m", "dualteacher", "train", *overrides, "--quiet"],
-        check=False, env=env, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={WORLD}",
+            "-m",
+            "dualteacher",
+            "train",
+            *overrides,
+            "--quiet",
+        ],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
 

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from scenes import make_scenes, scenes_config
 import dualteacher
 from dualteacher import environment
 from dualteacher.checkpoint import load_checkpoint
 from dualteacher.cli import main
 from dualteacher.runlog import read_log
 from dualteacher.training.loop import Trainer
+
+from scenes import make_scenes, scenes_config
 
 
 def test_collect_records_versions_devices_and_the_command() -> None:
@@ -46,8 +47,9 @@ def test_differences_leave_out_the_command_line() -> None:
 
 
 @pytest.mark.slow
-def test_a_resume_in_another_environment_keeps_both_and_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                              capsys, caplog) -> None:
+def test_a_resume_in_another_environment_keeps_both_and_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, caplog
+) -> None:
     root = make_scenes(tmp_path / "data")
     run = tmp_path / "run"
     cfg = scenes_config(root, run)
@@ -65,7 +67,9 @@ def test_a_resume_in_another_environment_keeps_both_and_warns(tmp_path: Path, mo
     assert f"torch: {torch.__version__} → 9.9.9" in out
     entries = environment.read_environments(run)
     assert [(e["iteration"], e["torch"], e["threads"]) for e in entries] == [
-        (0, torch.__version__, first["threads"]), (1, "9.9.9", 64)]
+        (0, torch.__version__, first["threads"]),
+        (1, "9.9.9", 64),
+    ]
     assert load_checkpoint(run / "last.safetensors")[1]["environments"] == entries
     assert load_checkpoint(run / "best.safetensors")[1]["environments"] == entries  # written at iteration 2
     (moved,) = [r for r in read_log(run) if r["type"] == "environment"]

@@ -48,8 +48,8 @@ def test_adamw_is_default() -> None:
 def test_an_anchored_schedule_decays_from_the_anchor_to_zero_at_the_new_end() -> None:
     cfg = OptimConfig(warmup_iters=10, warmup_ratio=0.1, poly_power=0.9)
     assert all(lr_factor(i, 110, cfg, (10, 1.0)) == lr_factor(i, 110, cfg) for i in range(0, 120, 7))
-    anchor = (60, lr_factor(60, 110, cfg))                  # the 110-iteration run, resumed at 60 for 160
-    assert lr_factor(60, 160, cfg, anchor) == anchor[1]     # no jump at the resume point
-    assert lr_factor(110, 160, cfg, anchor) == pytest.approx(anchor[1] * 0.5 ** 0.9)
+    anchor = (60, lr_factor(60, 110, cfg))  # the 110-iteration run, resumed at 60 for 160
+    assert lr_factor(60, 160, cfg, anchor) == anchor[1]  # no jump at the resume point
+    assert lr_factor(110, 160, cfg, anchor) == pytest.approx(anchor[1] * 0.5**0.9)
     assert lr_factor(160, 160, cfg, anchor) == 0.0
     assert lr_factor(5, 160, cfg, anchor) == lr_factor(5, 110, cfg)  # the warm-up is untouched

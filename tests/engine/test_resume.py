@@ -8,18 +8,27 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import tiny_overrides
 from dualteacher.cli import main
 from dualteacher.config import Config, load_config
+from dualteacher.data.core import FileListDataset
 from dualteacher.data.digits import generate_digit_scenes
 from dualteacher.data.registry import open_source
 from dualteacher.data.split_files import split_source
-from dualteacher.training.loop import Trainer
-from dualteacher.data.core import FileListDataset
-from dualteacher.training.resume import (
-    NOTE, REFUSED, SAFE, Change, ResumeError, compare, continued_anchor, data_fingerprint, decide,
-)
 from dualteacher.runlog import read_log
+from dualteacher.training.loop import Trainer
+from dualteacher.training.resume import (
+    NOTE,
+    REFUSED,
+    SAFE,
+    Change,
+    ResumeError,
+    compare,
+    continued_anchor,
+    data_fingerprint,
+    decide,
+)
+
+from conftest import tiny_overrides
 
 LR = 0.002  # tiny_overrides' optim.lr; 2 epochs of 3 iterations, stopped after epoch 1
 
@@ -74,8 +83,8 @@ def test_more_epochs_need_consent_and_continue_the_lr_without_a_jump(tiny_data, 
     trainer.fit(stop_at=6)
     assert main(["train", *longer[:4], "--quiet", *longer[4:]]) == 0  # no changes left: plain resume
     lrs = {r["iteration"]: r["lr"] for r in read_log(run) if r["type"] == "train"}
-    before = [LR * (1 - i / 6) for i in range(3)]                  # the 2-epoch schedule
-    after = [LR * 0.5 * (1 - (i - 3) / 6) for i in range(3, 9)]    # from its LR at 3 down to 0 at 9
+    before = [LR * (1 - i / 6) for i in range(3)]  # the 2-epoch schedule
+    after = [LR * 0.5 * (1 - (i - 3) / 6) for i in range(3, 9)]  # from its LR at 3 down to 0 at 9
     assert [lrs[i + 1] for i in range(9)] == pytest.approx(before + after)
     assert [r["iteration"] for r in read_log(run) if r["type"] == "resume"] == [3]
     saved = yaml.safe_load((run / "config.yaml").read_text())["train"]
@@ -92,8 +101,9 @@ def test_another_dataset_with_the_same_classes_is_refused(tiny_data, run: Path, 
     assert f"data.root: {tiny_data['root']} → {other}  refused: other data: the labeled split" in err
 
 
-def test_the_same_dataset_at_another_path_is_a_safe_change(tiny_data, run: Path, tmp_path: Path, capsys,
-                                                           caplog) -> None:
+def test_the_same_dataset_at_another_path_is_a_safe_change(
+    tiny_data, run: Path, tmp_path: Path, capsys, caplog
+) -> None:
     moved = Path(shutil.copytree(tiny_data["root"], tmp_path / "moved"))
     overrides = [*tiny_overrides(tiny_data, run), f"data.root={moved}"]
     assert "data.root" in refused(overrides, run, capsys)
@@ -119,13 +129,24 @@ def test_another_method_is_refused_clearly(tiny_data, run: Path, capsys) -> None
 # ------------------------------------------------------------------ the rules, without training
 def state(cfg: Config, iteration: int = 3, **extra: object) -> dict:
     """A training checkpoint's state as written for ``cfg`` (6 iterations of 3 per epoch)."""
-    return {"config": cfg.to_dict(), "classes": ["a", "b"], "iteration": iteration,
-            "schedule": {"iters_per_epoch": 3, "total_iters": 6, "anchor": None}, "data": {"val": {"ids": 4}}, **extra}
+    return {
+        "config": cfg.to_dict(),
+        "classes": ["a", "b"],
+        "iteration": iteration,
+        "schedule": {"iters_per_epoch": 3, "total_iters": 6, "anchor": None},
+        "data": {"val": {"ids": 4}},
+        **extra,
+    }
 
 
 def base(**settings: object) -> Config:
     """A Mean Teacher config of 2 epochs and 2 workers, with ``settings`` (``train__seed=1``) on top."""
-    overrides = {"method.name": "mean_teacher", "train.epochs": 2, "data.workers": 2, **{k.replace("__", "."): v for k, v in settings.items()}}
+    overrides = {
+        "method.name": "mean_teacher",
+        "train.epochs": 2,
+        "data.workers": 2,
+        **{k.replace("__", "."): v for k, v in settings.items()},
+    }
     return load_config(None, [f"{k}={v}" for k, v in overrides.items()])
 
 
@@ -140,13 +161,24 @@ def test_data_workers_is_applied_with_a_note_and_needs_no_consent() -> None:
     decide(changes, allow=False, where="run")
 
 
-@pytest.mark.parametrize("setting, status", [
-    ("train__log_every=1", SAFE), ("train__checkpoint_every=5", SAFE), ("data__val_batch_size=2", SAFE),
-    ("data__eval_window_batch=2", SAFE),
-    ("train__device=cpu", SAFE), ("train__batch_size=2", REFUSED), ("train__seed=1", REFUSED),
-    ("data__crop_size=32", REFUSED), ("data__eval_mode=slide", REFUSED), ("model__encoder=resnet18", REFUSED),
-    ("method__threshold=0.5", REFUSED), ("optim__warmup_iters=2", REFUSED), ("train__keep=student", REFUSED),
-])
+@pytest.mark.parametrize(
+    "setting, status",
+    [
+        ("train__log_every=1", SAFE),
+        ("train__checkpoint_every=5", SAFE),
+        ("data__val_batch_size=2", SAFE),
+        ("data__eval_window_batch=2", SAFE),
+        ("train__device=cpu", SAFE),
+        ("train__batch_size=2", REFUSED),
+        ("train__seed=1", REFUSED),
+        ("data__crop_size=32", REFUSED),
+        ("data__eval_mode=slide", REFUSED),
+        ("model__encoder=resnet18", REFUSED),
+        ("method__threshold=0.5", REFUSED),
+        ("optim__warmup_iters=2", REFUSED),
+        ("train__keep=student", REFUSED),
+    ],
+)
 def test_each_setting_is_safe_or_refused(setting: str, status: str) -> None:
     key, value = setting.split("=")
     changes = changes_to(**{key: value})
@@ -177,7 +209,8 @@ def test_a_setting_the_checkpoint_predates_counts_as_its_default() -> None:
     del old["config"]["train"]["channels_last"]
     assert compare(old, base(), ["a", "b"], 3, dict) == []
     assert [str(c) for c in compare(old, base(train__channels_last=True), ["a", "b"], 3, dict)] == [
-        "train.channels_last: false → true  safe"]
+        "train.channels_last: false → true  safe"
+    ]
     del old["config"]["model"]["aspp_dropout"]  # trained with SMP's ASPP dropout 0.5, before the setting
     assert [c.key for c in compare(old, base(), ["a", "b"], 3, dict)] == ["model.aspp_dropout"]
     assert compare(old, base(model__aspp_dropout=0.5), ["a", "b"], 3, dict) == []
@@ -187,8 +220,10 @@ def test_the_lr_anchor_follows_warm_up_and_chained_extensions() -> None:
     warm = base(optim__warmup_iters=4)
     assert continued_anchor(state(warm, iteration=2), warm.optim, 3, 12) is None  # the warm-up goes on
     assert continued_anchor(state(warm, iteration=5), warm.optim, 3, 12) == (5, pytest.approx(0.5))
-    extended = state(base(train__epochs=3), iteration=6, schedule={"iters_per_epoch": 3, "total_iters": 9, "anchor": [3, 0.5]})
-    assert continued_anchor(extended, base().optim, 3, 9) == (3, 0.5)        # same length: the stored anchor
+    extended = state(
+        base(train__epochs=3), iteration=6, schedule={"iters_per_epoch": 3, "total_iters": 9, "anchor": [3, 0.5]}
+    )
+    assert continued_anchor(extended, base().optim, 3, 9) == (3, 0.5)  # same length: the stored anchor
     assert continued_anchor(extended, base().optim, 3, 12) == (6, pytest.approx(0.25))
 
 

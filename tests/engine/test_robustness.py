@@ -12,10 +12,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_overrides
 from dualteacher.checkpoint import load_checkpoint, save_rotating
 from dualteacher.config import load_config
 from dualteacher.training.loop import Trainer
+
+from conftest import tiny_overrides
 
 LONGER = {"train__epochs": 3, "train__iters_per_epoch": 4, "train__checkpoint_every": 1}
 
@@ -24,7 +25,10 @@ def launch(overrides: list[str]) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "dualteacher", "train", *overrides, "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
 
 
@@ -49,7 +53,7 @@ def run_until(overrides: list[str], run_dir: Path, iteration: int, sig: int) -> 
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in load_file(str(run_dir / "last.safetensors")).items()}
+    return dict(load_file(str(run_dir / "last.safetensors")).items())
 
 
 @pytest.mark.slow
@@ -60,9 +64,9 @@ def test_sigkill_twice_and_sigterm_then_resume_is_bitwise_identical(tiny_data, t
 
     run_dir = tmp_path / "killed"
     overrides = tiny_overrides(tiny_data, run_dir, "dual_teacher", **LONGER)
-    run_until(overrides, run_dir, 2, signal.SIGKILL)          # mid-epoch 0
-    run_until(overrides, run_dir, 6, signal.SIGKILL)          # mid-epoch 1
-    out = run_until(overrides, run_dir, 9, signal.SIGTERM)    # a scheduler's pre-emption
+    run_until(overrides, run_dir, 2, signal.SIGKILL)  # mid-epoch 0
+    run_until(overrides, run_dir, 6, signal.SIGKILL)  # mid-epoch 1
+    out = run_until(overrides, run_dir, 9, signal.SIGTERM)  # a scheduler's pre-emption
     assert "stopped by SIGTERM" in out and "resuming" in out
     proc = launch(overrides)
     out = proc.communicate(timeout=300)[0]
@@ -73,8 +77,11 @@ def test_sigkill_twice_and_sigterm_then_resume_is_bitwise_identical(tiny_data, t
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    iterations = [json.loads(x)["iteration"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()
-                  if json.loads(x)["type"] == "train"]
+    iterations = [
+        json.loads(x)["iteration"]
+        for x in (run_dir / "metrics.jsonl").read_text().splitlines()
+        if json.loads(x)["type"] == "train"
+    ]
     assert iterations == list(range(1, 13))
 
 
@@ -111,8 +118,9 @@ def test_failed_write_during_rotation_keeps_every_checkpoint(tmp_path: Path, mon
 
 
 @pytest.mark.slow
-def test_nan_steps_are_skipped_and_too_many_stop_the_run(tiny_data, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nan_steps_are_skipped_and_too_many_stop_the_run(
+    tiny_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = tmp_path / "run"
     cfg = load_config(None, tiny_overrides(tiny_data, run, "supervised", **LONGER))
     trainer = Trainer(cfg, progress=False)

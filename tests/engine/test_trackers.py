@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from scenes import make_scenes, scenes_config
 from dualteacher.cli import main
 from dualteacher.config import ConfigError, load_config
 from dualteacher.registry import TRACKERS
 from dualteacher.runlog import read_log
 from dualteacher.training.loop import Trainer
 from dualteacher.training.trackers import CsvTracker, check_trackers, read_states, tracker_names
+
+from scenes import make_scenes, scenes_config
 
 
 @pytest.fixture
@@ -56,8 +57,10 @@ def test_a_missing_tracker_package_stops_the_command_before_training(scenes: Pat
         overrides = [f"data.root={scenes}", f"run_dir={run}", "train.loggers=[tensorboard,missing]"]
         assert main(["train", *overrides, "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "train.loggers: missing needs the dualteacher_no_such_package package: " \
-           "pip install dualteacher-no-such-package" in err
+    assert (
+        "train.loggers: missing needs the dualteacher_no_such_package package: "
+        "pip install dualteacher-no-such-package" in err
+    )
     assert "Traceback" not in err and not run.exists()
 
 
@@ -90,7 +93,8 @@ def test_csv_and_tensorboard_drop_what_a_resume_redoes(scenes: Path, tmp_path: P
 
 @pytest.mark.slow
 def test_mlflow_gets_params_metrics_and_the_best_network_and_a_resume_continues_its_run(
-        scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tracking = pytest.importorskip("mlflow.tracking", reason="needs pip install 'dualteacher[mlflow]'")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
@@ -136,14 +140,20 @@ def inspect_offline(run_path: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_wandb_offline_run_holds_config_history_and_the_best_network_and_a_resume_continues_it(
-        scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("wandb", reason="needs pip install 'dualteacher[wandb]'")
     wandb_dir = tmp_path / "wandb_dir"
     wandb_dir.mkdir()
-    for key, value in {"WANDB_MODE": "offline", "WANDB_DIR": wandb_dir, "WANDB_SILENT": "true",
-                       "WANDB_CACHE_DIR": tmp_path / "cache", "WANDB_DATA_DIR": tmp_path / "data_dir",
-                       "WANDB_CONFIG_DIR": tmp_path / "config_dir",
-                       "XDG_CACHE_HOME": tmp_path / "xdg_cache"}.items():  # wandb-core's own logs
+    for key, value in {
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": wandb_dir,
+        "WANDB_SILENT": "true",
+        "WANDB_CACHE_DIR": tmp_path / "cache",
+        "WANDB_DATA_DIR": tmp_path / "data_dir",
+        "WANDB_CONFIG_DIR": tmp_path / "config_dir",
+        "XDG_CACHE_HOME": tmp_path / "xdg_cache",
+    }.items():  # wandb-core's own logs
         monkeypatch.setenv(key, str(value))
     monkeypatch.delenv("WANDB_PROJECT", raising=False)
     run = tmp_path / "mine"

@@ -7,12 +7,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_overrides
 from dualteacher.checkpoint import load_checkpoint
 from dualteacher.cli import main
 from dualteacher.config import load_config
-from dualteacher.training.loop import PIPED_BAR_SECONDS, Trainer, progress_bar, progress_label, train
 from dualteacher.runlog import read_log
+from dualteacher.training.loop import PIPED_BAR_SECONDS, Trainer, progress_bar, progress_label, train
+
+from conftest import tiny_overrides
 
 
 def weights(path: Path, prefix: str) -> dict[str, torch.Tensor]:
@@ -21,7 +22,9 @@ def weights(path: Path, prefix: str) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 def test_supervised_run_learns_and_eval_reproduces_it(tiny_data, tmp_path: Path, capsys) -> None:
-    cfg = load_config(None, tiny_overrides(tiny_data, tmp_path / "run", "supervised", train__epochs=4, train__eval_every=4))
+    cfg = load_config(
+        None, tiny_overrides(tiny_data, tmp_path / "run", "supervised", train__epochs=4, train__eval_every=4)
+    )
     record = train(cfg, progress=False)
     losses = [r["loss"] for r in read_log(tmp_path / "run") if r["type"] == "train"]
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
@@ -48,7 +51,10 @@ def test_progress_bar_names_the_run_and_redraws_rarely_when_piped(tiny_data, tmp
 @pytest.mark.slow
 def test_same_seed_same_metrics(tiny_data, tmp_path: Path) -> None:
     records = [
-        train(load_config(None, tiny_overrides(tiny_data, tmp_path / f"r{i}", "dual_teacher", train__epochs=1)), progress=False)
+        train(
+            load_config(None, tiny_overrides(tiny_data, tmp_path / f"r{i}", "dual_teacher", train__epochs=1)),
+            progress=False,
+        )
         for i in range(2)
     ]
     assert records[0]["student/miou"] == records[1]["student/miou"]
@@ -59,8 +65,17 @@ def test_same_seed_same_metrics(tiny_data, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_dual_teacher_checkpoint_holds_student_and_every_teacher(tiny_data, tmp_path: Path) -> None:
-    cfg = load_config(None, tiny_overrides(tiny_data, tmp_path / "dt", "dual_teacher", method__num_teachers=3, method__mixings="[cutmix, classmix, cutmix]",
-                                           method__shift="epoch"))
+    cfg = load_config(
+        None,
+        tiny_overrides(
+            tiny_data,
+            tmp_path / "dt",
+            "dual_teacher",
+            method__num_teachers=3,
+            method__mixings="[cutmix, classmix, cutmix]",
+            method__shift="epoch",
+        ),
+    )
     trainer = Trainer(cfg, progress=False)
     assert all(not p.requires_grad for t in trainer.method.teachers().values() for p in t.parameters())
     record = trainer.fit()
@@ -83,10 +98,18 @@ def test_mean_teacher_equals_dual_teacher_with_one_persistent_teacher(tiny_data,
     common = {"method__mixings": "[cutmix]", "method__student_drop_path": 0.1}
     train(load_config(None, tiny_overrides(tiny_data, tmp_path / "mt", "mean_teacher", **common)), progress=False)
     train(
-        load_config(None, tiny_overrides(
-            tiny_data, tmp_path / "dt", "dual_teacher", method__num_teachers=1, method__restart_per_shift=False,
-            method__icl_weight=0.0, **common,
-        )),
+        load_config(
+            None,
+            tiny_overrides(
+                tiny_data,
+                tmp_path / "dt",
+                "dual_teacher",
+                method__num_teachers=1,
+                method__restart_per_shift=False,
+                method__icl_weight=0.0,
+                **common,
+            ),
+        ),
         progress=False,
     )
     mt = weights(tmp_path / "mt" / "last.safetensors", "model/")

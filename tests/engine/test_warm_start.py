@@ -5,10 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_overrides
 from dualteacher.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dualteacher.config import ConfigError, load_config
 from dualteacher.training.loop import Trainer, train
+
+from conftest import tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +46,13 @@ def test_every_network_starts_from_the_warm_up_student(tiny_data, warm_run, tmp_
 
 @pytest.mark.slow
 def test_a_best_checkpoint_file_works_too(tiny_data, warm_run, tmp_path):
-    best, state = load_checkpoint(warm_run / "best.safetensors")
-    cfg = load_config(None, tiny_overrides(tiny_data, tmp_path / "run", "mean_teacher",
-                                           method__init_from=str(warm_run / "best.safetensors")))
+    best, _ = load_checkpoint(warm_run / "best.safetensors")
+    cfg = load_config(
+        None,
+        tiny_overrides(
+            tiny_data, tmp_path / "run", "mean_teacher", method__init_from=str(warm_run / "best.safetensors")
+        ),
+    )
     trainer = Trainer(cfg, progress=False)
     assert _same(trainer.method.student, {k.removeprefix("model/"): v for k, v in best.items()})
 
@@ -68,7 +73,9 @@ def test_wrong_checkpoints_are_refused_naming_the_file_before_anything_is_writte
     }
     for name, (path, extra, message) in cases.items():
         run_dir = tmp_path / name
-        cfg = load_config(None, tiny_overrides(tiny_data, run_dir, "mean_teacher", method__init_from=str(path), **extra))
+        cfg = load_config(
+            None, tiny_overrides(tiny_data, run_dir, "mean_teacher", method__init_from=str(path), **extra)
+        )
         with pytest.raises(CheckpointError, match=message) as err:
             Trainer(cfg, progress=False)
         assert str(path) in str(err.value)
@@ -78,8 +85,12 @@ def test_wrong_checkpoints_are_refused_naming_the_file_before_anything_is_writte
 @pytest.mark.slow
 def test_init_from_needs_teachers_copied_from_the_student(tiny_data, warm_run, tmp_path):
     with pytest.raises(ConfigError, match="method.init_from: .* needs method.teacher_init=student"):
-        load_config(None, tiny_overrides(tiny_data, tmp_path, "dual_teacher", method__init_from=str(warm_run),
-                                         method__teacher_init="independent"))
+        load_config(
+            None,
+            tiny_overrides(
+                tiny_data, tmp_path, "dual_teacher", method__init_from=str(warm_run), method__teacher_init="independent"
+            ),
+        )
 
 
 @pytest.mark.slow
@@ -87,9 +98,13 @@ def test_a_resumed_run_may_find_its_warm_up_elsewhere(tiny_data, warm_run, tmp_p
     import shutil
 
     run_dir = tmp_path / "run"
-    Trainer(load_config(None, tiny_overrides(tiny_data, run_dir, "mean_teacher", method__init_from=str(warm_run))),
-            progress=False).fit(stop_at=3)
+    Trainer(
+        load_config(None, tiny_overrides(tiny_data, run_dir, "mean_teacher", method__init_from=str(warm_run))),
+        progress=False,
+    ).fit(stop_at=3)
     moved = Path(shutil.copytree(warm_run, tmp_path / "moved"))
-    record = train(load_config(None, tiny_overrides(tiny_data, run_dir, "mean_teacher", method__init_from=str(moved))),
-                   progress=False)
+    record = train(
+        load_config(None, tiny_overrides(tiny_data, run_dir, "mean_teacher", method__init_from=str(moved))),
+        progress=False,
+    )
     assert record["iteration"] == 6

@@ -42,7 +42,9 @@ def test_slide_covers_every_pixel_and_averages_overlaps() -> None:
         seen.extend([tuple(images.shape[-2:])] * images.shape[0])  # one entry per window
         return torch.zeros(images.shape[0], 3, *images.shape[-2:])
 
-    out = build_predictor(constant, EvalSettings(mode="slide", tile=16, stride=10), num_classes=3)(torch.rand(1, 3, 30, 16))
+    out = build_predictor(constant, EvalSettings(mode="slide", tile=16, stride=10), num_classes=3)(
+        torch.rand(1, 3, 30, 16)
+    )
     assert seen == [(16, 16), (16, 16), (16, 16)]  # rows start at 0, 10 and 14 (the last aligned to the edge)
     torch.testing.assert_close(out.exp(), torch.full((1, 3, 30, 16), 1 / 3))
 
@@ -105,7 +107,9 @@ def test_settings_follow_the_config_and_refuse_bad_values() -> None:
     settings = EvalSettings.from_config(cfg.data)
     assert (settings.mode, settings.tile, settings.scales) == ("center", 48, (0.5, 1.0))
     assert settings.transform().center_crop == val_transform(cfg.data).center_crop == 48
-    slide = EvalSettings.from_config(load_config(None, ["data.eval_mode=slide", "data.eval_tile=64", "data.eval_stride=40"]).data)
+    slide = EvalSettings.from_config(
+        load_config(None, ["data.eval_mode=slide", "data.eval_tile=64", "data.eval_stride=40"]).data
+    )
     assert (slide.tile, slide.stride) == (64, 40) and val_transform(load_config(None, []).data).center_crop is None
     for bad in ({"mode": "tiles"}, {"stride": 600}, {"scales": ()}, {"scales": (0.0,)}, {"resize": (0, 512)}):
         with pytest.raises(ValueError):

@@ -110,6 +110,7 @@ def test_every_image_gets_its_logits_alone(mixed_sizes: Path, network: nn.Module
                 torch.testing.assert_close(batched, predictor(image[None])[0], atol=1e-4, rtol=1e-4)
         assert sorted(seen) == list(range(len(SIZES)))
 
+
 def test_unpadded_groups_cut_the_padding_and_keep_equal_sizes_together() -> None:
     samples = []
     for index, (height, width) in enumerate([(4, 6), (5, 3), (4, 6)]):

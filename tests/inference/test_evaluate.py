@@ -20,7 +20,7 @@ def test_miou_by_hand_excludes_absent_classes() -> None:
     m = metrics_from_confusion(conf)
     iou0 = 5 / (5 + 1 + 2 + 1)
     iou1 = 3 / (3 + 2 + 1)
-    assert m.iou[0 : 3] == [iou0, iou1, 0.0]
+    assert m.iou[0:3] == [iou0, iou1, 0.0]
     assert m.iou[3] is None
     assert abs(m.miou - (iou0 + iou1 + 0.0) / 3) < 1e-12
     assert abs(m.pixel_accuracy - 8 / 12) < 1e-12

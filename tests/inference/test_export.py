@@ -4,28 +4,34 @@ TorchScript exporter takes over."""
 
 import contextlib
 import dataclasses
-from collections.abc import Callable
 import importlib.util
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import torch
+from test_predict import checkpoint  # noqa: F401  (the module-scoped checkpoint fixture)
 from torch import Tensor
 
 from dualteacher import load_model
 from dualteacher.checkpoint import load_checkpoint, save_checkpoint
 from dualteacher.cli import main
 from dualteacher.config import ModelConfig
-from dualteacher.inference.export import ExportWrapper, StaticSameConv2d, check_onnx, export_onnx, with_static_same_padding
+from dualteacher.inference.export import (
+    ExportWrapper,
+    StaticSameConv2d,
+    check_onnx,
+    export_onnx,
+    with_static_same_padding,
+)
 from dualteacher.models.build import model_from_config
 from dualteacher.models.contract import FeaturePerturbation
 from dualteacher.models.smp import SegModel
 from dualteacher.registry import NETWORKS
-from test_predict import checkpoint  # noqa: F401  (the module-scoped checkpoint fixture)
 
 needs_onnxscript = pytest.mark.skipif(
     importlib.util.find_spec("onnxscript") is None,
@@ -67,15 +73,23 @@ def test_onnx_matches_pytorch_on_other_batch_and_spatial_sizes(checkpoint: Path,
 def test_onnx_graph_has_dynamic_axes_and_a_model_card(checkpoint: Path, exported: Path) -> None:  # noqa: F811
     graph = onnx.load(str(exported)).graph
     onnx.checker.check_model(str(exported))
-    dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in (graph.input[0], graph.output[0])]
+    dims = [
+        [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in (graph.input[0], graph.output[0])
+    ]
     assert dims == [["batch", 3, "height", "width"], ["batch", 11, "height", "width"]]
     card = json.loads(exported.with_suffix(".json").read_text())
     model = load_model(checkpoint)
     assert card["classes"] == model.classes and card["palette"] == model.palette[:11].tolist()
     assert card["normalization"]["mean"] == list(model.mean) and card["normalization"]["applied_inside_model"]
     assert card["input"]["range"] == [0.0, 1.0] and card["input"]["layout"] == "NCHW"
-    assert card["protocol"] == {"mode": "whole", "tile": 48, "stride": None, "flip": False, "scales": [1.0],
-                                "resize": None}
+    assert card["protocol"] == {
+        "mode": "whole",
+        "tile": 48,
+        "stride": None,
+        "flip": False,
+        "scales": [1.0],
+        "resize": None,
+    }
     assert [o.version for o in onnx.load(str(exported)).opset_import if o.domain == ""] == [card["opset"]]
 
 
@@ -137,11 +151,18 @@ class WidthDependentDeepLab(SegModel):
 
 def builder(cls: type[SegModel]) -> Callable[..., SegModel]:
     def build(model: ModelConfig, num_classes: int, *, drop_path: float, pretrained: bool) -> SegModel:
-        inner = model_from_config(dataclasses.replace(model, arch="deeplabv3plus"), num_classes, drop_path=drop_path,
-                                  pretrained=pretrained)
+        inner = model_from_config(
+            dataclasses.replace(model, arch="deeplabv3plus"), num_classes, drop_path=drop_path, pretrained=pretrained
+        )
         assert isinstance(inner, SegModel)
-        return cls(inner.net, arch=inner.arch, encoder_name=inner.encoder_name, num_classes=num_classes,
-                   drop_path_factors=inner._drop_path_factors, drop_path=drop_path)
+        return cls(
+            inner.net,
+            arch=inner.arch,
+            encoder_name=inner.encoder_name,
+            num_classes=num_classes,
+            drop_path_factors=inner._drop_path_factors,
+            drop_path=drop_path,
+        )
 
     return build
 

@@ -17,7 +17,6 @@ from huggingface_hub import ModelCard, scan_cache_dir
 from huggingface_hub.file_download import repo_folder_name
 from safetensors.torch import load_file
 
-from conftest import tiny_overrides
 from dualteacher import load_model
 from dualteacher.checkpoint import CheckpointError, load_checkpoint, module_tensors, save_checkpoint
 from dualteacher.cli import main
@@ -27,6 +26,8 @@ from dualteacher.inference.hub import HubError
 from dualteacher.inference.model import checkpoint_card
 from dualteacher.models.build import model_from_config, model_normalization
 from dualteacher.training.loop import train
+
+from conftest import tiny_overrides
 
 REPO = "org/name"
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -75,8 +76,13 @@ def checkpoint(tiny_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     network = model_from_config(cfg.model, len(classes), pretrained=False)
     path = run / "best.safetensors"
-    state = {"kind": "model", "role": "student", "iteration": 0, "metrics": None,
-             **checkpoint_card(cfg, classes, model_normalization(cfg.model))}
+    state = {
+        "kind": "model",
+        "role": "student",
+        "iteration": 0,
+        "metrics": None,
+        **checkpoint_card(cfg, classes, model_normalization(cfg.model)),
+    }
     save_checkpoint(path, module_tensors("model", network), state)
     state["metrics"] = load_model(path).eval_dataset().as_dict(classes)
     save_checkpoint(path, module_tensors("model", network), state)
@@ -94,7 +100,12 @@ def test_pushed_folder_loads_back_bit_identical(checkpoint: Path, pushed: Path) 
     assert sorted(p.name for p in pushed.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     original, shared = load_model(checkpoint), load_model(pushed)
     assert set(load_file(pushed / "model.safetensors")) == set(original.network.state_dict())  # one network only
-    assert (shared.classes, shared.mean, shared.std, shared.role) == (original.classes, original.mean, original.std, "student")
+    assert (shared.classes, shared.mean, shared.std, shared.role) == (
+        original.classes,
+        original.mean,
+        original.std,
+        "student",
+    )
     assert shared.protocol == original.protocol and shared.trained_data == original.trained_data
     x = fixed_batch()
     assert torch.equal(shared.logits(x), original.logits(x))
@@ -135,8 +146,9 @@ def test_hub_id_loads_from_the_offline_cache(pushed: Path, offline_cache: Path) 
     assert torch.equal(model.logits(x), load_model(pushed).logits(x))
 
 
-def test_a_local_folder_wins_over_the_hub_id(pushed: Path, tmp_path: Path, offline_cache: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_local_folder_wins_over_the_hub_id(
+    pushed: Path, tmp_path: Path, offline_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "org").mkdir()
     (tmp_path / "org" / "name").symlink_to(pushed)
     monkeypatch.chdir(tmp_path)
@@ -147,8 +159,11 @@ def test_missing_sources_name_what_was_looked_for(tmp_path: Path, offline_cache:
     with pytest.raises(CheckpointError, match=r"absent\.safetensors does not exist: looked for a checkpoint file"):
         load_model(tmp_path / "absent.safetensors")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(HubError, match=r"empty is not a shared dualteacher model; looked for model\.safetensors "
-                                       r"and config\.json .* found no config\.json and no model\.safetensors"):
+    with pytest.raises(
+        HubError,
+        match=r"empty is not a shared dualteacher model; looked for model\.safetensors "
+        r"and config\.json .* found no config\.json and no model\.safetensors",
+    ):
         load_model(tmp_path / "empty")
     with pytest.raises(HubError, match=r"it is a run directory, load its best\.safetensors"):
         load_model(checkpoint.parent)
@@ -172,13 +187,17 @@ def test_push_errors_are_clear(checkpoint: Path, tmp_path: Path, offline_cache: 
     assert not (tmp_path / "o").exists()
 
 
-def test_without_huggingface_hub_push_says_how_to_install_it(checkpoint: Path, pushed: Path, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_without_huggingface_hub_push_says_how_to_install_it(
+    checkpoint: Path, pushed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import huggingface_hub now raises ImportError
     assert main(["push", str(checkpoint), "--repo-id", REPO, "--local-dir", str(tmp_path / "o")]) == 2
     assert "dualteacher push needs huggingface_hub: pip install 'dualteacher[hub]'" in capsys.readouterr().err
-    with pytest.raises(HubError, match=r"'org/absent' is no file or folder here; loading it as a Hugging Face hub "
-                                       r"model needs huggingface_hub"):
+    with pytest.raises(
+        HubError,
+        match=r"'org/absent' is no file or folder here; loading it as a Hugging Face hub "
+        r"model needs huggingface_hub",
+    ):
         load_model("org/absent")
     assert load_model(pushed).role == "student"  # a local folder needs no hub library
 
@@ -190,8 +209,15 @@ def test_without_huggingface_hub_push_says_how_to_install_it(checkpoint: Path, p
 def dual_run(tiny_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two iterations of Dual Teacher; best.safetensors keeps the student (train.keep=student)."""
     run = tmp_path_factory.mktemp("hub-dual") / "run"
-    train(load_config(None, tiny_overrides(tiny_data, run, "dual_teacher", train__epochs=1,
-                                           train__iters_per_epoch=2, train__keep="student")), progress=False)
+    train(
+        load_config(
+            None,
+            tiny_overrides(
+                tiny_data, run, "dual_teacher", train__epochs=1, train__iters_per_epoch=2, train__keep="student"
+            ),
+        ),
+        progress=False,
+    )
     return run
 
 
@@ -205,7 +231,9 @@ def test_push_a_teacher_of_a_run_directory(dual_run: Path, tmp_path: Path, capsy
     assert config["metrics"]["miou"] == state["history"][-1]["teacher1/miou"]
     assert "Dual Teacher: switching temporary teachers" in (tmp_path / "README.md").read_text()
     x = fixed_batch()
-    assert torch.equal(load_model(tmp_path).logits(x), load_model(dual_run / "last.safetensors", role="teacher1").logits(x))
+    assert torch.equal(
+        load_model(tmp_path).logits(x), load_model(dual_run / "last.safetensors", role="teacher1").logits(x)
+    )
 
 
 @pytest.mark.slow
@@ -226,12 +254,22 @@ def test_card_command_reproduces_the_recorded_miou_from_the_hub_cache(dual_run: 
         f"save_file({{'logits': load_model({REPO!r}).logits(x).contiguous()}}, sys.argv[1])\n"
         "sys.exit(main(shlex.split(sys.argv[2])[1:] + ['--json']))\n"
     )
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": str(torch.get_num_threads())}  # bit for bit needs the same CPU threads
+    env = {
+        **os.environ,
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": str(torch.get_num_threads()),
+    }  # bit for bit needs the same CPU threads
     env.pop("HF_HUB_CACHE", None)
-    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "logits.safetensors"), config["eval_command"]],
-                            capture_output=True, text=True, env=env, timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "logits.safetensors"), config["eval_command"]],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     scored = json.loads(result.stdout)
     assert scored["miou"] == config["metrics"]["miou"]

@@ -11,13 +11,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from conftest import tiny_overrides
 from dualteacher import load_model
 from dualteacher.checkpoint import load_checkpoint, save_checkpoint
 from dualteacher.cli import main
 from dualteacher.config import load_config
 from dualteacher.data.registry import open_source
-from dualteacher.training.loop import train
 from dualteacher.inference.metrics import (
     confusion_matrix,
     metrics_from_confusion,
@@ -26,13 +24,19 @@ from dualteacher.inference.metrics import (
 )
 from dualteacher.inference.modes import EvalSettings, build_predictor
 from dualteacher.inference.predict import class_map_png, output_names
+from dualteacher.training.loop import train
+
+from conftest import tiny_overrides
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tiny_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-iteration run whose head is re-drawn at random, so its predictions vary across pixels."""
     run = tmp_path_factory.mktemp("predict") / "run"
-    train(load_config(None, tiny_overrides(tiny_data, run, "supervised", train__epochs=1, train__iters_per_epoch=1)), progress=False)
+    train(
+        load_config(None, tiny_overrides(tiny_data, run, "supervised", train__epochs=1, train__iters_per_epoch=1)),
+        progress=False,
+    )
     tensors, state = load_checkpoint(run / "best.safetensors")
     gen = torch.Generator().manual_seed(0)
     weight, bias = "model/net.segmentation_head.0.weight", "model/net.segmentation_head.0.bias"
@@ -58,10 +62,36 @@ def test_predict_reproduces_eval(checkpoint: Path, tiny_data, tmp_path: Path, ca
     expected = model.logits(batch).argmax(1).numpy()
     assert (np.bincount(expected.ravel()) > 100).sum() >= 3  # a meaningful comparison: not one class everywhere
 
-    assert main(["predict", str(checkpoint), str(root / "images" / "val_*.png"), "--out", str(tmp_path / "a"),
-                 "--batch-size", "16", "--quiet"]) == 0
-    assert main(["predict", str(checkpoint), str(root / "images"), "--out", str(tmp_path / "b"), "--batch-size", "5",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(checkpoint),
+                str(root / "images" / "val_*.png"),
+                "--out",
+                str(tmp_path / "a"),
+                "--batch-size",
+                "16",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "predict",
+                str(checkpoint),
+                str(root / "images"),
+                "--out",
+                str(tmp_path / "b"),
+                "--batch-size",
+                "5",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     ids = open_source("folder", root).split_ids("val")
     conf = torch.zeros(len(model.classes), len(model.classes), dtype=torch.int64)
     for i, sample_id in enumerate(ids):
@@ -105,7 +135,14 @@ def test_any_image_mode_size_and_orientation(checkpoint: Path, tmp_path: Path) -
     exif[0x0112] = 6  # orientation: the stored pixels must be turned 90 degrees clockwise for display
     Image.fromarray(np.ascontiguousarray(np.rot90(rgb))).save(folder / "rotated.png", exif=exif)
 
-    for source in (rgb, Image.fromarray(rgb), folder / "rgb.png", str(folder / "rgba.png"), rgba, folder / "rotated.png"):
+    for source in (
+        rgb,
+        Image.fromarray(rgb),
+        folder / "rgb.png",
+        str(folder / "rgba.png"),
+        rgba,
+        folder / "rotated.png",
+    ):
         pred = model.predict(source)
         assert pred.dtype == np.uint8 and pred.shape == (37, 53)
         np.testing.assert_array_equal(pred, expected)
@@ -113,7 +150,12 @@ def test_any_image_mode_size_and_orientation(checkpoint: Path, tmp_path: Path) -
     np.testing.assert_array_equal(model.predict(folder / "gray.png"), model.predict(np.repeat(gray[:, :, None], 3, 2)))
     np.testing.assert_array_equal(model.predict(gray), model.predict(folder / "gray.png"))
 
-    assert main(["predict", str(checkpoint), str(folder), "--out", str(tmp_path / "out"), "--overlay", "--probs", "--quiet"]) == 0
+    assert (
+        main(
+            ["predict", str(checkpoint), str(folder), "--out", str(tmp_path / "out"), "--overlay", "--probs", "--quiet"]
+        )
+        == 0
+    )
     for name in ("rgb", "rgba", "gray", "rotated"):
         assert Image.open(tmp_path / "out" / f"{name}.png").size == (53, 37)
         assert Image.open(tmp_path / "out" / "overlays" / f"{name}.png").size == (53, 37)
@@ -139,7 +181,9 @@ def test_eval_and_predict_read_tagged_photos_upright_alike(checkpoint: Path, tin
         masks[f"tag{orientation}"] = rng.integers(0, len(model.classes), (24, 40), dtype=np.uint8)
         exif = Image.Exif()
         exif[0x0112] = orientation
-        (upright if turn is None else upright.transpose(turn)).save(root / "images" / f"tag{orientation}.jpg", exif=exif)
+        (upright if turn is None else upright.transpose(turn)).save(
+            root / "images" / f"tag{orientation}.jpg", exif=exif
+        )
         Image.fromarray(masks[f"tag{orientation}"]).save(root / "masks" / f"tag{orientation}.png")
     (root / "splits" / "val.txt").write_text("".join(f"{i}\n" for i in masks))
 
@@ -152,7 +196,9 @@ def test_eval_and_predict_read_tagged_photos_upright_alike(checkpoint: Path, tin
         assert predicted.shape == (24, 40)
         seen_in_training = val[i]["image"][None].float() / 255
         np.testing.assert_array_equal(predicted, model.logits(seen_in_training).argmax(1)[0].numpy())
-        conf += confusion_matrix(torch.from_numpy(predicted.astype(np.int64)), torch.from_numpy(mask), len(model.classes))
+        conf += confusion_matrix(
+            torch.from_numpy(predicted.astype(np.int64)), torch.from_numpy(mask), len(model.classes)
+        )
     assert len(classes_predicted) >= 3  # not one class everywhere: a real comparison
     scored = model.eval_dataset(root, "val", dataset="folder")
     assert scored.miou == pytest.approx(metrics_from_confusion(conf).miou, abs=1e-12)
@@ -177,7 +223,9 @@ def test_outputs_stay_inside_out(checkpoint: Path, tmp_path: Path) -> None:
     assert outside.read_bytes() == b"keep me"
     assert not (out / "victim.png").is_symlink()
     written = sorted(p.name for p in out.iterdir())
-    assert written == sorted(["img.png", "img-2.png", "IMG-3.png", "image.png", "_.._evil.png", "victim.png", "predictions.json"])
+    assert written == sorted(
+        ["img.png", "img-2.png", "IMG-3.png", "image.png", "_.._evil.png", "victim.png", "predictions.json"]
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out", "outside.png"]
     assert output_names([Path("x/a.png"), Path("y/a.png"), Path("a-2.png")]) == ["a", "a-2", "a-2-2"]
 
@@ -242,8 +290,12 @@ def test_sliding_window_averages_overlapping_windows() -> None:
     expected = torch.zeros(height, width)
     for i in range(height):
         for j in range(width):
-            values = [window_value(t, left) for t in (0, 3, 6) for left in (0, 3)
-                      if t <= i < t + tile and left <= j < left + tile]
+            values = [
+                window_value(t, left)
+                for t in (0, 3, 6)
+                for left in (0, 3)
+                if t <= i < t + tile and left <= j < left + tile
+            ]
             expected[i, j] = sum(values) / len(values)
     for window_batch in (1, 4, 8):  # 6 windows: one per pass, 4 + 2, all in one pass
         got = sliding_window_logits(predict, images, tile, stride, window_batch=window_batch).exp()[0, 0]
@@ -281,8 +333,22 @@ def test_predict_follows_the_runs_evaluation_protocol(checkpoint: Path, tmp_path
     Image.fromarray(image).save(tmp_path / "x.png")
     assert main(["predict", str(slide), str(tmp_path / "x.png"), "--out", str(tmp_path / "a"), "--quiet"]) == 0
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a" / "x.png")), expected)
-    assert main(["predict", str(slide), str(tmp_path / "x.png"), "--out", str(tmp_path / "b"), "--quiet",
-                 "--mode", "whole", "--no-flip"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(slide),
+                str(tmp_path / "x.png"),
+                "--out",
+                str(tmp_path / "b"),
+                "--quiet",
+                "--mode",
+                "whole",
+                "--no-flip",
+            ]
+        )
+        == 0
+    )
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "b" / "x.png")), plain)
     np.testing.assert_array_equal(load_model(center).predict(image), plain)  # a centre crop predicts whole images
     assert main(["predict", str(slide), str(tmp_path / "x.png"), "--out", str(tmp_path / "c"), "--stride", "40"]) == 2

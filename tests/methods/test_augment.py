@@ -8,10 +8,17 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from dualteacher.semi.photometric import StrongAugConfig, color_jitter, gaussian_blur, hsv_to_rgb, rgb_to_hsv, strong_photometric
-from dualteacher.semi.mixing import apply_mix, beta_integer, classmix_mask, cutmix_mask, make_mix_mask, random_partner
 from dualteacher.models.contract import normalize
 from dualteacher.registry import MIXINGS
+from dualteacher.semi.mixing import apply_mix, beta_integer, classmix_mask, cutmix_mask, make_mix_mask, random_partner
+from dualteacher.semi.photometric import (
+    StrongAugConfig,
+    color_jitter,
+    gaussian_blur,
+    hsv_to_rgb,
+    rgb_to_hsv,
+    strong_photometric,
+)
 
 torch.set_num_threads(1)
 
@@ -193,8 +200,7 @@ def test_classmix_picks_vary_and_respect_num_classes() -> None:
     labels = (torch.arange(64).view(1, 8, 8) % 6).expand(2, -1, -1).contiguous()
     perm = torch.tensor([1, 0])
     gen = _gen(17)
-    picks = {tuple(labels[0][classmix_mask(labels, perm, gen, num_classes=10)[0]].unique().tolist())
-             for _ in range(30)}
+    picks = {tuple(labels[0][classmix_mask(labels, perm, gen, num_classes=10)[0]].unique().tolist()) for _ in range(30)}
     assert len(picks) > 5 and all(len(p) == 3 for p in picks)
     all_ignored = torch.full((2, 4, 4), 255)
     assert not classmix_mask(all_ignored, perm, gen).any()

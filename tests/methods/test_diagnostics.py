@@ -38,6 +38,8 @@ def test_disagreement_and_kl_by_hand() -> None:
 
 def test_coupling_metrics_names_every_teacher() -> None:
     student = Fixed([0.0, 1.0])
-    out = coupling_metrics(student, {"teacher1": Fixed([0.0, 1.0]), "teacher2": Fixed([1.0, 0.0])}, [torch.zeros(1, 3, 2, 2)])
+    out = coupling_metrics(
+        student, {"teacher1": Fixed([0.0, 1.0]), "teacher2": Fixed([1.0, 0.0])}, [torch.zeros(1, 3, 2, 2)]
+    )
     assert out["coupling/teacher1/param_distance"] == 0.0 and out["coupling/teacher1/disagreement"] == 0.0
     assert out["coupling/teacher2/disagreement"] == 1.0 and out["coupling/teacher2/kl"] > 0

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 import dualteacher.methods.dual_teacher as dual_teacher_module
-from method_contract import network_states, tiny_batches, tiny_network
 from dualteacher.config import ConfigError, load_config
 from dualteacher.methods import MethodContext
 from dualteacher.methods.dual_teacher import DualTeacher, DualTeacherSettings
+
+from method_contract import network_states, tiny_batches, tiny_network
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -25,8 +26,9 @@ def build(labeled_pass: int = 2, **settings: Any) -> DualTeacher:
     """Dual Teacher on the contract's tiny network, every pixel confident, no drop-path."""
     cfg = DualTeacherSettings(name="dual_teacher", threshold=0.0, student_drop_path=0.0, **settings)
     torch.manual_seed(0)
-    method = DualTeacher(MethodContext(cfg=cfg, build=tiny_network, num_classes=3, mean=MEAN, std=STD,
-                                       labeled_pass=labeled_pass))
+    method = DualTeacher(
+        MethodContext(cfg=cfg, build=tiny_network, num_classes=3, mean=MEAN, std=STD, labeled_pass=labeled_pass)
+    )
     method.train()
     return method
 
@@ -103,11 +105,14 @@ def test_the_consistency_term_reads_the_unmixed_strong_view_only_when_weighted(
     assert (parts["loss_icl"] > 0) == (icl_weight > 0)
 
 
-@pytest.mark.parametrize(("shift", "labeled_pass", "expected"), [
-    ("labeled_pass", 3, [1, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2]),
-    (5, 3, [1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 1, 1]),
-    ("epoch", 3, [1, 1, 1, 1, 2, 2, 2, 2, 1, 1, 1, 1]),  # epochs of 4 iterations
-])
+@pytest.mark.parametrize(
+    ("shift", "labeled_pass", "expected"),
+    [
+        ("labeled_pass", 3, [1, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2]),
+        (5, 3, [1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 1, 1]),
+        ("epoch", 3, [1, 1, 1, 1, 2, 2, 2, 2, 1, 1, 1, 1]),  # epochs of 4 iterations
+    ],
+)
 def test_shifts_follow_the_method_setting_not_the_evaluation_cadence(
     shift: str | int, labeled_pass: int, expected: list[int]
 ) -> None:
@@ -139,10 +144,14 @@ def test_after_a_shifts_first_update_the_teacher_is_the_student_whatever_its_his
         train(method, range(iteration, iteration + 1))
         if iteration % 3 == 0:  # the first update of a shift
             teacher = method.teachers()[method.active_teacher()]
-            assert all(torch.equal(t, s) for t, s in zip(teacher.state_dict().values(), method.student.state_dict().values()))
+            assert all(
+                torch.equal(t, s) for t, s in zip(teacher.state_dict().values(), method.student.state_dict().values())
+            )
         else:
             teacher = method.teachers()[method.active_teacher()]
-            assert not all(torch.equal(t, s) for t, s in zip(teacher.state_dict().values(), method.student.state_dict().values()))
+            assert not all(
+                torch.equal(t, s) for t, s in zip(teacher.state_dict().values(), method.student.state_dict().values())
+            )
 
 
 class OneTeacherAlternatingMixing(DualTeacher):
@@ -150,7 +159,9 @@ class OneTeacherAlternatingMixing(DualTeacher):
 
     def __init__(self, ctx: MethodContext) -> None:
         assert isinstance(ctx.cfg, DualTeacherSettings)
-        super().__init__(dataclasses.replace(ctx, cfg=dataclasses.replace(ctx.cfg, num_teachers=1, mixings=("cutmix",))))
+        super().__init__(
+            dataclasses.replace(ctx, cfg=dataclasses.replace(ctx.cfg, num_teachers=1, mixings=("cutmix",)))
+        )
 
     def begin_step(self, iteration: int, epoch: int) -> None:
         super().begin_step(iteration, epoch)

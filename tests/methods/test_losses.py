@@ -49,7 +49,10 @@ def test_supervised_ce_ignores_index_and_averages_valid() -> None:
     target[1, 2] = 255
     expected = sum(
         _ce(logits, b, y, x, int(target[b, y, x]))
-        for b in range(2) for y in range(3) for x in range(3) if target[b, y, x] != 255
+        for b in range(2)
+        for y in range(3)
+        for x in range(3)
+        if target[b, y, x] != 255
     ) / int((target != 255).sum())
     assert supervised_ce(logits, target).item() == pytest.approx(expected, rel=1e-5)
 

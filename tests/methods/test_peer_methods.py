@@ -7,15 +7,16 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import tiny_overrides
-from dualteacher.semi.features import channel_dropout
 from dualteacher.checkpoint import load_checkpoint
 from dualteacher.config import ConfigError, load_config
-from dualteacher.methods.unimatch import UniMatchSettings
-from dualteacher.training.loop import train
 from dualteacher.methods import Batch, MethodContext, build_method
+from dualteacher.methods.unimatch import UniMatchSettings
 from dualteacher.models.smp import build_model
 from dualteacher.runlog import read_log
+from dualteacher.semi.features import channel_dropout
+from dualteacher.training.loop import train
+
+from conftest import tiny_overrides
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -23,10 +24,15 @@ MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("method", "terms"),
-    [("fixmatch", {"loss_sup", "loss_mix", "confident"}), ("unimatch", {"loss_sup", "loss_fp", "loss_s1", "loss_s2", "confident"})],
+    [
+        ("fixmatch", {"loss_sup", "loss_mix", "confident"}),
+        ("unimatch", {"loss_sup", "loss_fp", "loss_s1", "loss_s2", "confident"}),
+    ],
 )
 def test_runs_end_to_end_with_one_network(tiny_data, tmp_path: Path, method: str, terms: set[str]) -> None:
-    record = train(load_config(None, tiny_overrides(tiny_data, tmp_path, method, method__threshold=0.5)), progress=False)
+    record = train(
+        load_config(None, tiny_overrides(tiny_data, tmp_path, method, method__threshold=0.5)), progress=False
+    )
     assert 0.0 <= record["student/miou"] <= 1.0
     assert not [k for k in record if k.endswith("/miou") and not k.startswith("student")]
     logs = read_log(tmp_path)
@@ -79,7 +85,7 @@ def test_feature_perturbation_drops_channels_only_in_its_own_stream() -> None:
         assert f_fp.shape[0] == unlabeled.image.shape[0]
         if f_fp.shape[1] == 0:
             continue
-        source = f_clean[labeled.image.shape[0]:]
+        source = f_clean[labeled.image.shape[0] :]
         zero = f_fp.flatten(2).abs().amax(2) == 0
         assert torch.allclose(f_fp.flatten(2)[~zero], 2 * source.flatten(2)[~zero], atol=1e-5)
         dropped_planes += int((zero & (source.flatten(2).abs().amax(2) > 0)).sum())
@@ -105,7 +111,7 @@ def test_the_two_strong_views_differ_in_photometry_and_mixing() -> None:
     _, parts = method.step(labeled, unlabeled, torch.Generator().manual_seed(3))
     assert len(inputs) == 2
     view1, view2 = inputs[1].chunk(2)
-    weak = inputs[0][labeled.image.shape[0]:]
+    weak = inputs[0][labeled.image.shape[0] :]
     assert not torch.allclose(view1, view2) and not torch.allclose(view1, weak) and not torch.allclose(view2, weak)
     # at threshold 0 every pixel teaches; the two views see different mixes, so different losses
     assert not torch.isclose(parts["loss_s1"], parts["loss_s2"])

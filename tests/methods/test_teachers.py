@@ -227,7 +227,7 @@ def test_single_persistent_teacher_is_mean_teacher() -> None:
     plain = _net(5)
     plain.requires_grad_(False)
     step = 0
-    for epoch in range(3):
+    for _ in range(3):
         pool.start_shift(0)
         for _ in range(4):
             _train_step(student, opt, step)

@@ -12,15 +12,16 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from conftest import tiny_overrides
-from method_contract import MethodContract
-from dualteacher.training import distributed
 from dualteacher.config import MethodSettings, load_config
-from dualteacher.training.loop import Trainer, train
-from dualteacher.semi.losses import pseudo_label_loss, supervised_ce
 from dualteacher.methods import Batch, Method, MethodContext
 from dualteacher.methods.common import confidence_and_label
 from dualteacher.registry import METHODS
+from dualteacher.semi.losses import pseudo_label_loss, supervised_ce
+from dualteacher.training import distributed
+from dualteacher.training.loop import Trainer, train
+
+from conftest import tiny_overrides
+from method_contract import MethodContract
 
 
 @dataclass
@@ -50,9 +51,13 @@ class CrossPseudoSupervision(Method):
         images = self.norm(torch.cat([labeled.image, unlabeled.image]))
         a, b = self.forward_net("student")(images), self.forward_net("peer")(images)
         loss_sup = supervised_ce(a[:n], labeled.mask) + supervised_ce(b[:n], labeled.mask)
-        (conf_a, label_a), (conf_b, label_b) = confidence_and_label(a[n:].detach()), confidence_and_label(b[n:].detach())
-        loss_cross = (pseudo_label_loss(a[n:], label_b, conf_b, unlabeled.valid, 0.0, "none")
-                      + pseudo_label_loss(b[n:], label_a, conf_a, unlabeled.valid, 0.0, "none"))
+        (conf_a, label_a), (conf_b, label_b) = (
+            confidence_and_label(a[n:].detach()),
+            confidence_and_label(b[n:].detach()),
+        )
+        loss_cross = pseudo_label_loss(a[n:], label_b, conf_b, unlabeled.valid, 0.0, "none") + pseudo_label_loss(
+            b[n:], label_a, conf_a, unlabeled.valid, 0.0, "none"
+        )
         return loss_sup + loss_cross, {"loss_sup": loss_sup.detach(), "loss_cross": loss_cross.detach()}
 
 
@@ -81,8 +86,9 @@ def full_run(cps, tiny_data, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     return run, train(load_config(None, settings(tiny_data, run)), progress=False)
 
 
-def test_the_engine_optimises_wraps_and_syncs_every_trained_network(cps, tiny_data, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_engine_optimises_wraps_and_syncs_every_trained_network(
+    cps, tiny_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     wrapped: list[nn.Module] = []
     synced: list[nn.Module] = []
 
@@ -107,9 +113,14 @@ def test_both_networks_learn_and_are_checkpointed(full_run, tiny_data, tmp_path:
     initial = Trainer(load_config(None, settings(tiny_data, tmp_path / "fresh")), resume=False, progress=False)
     final = load_file(str(run / "last.safetensors"))
     for role, network in initial.method.trained().items():
-        learnt = [name for name, start in network.named_parameters() if not torch.equal(final[f"model/{role}/{name}"], start)]
+        learnt = [
+            name for name, start in network.named_parameters() if not torch.equal(final[f"model/{role}/{name}"], start)
+        ]
         assert learnt, f"the optimiser did not change the {role}'s weights"
-    assert any(not torch.equal(value, final[key.replace("/student/", "/peer/")]) for key, value in roles(final, "student").items())
+    assert any(
+        not torch.equal(value, final[key.replace("/student/", "/peer/")])
+        for key, value in roles(final, "student").items()
+    )
 
 
 @pytest.mark.slow

@@ -13,9 +13,9 @@ from safetensors.torch import save_file
 from timm.layers import DropPath
 from torch import nn
 
-from dualteacher.models.smp import SegModel, build_model, default_normalization, resolve_encoder_name
 from dualteacher.models.contract import count_parameters
 from dualteacher.models.pretrained import WeightsMismatchError
+from dualteacher.models.smp import SegModel, build_model, default_normalization, resolve_encoder_name
 
 torch.set_num_threads(1)
 
@@ -42,9 +42,7 @@ def _activate_residuals(model: nn.Module) -> None:
 
 @pytest.mark.parametrize("encoder", ENCODERS)
 @pytest.mark.parametrize(("arch", "output_stride"), ARCHS)
-def test_output_matches_input_size_and_padded_network(
-    arch: str, output_stride: int, encoder: str
-) -> None:
+def test_output_matches_input_size_and_padded_network(arch: str, output_stride: int, encoder: str) -> None:
     model = _build(arch, encoder, output_stride=output_stride).eval()
     expected_stride = output_stride if arch == "deeplabv3plus" else 32
     assert model.stride == expected_stride
@@ -208,16 +206,12 @@ def test_local_weights_load_and_ignore_classifier_head(tmp_path: Path) -> None:
         loaded = build_model("deeplabv3plus", "resnet18", 3, weights=str(tmp_path / name))
         backbone = loaded.net.encoder.model
         torch.testing.assert_close(backbone.conv1.weight, state["conv1.weight"])
-        torch.testing.assert_close(
-            backbone.layer4[1].bn2.running_var, state["layer4.1.bn2.running_var"]
-        )
+        torch.testing.assert_close(backbone.layer4[1].bn2.running_var, state["layer4.1.bn2.running_var"])
 
 
 def test_local_weights_load_into_native_smp_encoder(tmp_path: Path) -> None:
     encoder_state = _build("segformer", "mit_b0").net.encoder.state_dict()
-    state = {
-        k: torch.randn_like(v) if v.is_floating_point() else v for k, v in encoder_state.items()
-    }
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in encoder_state.items()}
     state["head.weight"], state["head.bias"] = torch.randn(1000, 256), torch.randn(1000)
     torch.save(state, tmp_path / "mit_b0.pth")
     model = build_model("segformer", "mit_b0", 3, weights=str(tmp_path / "mit_b0.pth"))

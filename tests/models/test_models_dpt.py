@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dualteacher.models.smp import SegModel, build_model
 from dualteacher.models.pretrained import WeightsMismatchError
+from dualteacher.models.smp import SegModel, build_model
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,9 @@ def test_dinov2_checkpoint_loads_with_its_mask_token(dpt: SegModel, tmp_path: Pa
     state["pos_embed"] = torch.randn_like(state["pos_embed"])
     state["mask_token"] = torch.zeros(1, state["cls_token"].shape[-1])  # as in Meta's DINOv2 releases
     torch.save(state, tmp_path / "dinov2.pth")
-    loaded = build_model("dpt", "tu-vit_small_patch14_dinov2", 3, decoder_channels=16, weights=str(tmp_path / "dinov2.pth"))
+    loaded = build_model(
+        "dpt", "tu-vit_small_patch14_dinov2", 3, decoder_channels=16, weights=str(tmp_path / "dinov2.pth")
+    )
     torch.testing.assert_close(loaded.net.encoder.model.pos_embed, state["pos_embed"])
     del state["norm.weight"]
     torch.save(state, tmp_path / "broken.pth")

@@ -4,11 +4,11 @@ architecture of ``models.smp.ARCHITECTURES`` and per builder registered in
 
 from typing import ClassVar
 
-from network_contract import NetworkContract
-
 from dualteacher.config import ModelConfig
 from dualteacher.models.smp import ARCHITECTURES
 from dualteacher.registry import NETWORKS
+
+from network_contract import NetworkContract
 
 
 class TestDeepLabV3Plus(NetworkContract):
@@ -30,17 +30,15 @@ class TestUNet(NetworkContract):
 class TestFPN(NetworkContract):
     model = ModelConfig(arch="fpn", encoder="tu-tf_efficientnet_lite0", decoder_channels=64)  # GroupNorm: x64
     known_failures: ClassVar[dict[str, str]] = {
-        "test_a_train_forward_without_drop_path_draws_nothing_from_the_global_rng":
-            "SMP's FPN keeps its decoder Dropout2d(0.2) (decoder_dropout default): build_model turns only "
-            "DeepLabV3+'s ASPP dropout off (model.aspp_dropout=0)",
+        "test_a_train_forward_without_drop_path_draws_nothing_from_the_global_rng": "SMP's FPN keeps its decoder Dropout2d(0.2) (decoder_dropout default): build_model turns only "
+        "DeepLabV3+'s ASPP dropout off (model.aspp_dropout=0)",
     }
 
 
 class TestDPT(NetworkContract):
     model = ModelConfig(arch="dpt", encoder="tu-vit_small_patch14_dinov2", decoder_channels=16)
     known_failures: ClassVar[dict[str, str]] = {
-        "test_a_train_forward_without_drop_path_draws_nothing_from_the_global_rng":
-            "SMP's DPT segmentation head keeps its Dropout(0.1)",
+        "test_a_train_forward_without_drop_path_draws_nothing_from_the_global_rng": "SMP's DPT segmentation head keeps its Dropout(0.1)",
     }
 
 

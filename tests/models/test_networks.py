@@ -11,16 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from conftest import tiny_overrides
 from dualteacher import load_model
-from dualteacher.models.contract import normalize
 from dualteacher.config import ModelConfig, load_config
-from dualteacher.training.loop import Trainer, train
-from dualteacher.models.contract import FeaturePerturbation, SegmentationNetwork
-from dualteacher.models.smp import build_model
 from dualteacher.models.build import model_from_config
+from dualteacher.models.contract import FeaturePerturbation, SegmentationNetwork, normalize
+from dualteacher.models.smp import build_model
 from dualteacher.registry import NETWORKS
 from dualteacher.runlog import read_log
+from dualteacher.training.loop import Trainer, train
+
+from conftest import tiny_overrides
 
 
 class TinyNet(nn.Module):
@@ -32,8 +32,11 @@ class TinyNet(nn.Module):
     def __init__(self, num_classes: int, width: int) -> None:
         super().__init__()
         self.encoder = nn.Sequential(
-            nn.Conv2d(3, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(3, width, 3, stride=2, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.ReLU(),
         )
         self.head = nn.Conv2d(width, num_classes, 1)
 
@@ -60,13 +63,20 @@ def build_tiny(model: ModelConfig, num_classes: int, *, drop_path: float, pretra
 @pytest.mark.slow
 def test_a_checkpoint_rebuilds_the_network_its_settings_describe(tiny_data, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    settings = {"model__output_stride": 8, "model__decoder_channels": 24, "model__aspp_dropout": 0.1, "train__epochs": 1}
+    settings = {
+        "model__output_stride": 8,
+        "model__decoder_channels": 24,
+        "model__aspp_dropout": 0.1,
+        "train__epochs": 1,
+    }
     trainer = Trainer(load_config(None, tiny_overrides(tiny_data, run, "supervised", **settings)), progress=False)
     trainer.fit()
     trained = trainer.method.student.eval()
     loaded = load_model(run / "last.safetensors")
     assert trained.stride == loaded.stride == 8
-    assert {k: v.shape for k, v in loaded.network.state_dict().items()} == {k: v.shape for k, v in trained.state_dict().items()}
+    assert {k: v.shape for k, v in loaded.network.state_dict().items()} == {
+        k: v.shape for k, v in trained.state_dict().items()
+    }
     assert [m.p for m in loaded.network.modules() if isinstance(m, nn.Dropout)] == [0.1]
     images = torch.rand(2, 3, 40, 56, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -95,7 +105,11 @@ def test_a_hand_written_network_trains_through_the_engine_and_loads(tiny_data, t
 
 
 def test_the_built_in_network_meets_the_contract_and_a_bad_builder_is_refused() -> None:
-    assert isinstance(build_model("deeplabv3plus", "tu-tf_efficientnet_lite0", 3, decoder_channels=16), SegmentationNetwork)
-    with NETWORKS.registered("plain", lambda model, num_classes, **_: nn.Conv2d(3, num_classes, 1)):
-        with pytest.raises(TypeError, match="SegmentationNetwork"):
-            model_from_config(ModelConfig(arch="plain"), 3)
+    assert isinstance(
+        build_model("deeplabv3plus", "tu-tf_efficientnet_lite0", 3, decoder_channels=16), SegmentationNetwork
+    )
+    with (
+        NETWORKS.registered("plain", lambda model, num_classes, **_: nn.Conv2d(3, num_classes, 1)),
+        pytest.raises(TypeError, match="SegmentationNetwork"),
+    ):
+        model_from_config(ModelConfig(arch="plain"), 3)

@@ -12,13 +12,13 @@ import torch.nn.functional as F
 from skimage import data
 from timm.layers import Conv2dSame
 
-from dualteacher.models.smp import build_model, default_normalization
 from dualteacher.models.pretrained import (
     EFFICIENTNET_LITE0,
     efficientnet_lite0_imagenet_state_dict,
     efficientnet_lite0_weights_path,
     load_state_dict_file,
 )
+from dualteacher.models.smp import build_model, default_normalization
 
 torch.set_num_threads(1)
 

@@ -10,12 +10,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from dualteacher.config import DataConfig
-from dualteacher.registry import EVAL_MODES
 from dualteacher.data.core import DataError, FileListDataset, collate_eval
 from dualteacher.data.registry import open_source
 from dualteacher.data.sampler import ShardSampler, ShuffledStreamSampler
 from dualteacher.data.source import DataSource
 from dualteacher.data.transforms import EvalTransform, WeakTransform
+from dualteacher.registry import EVAL_MODES
 
 
 @dataclass

@@ -101,8 +101,11 @@ from dualteacher.registry import METHODS
 SEVERITIES = ("error", "warning", "info")
 ROLES = ("labeled", "unlabeled", "val")
 _ROLE_WORDS = {"labeled": "labelled", "unlabeled": "unlabelled", "val": "val"}
-_MODE_FINDINGS = {"rescaled": ("warning", "image-rescaled"), "converted": ("info", "image-converted"),
-                  "refused": ("error", "image-mode")}
+_MODE_FINDINGS = {
+    "rescaled": ("warning", "image-rescaled"),
+    "converted": ("info", "image-converted"),
+    "refused": ("error", "image-mode"),
+}
 _CACHE_VERSION = 2
 _UNREADABLE_FIX = "copy the file again from its source, or remove its id from the split lists"
 
@@ -172,8 +175,10 @@ class Report:
         cache = f"cache {self.cache}" if self.cache else "no cache"
         if self.cache_error:
             cache += f", not written: {self.cache_error}"
-        return (f"checked {self.images} images and {self.masks} masks (decoded): {self.files_read} files read "
-                f"{how}, {self.files_cached} unchanged since the last check ({cache})")
+        return (
+            f"checked {self.images} images and {self.masks} masks (decoded): {self.files_read} files read "
+            f"{how}, {self.files_cached} unchanged since the last check ({cache})"
+        )
 
     def format(self, limit: int = 10, severities: Sequence[str] = SEVERITIES) -> str:
         """A readable report: what was checked, then the findings of ``severities`` grouped by
@@ -214,8 +219,11 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         """The report as plain data (the ``--json`` output)."""
-        mask_values = None if self.mask_values is None else {
-            "file": self.mask_values[0], "map": {str(k): v for k, v in sorted(self.mask_values[1].items())}}
+        mask_values = (
+            None
+            if self.mask_values is None
+            else {"file": self.mask_values[0], "map": {str(k): v for k, v in sorted(self.mask_values[1].items())}}
+        )
         return {
             "ok": not self.errors,
             "dataset": self.dataset,
@@ -227,8 +235,14 @@ class Report:
             "findings": [asdict(f) for f in self.findings],
             "class_images": self.class_images,
             "class_pixels": self.class_pixels,
-            "files": {"images": self.images, "masks": self.masks, "read": self.files_read,
-                      "cached": self.files_cached, "workers": self.workers, "cache": self.cache},
+            "files": {
+                "images": self.images,
+                "masks": self.masks,
+                "read": self.files_read,
+                "cached": self.files_cached,
+                "workers": self.workers,
+                "cache": self.cache,
+            },
             "seconds": round(self.seconds, 3),
         }
 
@@ -352,15 +366,21 @@ def _read_file(path: str) -> tuple[str, _Facts | None, str | None]:
             if image.format == "PNG":
                 image.verify()
         with Image.open(path) as image:
-            facts: _Facts = {"width": image.width, "height": image.height, "mode": image.mode,
-                             "format": image.format, "lossy": lossy_format(image), "values": None}
+            facts: _Facts = {
+                "width": image.width,
+                "height": image.height,
+                "mode": image.mode,
+                "format": image.format,
+                "lossy": lossy_format(image),
+                "values": None,
+            }
             if image.mode in MASK_MODES:
                 facts["values"] = [[v, n] for v, n in enumerate(image.histogram()) if n]
             else:
                 image.draft(None, (1, 1))  # JPEG only; other formats ignore it
                 image.load()
             facts["orientation"] = image_orientation(image)
-    except Exception as error:  # noqa: BLE001 - any decoder failure is a finding about this file
+    except Exception as error:
         return path, None, decode_failure(error)
     return path, facts, None
 
@@ -548,13 +568,17 @@ def _orientation(task: _Task, read: _Read) -> Finding | None:
     if size == upright and upright != stored:
         return Finding("info", "image-orientation", task.image, f"{read_as}; its mask {name} matches that view")
     if size == upright:
-        message = (f"{read_as}; its mask {name} has the same size either way, so only its content says which "
-                   f"view it was drawn on (compare the two); {fix}")
+        message = (
+            f"{read_as}; its mask {name} has the same size either way, so only its content says which "
+            f"view it was drawn on (compare the two); {fix}"
+        )
         return Finding("warning", "image-orientation", task.image, message)
     if size == stored:
-        message = (f"{read_as}, but its mask {name} ({size[0]}x{size[1]}) matches the stored pixels "
-                   f"({stored[0]}x{stored[1]}), not the upright image: {fix}; if it was drawn on the upright "
-                   f"photo, re-export it from the annotation tool")
+        message = (
+            f"{read_as}, but its mask {name} ({size[0]}x{size[1]}) matches the stored pixels "
+            f"({stored[0]}x{stored[1]}), not the upright image: {fix}; if it was drawn on the upright "
+            f"photo, re-export it from the annotation tool"
+        )
         return Finding("error", "image-orientation", task.image, message)
     return Finding("info", "image-orientation", task.image, read_as)
 
@@ -656,8 +680,10 @@ def _binary_masks(stats: dict[str, _MaskStats], classes: list[str], source: Data
         return []
     root = shlex.quote(str(source.root))
     if source.name == "folder":
-        fix = (f"leave your files as they are and record that 255 is class 1 in {MASK_VALUES_FILE} (every command "
-               f"then reads the masks so), run: dualteacher init --data {root}")
+        fix = (
+            f"leave your files as they are and record that 255 is class 1 in {MASK_VALUES_FILE} (every command "
+            f"then reads the masks so), run: dualteacher init --data {root}"
+        )
     else:
         fix = "save the foreground as 1, e.g. Image.fromarray((np.array(Image.open(p)) > 127).astype(np.uint8)).save(p)"
     findings = []
@@ -667,14 +693,18 @@ def _binary_masks(stats: dict[str, _MaskStats], classes: list[str], source: Data
             continue
         words = _ROLE_WORDS[role]
         if binary.as_1:
-            message = (f"{binary.as_255} of the {stat.masks} {words} masks hold 0 and 255 but never 1, and {binary.as_1} "
-                       f"hold 1 but never 255: binary masks from tools that save the foreground ({classes[1]!r}) as "
-                       f"255 and as 1? Read as stored, the foreground of the 0/255 ones is ignored. If 255 marks "
-                       f"unlabelled pixels there, write {{\"255\": 255}} to {source.root / MASK_VALUES_FILE}; else "
-                       f"{fix}")
+            message = (
+                f"{binary.as_255} of the {stat.masks} {words} masks hold 0 and 255 but never 1, and {binary.as_1} "
+                f"hold 1 but never 255: binary masks from tools that save the foreground ({classes[1]!r}) as "
+                f"255 and as 1? Read as stored, the foreground of the 0/255 ones is ignored. If 255 marks "
+                f'unlabelled pixels there, write {{"255": 255}} to {source.root / MASK_VALUES_FILE}; else '
+                f"{fix}"
+            )
         else:
-            message = (f"no {words} mask holds class 1 ({classes[1]!r}) but {binary.as_255} of {stat.masks} hold 255: "
-                       f"binary masks saved as 0/255 make every foreground pixel 'ignore'; {fix}")
+            message = (
+                f"no {words} mask holds class 1 ({classes[1]!r}) but {binary.as_255} of {stat.masks} hold 255: "
+                f"binary masks saved as 0/255 make every foreground pixel 'ignore'; {fix}"
+            )
         findings.append(Finding("error", "mask-binary", stat.first[IGNORE_INDEX], message))
     return findings
 

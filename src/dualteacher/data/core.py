@@ -145,7 +145,7 @@ def decoding(path: str | Path, what: str) -> Iterator[None]:
         yield
     except DataError:
         raise
-    except Exception as error:  # noqa: BLE001 - any decoder failure is a fault of this file
+    except Exception as error:
         raise DataError(f"{what} {path}: {decode_failure(error)}") from error
 
 
@@ -260,8 +260,9 @@ def load_mask(path: Path, image_path: Path, image_size: tuple[int, int]) -> Imag
     with decoding(path, "mask"), Image.open(path) as mask:
         lossy = lossy_format(mask)
         if lossy is not None:
-            raise DataError(f"mask {path} is {lossy} (lossy): compression artefacts change class values; "
-                            f"{LOSSY_MASK_FIX}")
+            raise DataError(
+                f"mask {path} is {lossy} (lossy): compression artefacts change class values; {LOSSY_MASK_FIX}"
+            )
         if mask.mode in ("RGB", "RGBA"):
             raise DataError(f"mask is a colour ({mask.mode}) image, not a class-index mask: {path}")
         if mask.mode not in MASK_MODES:
@@ -311,7 +312,9 @@ class DirectoryIndex:
 def missing_files_error(root: Path, missing: Sequence[str], labeled: bool) -> DataError:
     """The error for files that a list of samples needs but that are not on disk."""
     kind = "labelled" if labeled else "unlabelled"
-    return DataError(f"{len(missing)} file(s) missing for the {kind} samples under {root}:\n{_list_some(list(missing))}")
+    return DataError(
+        f"{len(missing)} file(s) missing for the {kind} samples under {root}:\n{_list_some(list(missing))}"
+    )
 
 
 def find_missing(paths: Sequence[str | Path]) -> list[str]:

@@ -71,11 +71,24 @@ class SceneStyle:
     def __post_init__(self) -> None:
         low, high = self.digit_size
         if self.max_digits < 1 or not 0 < low <= high <= 1 or self.stroke < 0:
-            raise ValueError(f"invalid scene style {self}: max_digits ≥ 1, 0 < digit_size[0] ≤ digit_size[1] ≤ 1 "
-                             "and stroke ≥ 0 are required")
+            raise ValueError(
+                f"invalid scene style {self}: max_digits ≥ 1, 0 < digit_size[0] ≤ digit_size[1] ≤ 1 "
+                "and stroke ≥ 0 are required"
+            )
+
+
 _PALETTE = [
-    (0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
+    (0, 0, 0),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
 ]
 
 
@@ -150,14 +163,15 @@ def glyph(source_image: np.ndarray, side: int, stroke: int = 0) -> np.ndarray:
     return np.asarray(image.resize((side, side), Image.Resampling.BILINEAR))
 
 
-def _free_box(rng: np.random.Generator, size: int, side: int, boxes: list[tuple[int, int, int]], overlap: bool
-              ) -> tuple[int, int] | None:
+def _free_box(
+    rng: np.random.Generator, size: int, side: int, boxes: list[tuple[int, int, int]], overlap: bool
+) -> tuple[int, int] | None:
     """(top, left) of a ``side``-pixel box inside the scene that overlaps none of ``boxes`` (any box
     when ``overlap``), or None if ``_PLACEMENT_TRIES`` random positions all overlap."""
     for _ in range(1 if overlap else _PLACEMENT_TRIES):
         top = int(rng.integers(0, size - side + 1))
         left = int(rng.integers(0, size - side + 1))
-        if overlap or all(top + side <= t or t + s <= top or left + side <= l or l + s <= left for t, l, s in boxes):
+        if overlap or all(top + side <= t or t + s <= top or left + side <= x or x + s <= left for t, x, s in boxes):
             return top, left
     return None
 
@@ -187,8 +201,15 @@ def _render_scene(
         image[box] = image[box] * (1.0 - alpha) + colour.astype(np.float32) * alpha
         mask[box][intensity > INTENSITY_THRESHOLD] = 1 + digit
         records.append(
-            {"digit": digit, "source": source, "rank": rank, "top": top, "left": left, "size": side,
-             "colour": [int(c) for c in colour]}
+            {
+                "digit": digit,
+                "source": source,
+                "rank": rank,
+                "top": top,
+                "left": left,
+                "size": side,
+                "colour": [int(c) for c in colour],
+            }
         )
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask, records
 
@@ -203,7 +224,12 @@ def _save_mask(mask: np.ndarray, path: Path) -> None:
 
 
 def generate_digit_scenes(
-    root: Path, *, num_train: int = 3000, num_val: int = 500, size: int = DEFAULT_SIZE, seed: int = 0,
+    root: Path,
+    *,
+    num_train: int = 3000,
+    num_val: int = 500,
+    size: int = DEFAULT_SIZE,
+    seed: int = 0,
     style: SceneStyle = SceneStyle(),
 ) -> Path:
     """Write a digit-scenes dataset (splits ``train`` and ``val``) into the empty or new dir ``root``.
@@ -284,7 +310,12 @@ def _is_complete(root: Path, params: dict) -> bool:
 
 
 def ensure_digit_scenes(
-    cache_dir: Path | None = None, *, num_train: int = 3000, num_val: int = 500, size: int = DEFAULT_SIZE, seed: int = 0,
+    cache_dir: Path | None = None,
+    *,
+    num_train: int = 3000,
+    num_val: int = 500,
+    size: int = DEFAULT_SIZE,
+    seed: int = 0,
     style: SceneStyle = SceneStyle(),
 ) -> Path:
     """The cached dataset ``<cache>/digits-v<version>-s<size>-t<train>-v<val>-seed<seed>[-<style>]``,

@@ -83,17 +83,22 @@ def read_mask_values(root: str | Path, fix: str | None = None) -> MaskValues | N
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError) as error:
-        raise DataError(f"{path} is not readable JSON ({error}): it maps stored mask values to classes, e.g. "
-                        f"{example}; {fix}") from error
+        raise DataError(
+            f"{path} is not readable JSON ({error}): it maps stored mask values to classes, e.g. {example}; {fix}"
+        ) from error
     if not isinstance(data, dict):
-        raise DataError(f"{path} holds a JSON {type(data).__name__}, not an object of stored mask value -> class "
-                        f"index, e.g. {example}; {fix}")
+        raise DataError(
+            f"{path} holds a JSON {type(data).__name__}, not an object of stored mask value -> class "
+            f"index, e.g. {example}; {fix}"
+        )
     mapping: dict[int, int] = {}
     for key, value in data.items():
         stored = int(key) if key.isascii() and key.isdigit() else -1
         if not 0 <= stored <= 255:
-            raise DataError(f"{path}: key {key!r} is not a stored mask value 0..255 (keys are values as strings, "
-                            f"e.g. {example}); {fix}")
+            raise DataError(
+                f"{path}: key {key!r} is not a stored mask value 0..255 (keys are values as strings, "
+                f"e.g. {example}); {fix}"
+            )
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
             raise DataError(f"{path}: {key!r} maps to {value!r}, not a class index 0..255 (255 = ignore); {fix}")
         mapping[stored] = value
@@ -128,10 +133,12 @@ def mask_label_map(mask_values: MaskValues | None, ignore_index: int = IGNORE_IN
         return ignored
     if ignored is not None and ignore_index in mask_values.mapping:
         value = mask_values.mapping[ignore_index]
-        raise DataError(f"data.ignore_index={ignore_index} names a stored value that {mask_values.path} maps to "
-                        f"{'ignore' if value == IGNORE_INDEX else f'class {value}'}: a stored value is either a class "
-                        f"or ignored; remove {str(ignore_index)!r} from the file, or set data.ignore_index to "
-                        f"another value")
+        raise DataError(
+            f"data.ignore_index={ignore_index} names a stored value that {mask_values.path} maps to "
+            f"{'ignore' if value == IGNORE_INDEX else f'class {value}'}: a stored value is either a class "
+            f"or ignored; remove {str(ignore_index)!r} from the file, or set data.ignore_index to "
+            f"another value"
+        )
     table = mask_values.table()
     if ignored is not None:
         table[ignore_index] = IGNORE_INDEX

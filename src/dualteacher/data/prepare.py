@@ -122,8 +122,10 @@ def scan_folder(root: Path, fix: str) -> Folder:
     """
     images_dir, masks_dir = root / "images", root / "masks"
     if not images_dir.is_dir():
-        raise DataError(f"no images folder: {images_dir}. Put the photos there as images/<id>.jpg (or .jpeg/.png) "
-                        f"and their masks as masks/<id>.png, then run: {fix}")
+        raise DataError(
+            f"no images folder: {images_dir}. Put the photos there as images/<id>.jpg (or .jpeg/.png) "
+            f"and their masks as masks/<id>.png, then run: {fix}"
+        )
     images: dict[str, Path] = {}
     skipped, upper, twice = [], [], []
     for path in _visible_files(images_dir):
@@ -138,16 +140,23 @@ def scan_folder(root: Path, fix: str) -> Folder:
         else:
             skipped.append(_rel(path, root))
     if upper:
-        raise DataError(f"{len(upper)} image(s) with an upper-case extension ({_some(upper)}): the folder layout reads "
-                        f"{', '.join(IMAGE_EXTENSIONS)} in lower case; rename them, then run: {fix}")
+        raise DataError(
+            f"{len(upper)} image(s) with an upper-case extension ({_some(upper)}): the folder layout reads "
+            f"{', '.join(IMAGE_EXTENSIONS)} in lower case; rename them, then run: {fix}"
+        )
     if twice:
         raise DataError(f"two images for one id ({_some(twice)}): keep one of each, then run: {fix}")
     if not images:
-        raise DataError(f"no image in {images_dir} (looked for {', '.join(IMAGE_EXTENSIONS)}"
-                        + (f"; found only {_some(skipped)}" if skipped else "") + f"): add the photos, then run: {fix}")
+        raise DataError(
+            f"no image in {images_dir} (looked for {', '.join(IMAGE_EXTENSIONS)}"
+            + (f"; found only {_some(skipped)}" if skipped else "")
+            + f"): add the photos, then run: {fix}"
+        )
     if not masks_dir.is_dir():
-        raise DataError(f"no masks folder: {masks_dir}. Save a class-index PNG for some of the images as "
-                        f"masks/<id>.png (same name as the image), then run: {fix}")
+        raise DataError(
+            f"no masks folder: {masks_dir}. Save a class-index PNG for some of the images as "
+            f"masks/<id>.png (same name as the image), then run: {fix}"
+        )
     masks: dict[str, Path] = {}
     lossy: list[str] = []
     orphans: list[str] = []
@@ -160,14 +169,19 @@ def scan_folder(root: Path, fix: str) -> Folder:
         (orphans if sample_id not in images else []).append(_rel(path, root))
         masks[sample_id] = path
     if lossy:
-        raise DataError(f"{len(lossy)} mask(s) not saved as .png ({_some(lossy)}): masks are class indices and must be "
-                        f"lossless PNGs named masks/<id>.png; save them so, then run: {fix}")
+        raise DataError(
+            f"{len(lossy)} mask(s) not saved as .png ({_some(lossy)}): masks are class indices and must be "
+            f"lossless PNGs named masks/<id>.png; save them so, then run: {fix}"
+        )
     if orphans:
-        raise DataError(f"{len(orphans)} mask(s) match no image ({_some(orphans)}): a mask is masks/<id>.png for the "
-                        f"image images/<id>.jpg|.jpeg|.png; rename or remove them, then run: {fix}")
+        raise DataError(
+            f"{len(orphans)} mask(s) match no image ({_some(orphans)}): a mask is masks/<id>.png for the "
+            f"image images/<id>.jpg|.jpeg|.png; rename or remove them, then run: {fix}"
+        )
     if not masks:
-        raise DataError(f"no mask in {masks_dir}: save a class-index PNG for some of the images as masks/<id>.png, "
-                        f"then run: {fix}")
+        raise DataError(
+            f"no mask in {masks_dir}: save a class-index PNG for some of the images as masks/<id>.png, then run: {fix}"
+        )
     return Folder(root, images, masks, skipped)
 
 
@@ -224,12 +238,16 @@ def read_masks(folder: Folder, fix: str) -> dict[str, MaskFacts]:
     for sample_id, fact in facts.items():
         size = image_size(folder.images[sample_id])
         if fact.size != size:
-            wrong.append(f"{_rel(fact.path, folder.root)} is {fact.size[0]}x{fact.size[1]} but "
-                         f"{_rel(folder.images[sample_id], folder.root)} is {size[0]}x{size[1]}")
+            wrong.append(
+                f"{_rel(fact.path, folder.root)} is {fact.size[0]}x{fact.size[1]} but "
+                f"{_rel(folder.images[sample_id], folder.root)} is {size[0]}x{size[1]}"
+            )
     if wrong:
-        raise DataError(f"{len(wrong)} mask(s) differ in size from their image ({'; '.join(wrong[:_SHOWN])}"
-                        f"{f' and {len(wrong) - _SHOWN} more' if len(wrong) > _SHOWN else ''}): a mask labels its "
-                        f"image pixel for pixel; save each at its image's size, then run: {fix}")
+        raise DataError(
+            f"{len(wrong)} mask(s) differ in size from their image ({'; '.join(wrong[:_SHOWN])}"
+            f"{f' and {len(wrong) - _SHOWN} more' if len(wrong) > _SHOWN else ''}): a mask labels its "
+            f"image pixel for pixel; save each at its image's size, then run: {fix}"
+        )
     return facts
 
 
@@ -258,14 +276,18 @@ def mask_kind(facts: dict[str, MaskFacts], root: Path, class_count: int | None, 
     """
     unusable = [f"{_rel(f.path, root)} ({f.mode})" for f in facts.values() if f.values is None and f.colours is None]
     if unusable:
-        raise DataError(f"{len(unusable)} mask(s) hold no class indices ({_some(unusable)}): save masks as 8-bit "
-                        f"grayscale (L) or palette (P) PNGs whose pixel values are the classes, then run: {fix}")
+        raise DataError(
+            f"{len(unusable)} mask(s) hold no class indices ({_some(unusable)}): save masks as 8-bit "
+            f"grayscale (L) or palette (P) PNGs whose pixel values are the classes, then run: {fix}"
+        )
     colour = [f for f in facts.values() if f.colours is not None]
     if colour:
         if len(colour) < len(facts):
             other = next(f for f in facts.values() if f.colours is None)
-            raise DataError(f"colour masks ({_rel(colour[0].path, root)}, {colour[0].mode}) mixed with value masks "
-                            f"({_rel(other.path, root)}, {other.mode}): save every mask one way, then run: {fix}")
+            raise DataError(
+                f"colour masks ({_rel(colour[0].path, root)}, {colour[0].mode}) mixed with value masks "
+                f"({_rel(other.path, root)}, {other.mode}): save every mask one way, then run: {fix}"
+            )
         pixels: dict[int, int] = {}
         for f in colour:
             for packed, count in (f.colours or {}).items():
@@ -294,9 +316,12 @@ def mask_kind(facts: dict[str, MaskFacts], root: Path, class_count: int | None, 
 def mapped_facts(facts: dict[str, MaskFacts], mask_values: MaskValues) -> dict[str, MaskFacts]:
     """``facts`` with each mask's pixels per value counted after ``mask_values`` (what the reader sees)."""
     table = mask_values.table()
-    return {sample_id: f if f.values is None else
-            replace(f, values=np.bincount(table, weights=f.values, minlength=256).astype(np.int64))
-            for sample_id, f in facts.items()}
+    return {
+        sample_id: f
+        if f.values is None
+        else replace(f, values=np.bincount(table, weights=f.values, minlength=256).astype(np.int64))
+        for sample_id, f in facts.items()
+    }
 
 
 def convert_mask(fact: MaskFacts, kind: MaskKind, table: np.ndarray | None = None) -> np.ndarray:
@@ -307,8 +332,10 @@ def convert_mask(fact: MaskFacts, kind: MaskKind, table: np.ndarray | None = Non
     with Image.open(fact.path) as mask:
         if kind.kind == "colour":
             if len(kind.colours) > MAX_COLOURS:
-                raise DataError(f"{fact.path}: the colour masks hold {len(kind.colours)} colours, more than "
-                                f"{MAX_COLOURS} classes (anti-aliased or JPEG-compressed renderings?)")
+                raise DataError(
+                    f"{fact.path}: the colour masks hold {len(kind.colours)} colours, more than "
+                    f"{MAX_COLOURS} classes (anti-aliased or JPEG-compressed renderings?)"
+                )
             rgb = np.asarray(mask.convert("RGB"), dtype=np.uint32)
             packed = rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2]
             return np.searchsorted(np.array(kind.colours, dtype=np.uint32), packed).astype(np.uint8)
@@ -326,13 +353,17 @@ def kind_problem(kind: MaskKind, root: Path, copy_fix: str) -> str:
     example = _rel(kind.example, root) if kind.example else "masks"
     if kind.kind == "colour":
         shown = ", ".join(f"#{c:06x}" for c in kind.colours[:8]) + (" ..." if len(kind.colours) > 8 else "")
-        return (f"the masks are colour images (e.g. {example}: {len(kind.colours)} colours, {shown}): a colour "
-                f"rendering of the labels, not class indices, and no setting reads colours. Write a copy whose "
-                f"masks store one class per colour, black first (your files are not changed), run: {copy_fix}")
+        return (
+            f"the masks are colour images (e.g. {example}: {len(kind.colours)} colours, {shown}): a colour "
+            f"rendering of the labels, not class indices, and no setting reads colours. Write a copy whose "
+            f"masks store one class per colour, black first (your files are not changed), run: {copy_fix}"
+        )
     what = "1-bit (black and white)" if kind.kind == "bilevel" else "16/32-bit"
-    return (f"the masks are {what} images (e.g. {example}), which the loader does not read (it reads 8-bit "
-            f"grayscale or palette PNGs). Write a copy with 8-bit masks of the same values (your files are not "
-            f"changed), run: {copy_fix}")
+    return (
+        f"the masks are {what} images (e.g. {example}), which the loader does not read (it reads 8-bit "
+        f"grayscale or palette PNGs). Write a copy with 8-bit masks of the same values (your files are not "
+        f"changed), run: {copy_fix}"
+    )
 
 
 # ---------------------------------------------------------------- classes
@@ -362,8 +393,10 @@ def class_values(kind: MaskKind) -> list[int]:
 def check_names(names: Sequence[str], where: str, fix: str) -> None:
     """Raise :class:`DataError` (ending with ``fix``) for fewer than 2 names, blank or repeated names."""
     if len(names) < 2:
-        raise DataError(f"{where} names {len(names)} class(es): a segmentation needs at least 2 (e.g. background "
-                        f"and the object); run: {fix}")
+        raise DataError(
+            f"{where} names {len(names)} class(es): a segmentation needs at least 2 (e.g. background "
+            f"and the object); run: {fix}"
+        )
     blank = [k for k, n in enumerate(names) if not n.strip() or n != n.strip() or "\n" in n]
     if blank:
         raise DataError(f"{where}: class {blank[0]} has a blank name or one with surrounding spaces; run: {fix}")
@@ -372,16 +405,19 @@ def check_names(names: Sequence[str], where: str, fix: str) -> None:
         raise DataError(f"{where} names {', '.join(twice)} twice; run: {fix}")
 
 
-def check_values_fit(kind: MaskKind, facts: dict[str, MaskFacts], names: Sequence[str], where: str, root: Path,
-                     fix: str) -> None:
+def check_values_fit(
+    kind: MaskKind, facts: dict[str, MaskFacts], names: Sequence[str], where: str, root: Path, fix: str
+) -> None:
     """Raise :class:`DataError` naming a mask whose values are not classes of ``names`` (nor 255)."""
     beyond = [v for v in class_values(kind) if v >= len(names)]
     if beyond:
         holder = next(f.path for f in facts.values() if f.values is not None and f.values[beyond[0]])
-        raise DataError(f"{_rel(holder, root)} holds the value {beyond[0]} but {where} names {len(names)} classes "
-                        f"(values 0..{len(names) - 1}; {IGNORE_INDEX} = ignore); the masks hold "
-                        f"{', '.join(map(str, class_values(kind)))}: name one class per value (line i = class i), "
-                        f"run: {fix}")
+        raise DataError(
+            f"{_rel(holder, root)} holds the value {beyond[0]} but {where} names {len(names)} classes "
+            f"(values 0..{len(names) - 1}; {IGNORE_INDEX} = ignore); the masks hold "
+            f"{', '.join(map(str, class_values(kind)))}: name one class per value (line i = class i), "
+            f"run: {fix}"
+        )
 
 
 # ---------------------------------------------------------------- what init reports
@@ -456,16 +492,22 @@ def _existing_lists(folder: Folder, train_path: Path, val_path: Path, fix_force:
     for path, ids in ((train_path, train), (val_path, val)):
         unknown = [i for i in ids if i not in folder.images]
         if unknown:
-            raise DataError(f"{path} lists {len(unknown)} id(s) with no image ({_some(unknown)}): fix the list, or draw "
-                            f"both lists again, run: {fix_force}")
+            raise DataError(
+                f"{path} lists {len(unknown)} id(s) with no image ({_some(unknown)}): fix the list, or draw "
+                f"both lists again, run: {fix_force}"
+            )
     unmasked = [i for i in val if i not in folder.masks]
     if unmasked:
-        raise DataError(f"{val_path} lists {len(unmasked)} id(s) without a mask ({_some(unmasked)}): val images are "
-                        f"scored against their masks; draw val from the masked images again, run: {fix_force}")
+        raise DataError(
+            f"{val_path} lists {len(unmasked)} id(s) without a mask ({_some(unmasked)}): val images are "
+            f"scored against their masks; draw val from the masked images again, run: {fix_force}"
+        )
     both = [i for i in val if i in set(train)]
     if both:
-        raise DataError(f"{len(both)} id(s) are in both {train_path.name} and {val_path.name} ({_some(both)}): "
-                        f"validation would score training images; run: {fix_force}")
+        raise DataError(
+            f"{len(both)} id(s) are in both {train_path.name} and {val_path.name} ({_some(both)}): "
+            f"validation would score training images; run: {fix_force}"
+        )
     return train, val
 
 
@@ -497,25 +539,32 @@ def prepare_folder(
     base = ["dualteacher", "init", "--data", shown] + (["--classes", *classes] if classes else [])
     fix = command(*base, *(["--indexed-copy", str(indexed_copy)] if indexed_copy else []))
     if not root.is_dir():
-        raise DataError(f"data root {root} is not a directory: it should hold images/ (the photos) and masks/ "
-                        f"(masks/<id>.png for some of them); then run: {fix}")
+        raise DataError(
+            f"data root {root} is not a directory: it should hold images/ (the photos) and masks/ "
+            f"(masks/<id>.png for some of them); then run: {fix}"
+        )
     folder = scan_folder(root, fix)
     facts = read_masks(folder, fix)
-    listed = listed_classes(root, command("dualteacher", "init", "--data", shown, "--classes", "NAME", "...", "--force"))
+    listed = listed_classes(
+        root, command("dualteacher", "init", "--data", shown, "--classes", "NAME", "...", "--force")
+    )
     kind = mask_kind(facts, root, len(classes) if classes else len(listed) if listed else None, fix)
-    recorded = read_mask_values(root, f"fix it (e.g. {{\"0\": 0, \"255\": 1}}), or delete it for init to write it "
-                                      f"again, then run: {fix}")
+    recorded = read_mask_values(
+        root, f'fix it (e.g. {{"0": 0, "255": 1}}), or delete it for init to write it again, then run: {fix}'
+    )
     if indexed_copy is not None:
-        return _indexed_copy(folder, facts, kind, recorded, Path(indexed_copy), shown, classes or listed, val, seed,
-                             force)
+        return _indexed_copy(
+            folder, facts, kind, recorded, Path(indexed_copy), shown, classes or listed, val, seed, force
+        )
     if kind.kind not in ("indexed", "binary"):
         copy = f"{shown.rstrip('/')}_indexed"
         raise DataError(kind_problem(kind, root, command(*base, "--indexed-copy", copy)))
     return _write_layout(folder, facts, kind, recorded, shown, classes, listed, val, seed, force)
 
 
-def _as_read(facts: dict[str, MaskFacts], kind: MaskKind,
-             recorded: MaskValues | None) -> tuple[dict[str, MaskFacts], MaskKind]:
+def _as_read(
+    facts: dict[str, MaskFacts], kind: MaskKind, recorded: MaskValues | None
+) -> tuple[dict[str, MaskFacts], MaskKind]:
     """The masks as the folder reader sees them: through the user's ``recorded`` map (then
     ``indexed``); as they are without one, or when it is the map init writes for ``binary`` masks."""
     if recorded is None or (kind.kind == "binary" and same_map(recorded.mapping, BINARY_255)):
@@ -525,8 +574,9 @@ def _as_read(facts: dict[str, MaskFacts], kind: MaskKind,
     return facts, MaskKind("indexed", values, example=kind.example)
 
 
-def _mask_map(kind: MaskKind, recorded: MaskValues | None, root: Path,
-              names: Sequence[str]) -> tuple[Written | None, list[str]]:
+def _mask_map(
+    kind: MaskKind, recorded: MaskValues | None, root: Path, names: Sequence[str]
+) -> tuple[Written | None, list[str]]:
     """What init does with ``mask_values.json`` (to write when the status is ``wrote``) and the notes
     on binary masks: they get :data:`BINARY_255`; a file of the user's is kept (and applied)."""
     path = root / MASK_VALUES_FILE
@@ -538,13 +588,20 @@ def _mask_map(kind: MaskKind, recorded: MaskValues | None, root: Path,
     binary = kind.binary
     assert binary is not None, "mask_kind sets it for binary masks"
     stored = f"{binary.as_255} mask(s) store the foreground as 255" + (
-        f" and {binary.as_1} as 1 (masks of two tools?)" if binary.as_1 else "")
-    notes = [(f"binary masks: {stored}; {MASK_VALUES_FILE} maps 255 to class 1 ({names[1]}), so check-data, train "
-              f"and eval read them so, and no value is ignored (data.ignore_index=V ignores a stored value V); your "
-              f"masks are not changed")]
+        f" and {binary.as_1} as 1 (masks of two tools?)" if binary.as_1 else ""
+    )
+    notes = [
+        (
+            f"binary masks: {stored}; {MASK_VALUES_FILE} maps 255 to class 1 ({names[1]}), so check-data, train "
+            f"and eval read them so, and no value is ignored (data.ignore_index=V ignores a stored value V); your "
+            f"masks are not changed"
+        )
+    ]
     if binary.as_1:
-        notes.append(f"if 255 marks unlabelled pixels in your masks instead, write {{\"255\": 255}} to {path} "
-                     f"(init keeps a file that exists) and run init again")
+        notes.append(
+            f'if 255 marks unlabelled pixels in your masks instead, write {{"255": 255}} to {path} '
+            f"(init keeps a file that exists) and run init again"
+        )
     status = "wrote" if recorded is None else "unchanged"
     return Written(status, path, f"{describe(BINARY_255, names)}: binary masks saved as 0/255"), notes
 
@@ -557,13 +614,22 @@ def listed_classes(root: Path, fix: str) -> list[str] | None:
     try:
         return read_classes(root)
     except DataError as error:
-        raise DataError(f"{error}: fix the file (one class name per line, line i = class i), or replace it, "
-                        f"run: {fix}") from error
+        raise DataError(
+            f"{error}: fix the file (one class name per line, line i = class i), or replace it, run: {fix}"
+        ) from error
 
 
 def _write_layout(
-    folder: Folder, facts: dict[str, MaskFacts], kind: MaskKind, recorded: MaskValues | None, shown: str,
-    classes: Sequence[str] | None, listed: list[str] | None, val: float, seed: int, force: bool,
+    folder: Folder,
+    facts: dict[str, MaskFacts],
+    kind: MaskKind,
+    recorded: MaskValues | None,
+    shown: str,
+    classes: Sequence[str] | None,
+    listed: list[str] | None,
+    val: float,
+    seed: int,
+    force: bool,
 ) -> InitReport:
     """Check everything, then write classes.txt, mask_values.json (binary masks) and the split
     lists of ``folder`` (masks of class values, read through ``recorded`` when given)."""
@@ -577,8 +643,10 @@ def _write_layout(
         check_names(classes, "--classes", fix_classes)
         check_values_fit(kind, facts, classes, "--classes", root, fix_classes)
         if listed is not None and not force and listed != list(classes):
-            raise DataError(f"{class_file} already names other classes ({', '.join(listed)}); to replace "
-                            f"them with --classes, run: {command('dualteacher', 'init', '--data', shown, '--classes', *classes, '--force')}")
+            raise DataError(
+                f"{class_file} already names other classes ({', '.join(listed)}); to replace "
+                f"them with --classes, run: {command('dualteacher', 'init', '--data', shown, '--classes', *classes, '--force')}"
+            )
         names = list(classes)
     elif listed is not None:
         check_names(listed, str(class_file), fix_classes)
@@ -587,32 +655,40 @@ def _write_layout(
     else:
         names = default_names(kind)
         if not names:
-            raise DataError(f"every pixel of every mask is {IGNORE_INDEX} (ignore): no mask labels a class; "
-                            f"save class values (0 = background, 1, 2, ...) in the masks, then run: "
-                            f"{command('dualteacher', 'init', '--data', shown)}")
+            raise DataError(
+                f"every pixel of every mask is {IGNORE_INDEX} (ignore): no mask labels a class; "
+                f"save class values (0 = background, 1, 2, ...) in the masks, then run: "
+                f"{command('dualteacher', 'init', '--data', shown)}"
+            )
         check_names(names, f"the masks (values {', '.join(map(str, class_values(kind)))})", fix_classes)
     masked = folder.masked
     train_path, val_path = root / "splits" / "train.txt", root / "splits" / "val.txt"
     drawn_val = draw_val(masked, val, seed) if len(masked) > MIN_TRAIN_MASKS else None
     mine = not force and val_path.is_file()
     if not force and train_path.is_file() and not mine:
-        raise DataError(f"{train_path} exists but {val_path} does not: write it (images with a mask, none of them in "
-                        f"train.txt), or draw both lists, run: {fix_force}")
+        raise DataError(
+            f"{train_path} exists but {val_path} does not: write it (images with a mask, none of them in "
+            f"train.txt), or draw both lists, run: {fix_force}"
+        )
     if mine:
         train_ids, val_ids = _existing_lists(folder, train_path, val_path, fix_force)
     else:
         if drawn_val is None:
-            raise DataError(f"only {len(masked)} image(s) have a mask ({_some(masked)}): init needs at least "
-                            f"{MIN_TRAIN_MASKS + 1}, 1 for validation and {MIN_TRAIN_MASKS} to train on; save more "
-                            f"masks as masks/<id>.png, then run: {command('dualteacher', 'init', '--data', shown)}")
+            raise DataError(
+                f"only {len(masked)} image(s) have a mask ({_some(masked)}): init needs at least "
+                f"{MIN_TRAIN_MASKS + 1}, 1 for validation and {MIN_TRAIN_MASKS} to train on; save more "
+                f"masks as masks/<id>.png, then run: {command('dualteacher', 'init', '--data', shown)}"
+            )
         val_ids = drawn_val
         train_ids = sorted(set(folder.images) - set(val_ids))
     mask_set = set(folder.masks)
     labeled = [i for i in train_ids if i in mask_set]
     unlabeled = [i for i in train_ids if i not in mask_set]
     if not labeled:
-        raise DataError(f"no image of {train_path} has a mask, so there is nothing to train on; draw the lists "
-                        f"again, run: {fix_force}")
+        raise DataError(
+            f"no image of {train_path} has a mask, so there is nothing to train on; draw the lists "
+            f"again, run: {fix_force}"
+        )
     mask_file, mask_notes = _mask_map(kind, recorded, root, names)
     # everything checked: write
     if listed is not None and not classes:
@@ -627,8 +703,10 @@ def _write_layout(
     val_what = f"{len(val_ids)} of the {len(masked)} images with a mask" + ("" if mine else f", drawn with seed {seed}")
     train_what = f"{len(train_ids)} images: {len(labeled)} with a mask, {len(unlabeled)} without"
     drawn_train = None if drawn_val is None else sorted(set(folder.images) - set(drawn_val))
-    for path, ids, drawn, what in ((val_path, val_ids, drawn_val, val_what),
-                                   (train_path, train_ids, drawn_train, train_what)):
+    for path, ids, drawn, what in (
+        (val_path, val_ids, drawn_val, val_what),
+        (train_path, train_ids, drawn_train, train_what),
+    ):
         if not mine or not path.is_file():
             report.files.append(_write_text(path, ids, force, what))
         elif ids == drawn:
@@ -637,17 +715,22 @@ def _write_layout(
             report.files.append(Written("kept", path, f"{what} (your list; {fix_force} draws it again)"))
     outside = sorted(set(folder.images) - set(train_ids) - set(val_ids))
     if outside:
-        report.notes.append(f"{len(outside)} image(s) are in neither train.txt nor val.txt ({_some(outside)}), so "
-                            f"nothing uses them; {fix_force} draws both lists again")
+        report.notes.append(
+            f"{len(outside)} image(s) are in neither train.txt nor val.txt ({_some(outside)}), so "
+            f"nothing uses them; {fix_force} draws both lists again"
+        )
     report.files += _masked_lists(root, labeled, unlabeled, seed, force, shown)
     if not unlabeled:
-        report.notes.append(f"every train image has a mask, so none is unlabelled and no {LABELED_MASKED} list is "
-                            f"written: supervised training uses train.txt; to try a semi-supervised method, hold "
-                            f"labels out: {command('dualteacher', 'split', '--data', shown, '--labeled', '1/8')}")
+        report.notes.append(
+            f"every train image has a mask, so none is unlabelled and no {LABELED_MASKED} list is "
+            f"written: supervised training uses train.txt; to try a semi-supervised method, hold "
+            f"labels out: {command('dualteacher', 'split', '--data', shown, '--labeled', '1/8')}"
+        )
     report.notes += _mask_notes(kind, facts, names) + mask_notes
     if folder.skipped:
-        report.notes.append(f"skipped {len(folder.skipped)} file(s) that are not images or PNG masks: "
-                            f"{_some(folder.skipped)}")
+        report.notes.append(
+            f"skipped {len(folder.skipped)} file(s) that are not images or PNG masks: {_some(folder.skipped)}"
+        )
     data = quote(shown)
     report.next_commands.append(f"dualteacher check-data --data {data}")
     if unlabeled:
@@ -657,8 +740,9 @@ def _write_layout(
     return report
 
 
-def _masked_lists(root: Path, labeled: list[str], unlabeled: list[str], seed: int, force: bool,
-                  shown: str) -> list[Written]:
+def _masked_lists(
+    root: Path, labeled: list[str], unlabeled: list[str], seed: int, force: bool, shown: str
+) -> list[Written]:
     """``labeled_masked.txt`` and ``unlabeled_masked.txt`` (written by
     :func:`~dualteacher.data.split_files.split_source`), unless they exist (unchanged or kept),
     or every train image has a mask (nothing is unlabelled: none written)."""
@@ -672,8 +756,10 @@ def _masked_lists(root: Path, labeled: list[str], unlabeled: list[str], seed: in
         return [Written("unchanged", p, w) for p, w in zip(paths, what, strict=True)]
     if any(c is not None for c in current) and not force:
         fix = command("dualteacher", "split", "--data", shown, "--labeled", MASKED)
-        return [Written("kept", p, f"{w} now, not what the list holds; {fix} writes both lists again")
-                for p, w in zip(paths, what, strict=True)]
+        return [
+            Written("kept", p, f"{w} now, not what the list holds; {fix} writes both lists again")
+            for p, w in zip(paths, what, strict=True)
+        ]
     status = "rewrote" if any(c is not None for c in current) else "wrote"
     written = split_source(open_source("folder", root), MASKED, seed)
     return [Written(status, p, w) for p, w in zip(written, what, strict=True)]
@@ -683,10 +769,15 @@ def _mask_notes(kind: MaskKind, facts: dict[str, MaskFacts], names: Sequence[str
     """What the masks hold, in words: values, the ignore value, palette masks, classes no mask holds."""
     notes = []
     present = class_values(kind)
-    notes.append(f"the masks hold the class values {', '.join(map(str, present))}"
-                 + (f" and {IGNORE_INDEX} (ignore: not trained on) in "
-                    f"{sum(1 for f in facts.values() if f.values is not None and f.values[IGNORE_INDEX])} mask(s)"
-                    if kind.values[IGNORE_INDEX] and kind.kind == "indexed" else ""))
+    notes.append(
+        f"the masks hold the class values {', '.join(map(str, present))}"
+        + (
+            f" and {IGNORE_INDEX} (ignore: not trained on) in "
+            f"{sum(1 for f in facts.values() if f.values is not None and f.values[IGNORE_INDEX])} mask(s)"
+            if kind.values[IGNORE_INDEX] and kind.kind == "indexed"
+            else ""
+        )
+    )
     absent = [f"{v} ({names[v]})" for v in range(len(names)) if v not in present]
     if absent:
         notes.append(f"no mask holds the class(es) {_some(absent)}: training never sees them")
@@ -703,8 +794,10 @@ def _link_or_copy(source: Path, target: Path, force: bool, fix: str) -> None:
         if os.path.samefile(source, target) or target.read_bytes() == source.read_bytes():
             return
         if not force:
-            raise DataError(f"{target} exists and differs from {source}: choose another folder for the copy, or "
-                            f"replace it, run: {fix} --force")
+            raise DataError(
+                f"{target} exists and differs from {source}: choose another folder for the copy, or "
+                f"replace it, run: {fix} --force"
+            )
         target.unlink()
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -714,8 +807,16 @@ def _link_or_copy(source: Path, target: Path, force: bool, fix: str) -> None:
 
 
 def _indexed_copy(
-    folder: Folder, facts: dict[str, MaskFacts], kind: MaskKind, recorded: MaskValues | None, out: Path, shown: str,
-    classes: Sequence[str] | None, val: float, seed: int, force: bool,
+    folder: Folder,
+    facts: dict[str, MaskFacts],
+    kind: MaskKind,
+    recorded: MaskValues | None,
+    out: Path,
+    shown: str,
+    classes: Sequence[str] | None,
+    val: float,
+    seed: int,
+    force: bool,
 ) -> InitReport:
     """Write ``out``: the images of ``folder`` (hard links), its masks as class indices (through
     the dataset's ``recorded`` map, if any; a stored value it maps to ignore stays 255, and the
@@ -726,12 +827,16 @@ def _indexed_copy(
     inside = [root / "images", root / "masks"]
     resolved = out.expanduser().resolve()
     if resolved == root.resolve() or any(resolved.is_relative_to(p.resolve()) for p in inside):
-        raise DataError(f"--indexed-copy {out}: the copy goes into a folder of its own, not into {root}, its images "
-                        f"or its masks; run: {command('dualteacher', 'init', '--data', shown, '--indexed-copy', shown.rstrip('/') + '_indexed')}")
+        raise DataError(
+            f"--indexed-copy {out}: the copy goes into a folder of its own, not into {root}, its images "
+            f"or its masks; run: {command('dualteacher', 'init', '--data', shown, '--indexed-copy', shown.rstrip('/') + '_indexed')}"
+        )
     if kind.kind == "colour" and len(kind.colours) > MAX_COLOURS:
-        raise DataError(f"the colour masks hold {len(kind.colours)} colours (e.g. {_rel(kind.example or root, root)}), "
-                        f"more than {MAX_COLOURS} classes: anti-aliased or JPEG-compressed renderings cannot become "
-                        f"class indices; export the masks without smoothing, then run: {fix}")
+        raise DataError(
+            f"the colour masks hold {len(kind.colours)} colours (e.g. {_rel(kind.example or root, root)}), "
+            f"more than {MAX_COLOURS} classes: anti-aliased or JPEG-compressed renderings cannot become "
+            f"class indices; export the masks without smoothing, then run: {fix}"
+        )
     table = None if recorded is None or kind.kind == "colour" else recorded.table()
     names = list(classes) if classes else default_names(_as_read(facts, kind, None if table is None else recorded)[1])
     report = InitReport(root, len(folder.images), len(folder.masks))
@@ -749,8 +854,10 @@ def _indexed_copy(
                 if existing.mode == "L" and np.array_equal(np.asarray(existing), array):
                     continue
             if not force:
-                raise DataError(f"{target} exists and differs from the conversion of {fact.path}: choose another "
-                                f"folder for the copy, or replace it, run: {fix} --force")
+                raise DataError(
+                    f"{target} exists and differs from the conversion of {fact.path}: choose another "
+                    f"folder for the copy, or replace it, run: {fix} --force"
+                )
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(array, mode="L").save(target)
         converted += 1
@@ -759,11 +866,18 @@ def _indexed_copy(
         if not theirs.exists():
             theirs.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(mine, theirs)
-    what = {"binary": "foreground 255 -> 1", "colour": "one class per colour, black first",
-            "bilevel": "1-bit -> 8-bit 0/1", "wide": "16/32-bit -> 8-bit, same values", "indexed": "as they are"}
+    what = {
+        "binary": "foreground 255 -> 1",
+        "colour": "one class per colour, black first",
+        "bilevel": "1-bit -> 8-bit 0/1",
+        "wide": "16/32-bit -> 8-bit, same values",
+        "indexed": "as they are",
+    }
     how = what[kind.kind] if recorded is None or table is None else f"through {recorded.path}: {recorded.describe()}"
-    report.notes.append(f"{len(folder.images)} images linked or copied, {len(facts)} masks converted "
-                        f"({how}; {converted} written now); {root} is not changed")
+    report.notes.append(
+        f"{len(folder.images)} images linked or copied, {len(facts)} masks converted "
+        f"({how}; {converted} written now); {root} is not changed"
+    )
     keeps_ignore = recorded is not None and recorded.mapping.get(IGNORE_INDEX, IGNORE_INDEX) == IGNORE_INDEX
     if table is not None and keeps_ignore and not (out / MASK_VALUES_FILE).is_file():
         write_mask_values(out, {IGNORE_INDEX: IGNORE_INDEX})  # 255 stays ignore in the copy, as in the dataset
@@ -786,24 +900,37 @@ def own_splits(source: DataSource, shown: str, *, unlabeled: bool, val: str = "v
     but no masked lists (init), nothing unlabelled for a method that needs it (split).
     """
     init = command("dualteacher", "init", "--data", shown)
-    lacking = [p for p in (source.root / "classes.txt", source.split_file("train"), source.split_file(val))
-               if not p.is_file()]
+    lacking = [
+        p for p in (source.root / "classes.txt", source.split_file("train"), source.split_file(val)) if not p.is_file()
+    ]
     if lacking:
-        raise DataError(f"no {', '.join(map(str, lacking))}: init writes the class list and the split lists of a "
-                        f"folder of images and masks; run: {init}")
+        raise DataError(
+            f"no {', '.join(map(str, lacking))}: init writes the class list and the split lists of a "
+            f"folder of images and masks; run: {init}"
+        )
     if source.split_file(LABELED_MASKED).is_file() and source.split_file(UNLABELED_MASKED).is_file():
-        return LABELED_MASKED, UNLABELED_MASKED, (f"data.labeled_split={LABELED_MASKED}, data.unlabeled_split="
-                                                  f"{UNLABELED_MASKED}: the train images with a mask, and the others "
-                                                  f"(written by {init})")
+        return (
+            LABELED_MASKED,
+            UNLABELED_MASKED,
+            (
+                f"data.labeled_split={LABELED_MASKED}, data.unlabeled_split="
+                f"{UNLABELED_MASKED}: the train images with a mask, and the others "
+                f"(written by {init})"
+            ),
+        )
     ids = source.split_ids("train")
     missing = [os.path.relpath(p, source.root) for p in find_missing(source.files(ids, labeled=True).masks or [])]
     if missing:
-        raise DataError(f"{len(missing)} of the {len(ids)} train images have no mask ({_some(missing)}) and "
-                        f"{source.split_file(LABELED_MASKED)} is missing; init lists the masked ones; run: {init}")
+        raise DataError(
+            f"{len(missing)} of the {len(ids)} train images have no mask ({_some(missing)}) and "
+            f"{source.split_file(LABELED_MASKED)} is missing; init lists the masked ones; run: {init}"
+        )
     if unlabeled:
         split = command("dualteacher", "split", "--data", shown, "--labeled", "1/8")
-        raise DataError(f"every one of the {len(ids)} train images has a mask, so none is unlabelled for a "
-                        f"semi-supervised method: hold labels out, run: {split}, then train with "
-                        f"data.labeled_split=labeled_1-8_seed0 data.unlabeled_split=unlabeled_1-8_seed0 "
-                        f"(or --method supervised)")
+        raise DataError(
+            f"every one of the {len(ids)} train images has a mask, so none is unlabelled for a "
+            f"semi-supervised method: hold labels out, run: {split}, then train with "
+            f"data.labeled_split=labeled_1-8_seed0 data.unlabeled_split=unlabeled_1-8_seed0 "
+            f"(or --method supervised)"
+        )
     return "train", "train", "data.labeled_split=train: every train image has a mask"

@@ -124,8 +124,13 @@ class DataSource(ABC):
         if missing:
             raise missing_files_error(self.root, missing, labeled)
         return FileListDataset(
-            ids, files.images, files.masks, labeled=labeled, transform=transform,
-            num_classes=len(self.classes) if labeled and check_classes else None, label_map=files.label_map,
+            ids,
+            files.images,
+            files.masks,
+            labeled=labeled,
+            transform=transform,
+            num_classes=len(self.classes) if labeled and check_classes else None,
+            label_map=files.label_map,
         )
 
     @property
@@ -168,4 +173,4 @@ class DataSource(ABC):
 def _names(path: Path, entry: str) -> bool:
     """Whether ``entry`` (a file name or a relative path, / or \\ separated) names ``path``."""
     parts = tuple(p for p in PurePosixPath(entry.replace("\\", "/")).parts if p not in (".", "/"))
-    return bool(parts) and path.parts[-len(parts):] == parts
+    return bool(parts) and path.parts[-len(parts) :] == parts

@@ -60,9 +60,11 @@ def masked_ids(source: DataSource, pool: str = "train") -> tuple[list[str], list
     """
     root = quote(str(source.root))
     if source.name != "folder":
-        raise DataError(f"--labeled {MASKED} labels the images that have a mask file in the folder layout (your own "
-                        f"data); the {source.name} layout is fully annotated: give a budget, e.g. run: dualteacher "
-                        f"split --dataset {source.name} --data {root} --labeled 1/16")
+        raise DataError(
+            f"--labeled {MASKED} labels the images that have a mask file in the folder layout (your own "
+            f"data); the {source.name} layout is fully annotated: give a budget, e.g. run: dualteacher "
+            f"split --dataset {source.name} --data {root} --labeled 1/16"
+        )
     ids = source.split_ids(pool)
     masks = source.files(ids, labeled=True).masks
     assert masks is not None  # the folder layout gives labelled files one mask path per id
@@ -71,12 +73,17 @@ def masked_ids(source: DataSource, pool: str = "train") -> tuple[list[str], list
     unlabeled = [i for i, mask in zip(ids, masks) if str(mask) in missing]
     where = f"{source.name} {pool!r} split at {source.root}"
     if not labeled:
-        raise DataError(f"--labeled {MASKED}: no image of the {where} has a mask file (e.g. {masks[0]}); save masks "
-                        f"as masks/<id>.png, then run: dualteacher init --data {root}" if masks
-                        else f"--labeled {MASKED}: the {where} lists no image; run: dualteacher init --data {root}")
+        raise DataError(
+            f"--labeled {MASKED}: no image of the {where} has a mask file (e.g. {masks[0]}); save masks "
+            f"as masks/<id>.png, then run: dualteacher init --data {root}"
+            if masks
+            else f"--labeled {MASKED}: the {where} lists no image; run: dualteacher init --data {root}"
+        )
     if not unlabeled:
-        raise DataError(f"--labeled {MASKED}: every one of the {len(ids)} images of the {where} has a mask, so none "
-                        f"is unlabelled: label a subset, e.g. run: dualteacher split --data {root} --labeled 1/8")
+        raise DataError(
+            f"--labeled {MASKED}: every one of the {len(ids)} images of the {where} has a mask, so none "
+            f"is unlabelled: label a subset, e.g. run: dualteacher split --data {root} --labeled 1/8"
+        )
     return labeled, unlabeled
 
 

@@ -37,7 +37,9 @@ def parse_labeled(text: str) -> int | float:
         else:
             value = float(cleaned)
     except (ValueError, ZeroDivisionError):
-        raise ValueError(f"cannot read label budget {text!r}: give a count (92), a fraction (0.125) or a ratio (1/16)") from None
+        raise ValueError(
+            f"cannot read label budget {text!r}: give a count (92), a fraction (0.125) or a ratio (1/16)"
+        ) from None
     _check_budget(value)
     return value
 

@@ -26,10 +26,16 @@ from typing import Any
 from dualteacher.data.digits import ensure_digit_scenes
 from dualteacher.data.registry import open_source
 from dualteacher.data.split_files import split_source
-from dualteacher.training.loop import train
-from dualteacher.experiments.recipe import run_length
-from dualteacher.experiments.recipe import BASELINE, UPPER_BOUND, WARMUP_ITERATIONS, recipe_config, warm_start
+from dualteacher.experiments.recipe import (
+    BASELINE,
+    UPPER_BOUND,
+    WARMUP_ITERATIONS,
+    recipe_config,
+    run_length,
+    warm_start,
+)
 from dualteacher.runlog import read_log
+from dualteacher.training.loop import train
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +59,9 @@ class DemoRun:
     warm_start: bool
 
 
-def demo_runs(methods: Sequence[str], labeled: str, unlabeled: str, iterations: int, warmup: int,
-              upper_bound: bool) -> list[DemoRun]:
+def demo_runs(
+    methods: Sequence[str], labeled: str, unlabeled: str, iterations: int, warmup: int, upper_bound: bool
+) -> list[DemoRun]:
     """The runs in training order: the warm-up (when ``warmup`` > 0), each method, the upper bound."""
     runs = [DemoRun(WARMUP, BASELINE, labeled, unlabeled, warmup, False)] if warmup else []
     runs += [DemoRun(m, m, labeled, unlabeled, iterations, warmup > 0) for m in methods]
@@ -63,9 +70,17 @@ def demo_runs(methods: Sequence[str], labeled: str, unlabeled: str, iterations: 
     return runs
 
 
-def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int | None = None,
-             warmup: int | None = None, seed: int = 0, progress: bool = True, upper_bound: bool = True,
-             extra: Sequence[str] = ()) -> list[dict[str, Any]] | None:
+def run_demo(
+    out: Path,
+    *,
+    methods: Sequence[str] | None = None,
+    iterations: int | None = None,
+    warmup: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    upper_bound: bool = True,
+    extra: Sequence[str] = (),
+) -> list[dict[str, Any]] | None:
     """Train the warm-up, every method (default :data:`DEMO_METHODS`) from it on the labelled
     fraction and, with ``upper_bound``, supervised training on every train scene (row
     ``supervised_all``); log the table, write ``results.json`` and ``demo.png``.
@@ -91,8 +106,9 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
     rows, warmup_seconds, warmup_iterations = [], 0.0, 0
     for run in runs:
         start_from = warm_start(out / WARMUP) if run.warm_start else []
-        cfg = recipe_config(root, run.labeled, run.unlabeled, run.method, out / run.name, run.iterations, seed,
-                            [*extra, *start_from])
+        cfg = recipe_config(
+            root, run.labeled, run.unlabeled, run.method, out / run.name, run.iterations, seed, [*extra, *start_from]
+        )
         trained = run_length(cfg)  # the schedule rounds to whole epochs
         if _finished(out / run.name, trained):
             logger.info(f"{run.name}: finished in an earlier call, reused (delete {out} to train it again)")
@@ -111,8 +127,14 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
     from dualteacher.experiments.plots import demo_figure
 
     offsets = {run.name: warmup_iterations for run in runs if run.warm_start}
-    figure = demo_figure(out, [run.name for run in runs if run.name != WARMUP], source, offsets=offsets,
-                         warmup=out / WARMUP if warmup else None, disputed_by=methods)
+    figure = demo_figure(
+        out,
+        [run.name for run in runs if run.name != WARMUP],
+        source,
+        offsets=offsets,
+        warmup=out / WARMUP if warmup else None,
+        disputed_by=methods,
+    )
     logger.info(f"figure: {figure}")
     logger.info(f"the demo took {time.perf_counter() - t0:.0f} s (evaluations, the figure and start-up included)")
     return rows
@@ -121,7 +143,8 @@ def run_demo(out: Path, *, methods: Sequence[str] | None = None, iterations: int
 def _finished(run_dir: Path, iterations: int) -> bool:
     """Whether ``run_dir`` holds a run whose log has an evaluation at ``iterations``."""
     return (run_dir / "metrics.jsonl").exists() and any(
-        r["type"] == "eval" and r["iteration"] == iterations for r in read_log(run_dir))
+        r["type"] == "eval" and r["iteration"] == iterations for r in read_log(run_dir)
+    )
 
 
 def _row(run_dir: Path, name: str, seconds: float, iterations: int, before: tuple[float, int]) -> dict[str, Any]:
@@ -146,9 +169,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         "| run | student mIoU (final) | best mIoU (any model, any eval) | training time incl. warm-up (s) | iterations | s / iteration |",
         "|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['final_student_miou']:.4f} | {r['best_miou']:.4f} | {r['train_seconds']:.0f} | "
-            f"{r['iterations']} | {r['train_seconds'] / r['iterations']:.3f} |"
-        )
+    lines += [
+        f"| {r['method']} | {r['final_student_miou']:.4f} | {r['best_miou']:.4f} | {r['train_seconds']:.0f} | "
+        f"{r['iterations']} | {r['train_seconds'] / r['iterations']:.3f} |"
+        for r in rows
+    ]
     return "\n".join(lines)

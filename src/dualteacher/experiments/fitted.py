@@ -59,8 +59,12 @@ logger = logging.getLogger(__name__)
 
 WARMUP_DIR = "warmup"
 """The warm-up's run directory inside the method's."""
-OWN_KEYS = {"data.root": "--data", "method.name": "--method", "data.dataset": "--dataset",
-            "data.splits_dir": "--splits-dir"}
+OWN_KEYS = {
+    "data.root": "--data",
+    "method.name": "--method",
+    "data.dataset": "--dataset",
+    "data.splits_dir": "--splits-dir",
+}
 """Settings that ``train --data`` takes from its options, not from overrides."""
 _NOT_IN_WARMUP = ("run_dir", "train.epochs", "train.iters_per_epoch")
 
@@ -80,19 +84,29 @@ def default_run_dir(root: str | Path, method: str) -> Path:
     return Path("runs") / f"{Path(root).expanduser().resolve().name}_{method}"
 
 
-def _splits(source: DataSource, shown: str, base: Config, user: set[str], reads_unlabeled: bool) -> tuple[str, str, str]:
+def _splits(
+    source: DataSource, shown: str, base: Config, user: set[str], reads_unlabeled: bool
+) -> tuple[str, str, str]:
     """The labelled and unlabelled split and why (see the module docstring)."""
     if "data.labeled_split" in user:
         unlabeled = base.data.unlabeled_split if "data.unlabeled_split" in user else base.data.labeled_split
         if reads_unlabeled and "data.unlabeled_split" not in user:
             raise ConfigError("data.labeled_split is set but not data.unlabeled_split: give both")
-        return base.data.labeled_split, unlabeled, (f"data.labeled_split={base.data.labeled_split}"
-                                                    + (f", data.unlabeled_split={unlabeled}" if reads_unlabeled else "")
-                                                    + ": your override")
+        return (
+            base.data.labeled_split,
+            unlabeled,
+            (
+                f"data.labeled_split={base.data.labeled_split}"
+                + (f", data.unlabeled_split={unlabeled}" if reads_unlabeled else "")
+                + ": your override"
+            ),
+        )
     if source.name != "folder":
         fix = command("dualteacher", "split", "--dataset", source.name, "--data", shown, "--labeled", "1/16")
-        raise DataError(f"the {source.name} layout has no lists of its own for --data: draw them, run: {fix}, then "
-                        f"add data.labeled_split=labeled_1-16_seed0 data.unlabeled_split=unlabeled_1-16_seed0")
+        raise DataError(
+            f"the {source.name} layout has no lists of its own for --data: draw them, run: {fix}, then "
+            f"add data.labeled_split=labeled_1-16_seed0 data.unlabeled_split=unlabeled_1-16_seed0"
+        )
     return own_splits(source, shown, unlabeled=reads_unlabeled, val=base.data.val_split)
 
 
@@ -104,8 +118,14 @@ def _length(config: Config, minutes: float, run_dir: Path) -> tuple[int, str]:
     from dualteacher.experiments.probe import PROBE_TIMED, PROBE_WARMUP, iterations_for, step_seconds
 
     settings = {k: v for k, v in config.to_dict().items() if k != "run_dir"}
-    key = {"method": config.method.name, "settings": settings, "device": device_name(),
-           "threads": torch.get_num_threads(), "warmup": PROBE_WARMUP, "timed": PROBE_TIMED}
+    key = {
+        "method": config.method.name,
+        "settings": settings,
+        "device": device_name(),
+        "threads": torch.get_num_threads(),
+        "warmup": PROBE_WARMUP,
+        "timed": PROBE_TIMED,
+    }
     path = run_dir / "probe.json"
     stored = json.loads(path.read_text()) if path.is_file() else {}
     if {k: stored.get(k) for k in key} == key:
@@ -117,9 +137,11 @@ def _length(config: Config, minutes: float, run_dir: Path) -> tuple[int, str]:
         run_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({**key, "s_per_iteration": seconds}, indent=1))
     total = iterations_for(minutes, seconds)
-    return total, (f"{total} iterations in all: --minutes {minutes:g} at {seconds:.3f} s per {config.method.name} "
-                   f"iteration ({how}); evaluation is not counted and a warm-up's supervised steps are cheaper, "
-                   f"so the run takes a little less")
+    return total, (
+        f"{total} iterations in all: --minutes {minutes:g} at {seconds:.3f} s per {config.method.name} "
+        f"iteration ({how}); evaluation is not counted and a warm-up's supervised steps are cheaper, "
+        f"so the run takes a little less"
+    )
 
 
 def plan_fitted(
@@ -155,11 +177,15 @@ def plan_fitted(
     source = open_source(dataset, root, splits_dir, ignore_index=base.data.ignore_index)
     reads_unlabeled = METHODS.get(method).uses_unlabeled
     labeled, unlabeled, splits_why = _splits(source, root, base, user, reads_unlabeled)
-    adaptation = adapt_recipe(source, [labeled, *([unlabeled] if reads_unlabeled else [])], base.data.val_split,
-                              overrides)
+    adaptation = adapt_recipe(
+        source, [labeled, *([unlabeled] if reads_unlabeled else [])], base.data.val_split, overrides
+    )
     run_dir = Path(base.run_dir) if "run_dir" in user else default_run_dir(root, method)
-    data = [f"data.dataset={json.dumps(dataset)}",
-            *([f"data.splits_dir={json.dumps(str(splits_dir))}"] if splits_dir else []), *adaptation.overrides]
+    data = [
+        f"data.dataset={json.dumps(dataset)}",
+        *([f"data.splits_dir={json.dumps(str(splits_dir))}"] if splits_dir else []),
+        *adaptation.overrides,
+    ]
 
     def config(name: str, directory: Path, length: int, extra: Sequence[str]) -> Config:
         return recipe_config(root, labeled, unlabeled, name, directory, length, 0, [*data, *extra])
@@ -174,17 +200,22 @@ def plan_fitted(
     if warmup is None:
         warmup = warmup_share(total) if reads_unlabeled and "method.init_from" not in user else 0
     if warmup >= total:
-        raise ConfigError(f"--warmup {warmup} leaves none of the {total} iterations to {method}: give fewer, or more "
-                          "--iterations")
+        raise ConfigError(
+            f"--warmup {warmup} leaves none of the {total} iterations to {method}: give fewer, or more --iterations"
+        )
     warmup_dir = run_dir / WARMUP_DIR
     main = config(method, run_dir, total - warmup, [*(warm_start(warmup_dir) if warmup else []), *overrides])
     first = None
     if warmup:
-        kept = [o for o in overrides if not any(k.startswith("method.") or k in _NOT_IN_WARMUP for k in override_keys([o]))]
+        kept = [
+            o for o in overrides if not any(k.startswith("method.") or k in _NOT_IN_WARMUP for k in override_keys([o]))
+        ]
         first = config(BASELINE, warmup_dir, warmup, kept)
-        start_why = (f"warm start: {warmup} supervised iterations on {labeled} first ({warmup_dir}), then "
-                     f"{run_length(main)} of {method} from its student "
-                     "(method.init_from; --warmup N to change, 0: none)")
+        start_why = (
+            f"warm start: {warmup} supervised iterations on {labeled} first ({warmup_dir}), then "
+            f"{run_length(main)} of {method} from its student "
+            "(method.init_from; --warmup N to change, 0: none)"
+        )
     elif "method.init_from" in user:
         start_why = f"warm start: method.init_from={main.method.init_from}: your override"
     elif reads_unlabeled:
@@ -193,13 +224,19 @@ def plan_fitted(
         start_why = f"warm start: none; {method} trains from the pretrained encoder (--warmup N for a warm-up)"
     if user & set(_NOT_IN_WARMUP[1:]):
         length_why += f"; with your train.epochs/train.iters_per_epoch, {method} trains {run_length(main)}"
-    account = [splits_why, *adaptation.account, length_why, start_why,
-               f"run_dir={main.run_dir}" + (": your override" if "run_dir" in user else " (run_dir=DIR to change)")]
+    account = [
+        splits_why,
+        *adaptation.account,
+        length_why,
+        start_why,
+        f"run_dir={main.run_dir}" + (": your override" if "run_dir" in user else " (run_dir=DIR to change)"),
+    ]
     return FittedRun(main, first, account)
 
 
-def train_fitted(plan: FittedRun, *, resume: bool = True, allow_changes: bool = False,
-                 progress: bool = True) -> tuple[Config, dict[str, Any]]:
+def train_fitted(
+    plan: FittedRun, *, resume: bool = True, allow_changes: bool = False, progress: bool = True
+) -> tuple[Config, dict[str, Any]]:
     """Train ``plan``: log its choices (one per line), train its warm-up (if any, always continuing
     its own checkpoint), then the method from the warm-up's student (``resume`` and ``allow_changes`` as in
     :func:`~dualteacher.training.loop.train`).
@@ -212,9 +249,13 @@ def train_fitted(plan: FittedRun, *, resume: bool = True, allow_changes: bool = 
 
     logger.info("recipe: " + "\n        ".join(plan.account))
     if plan.warmup is not None:
-        logger.info("training the warm-up: %d supervised iterations in %s", run_length(plan.warmup), plan.warmup.run_dir)
+        logger.info(
+            "training the warm-up: %d supervised iterations in %s", run_length(plan.warmup), plan.warmup.run_dir
+        )
         record = train(plan.warmup, progress=progress)
         if "interrupted" in record:
             return plan.warmup, record
-    logger.info("training %s: %d iterations in %s", plan.config.method.name, run_length(plan.config), plan.config.run_dir)
+    logger.info(
+        "training %s: %d iterations in %s", plan.config.method.name, run_length(plan.config), plan.config.run_dir
+    )
     return plan.config, train(plan.config, resume=resume, allow_changes=allow_changes, progress=progress)

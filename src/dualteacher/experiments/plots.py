@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING, cast
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import Tensor, nn
 
+from dualteacher.data.source import DataSource
+from dualteacher.inference.colors import colorize, palette
+from dualteacher.inference.model import LoadedModel, load_model
 from dualteacher.models.contract import normalize
-from dualteacher.inference.colors import colorize, palette  # noqa: E402
-from dualteacher.data.source import DataSource  # noqa: E402
-from dualteacher.inference.model import LoadedModel, load_model  # noqa: E402
-from dualteacher.runlog import read_log  # noqa: E402
+from dualteacher.runlog import read_log
 
 if TYPE_CHECKING:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -34,8 +34,9 @@ def _eval_records(run_dir: Path) -> list[dict]:
     return [r for r in read_log(run_dir) if r.get("type") == "eval"]
 
 
-def plot_miou(ax: plt.Axes, runs: dict[str, Path], offsets: dict[str, int] | None = None,
-              warmup: Path | None = None) -> None:
+def plot_miou(
+    ax: plt.Axes, runs: dict[str, Path], offsets: dict[str, int] | None = None, warmup: Path | None = None
+) -> None:
     """Val mIoU over iterations: the student solid, each teacher dashed in the same colour.
 
     ``offsets`` shifts a run's iterations (a warm-started run starts after its warm-up);
@@ -54,8 +55,14 @@ def plot_miou(ax: plt.Axes, runs: dict[str, Path], offsets: dict[str, int] | Non
         line = ax.plot(its, [m for _, m in first] + [r["student/miou"] for r in recs], label=f"{label} student")[0]
         teacher_keys = sorted({k for r in recs for k in r if k.endswith("/miou") and not k.startswith("student")})
         for key, style in zip(teacher_keys, cycle(TEACHER_STYLES)):
-            ax.plot(its, [m for _, m in first] + [r.get(key, np.nan) for r in recs], style, color=line.get_color(),
-                    alpha=0.6, label=f"{label} {key.split('/')[0]}")
+            ax.plot(
+                its,
+                [m for _, m in first] + [r.get(key, np.nan) for r in recs],
+                style,
+                color=line.get_color(),
+                alpha=0.6,
+                label=f"{label} {key.split('/')[0]}",
+            )
     ax.set_xlabel("iteration")
     ax.set_ylabel("val mIoU")
     ax.set_title("val mIoU over training")
@@ -63,8 +70,9 @@ def plot_miou(ax: plt.Axes, runs: dict[str, Path], offsets: dict[str, int] | Non
         ax.legend(fontsize=7)
 
 
-def plot_coupling(ax: plt.Axes, runs: dict[str, Path], metric: str = "disagreement",
-                  offsets: dict[str, int] | None = None) -> None:
+def plot_coupling(
+    ax: plt.Axes, runs: dict[str, Path], metric: str = "disagreement", offsets: dict[str, int] | None = None
+) -> None:
     """A coupling metric (``disagreement``, ``kl`` or ``param_distance``) of every teacher over
     iterations (``offsets`` as in :func:`plot_miou`)."""
     offsets = offsets or {}
@@ -72,8 +80,11 @@ def plot_coupling(ax: plt.Axes, runs: dict[str, Path], metric: str = "disagreeme
         recs = _eval_records(run_dir)
         keys = sorted({k for r in recs for k in r if k.startswith("coupling/") and k.endswith(f"/{metric}")})
         for key in keys:
-            ax.plot([r["iteration"] + offsets.get(label, 0) for r in recs], [r.get(key, np.nan) for r in recs],
-                    label=f"{label} {key.split('/')[1]}")
+            ax.plot(
+                [r["iteration"] + offsets.get(label, 0) for r in recs],
+                [r.get(key, np.nan) for r in recs],
+                label=f"{label} {key.split('/')[1]}",
+            )
     ax.set_xlabel("iteration")
     ax.set_ylabel(f"teacher-student {metric.replace('_', ' ')}")
     ax.set_title(f"coupling: {metric.replace('_', ' ')} (0 = teacher copies student)")
@@ -102,9 +113,16 @@ def final_students(out: Path, runs: Sequence[str]) -> dict[str, LoadedModel]:
     return {run: load_model(out / run / "last.safetensors", role="student") for run in runs}
 
 
-def demo_figure(out: Path, methods: list[str], source: DataSource, scenes: int = 4,
-                offsets: dict[str, int] | None = None, warmup: Path | None = None, pool: int = 100,
-                disputed_by: Sequence[str] | None = None) -> Path:
+def demo_figure(
+    out: Path,
+    methods: list[str],
+    source: DataSource,
+    scenes: int = 4,
+    offsets: dict[str, int] | None = None,
+    warmup: Path | None = None,
+    pool: int = 100,
+    disputed_by: Sequence[str] | None = None,
+) -> Path:
     """Write ``out/demo.png``: mIoU over training (``offsets`` and ``warmup`` as in
     :func:`plot_miou`), coupling over training, and each run's final student (the network whose
     mIoU the demo's table reports, from ``last.safetensors``) predicting the ``scenes`` of the
@@ -122,16 +140,18 @@ def demo_figure(out: Path, methods: list[str], source: DataSource, scenes: int =
     val = source.dataset(source.split_ids("val")[:pool], labeled=True)
     samples = [val[i] for i in range(len(val))]
     with torch.no_grad():
-        predictions = np.stack([
-            np.stack([model.logits(s["image"][None].float() / 255).argmax(1)[0].numpy() for s in samples])
-            for model in models.values()
-        ])
+        predictions = np.stack(
+            [
+                np.stack([model.logits(s["image"][None].float() / 255).argmax(1)[0].numpy() for s in samples])
+                for model in models.values()
+            ]
+        )
     judges = [i for i, m in enumerate(methods) if disputed_by is None or m in disputed_by]
     for row, index in enumerate(most_disputed(predictions[judges], scenes), start=1):
         sample = samples[index]
         mask = sample["mask"].numpy()
         panels = [(f"val scene {index}", sample["image"].permute(1, 2, 0).numpy()), ("ground truth", colours[mask])]
-        for (method, model), prediction in zip(models.items(), predictions[:, index]):
+        for method, prediction in zip(models, predictions[:, index]):
             accuracy = digit_accuracy(prediction, mask)
             panels.append((f"{method} student\ndigit pixels right: {accuracy:.0%}", colours[prediction]))
         for col, (title, picture) in enumerate(panels):
@@ -140,8 +160,12 @@ def demo_figure(out: Path, methods: list[str], source: DataSource, scenes: int =
             ax.set_axis_off()
             ax.set_title(title, fontsize=8)
     judged = ", ".join(methods[i] for i in judges)
-    fig.suptitle(f"predictions on the {scenes} of the first {len(samples)} val scenes where {judged} disagree most "
-                 "(chosen from their predictions alone, not the ground truth)", y=0.995, fontsize=10)
+    fig.suptitle(
+        f"predictions on the {scenes} of the first {len(samples)} val scenes where {judged} disagree most "
+        "(chosen from their predictions alone, not the ground truth)",
+        y=0.995,
+        fontsize=10,
+    )
     fig.tight_layout()
     path = out / "demo.png"
     fig.savefig(path, dpi=90)
@@ -185,8 +209,9 @@ def mean_curve(curves: Sequence[Sequence[Sequence[float]]]) -> list[tuple[float,
     return [(float(t), float(m)) for t, m in zip(times, means)]
 
 
-def miou_vs_time_figure(runs: Sequence[dict], fractions: Sequence[str], variants: Sequence[str],
-                        upper_bound: float | None, path: Path) -> Path:
+def miou_vs_time_figure(
+    runs: Sequence[dict], fractions: Sequence[str], variants: Sequence[str], upper_bound: float | None, path: Path
+) -> Path:
     """Student val mIoU against training time, one panel per labelled fraction.
 
     ``runs`` are per-run summaries (``variant``, ``fraction``, ``budget``, ``curve``: [[seconds,
@@ -201,12 +226,20 @@ def miou_vs_time_figure(runs: Sequence[dict], fractions: Sequence[str], variants
             equal_its = [r["curve"] for r in mine if r["budget"] == "iterations"]
             if not equal_its:
                 continue
-            line = ax.plot(*zip(*mean_curve(equal_its)), marker="o", ms=3, label=f"{variant} (seeds: {len(equal_its)})")[0]
+            line = ax.plot(
+                *zip(*mean_curve(equal_its)), marker="o", ms=3, label=f"{variant} (seeds: {len(equal_its)})"
+            )[0]
             timed = [r for r in mine if r["budget"] == "time"]
             if timed:
                 ax.plot(*zip(*mean_curve([r["curve"] for r in timed])), "--", lw=1, color=line.get_color())
-                ax.plot(np.mean([r["train_seconds"] for r in timed]), np.mean([r["student_miou"] for r in timed]), "*",
-                        ms=13, color=line.get_color(), markeredgecolor="black")
+                ax.plot(
+                    np.mean([r["train_seconds"] for r in timed]),
+                    np.mean([r["student_miou"] for r in timed]),
+                    "*",
+                    ms=13,
+                    color=line.get_color(),
+                    markeredgecolor="black",
+                )
         if upper_bound is not None:
             ax.axhline(upper_bound, color="black", ls=":", lw=1, label="supervised, all labelled")
         ax.set_title(f"{fraction} labelled: solid equal iterations, dashed/star equal wall-clock", fontsize=10)

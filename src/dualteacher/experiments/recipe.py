@@ -11,7 +11,6 @@ it chose.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -193,9 +192,11 @@ def _val_batch(base: Config, recipe: Config, val: list[tuple[int, int, Path]], u
         return base.data.val_batch_size, f"data.val_batch_size={base.data.val_batch_size}: your override; {largest}"
     budget = recipe.data.val_batch_size * recipe.data.crop_size**2
     size = max(1, min(recipe.data.val_batch_size, budget // (width * height)))
-    why = (f"the recipe's {recipe.data.val_batch_size}" if size == recipe.data.val_batch_size
-           else f"the recipe's {recipe.data.val_batch_size} images would not keep a val batch within its "
-                f"{budget:,} pixels")
+    why = (
+        f"the recipe's {recipe.data.val_batch_size}"
+        if size == recipe.data.val_batch_size
+        else f"the recipe's {recipe.data.val_batch_size} images would not keep a val batch within its {budget:,} pixels"
+    )
     return size, f"data.val_batch_size={size}: {why}; {largest}"
 
 

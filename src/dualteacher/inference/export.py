@@ -75,7 +75,9 @@ class ExportWrapper(nn.Module):
     mean: Tensor
     std: Tensor
 
-    def __init__(self, network: SegmentationNetwork, mean: tuple[float, ...], std: tuple[float, ...], stride: int) -> None:
+    def __init__(
+        self, network: SegmentationNetwork, mean: tuple[float, ...], std: tuple[float, ...], stride: int
+    ) -> None:
         super().__init__()
         self.network = network
         self.stride = stride
@@ -102,8 +104,9 @@ class StaticSameConv2d(nn.Conv2d):
 
     def __init__(self, conv: Conv2dSame) -> None:
         (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
-        super().__init__(conv.in_channels, conv.out_channels, (kh, kw), (sh, sw), 0, (dh, dw), conv.groups,
-                         conv.bias is not None)
+        super().__init__(
+            conv.in_channels, conv.out_channels, (kh, kw), (sh, sw), 0, (dh, dw), conv.groups, conv.bias is not None
+        )
         self.load_state_dict(conv.state_dict())
         pads = [max((k - 1) * d + 1 - s, 0) for k, d, s in zip(self.kernel_size, self.dilation, self.stride)]
         self.same_pad = (pads[1] // 2, pads[1] - pads[1] // 2, pads[0] // 2, pads[0] - pads[0] // 2)
@@ -181,7 +184,7 @@ def export_onnx(
                 static = ExportWrapper(with_static_same_padding(model.network), model.mean, model.std, model.stride)
                 _export_dynamo(static.eval(), example, path)
                 exporter = DYNAMO
-            except Exception as error:  # noqa: BLE001 - any failure of the dynamo exporter means: use the old one
+            except Exception as error:
                 reason = _first_line(error)
         if exporter == TORCHSCRIPT:
             _export_torchscript(wrapper, example, path)

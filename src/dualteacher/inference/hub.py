@@ -70,9 +70,21 @@ DATASET_NAMES = {
 }
 
 RECIPE_KEYS = [
-    "method.name", "model.arch", "model.encoder", "model.weights", "model.output_stride", "data.dataset",
-    "data.labeled_split", "data.unlabeled_split", "data.crop_size", "train.batch_size",
-    "train.unlabeled_batch_size", "train.epochs", "train.iters_per_epoch", "optim.name", "optim.lr",
+    "method.name",
+    "model.arch",
+    "model.encoder",
+    "model.weights",
+    "model.output_stride",
+    "data.dataset",
+    "data.labeled_split",
+    "data.unlabeled_split",
+    "data.crop_size",
+    "train.batch_size",
+    "train.unlabeled_batch_size",
+    "train.epochs",
+    "train.iters_per_epoch",
+    "optim.name",
+    "optim.lr",
     "optim.weight_decay",
 ]
 """The settings listed in the card's recipe table besides every setting of the method's own
@@ -115,8 +127,10 @@ def checkpoint_of(source: Path, role: str | None) -> Path:
     if source.is_file():
         return source
     if not source.is_dir():
-        raise HubError(f"{source} does not exist: push takes a run directory or a checkpoint file "
-                       "(best.safetensors, last.safetensors)")
+        raise HubError(
+            f"{source} does not exist: push takes a run directory or a checkpoint file "
+            "(best.safetensors, last.safetensors)"
+        )
     best, last = source / "best.safetensors", source / "last.safetensors"
     if best.is_file() and role in (None, _stored_role(best)):
         return best
@@ -225,24 +239,51 @@ def model_card(config: dict[str, Any], repo_id: str) -> ModelCard:
     method = cfg.method.name
     metrics = config["metrics"]
     dataset_type, dataset_name = _dataset_names(cfg)
-    protocol = {f"eval_{key}": list(value) if isinstance(value, tuple) else value
-                for key, value in EvalSettings.from_config(cfg.data).protocol().items() if value is not None}
+    protocol = {
+        f"eval_{key}": list(value) if isinstance(value, tuple) else value
+        for key, value in EvalSettings.from_config(cfg.data).protocol().items()
+        if value is not None
+    }
     eval_results = None
     if metrics:
-        common = {"task_type": "image-segmentation", "task_name": "Semantic Segmentation",
-                  "dataset_type": dataset_type, "dataset_name": dataset_name, "dataset_split": cfg.data.val_split}
-        eval_results = [hf.EvalResult(**common, metric_type="mean_iou", metric_name="val mIoU",
-                                      metric_value=round(metrics["miou"], 4),
-                                      metric_args={"command": config["eval_command"], **protocol})]
+        common = {
+            "task_type": "image-segmentation",
+            "task_name": "Semantic Segmentation",
+            "dataset_type": dataset_type,
+            "dataset_name": dataset_name,
+            "dataset_split": cfg.data.val_split,
+        }
+        eval_results = [
+            hf.EvalResult(
+                **common,
+                metric_type="mean_iou",
+                metric_name="val mIoU",
+                metric_value=round(metrics["miou"], 4),
+                metric_args={"command": config["eval_command"], **protocol},
+            )
+        ]
         if metrics.get("pixel_accuracy") is not None:
-            eval_results.append(hf.EvalResult(**common, metric_type="accuracy", metric_name="val pixel accuracy",
-                                              metric_value=round(metrics["pixel_accuracy"], 4)))
+            eval_results.append(
+                hf.EvalResult(
+                    **common,
+                    metric_type="accuracy",
+                    metric_name="val pixel accuracy",
+                    metric_value=round(metrics["pixel_accuracy"], 4),
+                )
+            )
     card_data = hf.ModelCardData(
         library_name="dualteacher",
         license="apache-2.0",
         pipeline_tag="image-segmentation",
-        tags=["dualteacher", "semantic-segmentation", "semi-supervised-learning", method.replace("_", "-"),
-              cfg.model.arch, cfg.model.encoder, "safetensors"],
+        tags=[
+            "dualteacher",
+            "semantic-segmentation",
+            "semi-supervised-learning",
+            method.replace("_", "-"),
+            cfg.model.arch,
+            cfg.model.encoder,
+            "safetensors",
+        ],
         datasets=[HUB_DATASETS[cfg.data.dataset]] if cfg.data.dataset in HUB_DATASETS else None,
         metrics=["mean_iou"] if metrics else None,
         model_name=repo_id.split("/")[-1],
@@ -279,10 +320,12 @@ def _card_body(config: dict[str, Any], repo_id: str, cfg: Config, protocol: dict
     if metrics:
         accuracy = metrics.get("pixel_accuracy")
         lines += [
-            f"Val mIoU **{metrics['miou']:.4f}**" + (f", pixel accuracy {accuracy:.4f}" if accuracy is not None else "")
+            f"Val mIoU **{metrics['miou']:.4f}**"
+            + (f", pixel accuracy {accuracy:.4f}" if accuracy is not None else "")
             + f" on the `{cfg.data.val_split}` split of {dataset_name}, recorded by the run at iteration "
             f"{config['iteration']} with its evaluation protocol "
-            + ", ".join(f"`{k}: {v}`" for k, v in protocol.items()) + ". This command scores it again "
+            + ", ".join(f"`{k}: {v}`" for k, v in protocol.items())
+            + ". This command scores it again "
             "(`--data` is where the data was when it was trained: point it at your copy):",
             "",
             "```bash",
@@ -290,8 +333,10 @@ def _card_body(config: dict[str, Any], repo_id: str, cfg: Config, protocol: dict
             "```",
         ]
     else:
-        lines.append("No val evaluation was recorded for these weights (a training checkpoint saved between "
-                     "evaluations); score them with `dualteacher eval`.")
+        lines.append(
+            "No val evaluation was recorded for these weights (a training checkpoint saved between "
+            "evaluations); score them with `dualteacher eval`."
+        )
     lines += [
         "",
         "## Use",
@@ -308,8 +353,10 @@ def _card_body(config: dict[str, Any], repo_id: str, cfg: Config, protocol: dict
         'mask = model.predict("scene.png")  # [H, W] class indices at the image resolution',
         "```",
         "",
-        (f"Inputs are RGB in [0, 1], normalised with mean {config['mean']} and std {config['std']} inside "
-         f"`model.logits`; sides are padded to a multiple of {arch['stride']}."),
+        (
+            f"Inputs are RGB in [0, 1], normalised with mean {config['mean']} and std {config['std']} inside "
+            f"`model.logits`; sides are padded to a multiple of {arch['stride']}."
+        ),
         "",
         "## Classes",
         "",
@@ -375,8 +422,14 @@ class Pushed:
     config: dict[str, Any]
 
 
-def push(source: str | Path, repo_id: str, *, local_dir: str | Path | None = None, role: str | None = None,
-         private: bool = False) -> Pushed:
+def push(
+    source: str | Path,
+    repo_id: str,
+    *,
+    local_dir: str | Path | None = None,
+    role: str | None = None,
+    private: bool = False,
+) -> Pushed:
     """Share the ``role`` network (default: the one ``best.safetensors`` holds, or the student) of
     ``source`` (a run directory or a checkpoint file) as ``repo_id``: written into ``local_dir``
     when given, else uploaded with ``HfApi.upload_folder`` (the repository is created, ``private``
@@ -396,13 +449,18 @@ def push(source: str | Path, repo_id: str, *, local_dir: str | Path | None = Non
         api = hf.HfApi(library_name="dualteacher", library_version=__version__)
         try:
             url = api.create_repo(repo_id, private=private, exist_ok=True)
-            api.upload_folder(repo_id=repo_id, folder_path=folder,
-                              commit_message=f"dualteacher push: the {model.role} of {checkpoint.name} "
-                                             f"(iteration {model.state['iteration']})")
+            api.upload_folder(
+                repo_id=repo_id,
+                folder_path=folder,
+                commit_message=f"dualteacher push: the {model.role} of {checkpoint.name} "
+                f"(iteration {model.state['iteration']})",
+            )
         except Exception as error:  # the transport's errors differ across huggingface_hub versions
-            raise HubError(f"uploading to {repo_id} failed: {error}\nlog in with `hf auth login` (or set HF_TOKEN) "
-                           "and check the network, or write the files with --local-dir DIR and upload them later "
-                           f"(`hf upload {repo_id} DIR`)") from error
+            raise HubError(
+                f"uploading to {repo_id} failed: {error}\nlog in with `hf auth login` (or set HF_TOKEN) "
+                "and check the network, or write the files with --local-dir DIR and upload them later "
+                f"(`hf upload {repo_id} DIR`)"
+            ) from error
     return Pushed(str(url), checkpoint, config)
 
 
@@ -418,16 +476,26 @@ def download(repo_id: str) -> Path:
 
     here = f"{repo_id!r} is no file or folder here"
     try:
-        return Path(hf.snapshot_download(repo_id, allow_patterns=[WEIGHTS_NAME, CONFIG_NAME, CARD_NAME],
-                                         library_name="dualteacher", library_version=__version__))
+        return Path(
+            hf.snapshot_download(
+                repo_id,
+                allow_patterns=[WEIGHTS_NAME, CONFIG_NAME, CARD_NAME],
+                library_name="dualteacher",
+                library_version=__version__,
+            )
+        )
     except errors.LocalEntryNotFoundError as error:
         why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the hub could not be reached"
-        raise HubError(f"{here}, and as a hub model id it is not in the Hugging Face cache "
-                       f"{constants.HF_HUB_CACHE} while {why}: looked for {LAYOUT}; download it where the "
-                       f"hub is reachable (`hf download {repo_id}`) into that cache") from error
+        raise HubError(
+            f"{here}, and as a hub model id it is not in the Hugging Face cache "
+            f"{constants.HF_HUB_CACHE} while {why}: looked for {LAYOUT}; download it where the "
+            f"hub is reachable (`hf download {repo_id}`) into that cache"
+        ) from error
     except errors.RepositoryNotFoundError as error:
-        raise HubError(f"{here}, and the Hugging Face hub has no model {repo_id!r} (or it is private or gated: "
-                       "log in with `hf auth login`)") from error
+        raise HubError(
+            f"{here}, and the Hugging Face hub has no model {repo_id!r} (or it is private or gated: "
+            "log in with `hf auth login`)"
+        ) from error
     except (OSError, ValueError) as error:
         raise HubError(f"{here}, and downloading hub model {repo_id!r} failed: {error}") from error
 
@@ -450,17 +518,21 @@ def load_shared(name: str | Path, role: str | None = None, device: str | torch.d
     if missing:
         present = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
         hint = ": it is a run directory, load its best.safetensors" if (folder / "best.safetensors").is_file() else ""
-        raise HubError(f"{label} is not a shared dualteacher model{hint}; looked for {LAYOUT}, "
-                       f"found no {' and no '.join(missing)} (it holds {present})")
+        raise HubError(
+            f"{label} is not a shared dualteacher model{hint}; looked for {LAYOUT}, "
+            f"found no {' and no '.join(missing)} (it holds {present})"
+        )
     try:
         config = json.loads(config_path.read_text())
     except (OSError, ValueError) as error:
         raise HubError(f"{config_path} is not readable JSON: {error}") from error
     if config.get("format") != FORMAT:
-        raise HubError(f"{config_path} was not written by dualteacher push (no \"format\": \"{FORMAT}\")")
+        raise HubError(f'{config_path} was not written by dualteacher push (no "format": "{FORMAT}")')
     if config.get("format_version", 0) > FORMAT_VERSION:
-        raise HubError(f"{config_path} has format version {config['format_version']}, newer than this "
-                       f"dualteacher {__version__} reads ({FORMAT_VERSION}): pip install -U dualteacher")
+        raise HubError(
+            f"{config_path} has format version {config['format_version']}, newer than this "
+            f"dualteacher {__version__} reads ({FORMAT_VERSION}): pip install -U dualteacher"
+        )
     if role not in (None, config["role"]):
         raise HubError(f"{label} holds only the {config['role']!r} network, not {role!r}")
     cfg = config_from_dict(config["config"])
@@ -471,6 +543,7 @@ def load_shared(name: str | Path, role: str | None = None, device: str | torch.d
     except (SafetensorError, OSError) as error:
         raise HubError(f"{weights_path} is truncated or not a safetensors file: {error}") from error
     except RuntimeError as error:
-        raise CheckpointError(f"the weights in {weights_path} do not fit the network its {CONFIG_NAME} "
-                              f"describes: {error}") from error
+        raise CheckpointError(
+            f"the weights in {weights_path} do not fit the network its {CONFIG_NAME} describes: {error}"
+        ) from error
     return loaded_model(network, config, config["role"], device)

@@ -19,8 +19,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from dualteacher.models.contract import normalize
 from dualteacher.data.transforms import IGNORE_INDEX
+from dualteacher.models.contract import normalize
 
 
 def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> Tensor:
@@ -43,7 +43,7 @@ class Metrics:
         return {
             "miou": self.miou,
             "pixel_accuracy": self.pixel_accuracy,
-            "iou": {n: v for n, v in zip(names, self.iou)},
+            "iou": dict(zip(names, self.iou)),
         }
 
 
@@ -83,7 +83,7 @@ def window_starts(size: int, tile: int, stride: int) -> list[int]:
     if size <= tile:
         return [0]
     starts = list(range(0, size - tile, stride))
-    return starts + [size - tile]
+    return [*starts, size - tile]
 
 
 WINDOW_BATCH = 8

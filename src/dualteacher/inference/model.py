@@ -25,17 +25,16 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from dualteacher.models.contract import normalize
 from dualteacher.checkpoint import CheckpointError, load_checkpoint, load_module
-from dualteacher.inference.colors import palette
 from dualteacher.config import Config, DataConfig, config_from_dict
 from dualteacher.data.core import DataError, load_image, rgb_image
 from dualteacher.data.registry import open_source, reader
 from dualteacher.data.transforms import IGNORE_INDEX
+from dualteacher.inference.colors import palette
 from dualteacher.inference.metrics import Metrics, Predictor
 from dualteacher.inference.modes import EvalSettings, build_predictor, evaluate_split
-from dualteacher.models.contract import Normalization
 from dualteacher.models.build import model_from_config
+from dualteacher.models.contract import Normalization, normalize
 
 if TYPE_CHECKING:
     from dualteacher.models.contract import SegmentationModule
@@ -183,8 +182,13 @@ class LoadedModel:
                 f"the model predicts {len(self.classes)} classes but {dataset} at {root} has {len(source.classes)}"
             )
         metrics, _ = evaluate_split(
-            self.logits, source, split, settings or self.protocol, self.device,
-            batch_size=batch_size or trained.val_batch_size, workers=workers,
+            self.logits,
+            source,
+            split,
+            settings or self.protocol,
+            self.device,
+            batch_size=batch_size or trained.val_batch_size,
+            workers=workers,
         )
         return metrics
 
@@ -193,7 +197,13 @@ def checkpoint_card(cfg: Config, classes: list[str], norm: Normalization) -> dic
     """The header entries every checkpoint carries for :func:`load_model`: the run's settings,
     the class names and count, and the input normalisation (mean, std)."""
     mean, std = norm
-    return {"config": cfg.to_dict(), "classes": classes, "num_classes": len(classes), "mean": list(mean), "std": list(std)}
+    return {
+        "config": cfg.to_dict(),
+        "classes": classes,
+        "num_classes": len(classes),
+        "mean": list(mean),
+        "std": list(std),
+    }
 
 
 def load_model(path: str | Path, role: str | None = None, device: str | torch.device = "cpu") -> LoadedModel:
@@ -212,8 +222,10 @@ def load_model(path: str | Path, role: str | None = None, device: str | torch.de
     if location.is_dir() or (not location.exists() and hub.is_hub_id(str(path))):
         return hub.load_shared(path, role=role, device=device)
     if not location.exists():
-        raise CheckpointError(f"{path} does not exist: looked for a checkpoint file (best.safetensors, "
-                              f"last.safetensors), a folder holding {hub.LAYOUT}, or a hub model id ORG/NAME")
+        raise CheckpointError(
+            f"{path} does not exist: looked for a checkpoint file (best.safetensors, "
+            f"last.safetensors), a folder holding {hub.LAYOUT}, or a hub model id ORG/NAME"
+        )
     tensors, state = load_checkpoint(path)
     cfg = config_from_dict(state["config"])
     network = model_from_config(cfg.model, state["num_classes"], pretrained=False)
@@ -228,8 +240,9 @@ def load_model(path: str | Path, role: str | None = None, device: str | torch.de
     return loaded_model(network, state, role, device)
 
 
-def loaded_model(network: SegmentationModule, state: dict[str, Any], role: str,
-                 device: str | torch.device = "cpu") -> LoadedModel:
+def loaded_model(
+    network: SegmentationModule, state: dict[str, Any], role: str, device: str | torch.device = "cpu"
+) -> LoadedModel:
     """``network``, its weights loaded, in eval mode on ``device`` with what ``state`` (a
     checkpoint header or a shared model's config) says about it: classes, normalisation and
     the run's evaluation protocol."""

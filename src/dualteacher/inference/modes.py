@@ -183,8 +183,10 @@ def build_predictor(predict: Predictor, settings: EvalSettings, num_classes: int
         views = 0
         for scale in settings.scales:
             size = (max(1, round(height * base * scale)), max(1, round(width * base * scale)))
-            scaled = images if size == (height, width) else F.interpolate(
-                images, size=size, mode="bilinear", align_corners=False
+            scaled = (
+                images
+                if size == (height, width)
+                else F.interpolate(images, size=size, mode="bilinear", align_corners=False)
             )
             for flipped in (False, True) if settings.flip else (False,):
                 probs = view(scaled.flip(-1) if flipped else scaled).float().softmax(1)

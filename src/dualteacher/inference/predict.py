@@ -31,8 +31,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from dualteacher.checkpoint import atomic_write_bytes
-from dualteacher.inference.colors import overlay as blend
 from dualteacher.data.core import DataError
+from dualteacher.inference.colors import overlay as blend
 from dualteacher.inference.metrics import size_groups
 from dualteacher.inference.model import LoadedModel, image_array, to_batch
 from dualteacher.inference.modes import EvalSettings
@@ -163,8 +163,11 @@ def predict_files(
                 masks = logits.argmax(1).cpu().numpy()
                 probabilities = logits.float().softmax(1).cpu().numpy().astype(np.float16) if probs else None
                 for j, i in enumerate(group):
-                    record: dict[str, Any] = {"input": str(paths[i]), "height": int(masks[j].shape[0]),
-                                              "width": int(masks[j].shape[1])}
+                    record: dict[str, Any] = {
+                        "input": str(paths[i]),
+                        "height": int(masks[j].shape[0]),
+                        "width": int(masks[j].shape[1]),
+                    }
                     record["mask"] = f"{names[i]}.png"
                     atomic_write_bytes(out / record["mask"], class_map_png(masks[j], model.palette, num_classes))
                     if overlay:
@@ -180,4 +183,3 @@ def predict_files(
     manifest = {"model": model.role, "classes": model.classes, "mode": settings.mode, "images": records}
     atomic_write_bytes(out / "predictions.json", json.dumps(manifest, indent=1).encode())
     return records
-

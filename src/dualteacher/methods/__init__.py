@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from dualteacher.registry import METHODS
 from dualteacher.methods.base import Batch, Method, MethodContext
+from dualteacher.registry import METHODS
 
 
 def build_method(ctx: MethodContext) -> Method:

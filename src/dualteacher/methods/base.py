@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from dualteacher.config import MethodSettings, OptimConfig
-from dualteacher.semi.photometric import StrongAugConfig
 from dualteacher.models.contract import normalize
+from dualteacher.semi.photometric import StrongAugConfig
 from dualteacher.training.optim import optimizer_groups
 
 ModelBuilder = Callable[[float], nn.Module]
@@ -74,7 +74,7 @@ class Method(ABC):
         self.wrapped: dict[str, nn.Module] = {}
         self.strong = StrongAugConfig()
 
-    def to(self, device: torch.device) -> "Method":
+    def to(self, device: torch.device) -> Method:
         for module in self.modules().values():
             module.to(device)
         return self
@@ -142,4 +142,3 @@ class Method(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Inverse of :meth:`state_dict`."""
-

@@ -13,9 +13,9 @@ from torch import Tensor, nn
 from dualteacher.config import MethodSettings, choice_check
 from dualteacher.data.transforms import IGNORE_INDEX
 from dualteacher.registry import MIXINGS, THRESHOLD_MODES
+from dualteacher.semi.losses import pseudo_label_loss, supervised_ce
 from dualteacher.semi.mixing import apply_mix, make_mix_mask, random_partner
 from dualteacher.semi.photometric import strong_photometric
-from dualteacher.semi.losses import pseudo_label_loss, supervised_ce
 
 if TYPE_CHECKING:
     from dualteacher.methods.base import Batch, Method, MethodContext
@@ -71,8 +71,11 @@ class TeacherSettings(PseudoLabelSettings):
             *super().checks(),
             ("ema_momentum", 0.0 <= self.ema_momentum < 1.0, "must be in [0, 1)"),
             choice_check("teacher_init", self.teacher_init, ("student", "independent")),
-            ("init_from", self.init_from is None or self.teacher_init == "student",
-             "starts every network, teachers too, from one checkpoint: it needs method.teacher_init=student"),
+            (
+                "init_from",
+                self.init_from is None or self.teacher_init == "student",
+                "starts every network, teachers too, from one checkpoint: it needs method.teacher_init=student",
+            ),
         ]
 
 
@@ -163,7 +166,9 @@ def learn_mixed_strong(
     c = method.cfg
     assert isinstance(c, PseudoLabelSettings) and labeled.mask is not None and unlabeled.valid is not None
     strong = strong_photometric(unlabeled.image, gen, method.strong)
-    mixed = mix(mixing, strong, pseudo, conf, unlabeled.valid, gen, num_classes=method.ctx.num_classes, cutmix_p=c.cutmix_p)
+    mixed = mix(
+        mixing, strong, pseudo, conf, unlabeled.valid, gen, num_classes=method.ctx.num_classes, cutmix_p=c.cutmix_p
+    )
     n = labeled.image.shape[0]
     logits = method.net(method.norm(torch.cat([labeled.image, mixed.image])))
     loss_sup = supervised_ce(logits[:n], labeled.mask)

@@ -27,9 +27,16 @@ import torch
 from torch import Tensor, nn
 
 from dualteacher.methods.base import Batch, Method, MethodContext
-from dualteacher.semi.photometric import strong_photometric
-from dualteacher.methods.common import TeacherSettings, confident_fraction, make_teacher, mix, mixing_check, pseudo_label
+from dualteacher.methods.common import (
+    TeacherSettings,
+    confident_fraction,
+    make_teacher,
+    mix,
+    mixing_check,
+    pseudo_label,
+)
 from dualteacher.semi.losses import pseudo_label_loss, supervised_ce
+from dualteacher.semi.photometric import strong_photometric
 from dualteacher.semi.teachers import TeacherPool
 
 SHIFT_UNITS = ("labeled_pass", "epoch")
@@ -62,11 +69,17 @@ class DualTeacherSettings(TeacherSettings):
             *super().checks(),
             ("num_teachers", self.num_teachers >= 1, "must be >= 1"),
             mixing_check("mixings", self.mixings),
-            ("mixings", len(self.mixings) in (1, self.num_teachers),
-             f"give one mixing per teacher ({self.num_teachers}) or a single one for all"),
+            (
+                "mixings",
+                len(self.mixings) in (1, self.num_teachers),
+                f"give one mixing per teacher ({self.num_teachers}) or a single one for all",
+            ),
             ("icl_weight", self.icl_weight >= 0, "must be >= 0"),
-            ("shift", self.shift in SHIFT_UNITS or (isinstance(self.shift, int) and self.shift >= 1),
-             f"must be {' or '.join(SHIFT_UNITS)} or a number of iterations >= 1"),
+            (
+                "shift",
+                self.shift in SHIFT_UNITS or (isinstance(self.shift, int) and self.shift >= 1),
+                f"must be {' or '.join(SHIFT_UNITS)} or a number of iterations >= 1",
+            ),
         ]
 
 
@@ -113,14 +126,24 @@ class DualTeacher(Method):
         c = self.cfg
         conf, pseudo = pseudo_label(self.pool.active, self.norm(unlabeled.image))
         strong = strong_photometric(unlabeled.image, gen, self.strong)
-        mixed = mix(self.mixings[self.pool.active_idx], strong, pseudo, conf, unlabeled.valid, gen,
-                    num_classes=self.ctx.num_classes, cutmix_p=c.cutmix_p)
+        mixed = mix(
+            self.mixings[self.pool.active_idx],
+            strong,
+            pseudo,
+            conf,
+            unlabeled.valid,
+            gen,
+            num_classes=self.ctx.num_classes,
+            cutmix_p=c.cutmix_p,
+        )
 
         n, m = labeled.image.shape[0], strong.shape[0]
         views = [labeled.image, mixed.image] + ([strong] if c.icl_weight > 0 else [])
         logits = self.net(self.norm(torch.cat(views)))
         loss_sup = supervised_ce(logits[:n], labeled.mask)
-        loss_mix = pseudo_label_loss(logits[n : n + m], mixed.label, mixed.conf, mixed.valid, c.threshold, c.threshold_mode)
+        loss_mix = pseudo_label_loss(
+            logits[n : n + m], mixed.label, mixed.conf, mixed.valid, c.threshold, c.threshold_mode
+        )
         loss = loss_sup + c.unsup_weight * loss_mix
         loss_icl = torch.zeros((), device=loss.device)
         if c.icl_weight > 0:

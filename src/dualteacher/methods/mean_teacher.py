@@ -30,8 +30,11 @@ class MeanTeacherSettings(TeacherSettings):
     mixings: tuple[str, ...] = ("cutmix",)
 
     def checks(self) -> list[tuple[str, bool, str]]:
-        return [*super().checks(), mixing_check("mixings", self.mixings),
-                ("mixings", len(self.mixings) == 1, "this method mixes with one mixing, e.g. [cutmix]")]
+        return [
+            *super().checks(),
+            mixing_check("mixings", self.mixings),
+            ("mixings", len(self.mixings) == 1, "this method mixes with one mixing, e.g. [cutmix]"),
+        ]
 
 
 class MeanTeacher(Method):

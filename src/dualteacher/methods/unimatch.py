@@ -18,16 +18,16 @@ methods here do).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
-
-from dataclasses import dataclass
 
 from dualteacher.methods.base import Batch, Method
 from dualteacher.methods.common import PseudoLabelSettings, confidence_and_label, confident_fraction, mix, mixing_check
 from dualteacher.semi.features import channel_dropout
-from dualteacher.semi.photometric import strong_photometric
 from dualteacher.semi.losses import pseudo_label_loss, supervised_ce
+from dualteacher.semi.photometric import strong_photometric
 
 FP_SHARE = 0.5
 """Share of the unlabelled loss taken by the feature-perturbation stream."""
@@ -44,9 +44,12 @@ class UniMatchSettings(PseudoLabelSettings):
     fp_dropout: float = 0.5
 
     def checks(self) -> list[tuple[str, bool, str]]:
-        return [*super().checks(), mixing_check("mixings", self.mixings),
-                ("mixings", len(self.mixings) == 1, "this method mixes with one mixing, e.g. [cutmix]"),
-                ("fp_dropout", 0.0 <= self.fp_dropout < 1.0, "must be in [0, 1)")]
+        return [
+            *super().checks(),
+            mixing_check("mixings", self.mixings),
+            ("mixings", len(self.mixings) == 1, "this method mixes with one mixing, e.g. [cutmix]"),
+            ("fp_dropout", 0.0 <= self.fp_dropout < 1.0, "must be in [0, 1)"),
+        ]
 
 
 class UniMatch(Method):
@@ -67,8 +70,16 @@ class UniMatch(Method):
         conf, pseudo = confidence_and_label(logits[n:].detach())
 
         views = [
-            mix(c.mixings[0], strong_photometric(unlabeled.image, gen, self.strong), pseudo, conf, valid, gen,
-                num_classes=self.ctx.num_classes, cutmix_p=c.cutmix_p)
+            mix(
+                c.mixings[0],
+                strong_photometric(unlabeled.image, gen, self.strong),
+                pseudo,
+                conf,
+                valid,
+                gen,
+                num_classes=self.ctx.num_classes,
+                cutmix_p=c.cutmix_p,
+            )
             for _ in range(2)
         ]
         logits_s1, logits_s2 = self.net(self.norm(torch.cat([v.image for v in views]))).chunk(2)

@@ -52,7 +52,6 @@ def model_from_config(
     return cast("SegmentationModule", network)  # a SegModel, or a registered network checked just above
 
 
-
 def model_normalization(model: ModelConfig) -> Normalization:
     """The (mean, std) the network's inputs are normalised with, for images in [0, 1]: the
     configured ``model.mean``/``model.std``, else those of the encoder's weights."""

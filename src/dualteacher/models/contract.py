@@ -21,10 +21,8 @@ IMAGENET_MEAN_STD: Normalization = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 """The torchvision ImageNet statistics, the default of an encoder whose weights state none."""
 
 
-
 FeaturePerturbation = Callable[[list[Tensor]], list[Tensor]]
 """Maps encoder feature maps (see :meth:`~dualteacher.models.smp.SegModel.features`) to perturbed ones."""
-
 
 
 @runtime_checkable
@@ -67,7 +65,6 @@ class SegmentationNetwork(Protocol):
         ...
 
 
-
 if TYPE_CHECKING:
 
     class SegmentationModule(SegmentationNetwork, nn.Module):
@@ -75,17 +72,17 @@ if TYPE_CHECKING:
         :class:`SegmentationNetwork`, what :func:`~dualteacher.models.build.model_from_config` returns."""
 
 
-
 class NetworkBuilder(Protocol):
     """A function that builds a :class:`SegmentationNetwork` from the run's ``model`` settings:
     what :data:`~dualteacher.registry.NETWORKS` maps a ``model.arch`` name to."""
 
-    def __call__(self, model: ModelConfig, num_classes: int, *, drop_path: float, pretrained: bool) -> SegmentationNetwork:
+    def __call__(
+        self, model: ModelConfig, num_classes: int, *, drop_path: float, pretrained: bool
+    ) -> SegmentationNetwork:
         """``pretrained`` False: random init (a checkpoint's weights are loaded over it), so
         ``model.weights`` is neither read nor downloaded. Raises ValueError for settings the
         network cannot honour."""
         ...
-
 
 
 def normalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
@@ -95,12 +92,10 @@ def normalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     return (x - m) / s
 
 
-
 def triple(values: Sequence[float]) -> tuple[float, float, float]:
     """Three floats from a sequence of three numbers (ValueError for another length)."""
     first, second, third = values
     return float(first), float(second), float(third)
-
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

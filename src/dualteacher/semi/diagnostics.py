@@ -43,9 +43,7 @@ def prediction_coupling(
     return disagree / max(pixels, 1), kl / max(pixels, 1)
 
 
-def coupling_metrics(
-    student: nn.Module, teachers: dict[str, nn.Module], probe: Sequence[Tensor]
-) -> dict[str, float]:
+def coupling_metrics(student: nn.Module, teachers: dict[str, nn.Module], probe: Sequence[Tensor]) -> dict[str, float]:
     """All coupling numbers, keyed ``coupling/<teacher>/<metric>``; probe images normalised."""
     out: dict[str, float] = {}
     for name, teacher in teachers.items():

@@ -32,7 +32,6 @@ def beta_integer(shape: Sequence[int], a: float, b: float, gen: torch.Generator)
     return u.sort(dim=-1).values[..., int(a) - 1]
 
 
-
 def cutmix_mask(
     batch: int,
     height: int,
@@ -65,7 +64,6 @@ def cutmix_mask(
     in_rows = (rows >= top.view(-1, 1)) & (rows < (top + box_h).view(-1, 1))
     in_cols = (cols >= left.view(-1, 1)) & (cols < (left + box_w).view(-1, 1))
     return in_rows.unsqueeze(2) & in_cols.unsqueeze(1)
-
 
 
 def classmix_mask(
@@ -107,7 +105,6 @@ def classmix_mask(
     return chosen.gather(1, flat).view_as(partner)
 
 
-
 def random_partner(batch: int, gen: torch.Generator) -> Tensor:
     """Partner indices [B] on the generator's device: a random cyclic permutation.
 
@@ -119,7 +116,6 @@ def random_partner(batch: int, gen: torch.Generator) -> Tensor:
     perm = torch.empty_like(order)
     perm[order] = order.roll(-1)
     return perm
-
 
 
 def apply_mix(mask: Tensor, perm: Tensor, tensor: Tensor) -> Tensor:
@@ -137,45 +133,65 @@ def apply_mix(mask: Tensor, perm: Tensor, tensor: Tensor) -> Tensor:
     return torch.where(mask, tensor[perm.to(tensor.device)], tensor)
 
 
-
 class MixMask(Protocol):
     """A mixing of :data:`~dualteacher.registry.MIXINGS`: labels [B, H, W] (shape, device and, for
     ClassMix, classes), partners and generator -> bool mask [B, H, W], True where a pixel comes
     from the partner. ``beta`` and ``p`` are CutMix's; ``ignore_index`` and ``num_classes`` ClassMix's."""
 
     def __call__(
-        self, labels: Tensor, perm: Tensor, gen: torch.Generator, *,
-        beta: tuple[float, float], p: float, ignore_index: int, num_classes: int | None,
+        self,
+        labels: Tensor,
+        perm: Tensor,
+        gen: torch.Generator,
+        *,
+        beta: tuple[float, float],
+        p: float,
+        ignore_index: int,
+        num_classes: int | None,
     ) -> Tensor: ...
 
 
-
 def cutmix(
-    labels: Tensor, perm: Tensor, gen: torch.Generator, *,
-    beta: tuple[float, float], p: float, ignore_index: int, num_classes: int | None,
+    labels: Tensor,
+    perm: Tensor,
+    gen: torch.Generator,
+    *,
+    beta: tuple[float, float],
+    p: float,
+    ignore_index: int,
+    num_classes: int | None,
 ) -> Tensor:
     """CutMix as a :class:`MixMask` (:func:`cutmix_mask`)."""
     batch, height, width = labels.shape
     return cutmix_mask(batch, height, width, gen, beta=beta, p=p, device=labels.device)
 
 
-
 def classmix(
-    labels: Tensor, perm: Tensor, gen: torch.Generator, *,
-    beta: tuple[float, float], p: float, ignore_index: int, num_classes: int | None,
+    labels: Tensor,
+    perm: Tensor,
+    gen: torch.Generator,
+    *,
+    beta: tuple[float, float],
+    p: float,
+    ignore_index: int,
+    num_classes: int | None,
 ) -> Tensor:
     """ClassMix as a :class:`MixMask` (:func:`classmix_mask`)."""
     return classmix_mask(labels, perm, gen, ignore_index=ignore_index, num_classes=num_classes)
 
 
-
 def no_mixing(
-    labels: Tensor, perm: Tensor, gen: torch.Generator, *,
-    beta: tuple[float, float], p: float, ignore_index: int, num_classes: int | None,
+    labels: Tensor,
+    perm: Tensor,
+    gen: torch.Generator,
+    *,
+    beta: tuple[float, float],
+    p: float,
+    ignore_index: int,
+    num_classes: int | None,
 ) -> Tensor:
     """No mixing: an all-False mask."""
     return torch.zeros_like(labels, dtype=torch.bool)
-
 
 
 def make_mix_mask(

@@ -17,18 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
 _GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision / PIL
 
 
-
-def _uniform(
-    gen: torch.Generator, shape: Sequence[int], low: float, high: float, device: torch.device
-) -> Tensor:
+def _uniform(gen: torch.Generator, shape: Sequence[int], low: float, high: float, device: torch.device) -> Tensor:
     """Uniform samples in [low, high) drawn from ``gen`` and moved to ``device``."""
     u = torch.rand(tuple(shape), generator=gen, device=gen.device)
     return (low + (high - low) * u).to(device)
-
 
 
 @dataclass
@@ -49,12 +44,10 @@ class StrongAugConfig:
     blur_kernel: int | None = None
 
 
-
 def rgb_to_grayscale(x: Tensor) -> Tensor:
     """Luma of an RGB batch [B, 3, H, W] -> [B, 1, H, W]."""
     w = torch.tensor(_GRAY_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x * w).sum(dim=1, keepdim=True)
-
 
 
 def rgb_to_hsv(x: Tensor) -> Tensor:
@@ -79,7 +72,6 @@ def rgb_to_hsv(x: Tensor) -> Tensor:
     return torch.stack((hue, sat, maxc), dim=1)
 
 
-
 def hsv_to_rgb(x: Tensor) -> Tensor:
     """HSV [B, 3, H, W] (channels in [0, 1]) -> RGB in [0, 1].
 
@@ -93,12 +85,10 @@ def hsv_to_rgb(x: Tensor) -> Tensor:
     return v.unsqueeze(1) * (1.0 - s.unsqueeze(1) * ramp)
 
 
-
 def _blend(a: Tensor, b: Tensor, ratio: Tensor) -> Tensor:
     """``ratio·a + (1 − ratio)·b`` clamped to [0, 1], ``ratio`` per image [B]."""
     r = ratio.view(-1, 1, 1, 1)
     return (r * a + (1.0 - r) * b).clamp(0.0, 1.0)
-
 
 
 def color_jitter(x: Tensor, brightness: Tensor, contrast: Tensor, saturation: Tensor, hue: Tensor) -> Tensor:
@@ -117,7 +107,6 @@ def color_jitter(x: Tensor, brightness: Tensor, contrast: Tensor, saturation: Te
     return hsv_to_rgb(torch.stack((shifted_hue, hsv[:, 1], hsv[:, 2]), dim=1)).clamp(0.0, 1.0)
 
 
-
 def _jitter_factors(x: Tensor, gen: torch.Generator, cfg: StrongAugConfig) -> tuple[Tensor, ...]:
     """Per-image (brightness, contrast, saturation, hue) as torchvision's ColorJitter draws them.
 
@@ -126,10 +115,9 @@ def _jitter_factors(x: Tensor, gen: torch.Generator, cfg: StrongAugConfig) -> tu
     lows = [max(0.0, 1.0 - cfg.brightness), max(0.0, 1.0 - cfg.contrast), max(0.0, 1.0 - cfg.saturation)]
     highs = [1.0 + cfg.brightness, 1.0 + cfg.contrast, 1.0 + cfg.saturation]
     u = torch.rand((x.shape[0], 4), generator=gen, device=gen.device).to(device=x.device, dtype=x.dtype)
-    low = torch.tensor(lows + [-cfg.hue], dtype=x.dtype, device=x.device)
-    high = torch.tensor(highs + [cfg.hue], dtype=x.dtype, device=x.device)
+    low = torch.tensor([*lows, -cfg.hue], dtype=x.dtype, device=x.device)
+    high = torch.tensor([*highs, cfg.hue], dtype=x.dtype, device=x.device)
     return tuple((low + (high - low) * u).unbind(dim=1))
-
 
 
 def _blur_kernel_size(sigma_max: float, height: int, width: int) -> int:
@@ -138,7 +126,6 @@ def _blur_kernel_size(sigma_max: float, height: int, width: int) -> int:
     limit = min(height, width)
     limit -= 1 - limit % 2
     return max(1, min(size, limit))
-
 
 
 def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
@@ -158,7 +145,6 @@ def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
     flat = F.conv2d(flat, kernel.view(groups, 1, kernel_size, 1), groups=groups)
     flat = F.conv2d(flat, kernel.view(groups, 1, 1, kernel_size), groups=groups)
     return flat.view(batch, channels, height, width)
-
 
 
 def strong_photometric(x: Tensor, gen: torch.Generator, cfg: StrongAugConfig) -> Tensor:

@@ -9,7 +9,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-
 BACKEND_ENV = "DUALTEACHER_DIST_BACKEND"
 
 
@@ -50,7 +49,8 @@ def setup(device: torch.device) -> tuple[int, int]:
                 raise RuntimeError(
                     f"torchrun started {per_node} processes on this node but only {gpus} GPU(s) are visible; "
                     f"NCCL needs one GPU per process: use --nproc_per_node={gpus}, or set {BACKEND_ENV}=gloo "
-                    "to share GPUs (slower, for testing)")
+                    "to share GPUs (slower, for testing)"
+                )
             torch.cuda.set_device(gpu_index())
         dist.init_process_group(name)
     if dist.is_initialized():

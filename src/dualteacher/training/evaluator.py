@@ -13,19 +13,18 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import Tensor
 
-from dualteacher.training import distributed
-from dualteacher.models.contract import normalize
 from dualteacher.checkpoint import module_tensors, save_checkpoint
 from dualteacher.config import Config
 from dualteacher.data.build import SplitData, eval_loader
-from dualteacher.semi.diagnostics import coupling_metrics
+from dualteacher.experiments.plots import PICTURE_IMAGES, teacher_picture
 from dualteacher.inference.metrics import Metrics, evaluate, logits_predictor
 from dualteacher.inference.model import checkpoint_card
 from dualteacher.inference.modes import EvalSettings, build_predictor
 from dualteacher.methods import Method
-from dualteacher.models.contract import Normalization
-from dualteacher.experiments.plots import PICTURE_IMAGES, teacher_picture
+from dualteacher.models.contract import Normalization, normalize
 from dualteacher.runlog import RunLog
+from dualteacher.semi.diagnostics import coupling_metrics
+from dualteacher.training import distributed
 from dualteacher.training.state import TrainingState
 
 if TYPE_CHECKING:
@@ -37,8 +36,18 @@ class Evaluator:
     (checkpointed with the state); each new best is saved with what inference needs besides
     the weights (:func:`~dualteacher.inference.model.checkpoint_card`)."""
 
-    def __init__(self, cfg: Config, data: SplitData, method: Method, norm: Normalization, device: torch.device,
-                 state: TrainingState, *, rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        data: SplitData,
+        method: Method,
+        norm: Normalization,
+        device: torch.device,
+        state: TrainingState,
+        *,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
         self.cfg, self.data, self.method, self.device, self.state = cfg, data, method, device, state
         self.mean, self.std = norm
         self.card = checkpoint_card(cfg, data.classes, norm)
@@ -65,8 +74,11 @@ class Evaluator:
         network is bitwise identical on all ranks (:func:`distributed.verify_replicas`)."""
         distributed.verify_replicas(self.method.modules())
         loader = eval_loader(
-            self.data.val, self.cfg.data.val_batch_size, workers=min(self.cfg.data.workers, 2),
-            rank=self.rank, world_size=self.world,
+            self.data.val,
+            self.cfg.data.val_batch_size,
+            workers=min(self.cfg.data.workers, 2),
+            rank=self.rank,
+            world_size=self.world,
         )
         record: dict[str, Any] = {"type": "eval", "iteration": iteration, "epoch": epoch}
         settings = EvalSettings.from_config(self.cfg.data)
@@ -98,8 +110,14 @@ class Evaluator:
             return
         self.state.best = {"miou": metrics.miou, "role": role, "iteration": iteration}
         if self.rank == 0:
-            state = {"kind": "model", "role": role, "iteration": iteration,
-                     "metrics": metrics.as_dict(self.data.classes), "environments": self.state.environments, **self.card}
+            state = {
+                "kind": "model",
+                "role": role,
+                "iteration": iteration,
+                "metrics": metrics.as_dict(self.data.classes),
+                "environments": self.state.environments,
+                **self.card,
+            }
             save_checkpoint(self.best_path, module_tensors("model", self.method.modules()[role]), state)
 
     def _picture(self, log: RunLog, iteration: int) -> None:
@@ -108,6 +126,14 @@ class Evaluator:
         if teacher is None or not self.probe:
             return
         threshold = cast("PseudoLabelSettings", self.cfg.method).threshold  # a method with teachers pseudo-labels
-        picture = teacher_picture(self.method.student, self.method.teachers()[teacher], teacher, self.probe[:PICTURE_IMAGES],
-                                  self.mean, self.std, threshold, iteration)
+        picture = teacher_picture(
+            self.method.student,
+            self.method.teachers()[teacher],
+            teacher,
+            self.probe[:PICTURE_IMAGES],
+            self.mean,
+            self.std,
+            threshold,
+            iteration,
+        )
         log.add_image("pseudo_labels", picture, iteration)

@@ -34,18 +34,18 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from dualteacher import environment
-from dualteacher.training import distributed
 from dualteacher.config import Config, save_config
 from dualteacher.data.build import SplitData, open_splits
 from dualteacher.data.check import needs_unlabeled, preflight
 from dualteacher.data.core import DataError
-from dualteacher.training.evaluator import Evaluator
 from dualteacher.methods import Batch, Method, MethodContext, build_method
 from dualteacher.models.build import model_from_config, model_normalization
-from dualteacher.training.optim import Optimization, build_optimizer, lr_factor, resolve_amp, set_lr
 from dualteacher.runlog import RunLog
-from dualteacher.training.streams import TrainBatches, seed_iteration
+from dualteacher.training import distributed
+from dualteacher.training.evaluator import Evaluator
+from dualteacher.training.optim import Optimization, build_optimizer, lr_factor, resolve_amp, set_lr
 from dualteacher.training.state import Schedule, TrainingCheckpoints, TrainingState
+from dualteacher.training.streams import TrainBatches, seed_iteration
 from dualteacher.training.trackers import FAILED, FINISHED, check_trackers, open_trackers
 from dualteacher.training.warm_start import read_warm_start
 
@@ -74,8 +74,15 @@ def progress_bar(total: int, initial: int, label: str, enabled: bool) -> tqdm:
     """The training loop's bar over ``total`` iterations, starting at ``initial``: redrawn every
     :data:`BAR_SECONDS` on a terminal, every :data:`PIPED_BAR_SECONDS` otherwise."""
     seconds = BAR_SECONDS if sys.stderr.isatty() else PIPED_BAR_SECONDS
-    return tqdm(total=total, initial=initial, disable=not enabled, dynamic_ncols=True, desc=label,
-                mininterval=seconds, maxinterval=max(seconds, 10.0))
+    return tqdm(
+        total=total,
+        initial=initial,
+        disable=not enabled,
+        dynamic_ncols=True,
+        desc=label,
+        mininterval=seconds,
+        maxinterval=max(seconds, 10.0),
+    )
 
 
 class StopSignals:
@@ -90,7 +97,7 @@ class StopSignals:
     def _handle(self, signum: int, frame: Any) -> None:
         self.name = signal.Signals(signum).name
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self.previous[sig] = signal.signal(sig, self._handle)
@@ -148,7 +155,7 @@ class _Session:
     bar: tqdm
     artifacts: tuple[Path, ...] = ()
 
-    def __enter__(self) -> "_Session":
+    def __enter__(self) -> _Session:
         return self
 
     def __exit__(self, error: type[BaseException] | None, *exc: object) -> None:
@@ -164,8 +171,9 @@ class _Session:
             )
         train = {**means, "lr": lr, "images_per_s": images_per_s, "skipped_steps": skipped_steps}
         self.log.write({"type": "train", "iteration": iteration, "epoch": epoch, **train})
-        self.bar.set_postfix(loss=f"{train.get('loss', float('nan')):.3f}", lr=f"{lr:.2e}", ips=f"{images_per_s:.0f}",
-                             refresh=False)  # shown at the bar's next redraw
+        self.bar.set_postfix(
+            loss=f"{train.get('loss', float('nan')):.3f}", lr=f"{lr:.2e}", ips=f"{images_per_s:.0f}", refresh=False
+        )  # shown at the bar's next redraw
 
 
 def resolve_device(name: str) -> torch.device:
@@ -202,15 +210,33 @@ class Trainer:
         self.method: Method = self._build_method()
         self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
         optimizer = build_optimizer(self.method.optimizer_groups(cfg.optim), cfg.optim)
-        self.optimization = Optimization(optimizer, self.method.trained, self.device, self.amp_dtype, cfg.optim, cfg.train)
-        self.batches = TrainBatches(cfg, self.data, self.schedule, self.device, unlabeled=self.method.uses_unlabeled,
-                                    rank=self.rank, world=self.world)
+        self.optimization = Optimization(
+            optimizer, self.method.trained, self.device, self.amp_dtype, cfg.optim, cfg.train
+        )
+        self.batches = TrainBatches(
+            cfg,
+            self.data,
+            self.schedule,
+            self.device,
+            unlabeled=self.method.uses_unlabeled,
+            rank=self.rank,
+            world=self.world,
+        )
         # what the loop has done: with the networks and the optimiser, what a checkpoint carries
         self.state = TrainingState(environments=[environment.entry(0, self.device, self.world)])
-        self.checkpoints = TrainingCheckpoints(cfg, self.data, self.method, self.optimization, self.schedule,
-                                               (self.mean, self.std))
-        self.evaluator = Evaluator(cfg, self.data, self.method, (self.mean, self.std), self.device, self.state,
-                                   rank=self.rank, world=self.world)
+        self.checkpoints = TrainingCheckpoints(
+            cfg, self.data, self.method, self.optimization, self.schedule, (self.mean, self.std)
+        )
+        self.evaluator = Evaluator(
+            cfg,
+            self.data,
+            self.method,
+            (self.mean, self.std),
+            self.device,
+            self.state,
+            rank=self.rank,
+            world=self.world,
+        )
         self.resumed_from: Path | None = None
         if resume:
             self.resume(allow_changes=allow_changes)
@@ -220,9 +246,11 @@ class Trainer:
         """The run's splits, after the up-front check (errors stop here; rank 0 logs the warnings)."""
         report = preflight(self.cfg)
         if report.errors:
-            raise DataError(report.format(severities=("error", "warning"))
-                            + "\nfix the files named above (`dualteacher check-data` with the same settings lists "
-                              "them with the notes)")
+            raise DataError(
+                report.format(severities=("error", "warning"))
+                + "\nfix the files named above (`dualteacher check-data` with the same settings lists "
+                "them with the notes)"
+            )
         if self.rank == 0:
             logger.log(logging.WARNING if report.warnings else logging.INFO, report.format(severities=("warning",)))
         return open_splits(self.cfg.data, need_unlabeled=needs_unlabeled(self.cfg))
@@ -233,7 +261,9 @@ class Trainer:
         network starts from that checkpoint's student (:mod:`dualteacher.training.warm_start`)."""
 
         init_from = self.cfg.method.init_from
-        warm = read_warm_start(init_from, self.cfg.model, self.data.classes, (self.mean, self.std)) if init_from else None
+        warm = (
+            read_warm_start(init_from, self.cfg.model, self.data.classes, (self.mean, self.std)) if init_from else None
+        )
 
         def build(drop_path: float) -> SegmentationModule:
             network = model_from_config(self.cfg.model, self.num_classes, drop_path=drop_path, pretrained=warm is None)
@@ -241,8 +271,14 @@ class Trainer:
                 warm.load_into(network)
             return network
 
-        ctx = MethodContext(cfg=self.cfg.method, build=build, num_classes=self.num_classes, mean=self.mean, std=self.std,
-                            labeled_pass=self.schedule.labeled_pass)
+        ctx = MethodContext(
+            cfg=self.cfg.method,
+            build=build,
+            num_classes=self.num_classes,
+            mean=self.mean,
+            std=self.std,
+            labeled_pass=self.schedule.labeled_pass,
+        )
         method = build_method(ctx).to(self.device)
         if self.cfg.train.channels_last:
             for module in method.modules().values():
@@ -296,12 +332,16 @@ class Trainer:
             where = f"the run stopped at iteration {self.state.iteration}"
             if self.rank == 0:
                 path = self.checkpoints.save(self.state)
-                where += (f" and wrote the checkpoint {path}; fix the file (or drop its id from the split list), "
-                          "then run the same command to continue")
+                where += (
+                    f" and wrote the checkpoint {path}; fix the file (or drop its id from the split list), "
+                    "then run the same command to continue"
+                )
             raise DataError(f"{_worker_message(error)}\n{where}") from None
 
     # ----------------------------------------------------------------- the step
-    def train_step(self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor], bool]:
+    def train_step(
+        self, labeled: Batch, unlabeled: Batch | None, gen: torch.Generator
+    ) -> tuple[Tensor, dict[str, Tensor], bool]:
         """One training step on one batch pair: the method's forward and losses under autocast,
         backward and optimiser step (skipped on non-finite gradients), then the teachers' update.
         Returns the loss, its named parts and whether the step was taken."""
@@ -333,7 +373,9 @@ class Trainer:
                 epoch = schedule.epoch(state.iteration)
                 self.method.begin_step(state.iteration, epoch)
                 # learning rate and this iteration's randomness
-                lr = set_lr(self.optimizer, lr_factor(state.iteration, schedule.total_iters, self.cfg.optim, state.lr_anchor))
+                lr = set_lr(
+                    self.optimizer, lr_factor(state.iteration, schedule.total_iters, self.cfg.optim, state.lr_anchor)
+                )
                 gen = seed_iteration(self.cfg.train.seed, state.iteration, self.rank, self.device)
                 # data, forward, backward, step
                 with self._stop_on_data_error():
@@ -374,8 +416,12 @@ class Trainer:
         images_per_iter = (self.schedule.batch_labeled + unlabeled) * self.world
         trackers = open_trackers(self.cfg, self.run_dir, self.state.iteration) if self.rank == 0 else []
         log = RunLog(self.run_dir, trackers, enabled=self.rank == 0)
-        bar = progress_bar(self.schedule.total_iters, self.state.iteration,
-                           progress_label(self.cfg.method.name, self.run_dir), self.progress and self.rank == 0)
+        bar = progress_bar(
+            self.schedule.total_iters,
+            self.state.iteration,
+            progress_label(self.cfg.method.name, self.run_dir),
+            self.progress and self.rank == 0,
+        )
         return _Session(log, batches, TrainWindow(images_per_iter), bar, artifacts=(self.evaluator.best_path,))
 
     def _catch_up(self, log: RunLog) -> dict[str, Any]:
@@ -392,8 +438,10 @@ class Trainer:
 
     def _interrupted(self, record: dict[str, Any], signal_name: str) -> dict[str, Any]:
         """``record`` marked as stopped by ``signal_name``, after telling how to continue."""
-        logger.warning(f"stopped by {signal_name} after iteration {self.state.iteration}; checkpoint written "
-                       f"to {self.run_dir}: run the same command to continue")
+        logger.warning(
+            f"stopped by {signal_name} after iteration {self.state.iteration}; checkpoint written "
+            f"to {self.run_dir}: run the same command to continue"
+        )
         return {**record, "interrupted": signal_name}
 
 

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import Tensor, nn
 
-from dualteacher.training import distributed
 from dualteacher.config import OptimConfig, TrainConfig
+from dualteacher.training import distributed
 
 if TYPE_CHECKING:
     from dualteacher.models.contract import SegmentationNetwork
@@ -95,8 +95,15 @@ class Optimization:
     overflow is then no longer the explanation).
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, trained: Callable[[], Mapping[str, nn.Module]],
-                 device: torch.device, amp_dtype: torch.dtype | None, optim: OptimConfig, train: TrainConfig) -> None:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        trained: Callable[[], Mapping[str, nn.Module]],
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+        optim: OptimConfig,
+        train: TrainConfig,
+    ) -> None:
         self.optimizer = optimizer
         self.trained = trained
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)

@@ -36,21 +36,38 @@ NOTE, SAFE, REFUSED = "note", "safe", "refused"
 
 # init_from: a resumed run's networks come from its checkpoint; loggers: where the same numbers are also sent
 NOTED = frozenset({"data.workers", "method.init_from", "train.loggers"})
-SAFE_KEYS = frozenset({
-    "train.epochs", "train.eval_every", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
-    "train.device", "train.amp", "train.channels_last", "train.deterministic", "train.nan_guard",
-    "train.max_bad_steps", "train.probe_images", "data.val_batch_size",
-    "data.eval_window_batch",
-})
-DATA_LOCATION = frozenset({"data.root", "data.splits_dir", "data.labeled_split", "data.unlabeled_split", "data.val_split"})
+SAFE_KEYS = frozenset(
+    {
+        "train.epochs",
+        "train.eval_every",
+        "train.log_every",
+        "train.checkpoint_every",
+        "train.keep_checkpoints",
+        "train.device",
+        "train.amp",
+        "train.channels_last",
+        "train.deterministic",
+        "train.nan_guard",
+        "train.max_bad_steps",
+        "train.probe_images",
+        "data.val_batch_size",
+        "data.eval_window_batch",
+    }
+)
+DATA_LOCATION = frozenset(
+    {"data.root", "data.splits_dir", "data.labeled_split", "data.unlabeled_split", "data.val_split"}
+)
 IGNORED = frozenset({"run_dir"})
 _REASONS = (  # (setting, or section prefix ending in '.', why it cannot change mid-run); the first match wins
     ("method.name", "the checkpoint holds the networks and state of the old method"),
     ("method.", "it changes the training objective mid-run: the result would belong to neither setting"),
     ("model.", "the checkpoint's weights belong to the old network"),
     ("optim.", "the optimiser state and the learning-rate schedule were built for the old value"),
-    ("data.eval_", "earlier evaluations and best.safetensors were scored with the old value "
-                   "(`dualteacher eval` scores a checkpoint with other settings)"),
+    (
+        "data.eval_",
+        "earlier evaluations and best.safetensors were scored with the old value "
+        "(`dualteacher eval` scores a checkpoint with other settings)",
+    ),
     ("data.", "it changes the training data or its augmentation mid-run"),
     ("train.keep", "best.safetensors so far was chosen among other networks"),
     ("train.", "the sample streams, the epoch numbering and the per-iteration randomness continue from the old value"),
@@ -74,7 +91,9 @@ class Change:
     def __str__(self) -> str:
         """``key: old → new  status[: reason]``."""
         label = {NOTE: "applied", SAFE: "safe", REFUSED: "refused"}[self.status]
-        return f"{self.key}: {_show(self.old)} → {_show(self.new)}  {label}" + (f": {self.reason}" if self.reason else "")
+        return f"{self.key}: {_show(self.old)} → {_show(self.new)}  {label}" + (
+            f": {self.reason}" if self.reason else ""
+        )
 
 
 def _show(value: Any) -> str:
@@ -102,8 +121,9 @@ def setting_changes(old: Mapping[str, Any], new: Config) -> list[tuple[str, Any,
     runs used: :data:`PREDATED`, else its default."""
     before = {**_flat(Config().to_dict()), **PREDATED, **_flat(old)}
     after = _flat(new.to_dict())
-    return [(key, before.get(key), value) for key, value in after.items()
-            if key not in IGNORED and before.get(key) != value]
+    return [
+        (key, before.get(key), value) for key, value in after.items() if key not in IGNORED and before.get(key) != value
+    ]
 
 
 def refusal(key: str) -> str:
@@ -126,8 +146,13 @@ def _class_change(old: list[str], new: list[str]) -> Change:
     """Other class names: refused, naming the first class that differs."""
     i = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
     first = f"class {i}: {old[i] if i < len(old) else '(none)'} → {new[i] if i < len(new) else '(none)'}"
-    return Change("classes", f"{len(old)} classes", f"{len(new)} classes", REFUSED,
-                  f"{first}; the network's output layer predicts the checkpoint's classes")
+    return Change(
+        "classes",
+        f"{len(old)} classes",
+        f"{len(new)} classes",
+        REFUSED,
+        f"{first}; the network's output layer predicts the checkpoint's classes",
+    )
 
 
 def _size(path: Path) -> int:
@@ -162,12 +187,16 @@ def files_digest(ids: Sequence[str], images: Sequence[Path], masks: Sequence[Pat
 def _other_data(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> str | None:
     """Why the data at the new location is not the checkpoint's data; None when it is."""
     if not old:
-        return ("the checkpoint does not record its data (written by an older version), so a move "
-                "cannot be told from other data")
+        return (
+            "the checkpoint does not record its data (written by an older version), so a move "
+            "cannot be told from other data"
+        )
     for split in sorted(set(old) & set(new)):
         if old[split] != new[split]:
-            return (f"other data: the {split} split ({old[split]['ids']} → {new[split]['ids']} ids) lists other "
-                    "ids or files of other sizes")
+            return (
+                f"other data: the {split} split ({old[split]['ids']} → {new[split]['ids']} ids) lists other "
+                "ids or files of other sizes"
+            )
     return None
 
 
@@ -184,8 +213,9 @@ def total_iterations(state: Mapping[str, Any], iters_per_epoch: int) -> int:
     return schedule.get("total_iters") or state["config"]["train"]["epochs"] * iters_per_epoch
 
 
-def continued_anchor(state: Mapping[str, Any], optim: OptimConfig, iters_per_epoch: int,
-                     total: int) -> tuple[int, float] | None:
+def continued_anchor(
+    state: Mapping[str, Any], optim: OptimConfig, iters_per_epoch: int, total: int
+) -> tuple[int, float] | None:
     """The LR-schedule anchor (see :func:`dualteacher.training.optim.lr_factor`) that continues the run of
     ``state`` to ``total`` iterations.
 
@@ -207,19 +237,29 @@ def _length_change(change: Change, state: Mapping[str, Any], cfg: Config, iters_
     iteration, old_total = state["iteration"], total_iterations(state, iters_per_epoch)
     total = cfg.train.epochs * iters_per_epoch
     if iteration >= old_total:
-        why = (f"the run finished at iteration {old_total} with its learning rate decayed to 0, so more "
-               "iterations would train at LR 0; start a new run in another run_dir")
+        why = (
+            f"the run finished at iteration {old_total} with its learning rate decayed to 0, so more "
+            "iterations would train at LR 0; start a new run in another run_dir"
+        )
     elif total <= iteration:
         why = f"the run is already at iteration {iteration}; {cfg.train.epochs} epochs end at iteration {total}"
     else:
         start, factor = continued_anchor(state, cfg.optim, iters_per_epoch, total) or (cfg.optim.warmup_iters, 1.0)
-        return replace(change, reason=f"the LR decays from {factor:.3g}× its base value at iteration {start} "
-                                      f"to 0 at iteration {total}, with no jump")
+        return replace(
+            change,
+            reason=f"the LR decays from {factor:.3g}× its base value at iteration {start} "
+            f"to 0 at iteration {total}, with no jump",
+        )
     return replace(change, status=REFUSED, reason=why)
 
 
-def compare(state: Mapping[str, Any], cfg: Config, classes: list[str], iters_per_epoch: int,
-            fingerprint: Callable[[], dict[str, Any]]) -> list[Change]:
+def compare(
+    state: Mapping[str, Any],
+    cfg: Config,
+    classes: list[str],
+    iters_per_epoch: int,
+    fingerprint: Callable[[], dict[str, Any]],
+) -> list[Change]:
     """Every difference between the run that wrote ``state`` (a training checkpoint's state) and
     a run of ``cfg`` whose data has ``classes`` and whose epochs are ``iters_per_epoch`` long.
 
@@ -231,9 +271,16 @@ def compare(state: Mapping[str, Any], cfg: Config, classes: list[str], iters_per
         changes.append(_class_change(list(state["classes"]), list(classes)))
     old_epoch = (state.get("schedule") or {}).get("iters_per_epoch")
     if old_epoch is not None and old_epoch != iters_per_epoch:
-        changes.append(Change("iterations per epoch", old_epoch, iters_per_epoch, REFUSED,
-                              "it follows from the split size, the batch size and the number of processes, "
-                              "and the epoch numbering and the sample streams depend on it"))
+        changes.append(
+            Change(
+                "iterations per epoch",
+                old_epoch,
+                iters_per_epoch,
+                REFUSED,
+                "it follows from the split size, the batch size and the number of processes, "
+                "and the epoch numbering and the sample streams depend on it",
+            )
+        )
     if any(c.key in DATA_LOCATION for c in changes):
         other = _other_data(state.get("data"), fingerprint())
         changes = [_moved(c, other) if c.key in DATA_LOCATION else c for c in changes]
@@ -247,9 +294,13 @@ def decide(changes: list[Change], *, allow: bool, where: str) -> None:
         return
     lines = [f"{where} was written with other settings:", *(f"  {c}" for c in changes)]
     if any(c.status == REFUSED for c in changes):
-        lines.append("Nothing was written. A refused change cannot apply to a run in progress: drop it to continue "
-                     "this run (--resume-with-changes applies the others), or start a new run in another run_dir.")
+        lines.append(
+            "Nothing was written. A refused change cannot apply to a run in progress: drop it to continue "
+            "this run (--resume-with-changes applies the others), or start a new run in another run_dir."
+        )
     else:
-        lines.append("Nothing was written. These changes are safe: add --resume-with-changes (Python: "
-                     "allow_changes=True) to apply them, or drop them to continue with the checkpoint's settings.")
+        lines.append(
+            "Nothing was written. These changes are safe: add --resume-with-changes (Python: "
+            "allow_changes=True) to apply them, or drop them to continue with the checkpoint's settings."
+        )
     raise ResumeError("\n".join(lines))

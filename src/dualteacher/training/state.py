@@ -18,16 +18,23 @@ from typing import Any
 
 from torch import Tensor
 
-from dualteacher.checkpoint import load_latest, load_module, load_optimizer, module_tensors, optimizer_tensors, save_rotating
+from dualteacher.checkpoint import (
+    load_latest,
+    load_module,
+    load_optimizer,
+    module_tensors,
+    optimizer_tensors,
+    save_rotating,
+)
 from dualteacher.config import Config, TrainConfig
-from dualteacher.environment import continue_environments
 from dualteacher.data.build import SplitData
+from dualteacher.environment import continue_environments
 from dualteacher.inference.model import checkpoint_card
 from dualteacher.methods import Method
 from dualteacher.models.contract import Normalization
+from dualteacher.runlog import append_record, rewind_log
 from dualteacher.training.optim import Optimization
 from dualteacher.training.resume import compare, continued_anchor, data_fingerprint, decide
-from dualteacher.runlog import append_record, rewind_log
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +67,16 @@ class Schedule:
         else:
             passes = labeled_pass
         iters_per_epoch = train.iters_per_epoch or passes
-        return cls(batch_labeled, batch_unlabeled, iters_per_epoch, train.epochs * iters_per_epoch,
-                   train.log_every, train.eval_every, train.checkpoint_every, labeled_pass)
+        return cls(
+            batch_labeled,
+            batch_unlabeled,
+            iters_per_epoch,
+            train.epochs * iters_per_epoch,
+            train.log_every,
+            train.eval_every,
+            train.checkpoint_every,
+            labeled_pass,
+        )
 
     def epoch(self, iteration: int) -> int:
         """The epoch ``iteration`` lies in (0-based)."""
@@ -108,9 +123,14 @@ class TrainingState:
 
     def header(self) -> dict[str, Any]:
         """Its entries in a training checkpoint's JSON header (the anchor goes with the schedule's)."""
-        return {"iteration": self.iteration, "best": self.best, "history": self.history,
-                "skipped_steps": self.skipped_steps, "train_seconds": self.train_seconds,
-                "environments": self.environments}
+        return {
+            "iteration": self.iteration,
+            "best": self.best,
+            "history": self.history,
+            "skipped_steps": self.skipped_steps,
+            "train_seconds": self.train_seconds,
+            "environments": self.environments,
+        }
 
     def restore(self, header: Mapping[str, Any], lr_anchor: tuple[int, float] | None) -> dict[str, list[Any]]:
         """Take the values of a checkpoint's :meth:`header`, and the anchor the LR continues from;
@@ -136,8 +156,15 @@ class TrainingCheckpoints:
     (teachers, pools), the optimiser and GradScaler of ``optimization``, the :class:`TrainingState`,
     the schedule, a fingerprint of the data and what inference needs (:func:`checkpoint_card`)."""
 
-    def __init__(self, cfg: Config, data: SplitData, method: Method, optimization: Optimization, schedule: Schedule,
-                 norm: Normalization) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        data: SplitData,
+        method: Method,
+        optimization: Optimization,
+        schedule: Schedule,
+        norm: Normalization,
+    ) -> None:
         self.cfg, self.data, self.method, self.optimization, self.schedule = cfg, data, method, optimization, schedule
         self.card = checkpoint_card(cfg, data.classes, norm)
         self.run_dir = Path(cfg.run_dir)
@@ -160,8 +187,11 @@ class TrainingCheckpoints:
             "method": self.method.state_dict(),
             "optimizer": optim_meta,
             "scaler": self.optimization.scaler.state_dict(),
-            "schedule": {"iters_per_epoch": self.schedule.iters_per_epoch, "total_iters": self.schedule.total_iters,
-                         "anchor": None if state.lr_anchor is None else list(state.lr_anchor)},
+            "schedule": {
+                "iters_per_epoch": self.schedule.iters_per_epoch,
+                "total_iters": self.schedule.total_iters,
+                "anchor": None if state.lr_anchor is None else list(state.lr_anchor),
+            },
             "data": self.data_fingerprint,
             **self.card,
         }
@@ -179,26 +209,37 @@ class TrainingCheckpoints:
         if found is None:
             return None
         path, tensors, header = found
-        changes = compare(header, self.cfg, self.data.classes, self.schedule.iters_per_epoch, lambda: self.data_fingerprint)
+        changes = compare(
+            header, self.cfg, self.data.classes, self.schedule.iters_per_epoch, lambda: self.data_fingerprint
+        )
         decide(changes, allow=allow_changes, where=f"{path} (iteration {header['iteration']})")
         moved = self._restore(state, tensors, header)
         if announce:
             rewind_log(self.run_dir, state.iteration)
             message = f"resuming {self.run_dir} from {path.name} at iteration {state.iteration}"
             if changes:
-                append_record(self.run_dir, {"type": "resume", "iteration": state.iteration,
-                                             "changes": {c.key: [c.old, c.new] for c in changes}})
+                append_record(
+                    self.run_dir,
+                    {
+                        "type": "resume",
+                        "iteration": state.iteration,
+                        "changes": {c.key: [c.old, c.new] for c in changes},
+                    },
+                )
                 message += " with changes:" + "".join(f"\n  {c}" for c in changes)
             logger.info(message)
             if moved:
                 append_record(self.run_dir, {"type": "environment", "iteration": state.iteration, "changes": moved})
-                logger.warning(f"warning: {self.run_dir} continues in another environment than it ran in so far "
-                               "(both are kept in environment.json and the checkpoints):"
-                               + "".join(f"\n  {key}: {old} → {new}" for key, (old, new) in moved.items()))
+                logger.warning(
+                    f"warning: {self.run_dir} continues in another environment than it ran in so far "
+                    "(both are kept in environment.json and the checkpoints):"
+                    + "".join(f"\n  {key}: {old} → {new}" for key, (old, new) in moved.items())
+                )
         return path
 
-    def _restore(self, state: TrainingState, tensors: dict[str, Tensor],
-                 header: Mapping[str, Any]) -> dict[str, list[Any]]:
+    def _restore(
+        self, state: TrainingState, tensors: dict[str, Tensor], header: Mapping[str, Any]
+    ) -> dict[str, list[Any]]:
         """The inverse of :meth:`save`; the LR schedule continues from its anchor (:func:`continued_anchor`).
         Returns how the environment differs from the run's last one (:meth:`TrainingState.restore`)."""
         for role, module in self.method.modules().items():

@@ -25,15 +25,17 @@ class Stream(enum.IntEnum):
     """The independent random streams of a run, each seeded by :func:`derive_seed` from the run's
     seed and this number (the values are part of every seed's run: never renumber them)."""
 
-    LABELED = 1    # the labelled sampler: order and per-sample weak-augmentation seeds
+    LABELED = 1  # the labelled sampler: order and per-sample weak-augmentation seeds
     UNLABELED = 2  # the unlabelled sampler, likewise
-    GLOBAL = 3     # torch's global RNG per (iteration, rank): dropout, drop-path
-    METHOD = 4     # the generator handed to ``method.step`` per (iteration, rank): strong augmentation, mixing
+    GLOBAL = 3  # torch's global RNG per (iteration, rank): dropout, drop-path
+    METHOD = 4  # the generator handed to ``method.step`` per (iteration, rank): strong augmentation, mixing
 
 
 def derive_seed(*parts: int) -> int:
     """A 63-bit seed derived from integers (stable across platforms and Python versions)."""
-    return int(np.random.SeedSequence([p & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint32).view(np.uint64)[0] >> 1)
+    return int(
+        np.random.SeedSequence([p & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint32).view(np.uint64)[0] >> 1
+    )
 
 
 def seed_iteration(seed: int, iteration: int, rank: int, device: torch.device) -> torch.Generator:
@@ -48,8 +50,17 @@ class TrainBatches:
     iteration on: each split's sampler stream (:class:`~dualteacher.data.sampler.ShuffledStreamSampler`,
     seeded by its :class:`Stream`) batched by the ``schedule``'s sizes and moved to ``device``."""
 
-    def __init__(self, cfg: Config, data: SplitData, schedule: Schedule, device: torch.device, *,
-                 unlabeled: bool, rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        data: SplitData,
+        schedule: Schedule,
+        device: torch.device,
+        *,
+        unlabeled: bool,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
         self.cfg, self.data, self.schedule, self.device = cfg, data, schedule, device
         self.unlabeled, self.rank, self.world = unlabeled, rank, world
 
@@ -59,15 +70,27 @@ class TrainBatches:
         seed, workers, pin = self.cfg.train.seed, self.cfg.data.workers, self.device.type == "cuda"
         size_l, size_u = self.schedule.batch_labeled, self.schedule.batch_unlabeled
         lab = stream_loader(
-            self.data.labeled, size_l, derive_seed(seed, Stream.LABELED), workers=workers,
-            start=iteration * size_l, rank=self.rank, world_size=self.world, pin_memory=pin,
+            self.data.labeled,
+            size_l,
+            derive_seed(seed, Stream.LABELED),
+            workers=workers,
+            start=iteration * size_l,
+            rank=self.rank,
+            world_size=self.world,
+            pin_memory=pin,
         )
         unl = None
         if self.unlabeled:
             assert self.data.unlabeled is not None
             unl = stream_loader(
-                self.data.unlabeled, size_u, derive_seed(seed, Stream.UNLABELED), workers=workers,
-                start=iteration * size_u, rank=self.rank, world_size=self.world, pin_memory=pin,
+                self.data.unlabeled,
+                size_u,
+                derive_seed(seed, Stream.UNLABELED),
+                workers=workers,
+                start=iteration * size_u,
+                rank=self.rank,
+                world_size=self.world,
+                pin_memory=pin,
             )
         return lab, unl
 

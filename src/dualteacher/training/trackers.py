@@ -188,8 +188,9 @@ class MlflowTracker:
         uri = os.environ.get("MLFLOW_TRACKING_URI") or resume.get("tracking_uri") or default_uri
         try:
             self.client, self.iteration = MlflowClient(tracking_uri=uri), iteration
-            self.run_id = (self._continued(uri, resume.get("run_id"))
-                           or self._created(run_dir, uri == default_uri, default_artifacts))
+            self.run_id = self._continued(uri, resume.get("run_id")) or self._created(
+                run_dir, uri == default_uri, default_artifacts
+            )
         except MlflowException as err:
             raise TrackerError(f"train.loggers: mlflow could not start a run in {uri}: {err}") from err
         return {"run_id": self.run_id, "tracking_uri": uri}
@@ -290,9 +291,10 @@ class WandbTracker:
         try:
             self.run = wandb.init(**options)
         except Exception as err:  # wandb raises its own kinds (no API key, no network, ...)
-            raise TrackerError(f"train.loggers: wandb could not start: {err}\nlog in with `wandb login`, or set "
-                               "WANDB_MODE=offline to keep the run on disk and upload it later with `wandb sync`"
-                               ) from err
+            raise TrackerError(
+                f"train.loggers: wandb could not start: {err}\nlog in with `wandb login`, or set "
+                "WANDB_MODE=offline to keep the run on disk and upload it later with `wandb sync`"
+            ) from err
         return {"run_id": self.run.id, "project": self.run.project, "entity": self.run.entity or None}
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -330,8 +332,10 @@ def check_trackers(loggers: Sequence[str]) -> None:
         tracker = TRACKERS.get(name)
         missing = [module for module in tracker.requires if importlib.util.find_spec(module) is None]
         if missing:
-            raise TrackerError(f"train.loggers: {name} needs the {', '.join(missing)} package: {tracker.install} "
-                               f"(or drop {name} from train.loggers)")
+            raise TrackerError(
+                f"train.loggers: {name} needs the {', '.join(missing)} package: {tracker.install} "
+                f"(or drop {name} from train.loggers)"
+            )
 
 
 def read_states(run_dir: Path) -> dict[str, Any]:

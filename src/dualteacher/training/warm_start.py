@@ -67,17 +67,25 @@ def read_warm_start(path: str | Path, model: ModelConfig, classes: Sequence[str]
     except (CheckpointError, ConfigError, KeyError) as err:
         raise CheckpointError(f"method.init_from {file}: {err}") from err
     if state["kind"] != "model" and state["iteration"] < state["schedule"]["total_iters"]:
-        raise CheckpointError(f"method.init_from {file}: its run stopped at iteration {state['iteration']} of "
-                              f"{state['schedule']['total_iters']}; finish it first (or name its best.safetensors)")
+        raise CheckpointError(
+            f"method.init_from {file}: its run stopped at iteration {state['iteration']} of "
+            f"{state['schedule']['total_iters']}; finish it first (or name its best.safetensors)"
+        )
     if list(state["classes"]) != list(classes):
-        raise CheckpointError(f"method.init_from {file}: its classes {state['classes']} are not the data's {list(classes)}")
+        raise CheckpointError(
+            f"method.init_from {file}: its classes {state['classes']} are not the data's {list(classes)}"
+        )
     for key in ARCHITECTURE_KEYS:
         if getattr(saved, key) != getattr(model, key):
-            raise CheckpointError(f"method.init_from {file}: trained with model.{key}={getattr(saved, key)!r}, "
-                                  f"this run has {getattr(model, key)!r}")
+            raise CheckpointError(
+                f"method.init_from {file}: trained with model.{key}={getattr(saved, key)!r}, "
+                f"this run has {getattr(model, key)!r}"
+            )
     mean, std = norm
     if [list(state["mean"]), list(state["std"])] != [list(mean), list(std)]:
-        raise CheckpointError(f"method.init_from {file}: trained on inputs normalised with mean {state['mean']}, "
-                              f"std {state['std']}; this run uses {list(mean)}, {list(std)}")
+        raise CheckpointError(
+            f"method.init_from {file}: trained on inputs normalised with mean {state['mean']}, "
+            f"std {state['std']}; this run uses {list(mean)}, {list(std)}"
+        )
     prefix = "model" if state["kind"] == "model" else "model/student"
     return WarmStart(file, tensors, prefix)

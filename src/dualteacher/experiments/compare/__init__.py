@@ -68,8 +68,10 @@ def _train_or_reuse(runs: list[Run], plan: Plan, results: list[dict]) -> list[st
             pending.append(run)
     if plan.opts.report_only or not pending:
         return []
-    logger.info(f"training {len(pending)} run(s), {min(plan.opts.jobs, len(pending))} at a time, "
-                f"{plan.threads} thread(s) each; {len(runs) - len(pending)} finished already")
+    logger.info(
+        f"training {len(pending)} run(s), {min(plan.opts.jobs, len(pending))} at a time, "
+        f"{plan.threads} thread(s) each; {len(runs) - len(pending)} finished already"
+    )
 
     def done(summary: dict) -> None:
         results.append(summary)
@@ -87,9 +89,11 @@ def compare(opts: CompareOptions) -> Comparison:
     plan = plan_comparison(opts)
     logger.info("recipe: " + "\n        ".join(plan.adaptation.account))
     if plan.probe is not None:
-        logger.info(f"--minutes {opts.minutes}: {opts.reference} took {plan.probe['s_per_iteration']:.3f} s per "
-                    f"training iteration ({PROBE_TIMED} timed after {PROBE_WARMUP}, alone, {plan.threads} thread(s)) "
-                    f"-> {plan.iterations} iterations")
+        logger.info(
+            f"--minutes {opts.minutes}: {opts.reference} took {plan.probe['s_per_iteration']:.3f} s per "
+            f"training iteration ({PROBE_TIMED} timed after {PROBE_WARMUP}, alone, {plan.threads} thread(s)) "
+            f"-> {plan.iterations} iterations"
+        )
     warmups, equal_iterations = plan.warmup_runs(), plan.equal_iteration_runs()
     for run in [*warmups, *equal_iterations]:
         finished(run)  # settings of earlier runs checked before anything trains

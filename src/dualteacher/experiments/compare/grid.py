@@ -23,6 +23,7 @@ from dualteacher.experiments.recipe import (
     warm_start,
 )
 
+
 @dataclass(frozen=True)
 class Run:
     """One training run of the grid, as a worker process receives it.
@@ -63,8 +64,16 @@ class Run:
 
     def config(self) -> Config:
         """The run's validated settings."""
-        return recipe_config(self.root, self.labeled, self.unlabeled, self.method, self.run_dir, self.iterations,
-                             self.seed, [*self.data, *self.overrides, *self.start])
+        return recipe_config(
+            self.root,
+            self.labeled,
+            self.unlabeled,
+            self.method,
+            self.run_dir,
+            self.iterations,
+            self.seed,
+            [*self.data, *self.overrides, *self.start],
+        )
 
     @property
     def start(self) -> list[str]:
@@ -105,10 +114,25 @@ class Plan:
             warmup_dir, warmup_summary = warmup.run_dir, warmup.summary
         method, settings = variant_of(variant)
         overrides = (*settings, *self.adaptation.overrides, *for_method(method, self.opts.overrides))
-        return Run(name, variant, fraction, seed, budget, iterations, str(self.opts.data), labeled, unlabeled,
-                   tuple(_data_settings(self.opts)), overrides, str(self.runs_dir / name),
-                   str(self.opts.out / "summaries" / f"{name}.json"), self.threads, self.data_digest, warmup_dir,
-                   warmup_summary)
+        return Run(
+            name,
+            variant,
+            fraction,
+            seed,
+            budget,
+            iterations,
+            str(self.opts.data),
+            labeled,
+            unlabeled,
+            tuple(_data_settings(self.opts)),
+            overrides,
+            str(self.runs_dir / name),
+            str(self.opts.out / "summaries" / f"{name}.json"),
+            self.threads,
+            self.data_digest,
+            warmup_dir,
+            warmup_summary,
+        )
 
     def warmup_run(self, fraction: str, seed: int) -> Run:
         """The supervised warm-up of ``fraction`` and ``seed`` (budget ``"warmup"``)."""
@@ -130,7 +154,9 @@ class Plan:
     def equal_time_runs(self, finished: list[dict]) -> list[Run]:
         """Each method (but the reference) for the reference's training time, per fraction and seed
         whose equal-iteration runs of both finished."""
-        speed = {(r["fraction"], r["seed"], r["variant"]): r["s_per_it"] for r in finished if r["budget"] == "iterations"}
+        speed = {
+            (r["fraction"], r["seed"], r["variant"]): r["s_per_it"] for r in finished if r["budget"] == "iterations"
+        }
         runs = []
         for fraction in self.opts.fractions:
             for seed in self.opts.seeds:

@@ -30,10 +30,17 @@ EXTRA_VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
 """Variants beside the registered methods: name -> (method, its own settings)."""
 POOL = "train"
 _OWN_KEYS = {
-    "data.root": "--data", "data.dataset": "--dataset", "data.splits_dir": "--splits-dir",
-    "data.labeled_split": "--labeled", "data.unlabeled_split": "--labeled", "method.name": "--methods",
-    "train.seed": "--seeds", "run_dir": "--runs", "train.epochs": "--iterations or --minutes",
-    "train.iters_per_epoch": "--iterations or --minutes", "method.init_from": "--warmup",
+    "data.root": "--data",
+    "data.dataset": "--dataset",
+    "data.splits_dir": "--splits-dir",
+    "data.labeled_split": "--labeled",
+    "data.unlabeled_split": "--labeled",
+    "method.name": "--methods",
+    "train.seed": "--seeds",
+    "run_dir": "--runs",
+    "train.epochs": "--iterations or --minutes",
+    "train.iters_per_epoch": "--iterations or --minutes",
+    "method.init_from": "--warmup",
 }
 
 
@@ -110,8 +117,10 @@ def check_options(opts: CompareOptions) -> list[str]:
     except ValueError as error:
         raise ConfigError(f"--labeled: {error}") from None
     if MASKED in opts.fractions and (len(opts.fractions) > 1 or opts.upper_bound):
-        raise ConfigError(f"--labeled {MASKED} (the train images with a mask as the labelled set) goes alone and without "
-                          "--upper-bound: label budgets and the upper bound need a mask for every train image")
+        raise ConfigError(
+            f"--labeled {MASKED} (the train images with a mask as the labelled set) goes alone and without "
+            "--upper-bound: label budgets and the upper bound need a mask for every train image"
+        )
     if len(set(tags)) < len(tags):
         raise ConfigError(f"--labeled: the same budget is given twice ({', '.join(opts.fractions)})")
     if not opts.seeds or len(set(opts.seeds)) < len(opts.seeds):
@@ -123,12 +132,16 @@ def check_options(opts: CompareOptions) -> list[str]:
     if opts.warmup < 0:
         raise ConfigError(f"--warmup must be 0 (none) or a number of iterations, got {opts.warmup}")
     if opts.iterations is None and opts.minutes is None and opts.warmup >= ITERATIONS:
-        raise ConfigError(f"--warmup {opts.warmup} leaves none of the recipe's {ITERATIONS} iterations: "
-                          "give --iterations or --minutes")
+        raise ConfigError(
+            f"--warmup {opts.warmup} leaves none of the recipe's {ITERATIONS} iterations: "
+            "give --iterations or --minutes"
+        )
     if opts.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {opts.jobs}")
     if "time" in opts.budgets and opts.reference not in opts.methods:
-        raise ConfigError(f"--budget time gives every method the training time of {opts.reference}: add it to --methods")
+        raise ConfigError(
+            f"--budget time gives every method the training time of {opts.reference}: add it to --methods"
+        )
     clash = sorted(override_keys(opts.overrides) & set(_OWN_KEYS))
     if clash:
         raise ConfigError(f"override {clash[0]}: compare sets it for every run; use {_OWN_KEYS[clash[0]]}")

@@ -14,6 +14,7 @@ from dualteacher.experiments.compare.table import write_table
 from dualteacher.experiments.plots import coupling_figure, miou_vs_time_figure
 from dualteacher.runlog import read_log
 
+
 def write_outputs(results: list[dict], plan: Plan, *, figures: bool) -> dict[str, Any]:
     """Write ``summary.json`` and ``table.md`` (and, with ``figures``, the figures); return the summary."""
     out = plan.opts.out
@@ -25,10 +26,16 @@ def write_outputs(results: list[dict], plan: Plan, *, figures: bool) -> dict[str
     write_table(summary, plan.opts.fractions, out / "table.md")
     if figures and results:
         upper = summary["upper_bound"]["mean"] if summary["upper_bound"] else None
-        miou_vs_time_figure(with_reference_timed(results, plan), plan.opts.fractions, plan.variants, upper,
-                            out / "miou_vs_time.png")
-        first = [r for r in results if r["budget"] == "iterations" and r["fraction"] == plan.opts.fractions[0]
-                 and r["seed"] == plan.opts.seeds[0]]
+        miou_vs_time_figure(
+            with_reference_timed(results, plan), plan.opts.fractions, plan.variants, upper, out / "miou_vs_time.png"
+        )
+        first = [
+            r
+            for r in results
+            if r["budget"] == "iterations"
+            and r["fraction"] == plan.opts.fractions[0]
+            and r["seed"] == plan.opts.seeds[0]
+        ]
         runs = {r["variant"]: plan.runs_dir / r["name"] for r in first}
         runs = {v: d for v, d in runs.items() if (d / "metrics.jsonl").exists() and _has_teachers(d)}
         if runs:

@@ -28,6 +28,7 @@ from dualteacher.experiments.probe import PROBE_TIMED, PROBE_WARMUP, iterations_
 from dualteacher.experiments.recipe import ITERATIONS, RECIPE, adapt_recipe, without_method_settings
 from dualteacher.training.resume import files_digest
 
+
 def check_dataset(source: DataSource, val_split: str, labeled: str = POOL, unlabeled: str | None = None) -> None:
     """The fast data check (each file decoded once, then known from the project's cache) of the
     val split and of the images and masks of ``labeled`` (every train image by default) and the
@@ -104,15 +105,24 @@ def probe(plan: Plan) -> dict[str, Any]:
     opts = plan.opts
     run = plan.run(opts.fractions[0], opts.seeds[0], opts.reference, "probe", ITERATIONS)
     run = dataclasses.replace(run, run_dir=str(plan.runs_dir / f"probe_{opts.reference}"))
-    key = {"method": opts.reference, "settings": run.settings, "device": device_name(), "threads": run.threads,
-           "warmup": PROBE_WARMUP, "timed": PROBE_TIMED, "timing": "1- and 11-iteration sessions, difference"}
+    key = {
+        "method": opts.reference,
+        "settings": run.settings,
+        "device": device_name(),
+        "threads": run.threads,
+        "warmup": PROBE_WARMUP,
+        "timed": PROBE_TIMED,
+        "timing": "1- and 11-iteration sessions, difference",
+    }
     path = opts.out / "probe.json"
     if path.exists():
         stored = json.loads(path.read_text())
         if {k: stored.get(k) for k in key} == key:
             return stored
     if opts.report_only:
-        raise ConfigError(f"--minutes with --report-only needs the probe of an earlier call ({path} is missing or stale)")
+        raise ConfigError(
+            f"--minutes with --report-only needs the probe of an earlier call ({path} is missing or stale)"
+        )
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
         seconds = pool.submit(probe_worker, run).result()
     result = {**key, "s_per_iteration": seconds}

@@ -43,18 +43,26 @@ def finished(run: Run) -> dict[str, Any] | None:
     summary = json.loads(path.read_text())
     if not same_settings(run.method, summary, run.settings):
         stored = summary.get("settings")
-        differ = [s for s in run.settings if s not in (stored or [])] + [s for s in stored or [] if s not in run.settings]
+        differ = [s for s in run.settings if s not in (stored or [])] + [
+            s for s in stored or [] if s not in run.settings
+        ]
         why = "none recorded" if stored is None else f"e.g. {differ[0]}" if differ else "in another order"
-        raise ConfigError(f"{path} was trained with other settings ({why}): choose another --out, or remove it to retrain")
+        raise ConfigError(
+            f"{path} was trained with other settings ({why}): choose another --out, or remove it to retrain"
+        )
     if "data" in summary and summary["data"] != run.data_digest:
-        raise ConfigError(f"{path} was trained on other data (other ids or files of other sizes in the train or val "
-                          "split): choose another --out, or remove it to retrain")
+        raise ConfigError(
+            f"{path} was trained on other data (other ids or files of other sizes in the train or val "
+            "split): choose another --out, or remove it to retrain"
+        )
     warmup = Path(run.warmup_summary) if run.warmup_summary else None
     if warmup is not None and warmup.exists():
         current = json.loads(warmup.read_text())
         if summary.get("warmup", {}).get("train_seconds") != current["train_seconds"]:
-            raise ConfigError(f"{path} started from another warm-up than {warmup} (retrained since): remove it to "
-                              "retrain it from this one")
+            raise ConfigError(
+                f"{path} started from another warm-up than {warmup} (retrained since): remove it to "
+                "retrain it from this one"
+            )
     return summary
 
 
@@ -66,12 +74,17 @@ def check_warmup_checkpoints(runs: list[Run]) -> None:
             continue
         checkpoint = Path(run.warmup_dir) / "last.safetensors"
         if Path(run.warmup_summary).exists() and not checkpoint.exists():
-            raise ConfigError(f"{run.name} starts from the warm-up {checkpoint}, which is gone although its summary "
-                              f"{run.warmup_summary} is there: remove the summary to retrain the warm-up")
+            raise ConfigError(
+                f"{run.name} starts from the warm-up {checkpoint}, which is gone although its summary "
+                f"{run.warmup_summary} is there: remove the summary to retrain the warm-up"
+            )
 
 
 def waiting_for_warmup(runs: list[Run], finished_names: Collection[str]) -> list[Run]:
     """The unfinished warm-started ``runs`` whose warm-up is not among ``finished_names`` (it failed
     or was interrupted): they would start from a partial network, so they do not train."""
-    return [run for run in runs if run.warmup_dir and finished(run) is None
-            and Path(run.warmup_summary).stem not in finished_names]
+    return [
+        run
+        for run in runs
+        if run.warmup_dir and finished(run) is None and Path(run.warmup_summary).stem not in finished_names
+    ]

@@ -26,6 +26,7 @@ from dualteacher.training.loop import train
 
 logger = logging.getLogger(__name__)
 
+
 def peak_memory_mb() -> float:
     """Peak memory of this process: allocated CUDA memory if a GPU trained, else peak RSS."""
     if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
@@ -51,8 +52,13 @@ def run_one(run: Run) -> dict[str, Any] | None:
     final = evals[-1]
     iterations = run_length(cfg)
     summary = {
-        "name": run.name, "variant": run.variant, "method": run.method, "seed": run.seed, "fraction": run.fraction,
-        "budget": run.budget, "iterations": iterations,
+        "name": run.name,
+        "variant": run.variant,
+        "method": run.method,
+        "seed": run.seed,
+        "fraction": run.fraction,
+        "budget": run.budget,
+        "iterations": iterations,
         "student_miou": final["student/miou"],
         "best_final_miou": max(v for k, v in final.items() if k.endswith("/miou")),
         "train_seconds": final["train_seconds"],
@@ -105,14 +111,19 @@ def launch(runs: list[Run], jobs: int, done: Callable[[dict], None]) -> list[str
     """Train ``runs``, ``jobs`` at a time, each in a fresh spawned process; call ``done`` with each
     summary as it arrives; return the names of runs that failed or were interrupted."""
     failed = []
-    with ProcessPoolExecutor(min(jobs, len(runs)), mp_context=mp.get_context("spawn"), max_tasks_per_child=1,
-                             initializer=_log_at, initargs=(logging.getLogger("dualteacher").getEffectiveLevel(),)) as pool:
+    with ProcessPoolExecutor(
+        min(jobs, len(runs)),
+        mp_context=mp.get_context("spawn"),
+        max_tasks_per_child=1,
+        initializer=_log_at,
+        initargs=(logging.getLogger("dualteacher").getEffectiveLevel(),),
+    ) as pool:
         futures = {pool.submit(run_one, run): run for run in runs}
         for future in as_completed(futures):
             run = futures[future]
             try:
                 summary = future.result()
-            except Exception as error:  # noqa: BLE001 - one failed run must not stop the grid
+            except Exception as error:
                 logger.warning(f"{run.name}: failed: {type(error).__name__}: {error}")
                 failed.append(run.name)
                 continue
@@ -120,8 +131,10 @@ def launch(runs: list[Run], jobs: int, done: Callable[[dict], None]) -> list[str
                 logger.warning(f"{run.name}: interrupted; its checkpoint is kept for the next call")
                 failed.append(run.name)
                 continue
-            logger.info(f"{run.name}: student mIoU {summary['student_miou']:.4f}, {summary['s_per_it']:.3f} s/it, "
-                        f"{summary['train_seconds']:.0f} s training")
+            logger.info(
+                f"{run.name}: student mIoU {summary['student_miou']:.4f}, {summary['s_per_it']:.3f} s/it, "
+                f"{summary['train_seconds']:.0f} s training"
+            )
             done(summary)
     return failed
 

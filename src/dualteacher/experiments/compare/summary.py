@@ -41,8 +41,12 @@ def _seed_stats(runs: list[dict], targets: dict[int, float] | None) -> dict[str,
         "seeds": {str(r["seed"]): r["student_miou"] for r in runs},
         "per_seed": {
             str(r["seed"]): {
-                "iterations": r["iterations"], "train_seconds": r["train_seconds"], "s_per_iteration": r["s_per_it"],
-                "peak_memory_mb": r["peak_memory_mb"], "time_to_accuracy": reached(r), "target": target(r),
+                "iterations": r["iterations"],
+                "train_seconds": r["train_seconds"],
+                "s_per_iteration": r["s_per_it"],
+                "peak_memory_mb": r["peak_memory_mb"],
+                "time_to_accuracy": reached(r),
+                "target": target(r),
             }
             for r in runs
         },
@@ -65,6 +69,7 @@ def _cell(runs: list[dict], targets: dict[int, float]) -> dict[str, Any]:
 
 def _budget_cells(runs: list[dict], variants: Sequence[str], fractions: Sequence[str]) -> dict[str, dict[str, Any]]:
     """variant -> fraction -> cell for the runs of one budget; targets from the baseline's (supervised) runs."""
+
     def mine(variant: str, fraction: str) -> list[dict]:
         return [r for r in runs if r["variant"] == variant and r["fraction"] == fraction]
 
@@ -77,8 +82,9 @@ def with_reference_timed(results: list[dict], plan: Plan) -> list[dict]:
     equal-wall-clock runs (its time is the budget)."""
     if "time" not in plan.opts.budgets:
         return results
-    reference = [{**r, "budget": "time"} for r in results
-                 if r["budget"] == "iterations" and r["variant"] == plan.opts.reference]
+    reference = [
+        {**r, "budget": "time"} for r in results if r["budget"] == "iterations" and r["variant"] == plan.opts.reference
+    ]
     return results + reference
 
 
