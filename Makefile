@@ -1,9 +1,11 @@
-# The two commands: `make demo` and `make test`. Each creates .venv when missing and installs the
-# package (editable) with the extras it needs, at the versions of constraints.txt.
+# The two commands: `make demo` and `make test` (and, for a change, `make lint`). Each creates .venv
+# when missing and installs the package (editable) with the extras it needs, at the versions of
+# constraints.txt.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LINT_STAMP := $(VENV)/.installed-lint
 
 .PHONY: demo test lint setup clean-venv
 
@@ -23,8 +25,11 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 # ruff (lint and format check) and mypy, as configured in pyproject.toml; `ruff format` fixes the format
-lint: $(STAMP)
+$(LINT_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[lint]'
+	touch $(LINT_STAMP)
+
+lint: $(LINT_STAMP)
 	$(VENV)/bin/ruff check
 	$(VENV)/bin/ruff format --check
 	$(VENV)/bin/mypy

@@ -1,8 +1,8 @@
 """Dual Teacher at the length it was made for: the long-schedule and shift-length study.
 
 Two parts, both ``dualteacher compare`` on the built-in digit scenes at 1/32, seeds 0-2, the
-warm-start protocol (300 supervised warm-up iterations, the recipe's 50-iteration evaluation
-cadence), resumable from the committed per-run summaries:
+warm-start protocol (300 supervised warm-up iterations; the recipe's 50-iteration epochs, evaluated
+every second one: every 100 iterations), resumable from the committed per-run summaries:
 
 ``length``  supervised, Mean Teacher and Dual Teacher (the paper's settings, the recipe's
             50-iteration shifts) trained to 3x the recipe: 300 + 2,700 iterations, evaluated every
@@ -93,6 +93,11 @@ def reading(out: Path) -> str:
 
     runs = length_runs(out / "summaries")
     methods = [m for m in LENGTH_METHODS if m in runs]
+    if not methods:
+        raise FileNotFoundError(
+            f"no finished run of {', '.join(LENGTH_METHODS)} in {out / 'summaries'}: "
+            "run the length part first (python benchmarks/dual_teacher_length.py length)"
+        )
     fig, (by_its, by_time) = plt.subplots(1, 2, figsize=(12, 4.5))
     for method in methods:
         seeds = runs[method]

@@ -488,7 +488,7 @@ def test_dual_teacher_length_reading_gives_the_gap_and_the_time_to_the_others_fi
 
     def write(method: str, seed: int, mious: list[float], seconds_per_eval: float) -> None:
         warmup = {"name": "w", "iterations": 300, "train_seconds": 30.0}
-        curve = [[10.0 * (i + 1), 0.1] for i in range(3)]  # the warm-up's three evaluations
+        curve = [[10.0 * (i + 1), m] for i, m in enumerate((0.1, 0.9, 0.1))]  # the warm-up's; 0.9 reaches any target
         curve += [[30.0 + seconds_per_eval * (i + 1), m] for i, m in enumerate(mious)]
         (summaries / f"{method}{seed}.json").write_text(
             json.dumps(
@@ -508,16 +508,19 @@ def test_dual_teacher_length_reading_gives_the_gap_and_the_time_to_the_others_fi
 
     ramp = [0.2 + 0.01 * i for i in range(27)]  # 0.20 at iteration 400 ... 0.46 at 3000
     write("mean_teacher", 0, ramp, 10.0)
-    write("dual_teacher", 0, [m + 0.05 for m in ramp], 20.0)  # ahead by 0.05 everywhere, twice as slow
+    write("dual_teacher", 0, [m + 0.05 + 0.001 * i for i, m in enumerate(ramp)], 20.0)  # the lead grows; twice as slow
     write("supervised", 0, [0.2] * 27, 5.0)
+    write("supervised", 1, [0.4] * 27, 5.0)
     (summaries / "1-32_seed0_supervised_warmup300.json").write_text(json.dumps({"budget": "warmup"}))
     text = study.reading(tmp_path)
     assert (tmp_path / "curves.png").stat().st_size > 0 and (tmp_path / "reading.md").read_text() == text
-    assert "| 0 | +0.0500 | +0.0500 | +0.0500 |" in text  # at iterations 1000, 2000, 3000
-    # Dual Teacher reaches 0.46 at its 22nd evaluation after the warm-up (0.25 + 0.21): 440 s;
-    # Mean Teacher never reaches Dual Teacher's 0.51
-    assert "| 0 | 440 | never |" in text
-    assert "| dual_teacher | 0 | 0.5100 | 3000 | 0.200 | 540 |" in text
+    assert "| 0 | +0.0560 | +0.0660 | +0.0760 |" in text  # at iterations 1000, 2000, 3000 (evaluations 7, 17, 27)
+    # Dual Teacher (0.25 + 0.011 j at its evaluation j = 0, 1, ... after the warm-up) first reaches
+    # Mean Teacher's final 0.46 at j = 20: 21 evaluations of 20 s, 420 s; the warm-up's 0.9 does
+    # not count. Mean Teacher never reaches Dual Teacher's 0.536
+    assert "| 0 | 420 | never |" in text
+    assert "| dual_teacher | 0 | 0.5360 | 3000 | 0.200 | 540 |" in text
+    assert "| supervised | mean | 0.3000 ± 0.1414 | | | |" in text
     write("mean_teacher", 1, ramp[:5], 10.0)
     (summaries / "mean_teacher1.json").write_text(
         (summaries / "mean_teacher1.json").read_text().replace('"iterations": 800', '"iterations": 900')

@@ -42,7 +42,7 @@ class ConsoleHandler(logging.Handler):
 
             tqdm.write(self.format(record), file=sys.stdout)
             sys.stdout.flush()  # in order with what other processes (compare's runs) write to the same stream
-        except Exception:
+        except Exception:  # logging's contract: report through handleError, never raise
             self.handleError(record)
 
 

@@ -58,3 +58,19 @@ def test_dinov2_checkpoint_loads_with_its_mask_token(dpt: SegModel, tmp_path: Pa
 def test_dpt_refuses_a_cnn_encoder() -> None:
     with pytest.raises(ValueError, match="DPT needs a timm ViT"):
         build_model("dpt", "mit_b0", 3)
+
+
+def test_dpt_features_are_the_vits_normalised_intermediate_layers(dpt: SegModel) -> None:
+    """UniMatch V2's DPT reads DINOv2's get_intermediate_layers(norm=True): the final norm applied
+    to each layer's tokens, which timm gives as forward_intermediates(norm=True)."""
+    encoder, x = dpt.net.encoder, torch.randn(2, 3, 28, 56)
+    with torch.no_grad():
+        expected = encoder.model.forward_intermediates(
+            x, indices=encoder._output_indices, norm=True, intermediates_only=True
+        )
+        raw = encoder.model.forward_intermediates(x, indices=encoder._output_indices, intermediates_only=True)
+        features = dpt.features(x)
+    assert len(features) == len(expected) == 4
+    for feature, normalised, plain in zip(features, expected, raw):
+        torch.testing.assert_close(feature, normalised)
+        assert not torch.allclose(feature, plain)  # the norm is applied, not an identity here

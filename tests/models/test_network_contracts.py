@@ -37,6 +37,7 @@ class TestFPN(NetworkContract):
 
 class TestDPT(NetworkContract):
     model = ModelConfig(arch="dpt", encoder="tu-vit_small_patch14_dinov2", decoder_channels=16)
+    batch_atol = 1e-4  # the ViT's final norm on random-init tokens magnifies the rounding to ~2e-5
     known_failures: ClassVar[dict[str, str]] = {
         "test_a_train_forward_without_drop_path_draws_nothing_from_the_global_rng": "SMP's DPT segmentation head keeps its Dropout(0.1)",
     }

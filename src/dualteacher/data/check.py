@@ -380,7 +380,7 @@ def _read_file(path: str) -> tuple[str, _Facts | None, str | None]:
                 image.draft(None, (1, 1))  # JPEG only; other formats ignore it
                 image.load()
             facts["orientation"] = image_orientation(image)
-    except Exception as error:
+    except Exception as error:  # any decoder failure is a finding about this file
         return path, None, decode_failure(error)
     return path, facts, None
 

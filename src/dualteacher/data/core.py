@@ -145,7 +145,7 @@ def decoding(path: str | Path, what: str) -> Iterator[None]:
         yield
     except DataError:
         raise
-    except Exception as error:
+    except Exception as error:  # any decoder failure is a fault of this file
         raise DataError(f"{what} {path}: {decode_failure(error)}") from error
 
 

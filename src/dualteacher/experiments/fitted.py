@@ -114,8 +114,7 @@ def _length(config: Config, minutes: float, run_dir: Path) -> tuple[int, str]:
     """Iterations that train about ``minutes`` at the probed step time of ``config`` (a fresh run,
     no warm start), and the sentence; the probe is stored in ``run_dir/probe.json`` and reused
     while the settings, device and threads are the same."""
-    from dualteacher.experiments.compare.running import device_name
-    from dualteacher.experiments.probe import PROBE_TIMED, PROBE_WARMUP, iterations_for, step_seconds
+    from dualteacher.experiments.probe import PROBE_TIMED, PROBE_WARMUP, device_name, iterations_for, step_seconds
 
     settings = {k: v for k, v in config.to_dict().items() if k != "run_dir"}
     key = {

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from dualteacher.config import Config
 from dualteacher.training.loop import Trainer
 
@@ -13,6 +15,11 @@ PROBE_WARMUP, PROBE_TIMED = 3, 10
 def iterations_for(minutes: float, s_per_iteration: float) -> int:
     """The iterations that take about ``minutes`` at ``s_per_iteration`` seconds each (at least 1)."""
     return max(1, round(minutes * 60 / s_per_iteration))
+
+
+def device_name() -> str:
+    """The hardware a run trains on, as the table reports it."""
+    return f"cuda: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "cpu"
 
 
 def step_seconds(cfg: Config) -> float:

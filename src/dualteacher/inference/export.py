@@ -184,7 +184,7 @@ def export_onnx(
                 static = ExportWrapper(with_static_same_padding(model.network), model.mean, model.std, model.stride)
                 _export_dynamo(static.eval(), example, path)
                 exporter = DYNAMO
-            except Exception as error:
+            except Exception as error:  # any failure of the dynamo exporter means: use the old one
                 reason = _first_line(error)
         if exporter == TORCHSCRIPT:
             _export_torchscript(wrapper, example, path)

@@ -163,7 +163,7 @@ class SegModel(nn.Module):
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
         if self.tokens:
-            norm = self.net.encoder.model.norm
+            norm = getattr(self.net.encoder.model, "norm", nn.Identity())
             return [norm(t.permute(0, 2, 3, 1)).permute(0, 3, 1, 2) for t in self.net.encoder(x)[0]]
         return self.net.encoder(x)
 

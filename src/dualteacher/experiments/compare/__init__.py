@@ -6,7 +6,7 @@ data and overridable with ``key=value``) on labelled fractions of the train spli
 train images that have a mask file (the others unlabelled, one split for every seed; for data
 that is only partly annotated, so without an upper bound), and writes::
 
-    OUT/summary.json          the comparison (schema in :func:`summarize`)
+    OUT/summary.json          the comparison (schema in :func:`~.summary.summarize`)
     OUT/table.md              the same as markdown tables, with peak memory
     OUT/miou_vs_time.png      student val mIoU against training time, one panel per fraction
     OUT/coupling.png          teacher-student coupling (first fraction and seed), if teachers ran

@@ -23,8 +23,8 @@ from dualteacher.data.source import DataSource
 from dualteacher.data.split_files import MASKED, split_source
 from dualteacher.experiments.compare.grid import Plan
 from dualteacher.experiments.compare.options import POOL, CompareOptions, check_options
-from dualteacher.experiments.compare.running import device_name, probe_worker
-from dualteacher.experiments.probe import PROBE_TIMED, PROBE_WARMUP, iterations_for
+from dualteacher.experiments.compare.running import probe_worker
+from dualteacher.experiments.probe import PROBE_TIMED, PROBE_WARMUP, device_name, iterations_for
 from dualteacher.experiments.recipe import ITERATIONS, RECIPE, adapt_recipe, without_method_settings
 from dualteacher.training.resume import files_digest
 

@@ -19,7 +19,7 @@ import torch
 
 from dualteacher.experiments.compare.grid import Run
 from dualteacher.experiments.compare.resuming import SETTINGS_VERSION
-from dualteacher.experiments.probe import step_seconds
+from dualteacher.experiments.probe import device_name, step_seconds
 from dualteacher.experiments.recipe import run_length
 from dualteacher.runlog import read_log
 from dualteacher.training.loop import train
@@ -32,11 +32,6 @@ def peak_memory_mb() -> float:
     if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def device_name() -> str:
-    """The hardware a run trains on, as the table reports it."""
-    return f"cuda: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "cpu"
 
 
 def run_one(run: Run) -> dict[str, Any] | None:
@@ -123,7 +118,7 @@ def launch(runs: list[Run], jobs: int, done: Callable[[dict], None]) -> list[str
             run = futures[future]
             try:
                 summary = future.result()
-            except Exception as error:
+            except Exception as error:  # one failed run must not stop the grid
                 logger.warning(f"{run.name}: failed: {type(error).__name__}: {error}")
                 failed.append(run.name)
                 continue
