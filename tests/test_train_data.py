@@ -99,7 +99,7 @@ def test_errors_end_with_the_command_that_fixes_them(tmp_path: Path) -> None:
 
 def test_the_cli_refuses_half_given_options(prepared: Path, capsys) -> None:
     assert main(["train", "--data", str(prepared)]) == 2
-    assert f"run: dualteacher train --data {prepared} --method dual_teacher" in capsys.readouterr().err
+    assert f"run: dualteacher train --data {prepared} --method mean_teacher" in capsys.readouterr().err
     assert main(["train", "digits_supervised", "--method", "supervised"]) == 2
     assert "set method.name=supervised instead" in capsys.readouterr().err
     assert main(["train", "--iterations", "5", "train.epochs=1"]) == 2

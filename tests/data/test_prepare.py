@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +50,10 @@ def test_init_writes_classes_and_lists_from_the_masks_and_changes_no_user_file(t
     assert [w.status for w in report.files] == ["wrote"] * 5
     text = report.format()
     assert "the masks hold the class values 0, 1, 2 and 255 (ignore: not trained on) in 1 mask(s)" in text
+    assert "val holds 1 image(s): its mIoU, and so the choice of best.safetensors, rests on them alone" in text
     assert text.endswith(
         f"next: dualteacher check-data --data {root}\n"
-        f"then: dualteacher train --data {root} --method dual_teacher --minutes 10"
+        f"then: dualteacher train --data {root} --method mean_teacher --minutes 10"
     )
     assert digest(root) == before and sorted(os.listdir(root)) == ["classes.txt", "images", "masks", "splits"]
     source = open_source("folder", root)
@@ -101,6 +103,17 @@ def test_class_names_given_or_kept(tmp_path: Path) -> None:
     assert prepare_folder(root, classes=["a", "b", "c"], force=True).files[0].status == "rewrote"
     with pytest.raises(DataError, match=r"masks/img0\d\.png holds the value 2 but --classes names 2 classes"):
         prepare_folder(root, classes=["a", "b"], force=True)
+
+
+def test_a_stray_value_names_the_mask_that_holds_it(tmp_path: Path) -> None:
+    root = own_folder(tmp_path / "mine")
+    mask = np.array(Image.open(root / "masks" / "img03.png"))
+    mask[0, 0] = 7  # a typo: classes 3..6 appear from nowhere
+    Image.fromarray(mask).save(root / "masks" / "img03.png")
+    text = prepare_folder(root).format()
+    assert lines(root / "classes.txt")[3:] == [f"class_{v}" for v in range(3, 8)]
+    assert "no mask holds the class(es) 3 (class_3), 4 (class_4), 5 (class_5), 6 (class_6)" in text
+    assert "the value(s) 7 above that gap are in masks/img03.png: if a mask holds a wrong value, correct it" in text
 
 
 def test_binary_masks_saved_as_255_are_read_through_the_map_init_records(tmp_path: Path) -> None:
@@ -313,6 +326,44 @@ def test_the_cli_prints_what_it_wrote_and_split_refuses_unmasked_budgets(tmp_pat
     )
     with pytest.raises(SystemExit):
         main(["init", "--data", str(root), "--val", "1.5"])
+
+
+def test_check_data_names_the_files_added_after_init_that_training_would_not_use(tmp_path: Path) -> None:
+    root = own_folder(tmp_path / "mine")
+    prepare_folder(root, seed=3)
+    splits = {"labeled": "labeled_masked", "unlabeled": "unlabeled_masked", "val": "val"}
+    assert not check_data(open_source("folder", root), splits, full=False).findings
+    shutil.copy(root / "masks" / "img00.png", root / "masks" / "img07.png")  # an annotation of an unlabelled image
+    shutil.copy(root / "masks" / "img00.png", root / "masks" / "ghost.png")  # a mask of no image
+    (root / "images" / "more").mkdir()
+    shutil.copy(root / "images" / "img00.png", root / "images" / "more" / "img10.png")  # an image of no list
+    before = digest(root)
+    report = check_data(open_source("folder", root), splits, full=False)
+    found = {(f.severity, f.kind, Path(f.path_or_id).relative_to(root).as_posix()) for f in report.findings}
+    assert found == {
+        ("warning", "mask-unused", "masks/img07.png"),
+        ("warning", "mask-orphan", "masks/ghost.png"),
+        ("info", "image-unlisted", "images/more/img10.png"),
+    }, report.format()
+    unused = next(f for f in report.findings if f.kind == "mask-unused").message
+    assert "listed as unlabelled in 'unlabeled_masked'" in unused
+    assert unused.endswith(f"run: dualteacher split --data {root} --labeled masked")
+    assert not report.errors and digest(root) == before  # nothing stops training, nothing is touched
+    assert main(["split", "--data", str(root), "--labeled", "masked"]) == 0
+    relabelled = check_data(open_source("folder", root), splits, full=False)
+    assert "img07" in lines(root / "splits" / "labeled_masked.txt")
+    assert {f.kind for f in relabelled.findings} == {"mask-orphan", "image-unlisted"}
+    masked = lines(root / "splits" / "labeled_masked.txt")  # a budget of two: the other masks held out on purpose
+    (root / "splits" / "labeled_two.txt").write_text("\n".join(masked[:2]) + "\n")
+    (root / "splits" / "unlabeled_two.txt").write_text("\n".join(lines(root / "splits" / "train.txt")[2:]) + "\n")
+    benchmark = {"labeled": "labeled_two", "unlabeled": "unlabeled_two", "val": "val"}
+    assert {f.kind for f in check_data(open_source("folder", root), benchmark, full=False).findings} == {
+        "mask-orphan",
+        "image-unlisted",
+    }
+    (root / "splits" / "test.txt").write_text("more/img10.png\n")  # a held-out list, named by file: not unlisted
+    (root / "splits" / "notes.txt").write_bytes(b"\xff\xfe\x00broken")  # an unreadable list no check reads
+    assert {f.kind for f in check_data(open_source("folder", root), splits, full=False).findings} == {"mask-orphan"}
 
 
 def test_check_data_refuses_unmapped_binary_masks_until_init_records_the_map(tmp_path: Path) -> None:

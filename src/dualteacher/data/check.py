@@ -55,6 +55,10 @@ mask-binary         error     2 classes, no mask value map, and the labelled (or
 mask-all-ignore     warning   a labelled mask whose every pixel is ``ignore_index``
 class-absent        warning   a class that no labelled mask contains
 ==================  ========  ===========================================================
+
+For the folder layout the check also lists ``ROOT/images`` and ``ROOT/masks`` for files that
+training would not use (:mod:`dualteacher.data.unused`: ``mask-orphan``, ``mask-unused``,
+``image-unlisted``).
 """
 
 from __future__ import annotations
@@ -96,6 +100,7 @@ from dualteacher.data.digits import default_cache_dir
 from dualteacher.data.mask_values import MASK_VALUES_FILE, binary_255, describe
 from dualteacher.data.source import DataSource
 from dualteacher.data.transforms import IGNORE_INDEX
+from dualteacher.data.unused import unused_files
 from dualteacher.registry import METHODS
 
 SEVERITIES = ("error", "warning", "info")
@@ -593,9 +598,10 @@ def _value_counts(values: list[list[int]], label_map: np.ndarray | None) -> np.n
 
 
 def _mask_findings(
-    task: _Task, read: _Read, num_classes: int | None, ignore_index: int
+    task: _Task, read: _Read, num_classes: int | None, ignore_index: int, values_fix: str
 ) -> tuple[list[Finding], np.ndarray | None]:
-    """Findings about a sample's mask and its pixels per class value (None if not decoded)."""
+    """Findings about a sample's mask and its pixels per class value (None if not decoded);
+    ``values_fix`` ends the message of values that are not classes."""
     path = str(task.mask)
     if path in read.failures:
         return [Finding("error", "mask-unreadable", path, f"{read.failures[path]}: {_UNREADABLE_FIX}")], None
@@ -616,7 +622,11 @@ def _mask_findings(
     if image is not None and size != _upright_size(image) and size != _stored_size(image):
         width, height = _upright_size(image)
         turned = "" if image["orientation"] == 1 else f" (upright: EXIF orientation {image['orientation']})"
-        message = f"mask {size[0]}x{size[1]} but image {Path(task.image).name} {width}x{height}{turned}"
+        message = (
+            f"mask {size[0]}x{size[1]} but image {Path(task.image).name} {width}x{height}{turned}: save the mask "
+            "at its image's size (export it again from the annotation tool, or resize it with nearest-neighbour "
+            "sampling, which keeps class values)"
+        )
         findings.append(Finding("error", "size-mismatch", path, message))
     if facts["values"] is None:
         return findings, None
@@ -625,7 +635,9 @@ def _mask_findings(
         bad = [v for v in np.flatnonzero(counts).tolist() if v >= num_classes and v != ignore_index]
         if bad:
             mapped = " after the dataset's label mapping" if task.label_map is not None else ""
-            message = f"values {bad}{mapped} are not classes 0..{num_classes - 1} nor {ignore_index} (ignore)"
+            message = (
+                f"values {bad}{mapped} are not classes 0..{num_classes - 1} nor {ignore_index} (ignore): {values_fix}"
+            )
             findings.append(Finding("error", "mask-values", path, message))
     if "labeled" in task.roles and counts.sum() > 0 and _ignored(counts, ignore_index) == counts.sum():
         message = f"every pixel is {ignore_index} (ignore): this labelled image teaches nothing"
@@ -740,17 +752,23 @@ def check_data(
         findings.append(Finding("error", "classes", str(source.root), str(error)))
         classes = None
     ids = _check_splits(source, splits, findings)
+    findings += [Finding(*fields) for fields in unused_files(source, splits, ids)]
     report.sizes = {role: len(found) for role, found in ids.items()}
     tasks = _file_tasks(source, ids, findings)
     cache = FileCache(cache_dir, source.root)
     read = _read_files(tasks, full, workers, progress, cache)
     stats: dict[str, _MaskStats] = {role: _MaskStats() for role in ("labeled", "val") if role in ids}
     num_classes = None if classes is None else len(classes)
+    values_fix = (
+        f"correct the mask, or, if they are classes, name them in {source.root / 'classes.txt'} (line i names value i)"
+        if source.name == "folder"
+        else "correct the mask (this layout's classes are fixed)"
+    )
     for task in tasks:
         findings += _image_findings(task, read)
         if task.mask is None:
             continue
-        found, counts = _mask_findings(task, read, num_classes, ignore_index)
+        found, counts = _mask_findings(task, read, num_classes, ignore_index, values_fix)
         findings += found
         if counts is not None:
             for role in task.roles & stats.keys():

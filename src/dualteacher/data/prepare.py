@@ -58,14 +58,15 @@ from dualteacher.data.mask_values import (
 )
 from dualteacher.data.registry import open_source
 from dualteacher.data.source import DataSource
-from dualteacher.data.split_files import MASKED, split_source
+from dualteacher.data.split_files import LABELED_MASKED, MASKED, UNLABELED_MASKED, split_source
 from dualteacher.data.transforms import IGNORE_INDEX
 
 VAL_FRACTION = 0.2
 """The share of the images with a mask that ``init`` draws for validation by default."""
 MIN_TRAIN_MASKS = 2
 """Images with a mask that the val draw always leaves for training."""
-LABELED_MASKED, UNLABELED_MASKED = f"labeled_{MASKED}", f"unlabeled_{MASKED}"
+FEW_VAL = 5
+"""Below this many val images ``init`` notes that the val mIoU (and the choice of ``best``) rests on them."""
 MAX_COLOURS = 255
 """Distinct colours of colour masks that an indexed copy can turn into classes (0..254; 255 is ignore)."""
 _SHOWN = 5
@@ -720,13 +721,19 @@ def _write_layout(
             f"nothing uses them; {fix_force} draws both lists again"
         )
     report.files += _masked_lists(root, labeled, unlabeled, seed, force, shown)
+    if len(val_ids) < FEW_VAL:
+        report.notes.append(
+            f"val holds {len(val_ids)} image(s): its mIoU, and so the choice of best.safetensors, rests on them "
+            f"alone; with more masks, a larger val steadies it: {command('dualteacher', 'init', '--data', shown, '--val', '0.3', '--force')} "
+            "draws every list again"
+        )
     if not unlabeled:
         report.notes.append(
             f"every train image has a mask, so none is unlabelled and no {LABELED_MASKED} list is "
             f"written: supervised training uses train.txt; to try a semi-supervised method, hold "
             f"labels out: {command('dualteacher', 'split', '--data', shown, '--labeled', '1/8')}"
         )
-    report.notes += _mask_notes(kind, facts, names) + mask_notes
+    report.notes += _mask_notes(kind, facts, names, root, derived=not classes and listed is None) + mask_notes
     if folder.skipped:
         report.notes.append(
             f"skipped {len(folder.skipped)} file(s) that are not images or PNG masks: {_some(folder.skipped)}"
@@ -734,7 +741,7 @@ def _write_layout(
     data = quote(shown)
     report.next_commands.append(f"dualteacher check-data --data {data}")
     if unlabeled:
-        report.next_commands.append(f"dualteacher train --data {data} --method dual_teacher --minutes 10")
+        report.next_commands.append(f"dualteacher train --data {data} --method mean_teacher --minutes 10")
     else:
         report.next_commands.append(f"dualteacher train --data {data} --method supervised --minutes 10")
     return report
@@ -765,8 +772,12 @@ def _masked_lists(
     return [Written(status, p, w) for p, w in zip(written, what, strict=True)]
 
 
-def _mask_notes(kind: MaskKind, facts: dict[str, MaskFacts], names: Sequence[str]) -> list[str]:
-    """What the masks hold, in words: values, the ignore value, palette masks, classes no mask holds."""
+def _mask_notes(
+    kind: MaskKind, facts: dict[str, MaskFacts], names: Sequence[str], root: Path, *, derived: bool
+) -> list[str]:
+    """What the masks hold, in words: values, the ignore value, palette masks, classes no mask
+    holds and, for class names ``derived`` from the mask values, the masks (under ``root``)
+    holding the values above the first class no mask holds."""
     notes = []
     present = class_values(kind)
     notes.append(
@@ -781,6 +792,16 @@ def _mask_notes(kind: MaskKind, facts: dict[str, MaskFacts], names: Sequence[str
     absent = [f"{v} ({names[v]})" for v in range(len(names)) if v not in present]
     if absent:
         notes.append(f"no mask holds the class(es) {_some(absent)}: training never sees them")
+        gap = min(v for v in range(len(names)) if v not in present)
+        above = sorted({v for v in present if v > gap})
+        holders = [
+            _rel(f.path, root) for f in facts.values() if f.values is not None and any(f.values[v] for v in above)
+        ]
+        if derived and above and holders:
+            notes.append(
+                f"the value(s) {', '.join(map(str, above))} above that gap are in {_some(sorted(holders))}: if a "
+                f"mask holds a wrong value, correct it (every value up to the largest becomes a class)"
+            )
     if any(f.mode == "P" for f in facts.values()):
         notes.append("palette (P) masks: their palette indices are the classes, their colours are not read")
     return notes

@@ -31,10 +31,13 @@ from dualteacher.data.splits import budget_tag, make_split, parse_labeled
 _SHOWN = 5
 MASKED = "masked"
 """The label budget "every image of the pool that has a mask file" (the rest unlabelled)."""
+LABELED_MASKED, UNLABELED_MASKED = f"labeled_{MASKED}", f"unlabeled_{MASKED}"
+"""The split lists of the budget :data:`MASKED` (``dualteacher init`` writes them)."""
 
 
-def _write_lines_atomic(path: Path, lines: list[str]) -> None:
-    """Write one line per entry through a temporary file and an atomic rename."""
+def write_id_list(path: Path, lines: list[str]) -> None:
+    """Write a split list, one id per line, through a temporary file and an atomic rename (the
+    folder ``path`` is in must exist)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
     os.replace(tmp, path)
@@ -46,8 +49,8 @@ def write_lists(directory: Path, suffix: str, labeled_ids: list[str], unlabeled_
     directory.mkdir(parents=True, exist_ok=True)
     labeled_path = directory / f"labeled_{suffix}.txt"
     unlabeled_path = directory / f"unlabeled_{suffix}.txt"
-    _write_lines_atomic(labeled_path, labeled_ids)
-    _write_lines_atomic(unlabeled_path, unlabeled_ids)
+    write_id_list(labeled_path, labeled_ids)
+    write_id_list(unlabeled_path, unlabeled_ids)
     return labeled_path, unlabeled_path
 
 

@@ -246,8 +246,10 @@ class Trainer:
         """The run's splits, after the up-front check (errors stop here; rank 0 logs the warnings)."""
         report = preflight(self.cfg)
         if report.errors:
+            count = len(report.errors)
             raise DataError(
-                report.format(severities=("error", "warning"))
+                f"the data check found {count} error{'' if count == 1 else 's'}, so training did not start:\n"
+                + report.format(severities=("error", "warning"))
                 + "\nfix the files named above (`dualteacher check-data` with the same settings lists "
                 "them with the notes)"
             )
