@@ -47,7 +47,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         print(
             f"error: --data without a config trains the built-in recipe fitted to the data: name the method, e.g. "
-            f"run: dualteacher train --data {args.data} --method dual_teacher (one of {', '.join(METHODS)})",
+            f"run: dualteacher train --data {args.data} --method mean_teacher (one of {', '.join(METHODS)})",
             file=sys.stderr,
         )
         return 2
@@ -492,6 +492,41 @@ DEVICE_HELP = "auto: CUDA when available (the local rank's GPU under torchrun), 
 """What every ``--device`` option (and ``train.device``) takes; ``auto`` is the default everywhere."""
 
 
+def _checkpoint_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``checkpoint`` positional of ``eval`` and ``predict``."""
+    parser.add_argument(
+        "checkpoint",
+        type=Path,
+        help="a checkpoint file, a run directory's best.safetensors, or a folder written by 'dualteacher push'",
+    )
+
+
+def _test_time_options(parser: argparse.ArgumentParser) -> None:
+    """``--flip``, ``--scales``, ``--resize`` and ``--window-batch`` of ``eval`` and ``predict``;
+    each defaults to the checkpoint's ``data.eval_*`` setting."""
+    parser.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average with the horizontally flipped image (default: data.eval_flip)",
+    )
+    parser.add_argument(
+        "--scales", type=float, nargs="+", help="multi-scale test: e.g. 0.75 1 1.25 (default: data.eval_scales)"
+    )
+    parser.add_argument(
+        "--resize",
+        type=_positive,
+        nargs=2,
+        metavar=("LONG", "SHORT"),
+        help="keep-ratio resize before prediction, e.g. 2048 512 (default: data.eval_resize)",
+    )
+    parser.add_argument(
+        "--window-batch",
+        type=_positive,
+        help="slide: windows per forward pass; speed and memory only (default: data.eval_window_batch)",
+    )
+
+
 def _device_option(parser: argparse.ArgumentParser, what: str) -> None:
     """``--device`` (default ``auto``) of a command that runs a network."""
     parser.add_argument("--device", default="auto", help=f"where {what}: {DEVICE_HELP}")
@@ -600,7 +635,7 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "train": [
         (
             "your folder (prepared by 'dualteacher init') with the built-in recipe, each choice printed",
-            "dualteacher train --data ~/my_data --method dual_teacher --iterations 2000",
+            "dualteacher train --data ~/my_data --method mean_teacher --iterations 2000",
         ),
         (
             "a shipped config (dualteacher/configs/NAME.yaml) with settings overridden",
@@ -742,7 +777,11 @@ def build_parser() -> argparse.ArgumentParser:
             [
                 ("the built-in comparison on digit scenes, offline", "dualteacher demo"),
                 ("your own folder of images/ and masks/", "dualteacher init --data ~/my_data"),
-                ("", "dualteacher train --data ~/my_data --method dual_teacher"),
+                ("", "dualteacher train --data ~/my_data --method mean_teacher"),
+                (
+                    "which method helps on it (one table)",
+                    "dualteacher compare --data ~/my_data --labeled masked --out runs/cmp",
+                ),
                 ("a command's options and examples", "dualteacher train --help"),
             ]
         )
@@ -827,11 +866,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = command("eval", "score a checkpoint on a split of a dataset")
-    p.add_argument(
-        "checkpoint",
-        type=Path,
-        help="a checkpoint file, a run directory's best.safetensors, or a folder written by 'dualteacher push'",
-    )
+    _checkpoint_argument(p)
     _data_options(p, required=False)
     p.add_argument("--split", help="default: the run's data.val_split on its own data, else val")
     p.add_argument("--model", help="which network of a training checkpoint: student (default), teacher1, ...")
@@ -842,27 +877,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tile", type=_positive, help="centre-crop / window size (default: data.eval_tile or crop_size)")
     p.add_argument("--stride", type=_positive, help="slide: step between windows (default: 2/3 of the tile)")
-    p.add_argument(
-        "--flip",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="average with the horizontally flipped image (default: data.eval_flip)",
-    )
-    p.add_argument(
-        "--scales", type=float, nargs="+", help="multi-scale test: e.g. 0.75 1 1.25 (default: data.eval_scales)"
-    )
-    p.add_argument(
-        "--resize",
-        type=_positive,
-        nargs=2,
-        metavar=("LONG", "SHORT"),
-        help="keep-ratio resize before prediction, e.g. 2048 512 (default: data.eval_resize)",
-    )
-    p.add_argument(
-        "--window-batch",
-        type=_positive,
-        help="slide: windows per forward pass; speed and memory only (default: data.eval_window_batch)",
-    )
+    _test_time_options(p)
     p.add_argument("--batch-size", type=_positive, help="default: data.val_batch_size of the checkpoint")
     p.add_argument(
         "--ignore-index",
@@ -1043,11 +1058,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_compare)
 
     p = command("predict", "class maps (palette PNGs) for images, folders or globs")
-    p.add_argument(
-        "checkpoint",
-        type=Path,
-        help="a checkpoint file, a run directory's best.safetensors, or a folder written by 'dualteacher push'",
-    )
+    _checkpoint_argument(p)
     p.add_argument("inputs", nargs="+", help="image files, folders (not recursive) or quoted globs ('data/**/*.jpg')")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--model", help="which network of a training checkpoint: student (default), teacher1, ...")
@@ -1061,25 +1072,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--stride", type=_positive, help="slide: step between tiles (default: data.eval_stride, else 2/3 of the tile)"
     )
-    p.add_argument(
-        "--flip",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="average with the horizontally flipped image (default: data.eval_flip)",
-    )
-    p.add_argument("--scales", type=float, nargs="+", help="multi-scale: e.g. 0.75 1 1.25 (default: data.eval_scales)")
-    p.add_argument(
-        "--resize",
-        type=_positive,
-        nargs=2,
-        metavar=("LONG", "SHORT"),
-        help="keep-ratio resize before prediction, e.g. 2048 512 (default: data.eval_resize)",
-    )
-    p.add_argument(
-        "--window-batch",
-        type=_positive,
-        help="slide: windows per forward pass; speed and memory only (default: data.eval_window_batch)",
-    )
+    _test_time_options(p)
     p.add_argument("--batch-size", type=_positive, default=4, help="images per forward pass")
     p.add_argument("--overlay", action="store_true", help="also write overlays/<name>.png (image + class colours)")
     p.add_argument("--probs", action="store_true", help="also write probs/<name>.npy (float16 [C,H,W] probabilities)")

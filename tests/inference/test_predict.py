@@ -352,3 +352,31 @@ def test_predict_follows_the_runs_evaluation_protocol(checkpoint: Path, tmp_path
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "b" / "x.png")), plain)
     np.testing.assert_array_equal(load_model(center).predict(image), plain)  # a centre crop predicts whole images
     assert main(["predict", str(slide), str(tmp_path / "x.png"), "--out", str(tmp_path / "c"), "--stride", "40"]) == 2
+
+
+def test_a_folder_input_warns_of_the_images_in_its_sub_folders(tmp_path: Path, caplog) -> None:
+    from dualteacher.inference.predict import collect_inputs
+
+    for name in (
+        "a.png",
+        "nested/b.jpg",
+        "nested/deeper/c.png",
+        "empty/readme.txt",
+        ".hidden/d.png",
+        "out/predictions.json",  # an earlier predict's --out inside the input folder
+        "out/a.png",
+    ):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith((".txt", ".json")):
+            (tmp_path / name).touch()
+        else:
+            Image.new("RGB", (4, 4)).save(tmp_path / name)
+    with caplog.at_level("WARNING", logger="dualteacher"):
+        assert collect_inputs([tmp_path]) == [tmp_path / "a.png"]
+    [record] = caplog.records
+    assert "skipped the images in its sub-folder(s) nested (a folder is not searched recursively)" in record.message
+    assert f"'{tmp_path.as_posix()}/**/*.jpg'" in record.message
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="dualteacher"):
+        assert collect_inputs([f"{tmp_path}/nested/**/*.png"]) == [tmp_path / "nested/deeper/c.png"]
+    assert not caplog.records

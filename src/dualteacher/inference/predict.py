@@ -21,6 +21,8 @@ from __future__ import annotations
 import glob
 import io
 import json
+import logging
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +38,8 @@ from dualteacher.inference.colors import overlay as blend
 from dualteacher.inference.metrics import size_groups
 from dualteacher.inference.model import LoadedModel, image_array, to_batch
 from dualteacher.inference.modes import EvalSettings
+
+logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _UNSAFE = re.compile(r"[^\w.-]")
@@ -55,6 +59,7 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
             found = [path]
         elif path.is_dir():
             found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            _warn_of_subfolders(path)
         elif any(c in str(item) for c in "*?["):
             matches = (Path(p) for p in glob.glob(str(item), recursive=True))
             found = sorted(p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -71,6 +76,35 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
             seen.add(key)
             unique.append(path)
     return unique
+
+
+def _holds_images(folder: Path, depth: int = 2) -> bool:
+    """Whether ``folder`` or its sub-folders down to ``depth`` levels hold an image file; a folder
+    that ``predict`` wrote (it holds ``predictions.json``) does not count."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return False
+    if any(e.name == "predictions.json" for e in entries):
+        return False
+    if any(e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES for e in entries):
+        return True
+    return depth > 1 and any(
+        e.is_dir() and not e.name.startswith(".") and _holds_images(Path(e.path), depth - 1) for e in entries
+    )
+
+
+def _warn_of_subfolders(folder: Path) -> None:
+    """Log a warning naming the sub-folders of ``folder`` that hold images (looked for two levels
+    down): a folder input is not searched recursively, though ``dualteacher init`` does include
+    sub-folders, so they are skipped."""
+    nested = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and _holds_images(d))
+    if nested:
+        pattern = f"'{folder.as_posix().rstrip('/')}/**/*.jpg'"
+        logger.warning(
+            f"{folder}: skipped the images in its sub-folder(s) {', '.join(nested)} (a folder is not searched "
+            f"recursively); to include them, give a quoted glob such as {pattern} (one per image extension)"
+        )
 
 
 def safe_name(stem: str) -> str:
