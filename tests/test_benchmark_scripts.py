@@ -20,6 +20,7 @@ from dualteacher.experiments.compare import CompareOptions, Comparison
 from dualteacher.experiments.compare.options import check_options
 from dualteacher.experiments.recipe import WARMUP_ITERATIONS
 from dualteacher.inference.model import load_model
+from dualteacher.methods.dual_teacher import DualTeacherSettings
 from dualteacher.training.loop import train
 
 from conftest import tiny_overrides
@@ -29,6 +30,7 @@ SCRIPTS = [
     "compare_methods",
     "dual_teacher_ablation",
     "dual_teacher_length",
+    "dual_teacher_selection",
     "protocol_study",
     "pseudo_label_quality",
     "run_diagnostics",
@@ -39,6 +41,7 @@ SMOKE_TESTS = {  # every script under benchmarks/ and the test that runs its mai
     "compare_methods.py": "test_compare_methods_compares_on_the_data_it_is_given",
     "dual_teacher_ablation.py": "test_dual_teacher_ablation_trains_its_rows_once_on_the_data_it_is_given",
     "dual_teacher_length.py": "test_dual_teacher_length_trains_each_shift_on_the_data_it_is_given",
+    "dual_teacher_selection.py": "test_dual_teacher_selection_trains_on_held_out_train_scenes_and_decides",
     "protocol_study.py": "test_protocol_study_measures_each_kind_of_row_at_tiny_size",
     "pseudo_label_quality.py": "test_pseudo_label_quality_at_threshold_zero_is_pixel_accuracy",
     "run_diagnostics.py": "test_run_diagnostics_reads_losses_coverage_and_teacher_margin",
@@ -519,11 +522,86 @@ def test_dual_teacher_length_reading_gives_the_gap_and_the_time_to_the_others_fi
     # Mean Teacher's final 0.46 at j = 20: 21 evaluations of 20 s, 420 s; the warm-up's 0.9 does
     # not count. Mean Teacher never reaches Dual Teacher's 0.536
     assert "| 0 | 420 | never |" in text
-    assert "| dual_teacher | 0 | 0.5360 | 3000 | 0.200 | 540 |" in text
-    assert "| supervised | mean | 0.3000 ± 0.1414 | | | |" in text
+    assert "| dual_teacher | 0 | 0.5360 | 0.5140 | 3000 | 0.200 | 540 |" in text  # mean of 0.25 + 0.011 j, j = 22..26
+    assert "| supervised | mean | 0.3000 ± 0.1414 | 0.3000 | | | |" in text
+    assert "| mean |" not in text.split("minus Mean Teacher")[1]  # one seed: no mean of the gaps
+    write("mean_teacher", 1, ramp, 10.0)
+    write("dual_teacher", 1, [m - 0.02 for m in ramp], 20.0)  # seed 1: 0.02 behind everywhere
+    text = study.reading(tmp_path)
+    assert "| 1 | -0.0200 | -0.0200 | -0.0200 |" in text
+    assert "| mean | +0.0180 | +0.0230 | +0.0280 |" in text  # (0.056 - 0.02) / 2, ...
     write("mean_teacher", 1, ramp[:5], 10.0)
     (summaries / "mean_teacher1.json").write_text(
         (summaries / "mean_teacher1.json").read_text().replace('"iterations": 800', '"iterations": 900')
     )
     with pytest.raises(ValueError, match="8 evaluations for 900 iterations"):
         study.reading(tmp_path)
+
+
+def test_the_selection_split_holds_out_train_scenes_only_and_is_one_fixed_draw(tiny_data, tmp_path: Path) -> None:
+    selection = script("dual_teacher_selection")
+    root = Path(tiny_data["root"])
+    before = {p: p.stat().st_mtime_ns for p in (root / "splits").iterdir()}
+    assert selection.write_selection_splits(root, tmp_path / "splits", 16) == (48, 16)
+    train = (tmp_path / "splits" / "train.txt").read_text().split()
+    held_out = (tmp_path / "splits" / "val.txt").read_text().split()
+    source_train = (root / "splits" / "train.txt").read_text().split()
+    source_val = (root / "splits" / "val.txt").read_text().split()
+    assert sorted(train + held_out) == sorted(source_train) and not set(held_out) & set(train)
+    assert not set(held_out) & set(source_val)  # disjoint from the val scenes results are reported on
+    assert {p: p.stat().st_mtime_ns for p in (root / "splits").iterdir()} == before  # the dataset is only read
+    assert selection.write_selection_splits(root, tmp_path / "splits", 16) == (48, 16)  # the same draw again
+    (tmp_path / "splits" / "val.txt").write_text("\n".join(reversed(held_out)) + "\n")
+    with pytest.raises(ValueError, match="is not this study's draw"):
+        selection.write_selection_splits(root, tmp_path / "splits", 16)
+    with pytest.raises(ValueError, match="cannot hold out 40"):
+        selection.write_selection_splits(root, tmp_path / "other", 40)
+
+
+def test_the_selection_decision_needs_a_win_at_every_fraction() -> None:
+    selection = script("dual_teacher_selection")
+
+    def cell(*seeds: float) -> dict:
+        return {"mean": sum(seeds) / len(seeds), "seeds": {str(i): m for i, m in enumerate(seeds)}}
+
+    candidate = "dual_teacher+student_drop_path=0"
+    summary = {
+        "methods": {
+            "dual_teacher": {"1/32": cell(0.40, 0.50, 0.60), "1/16": cell(0.60, 0.65, 0.70)},
+            candidate: {"1/32": cell(0.45, 0.55, 0.58), "1/16": cell(0.61, 0.66, 0.71)},
+        }
+    }
+    text = selection.decision(summary)
+    assert (
+        f"| {candidate} | 0.527 (0.450, 0.550, 0.580), +2.7, wins 2/3 | 0.660 (0.610, 0.660, 0.710), +1.0, wins 3/3 |"
+        in text
+    )
+    assert f"- {candidate}: **passes**" in text
+    summary["methods"][candidate]["1/16"] = cell(0.59, 0.66, 0.70)  # loses on the mean at one fraction
+    assert f"- {candidate}: **fails**" in selection.decision(summary)
+    summary["methods"][candidate]["1/16"] = cell(0.99, 0.99)  # seed 2 not finished
+    assert f"- {candidate}: **not all planned runs finished**" in selection.decision(summary)
+    early = {"dual_teacher": {"1/32": cell(0.50)}, candidate: {"1/32": cell(0.55), "1/16": cell(0.4, 0.4, 0.4)}}
+    text = selection.decision({"methods": early})  # one reference seed so far: no verdict, every cell shown
+    assert f"- {candidate}: **not all planned runs finished**" in text and "0.400 (0.400, 0.400, 0.400)" in text
+    assert f"- {candidate}: **passes**" in selection.decision({"methods": early}, ["1/32"], [0])
+    with pytest.raises(ValueError, match="no finished dual_teacher"):
+        selection.decision({"methods": {candidate: summary["methods"][candidate]}})
+
+
+@pytest.mark.slow
+def test_dual_teacher_selection_trains_on_held_out_train_scenes_and_decides(tiny_data, tmp_path: Path) -> None:
+    selection = script("dual_teacher_selection")
+    out = tmp_path / "out"
+    argv = ["run", "--data", tiny_data["root"], "--held-out", "16", "--out", str(out), "--seeds", "0"]
+    argv += ["--labeled", "1/8", "--iterations", "2", "--warmup", "1", "--runs", str(tmp_path / "runs")]
+    assert selection.main([*argv, *TINY_RECIPE, "train.probe_images=2"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["methods"]) == {"dual_teacher", *selection.CANDIDATES}
+    config = load_config(next((tmp_path / "runs").glob("*student_drop_path=0*")) / "config.yaml")
+    assert config.data.splits_dir == str(out / "splits") and config.data.val_split == "val"
+    assert isinstance(config.method, DualTeacherSettings) and config.method.student_drop_path == 0
+    labeled = (out / "splits" / "labeled_1-8_seed0.txt").read_text().split()
+    assert len(labeled) == 6 and not set(labeled) & set((out / "splits" / "val.txt").read_text().split())
+    assert selection.main(["decision", "--out", str(out), "--labeled", "1/8", "--seeds", "0"]) == 0
+    assert re.search(r"- dual_teacher\+student_drop_path=0: \*\*(passes|fails)\*\*", (out / "decision.md").read_text())
