@@ -20,7 +20,9 @@ Example (one part, one seed, then the table from what is finished)::
 ``length/curves.png`` (student val mIoU, seed mean and each seed, against iterations and against
 training time after the warm-up) and ``length/reading.md`` (final mIoU per seed, the Dual Teacher
 minus Mean Teacher gap at each third of the schedule, and the time each method needs to reach the
-other's final mIoU)::
+other's final mIoU); with the default ``--out`` it also writes ``shift/reading.md`` (final mIoU
+per shift length and seed, the mean of the last three evaluations, and the difference to the
+recipe's 50-iteration shifts)::
 
     python benchmarks/dual_teacher_length.py reading
 
@@ -56,6 +58,15 @@ EVAL_EVERY = 100
 LAST = 5
 """Evaluations averaged for the steadier end-of-run score (the last 500 iterations)."""
 LENGTH_METHODS = ("supervised", "mean_teacher", "dual_teacher")
+SHIFT_LAST = 3
+"""Evaluations averaged in the shift part's steadier score (iterations 800-1,000 of 1,000)."""
+SHIFT_ROWS = {
+    "dual_teacher+shift=labeled_pass": "one labelled pass (11)",
+    "dual_teacher": "50 (the recipe's)",
+    "dual_teacher+shift=150": "150",
+    "dual_teacher+shift=350": "350",
+}
+"""The shift part's variants, shortest shift first, with the length each stands for."""
 
 
 def length_runs(summaries: Path) -> dict[str, dict[int, dict[str, Any]]]:
@@ -77,10 +88,10 @@ def length_runs(summaries: Path) -> dict[str, dict[int, dict[str, Any]]]:
     return runs
 
 
-def _last(run: dict[str, Any]) -> float:
-    """Mean student mIoU of the run's last :data:`LAST` evaluations: steadier than the final one,
-    which moves by a few points between neighbouring evaluations on this benchmark."""
-    return statistics.mean(m for _, m in run["curve"][-LAST:])
+def _last(run: dict[str, Any], last: int = LAST) -> float:
+    """Mean student mIoU of the run's ``last`` evaluations: steadier than the final one, which
+    moves by a few points between neighbouring evaluations on this benchmark."""
+    return statistics.mean(m for _, m in run["curve"][-last:])
 
 
 def _after_warmup(run: dict[str, Any]) -> list[tuple[float, float]]:
@@ -134,6 +145,47 @@ def reading(out: Path) -> str:
     fig.savefig(out / "curves.png", dpi=110)
     plt.close(fig)
     text = _reading_table(runs, methods)
+    (out / "reading.md").write_text(text)
+    return text
+
+
+def shift_reading(out: Path) -> str:
+    """Write ``out/reading.md`` from the shift part's ``out/summaries``: per shift length, the
+    student's final val mIoU on each seed, the seed mean, the mean of the last
+    :data:`SHIFT_LAST` evaluations and the difference to the recipe's 50-iteration shifts on the
+    seeds both finished. Return the markdown; FileNotFoundError if nothing finished."""
+    runs = length_runs(out / "summaries")
+    rows = [v for v in SHIFT_ROWS if v in runs]
+    if not rows:
+        raise FileNotFoundError(
+            f"no finished shift-part run in {out / 'summaries'}: run it first "
+            "(python benchmarks/dual_teacher_length.py shift)"
+        )
+    seeds = sorted({seed for v in rows for seed in runs[v]})
+    lines = [
+        "| shift, iterations | "
+        + " | ".join(f"seed {s}" for s in seeds)
+        + f" | mean | mean of the last {SHIFT_LAST} evaluations | minus 50-iteration shifts (seeds) |",
+        "|---" * (len(seeds) + 4) + "|",
+    ]
+    reference = runs.get("dual_teacher", {})
+    for variant in rows:
+        done = runs[variant]
+        cells = [f"{done[s]['student_miou']:.4f}" if s in done else "–" for s in seeds]
+        finals = [r["student_miou"] for r in done.values()]
+        lasts = [_last(r, SHIFT_LAST) for r in done.values()]
+        paired = [s for s in done if s in reference]
+        gap = (
+            f"{statistics.mean(done[s]['student_miou'] - reference[s]['student_miou'] for s in paired):+.4f} "
+            f"({len(paired)})"
+            if paired and variant != "dual_teacher"
+            else ""
+        )
+        lines.append(
+            f"| {SHIFT_ROWS[variant]} | {' | '.join(cells)} | {statistics.mean(finals):.4f} | "
+            f"{statistics.mean(lasts):.4f} | {gap} |"
+        )
+    text = "\n".join(lines) + "\n"
     (out / "reading.md").write_text(text)
     return text
 
@@ -204,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     if args.part == "reading":
         print(reading(Path(args.out) if args.out else RESULTS / "length"))
+        if args.out is None and (RESULTS / "shift" / "summaries").is_dir():
+            print(shift_reading(RESULTS / "shift"))
         return 0
     out = args.out or str(RESULTS / args.part)
     data = args.data or str(ensure_digit_scenes())

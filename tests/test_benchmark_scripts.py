@@ -605,3 +605,38 @@ def test_dual_teacher_selection_trains_on_held_out_train_scenes_and_decides(tiny
     assert len(labeled) == 6 and not set(labeled) & set((out / "splits" / "val.txt").read_text().split())
     assert selection.main(["decision", "--out", str(out), "--labeled", "1/8", "--seeds", "0"]) == 0
     assert re.search(r"- dual_teacher\+student_drop_path=0: \*\*(passes|fails)\*\*", (out / "decision.md").read_text())
+
+
+def test_dual_teacher_length_shift_reading_compares_each_shift_with_the_recipes(tmp_path: Path) -> None:
+    study = script("dual_teacher_length")
+    summaries = tmp_path / "summaries"
+    summaries.mkdir()
+
+    def write(variant: str, seed: int, mious: list[float]) -> None:
+        curve = [[10.0 * (i + 1), m] for i, m in enumerate(mious)]
+        (summaries / f"{variant}{seed}.json").write_text(
+            json.dumps(
+                {"variant": variant, "seed": seed, "budget": "iterations", "iterations": 100 * len(curve)}
+                | {"student_miou": mious[-1], "curve": curve}
+            )
+        )
+
+    write("dual_teacher", 0, [0.1] * 7 + [0.4, 0.5, 0.6])
+    write("dual_teacher", 1, [0.1] * 9 + [0.7])
+    write("dual_teacher+shift=350", 0, [0.1] * 7 + [0.5, 0.5, 0.5])
+    write("dual_teacher+shift=labeled_pass", 2, [0.1] * 9 + [0.3])  # no 50-iteration run of seed 2: no difference
+    (summaries / "1-32_seed0_supervised_warmup300.json").write_text(json.dumps({"budget": "warmup"}))
+    text = study.shift_reading(tmp_path)
+    assert (tmp_path / "reading.md").read_text() == text
+    rows = text.splitlines()
+    assert rows[0].startswith("| shift, iterations | seed 0 | seed 1 | seed 2 | mean |")
+    assert rows[2] == "| one labelled pass (11) | – | – | 0.3000 | 0.3000 | 0.1667 |  |"
+    assert rows[3] == "| 50 (the recipe's) | 0.6000 | 0.7000 | – | 0.6500 | 0.4000 |  |"  # last 3: 0.5 and 0.3
+    assert rows[4] == "| 350 | 0.5000 | – | – | 0.5000 | 0.5000 | -0.1000 (1) |"
+    (summaries / "dual_teacher0.json").write_text(
+        (summaries / "dual_teacher0.json").read_text().replace('"iterations": 1000', '"iterations": 900')
+    )
+    with pytest.raises(ValueError, match="10 evaluations for 900 iterations"):
+        study.shift_reading(tmp_path)
+    with pytest.raises(FileNotFoundError, match="run it first"):
+        study.shift_reading(tmp_path / "empty")
