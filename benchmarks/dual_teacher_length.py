@@ -165,8 +165,8 @@ def shift_reading(out: Path) -> str:
     lines = [
         "| shift, iterations | "
         + " | ".join(f"seed {s}" for s in seeds)
-        + f" | mean | mean of the last {SHIFT_LAST} evaluations | minus 50-iteration shifts (seeds) |",
-        "|---" * (len(seeds) + 4) + "|",
+        + f" | seeds | mean | mean of the last {SHIFT_LAST} evaluations | minus 50-iteration shifts (seeds) |",
+        "|---" * (len(seeds) + 5) + "|",
     ]
     reference = runs.get("dual_teacher", {})
     for variant in rows:
@@ -182,7 +182,7 @@ def shift_reading(out: Path) -> str:
             else ""
         )
         lines.append(
-            f"| {SHIFT_ROWS[variant]} | {' | '.join(cells)} | {statistics.mean(finals):.4f} | "
+            f"| {SHIFT_ROWS[variant]} | {' | '.join(cells)} | {len(finals)} | {statistics.mean(finals):.4f} | "
             f"{statistics.mean(lasts):.4f} | {gap} |"
         )
     text = "\n".join(lines) + "\n"
@@ -257,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.part == "reading":
         print(reading(Path(args.out) if args.out else RESULTS / "length"))
         if args.out is None and (RESULTS / "shift" / "summaries").is_dir():
-            print(shift_reading(RESULTS / "shift"))
+            try:
+                print(shift_reading(RESULTS / "shift"))
+            except FileNotFoundError as error:  # only warm-ups finished so far
+                print(error, file=sys.stderr)
         return 0
     out = args.out or str(RESULTS / args.part)
     data = args.data or str(ensure_digit_scenes())

@@ -577,8 +577,13 @@ def test_the_selection_decision_needs_a_win_at_every_fraction() -> None:
         in text
     )
     assert f"- {candidate}: **passes**" in text
-    summary["methods"][candidate]["1/16"] = cell(0.59, 0.66, 0.70)  # loses on the mean at one fraction
+    summary["methods"][candidate]["1/16"] = cell(0.59, 0.65, 0.70)  # loses on the mean at one fraction
     assert f"- {candidate}: **fails**" in selection.decision(summary)
+    summary["methods"][candidate]["1/16"] = cell(0.59, 0.65, 0.70, 0.99)  # an unplanned seed 3 lifts the mean
+    assert summary["methods"][candidate]["1/16"]["mean"] > 0.65
+    assert f"- {candidate}: **fails**" in selection.decision(summary)  # the planned seeds' mean decides
+    summary["methods"]["mean_teacher"] = summary["methods"]["dual_teacher"]
+    assert "- mean_teacher:" not in selection.decision(summary)  # another method is shown, never a candidate
     summary["methods"][candidate]["1/16"] = cell(0.99, 0.99)  # seed 2 not finished
     assert f"- {candidate}: **not all planned runs finished**" in selection.decision(summary)
     early = {"dual_teacher": {"1/32": cell(0.50)}, candidate: {"1/32": cell(0.55), "1/16": cell(0.4, 0.4, 0.4)}}
@@ -629,10 +634,10 @@ def test_dual_teacher_length_shift_reading_compares_each_shift_with_the_recipes(
     text = study.shift_reading(tmp_path)
     assert (tmp_path / "reading.md").read_text() == text
     rows = text.splitlines()
-    assert rows[0].startswith("| shift, iterations | seed 0 | seed 1 | seed 2 | mean |")
-    assert rows[2] == "| one labelled pass (11) | – | – | 0.3000 | 0.3000 | 0.1667 |  |"
-    assert rows[3] == "| 50 (the recipe's) | 0.6000 | 0.7000 | – | 0.6500 | 0.4000 |  |"  # last 3: 0.5 and 0.3
-    assert rows[4] == "| 350 | 0.5000 | – | – | 0.5000 | 0.5000 | -0.1000 (1) |"
+    assert rows[0].startswith("| shift, iterations | seed 0 | seed 1 | seed 2 | seeds | mean |")
+    assert rows[2] == "| one labelled pass (11) | – | – | 0.3000 | 1 | 0.3000 | 0.1667 |  |"
+    assert rows[3] == "| 50 (the recipe's) | 0.6000 | 0.7000 | – | 2 | 0.6500 | 0.4000 |  |"  # last 3: 0.5 and 0.3
+    assert rows[4] == "| 350 | 0.5000 | – | – | 1 | 0.5000 | 0.5000 | -0.1000 (1) |"
     (summaries / "dual_teacher0.json").write_text(
         (summaries / "dual_teacher0.json").read_text().replace('"iterations": 1000', '"iterations": 900')
     )

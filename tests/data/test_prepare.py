@@ -348,6 +348,11 @@ def test_check_data_names_the_files_added_after_init_that_training_would_not_use
     unused = next(f for f in report.findings if f.kind == "mask-unused").message
     assert "listed as unlabelled in 'unlabeled_masked'" in unused
     assert unused.endswith(f"run: dualteacher split --data {root} --labeled masked")
+    unlisted = next(f for f in report.findings if f.kind == "image-unlisted").message
+    assert unlisted.endswith(
+        f"add the line more/img10 to {root / 'splits' / 'train.txt'}, then draw the labelled lists again, "
+        f"e.g. dualteacher split --data {root} --labeled masked"
+    )
     assert not report.errors and digest(root) == before  # nothing stops training, nothing is touched
     assert main(["split", "--data", str(root), "--labeled", "masked"]) == 0
     relabelled = check_data(open_source("folder", root), splits, full=False)
@@ -364,6 +369,48 @@ def test_check_data_names_the_files_added_after_init_that_training_would_not_use
     (root / "splits" / "test.txt").write_text("more/img10.png\n")  # a held-out list, named by file: not unlisted
     (root / "splits" / "notes.txt").write_bytes(b"\xff\xfe\x00broken")  # an unreadable list no check reads
     assert {f.kind for f in check_data(open_source("folder", root), splits, full=False).findings} == {"mask-orphan"}
+
+
+def test_check_data_names_misnamed_files_and_its_fixes_work(tmp_path: Path) -> None:
+    root = own_folder(tmp_path / "mine")
+    prepare_folder(root, seed=3)
+    splits = {"labeled": "labeled_masked", "unlabeled": "unlabeled_masked", "val": "val"}
+    shutil.copy(root / "images" / "img00.png", root / "images" / "new.PNG")  # found by no reader
+    shutil.copy(root / "masks" / "img00.png", root / "masks" / "new.png")  # its image exists, misnamed
+    Image.open(root / "masks" / "img01.png").save(root / "masks" / "img08.jpg")  # a lossy mask
+    shutil.copy(root / "images" / "img00.png", root / "images" / "img10.png")  # unlisted
+    train = root / "splits" / "train.txt"
+    (root / "splits" / "extra.txt").write_text("img01\nimg01\n")  # a repeated id does not hide a list
+    report = check_data(open_source("folder", root), splits, full=False)
+    found = {(f.kind, Path(f.path_or_id).relative_to(root).as_posix()): f.message for f in report.findings}
+    assert set(found) == {  # no mask-orphan for masks/new.png: its image is there, in another case
+        ("extension-case", "images/new.PNG"),
+        ("mask-not-png", "masks/img08.jpg"),
+        ("image-unlisted", "images/img10.png"),
+    }, report.format()
+    assert found[("extension-case", "images/new.PNG")].endswith("rename it to new.png")
+    (root / "images" / "new.PNG").rename(root / "images" / "new.png")  # the fixes, as the messages say
+    (root / "masks" / "img08.jpg").unlink()
+    train.write_text(train.read_text() + "img10\nnew\n")
+    assert main(["split", "--data", str(root), "--labeled", "masked"]) == 0
+    assert not check_data(open_source("folder", root), splits, full=False).findings
+    other = tmp_path / "lists"  # lists kept outside the dataset: the command names them
+    shutil.copytree(root / "splits", other)
+    shutil.copy(root / "masks" / "img00.png", root / "masks" / "img07.png")
+    report = check_data(open_source("folder", root, other), splits, full=False)
+    [unused] = [f.message for f in report.findings if f.kind == "mask-unused"]
+    assert unused.endswith(f"run: dualteacher split --data {root} --splits-dir {other} --labeled masked")
+
+
+def test_init_says_how_to_enlarge_a_small_val() -> None:
+    from dualteacher.data.prepare import _few_val_note
+
+    assert "dualteacher init --data d --val 0.25 --force holds out 5 of the 20" in _few_val_note(4, 20, 0.2, None, "d")
+    assert "--val 0.5 --force holds out 5 of the 10" in _few_val_note(2, 10, 0.2, None, "d")  # 0.45 rounds to 4
+    assert _few_val_note(1, 4, 0.2, None, "d").endswith(
+        "with 7 or more images with a mask, a larger --val can steady it"
+    )
+    assert _few_val_note(1, 9, 0.2, Path("v.txt"), "d").endswith("adding images with a mask to your v.txt steadies it")
 
 
 def test_check_data_refuses_unmapped_binary_masks_until_init_records_the_map(tmp_path: Path) -> None:

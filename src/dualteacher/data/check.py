@@ -57,8 +57,8 @@ class-absent        warning   a class that no labelled mask contains
 ==================  ========  ===========================================================
 
 For the folder layout the check also lists ``ROOT/images`` and ``ROOT/masks`` for files that
-training would not use (:mod:`dualteacher.data.unused`: ``mask-orphan``, ``mask-unused``,
-``image-unlisted``).
+training would not use (:mod:`dualteacher.data.unused`: ``extension-case``, ``mask-not-png``,
+``mask-orphan``, ``mask-unused``, ``image-unlisted``).
 """
 
 from __future__ import annotations

@@ -44,6 +44,8 @@ from torch.utils.data import Dataset
 from dualteacher.data.transforms import IGNORE_INDEX, EvalTransform, Transform
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+SKIPPED_NAMES = frozenset({"Thumbs.db", "desktop.ini"})
+"""Files an operating system leaves in folders, never a dataset's."""
 MASK_MODES = ("L", "P")
 """The PIL modes of class-index masks: 8-bit grayscale and palette."""
 _CONVERTED = {
@@ -89,6 +91,17 @@ def read_list_text(path: Path) -> list[str]:
     except UnicodeDecodeError as error:
         raise DataError(f"{path} is not UTF-8 text ({error}): save it as UTF-8") from error
     return [line.replace("\ufeff", "").strip() for line in text.splitlines()]
+
+
+def visible_files(folder: Path | str) -> Iterator[tuple[str, str]]:
+    """``(parent folder, file name)`` of every file under ``folder``, recursively, sorted; hidden
+    files and folders and :data:`SKIPPED_NAMES` left out. Strings, not Path objects: a
+    100,000-image folder is walked at every ``train`` start."""
+    for parent, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if not name.startswith(".") and name not in SKIPPED_NAMES:
+                yield parent, name
 
 
 def read_list_lines(path: Path) -> list[tuple[int, str]]:

@@ -43,7 +43,14 @@ from shlex import quote
 import numpy as np
 from PIL import Image
 
-from dualteacher.data.core import IMAGE_EXTENSIONS, DataError, decode_failure, find_missing, read_id_list
+from dualteacher.data.core import (
+    IMAGE_EXTENSIONS,
+    DataError,
+    decode_failure,
+    find_missing,
+    read_id_list,
+    visible_files,
+)
 from dualteacher.data.folder import read_classes
 from dualteacher.data.mask_values import (
     BINARY_255,
@@ -70,7 +77,6 @@ FEW_VAL = 5
 MAX_COLOURS = 255
 """Distinct colours of colour masks that an indexed copy can turn into classes (0..254; 255 is ignore)."""
 _SHOWN = 5
-_SKIPPED_NAMES = {"Thumbs.db", "desktop.ini"}
 
 
 def command(*words: str) -> str:
@@ -85,12 +91,8 @@ def _some(items: Sequence[str]) -> str:
 
 
 def _visible_files(folder: Path) -> list[Path]:
-    """Every file under ``folder`` (recursively, sorted), hidden files and folders left out."""
-    found = []
-    for parent, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [Path(parent) / f for f in sorted(files) if not f.startswith(".") and f not in _SKIPPED_NAMES]
-    return found
+    """Every file under ``folder`` (:func:`visible_files`)."""
+    return [Path(parent) / name for parent, name in visible_files(folder)]
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -475,11 +477,16 @@ def _write_text(path: Path, lines: Sequence[str], force: bool, what: str) -> Wri
 
 
 # ---------------------------------------------------------------- splits
+def val_count(masked: int, fraction: float) -> int:
+    """How many of ``masked`` images with a mask ``init --val fraction`` holds out:
+    ``max(1, round(fraction · masked))``, at most ``masked - MIN_TRAIN_MASKS``."""
+    return min(max(1, round(fraction * masked)), masked - MIN_TRAIN_MASKS)
+
+
 def draw_val(masked: Sequence[str], fraction: float, seed: int) -> list[str]:
-    """``max(1, round(fraction · n))`` of the ``n`` masked ids, at most ``n - MIN_TRAIN_MASKS``,
-    drawn with ``seed`` from the sorted ids; returned sorted."""
+    """:func:`val_count` of the masked ids, drawn with ``seed`` from the sorted ids; returned sorted."""
     ordered = sorted(masked)
-    count = min(max(1, round(fraction * len(ordered))), len(ordered) - MIN_TRAIN_MASKS)
+    count = val_count(len(ordered), fraction)
     chosen = np.random.default_rng(seed).permutation(len(ordered))[:count]
     return sorted(ordered[k] for k in chosen.tolist())
 
@@ -722,11 +729,7 @@ def _write_layout(
         )
     report.files += _masked_lists(root, labeled, unlabeled, seed, force, shown)
     if len(val_ids) < FEW_VAL:
-        report.notes.append(
-            f"val holds {len(val_ids)} image(s): its mIoU, and so the choice of best.safetensors, rests on them "
-            f"alone; with more masks, a larger val steadies it: {command('dualteacher', 'init', '--data', shown, '--val', '0.3', '--force')} "
-            "draws every list again"
-        )
+        report.notes.append(_few_val_note(len(val_ids), len(masked), val, val_path if mine else None, shown))
     if not unlabeled:
         report.notes.append(
             f"every train image has a mask, so none is unlabelled and no {LABELED_MASKED} list is "
@@ -745,6 +748,23 @@ def _write_layout(
     else:
         report.next_commands.append(f"dualteacher train --data {data} --method supervised --minutes 10")
     return report
+
+
+def _few_val_note(held_out: int, masked: int, val: float, own_list: Path | None, shown: str) -> str:
+    """The note on a val of fewer than :data:`FEW_VAL` images and what would enlarge it: images
+    added to the user's ``own_list``, else the smallest ``--val`` (a multiple of 0.05, at most
+    0.5) that holds out :data:`FEW_VAL` of the ``masked`` images, else more masks."""
+    note = f"val holds {held_out} image(s): its mIoU, and so the choice of best.safetensors, rests on them alone; "
+    if own_list is not None:
+        return note + f"adding images with a mask to your {own_list} steadies it"
+    for step in range(int(val * 20) + 1, 11):
+        if val_count(masked, step / 20) >= FEW_VAL:
+            again = command("dualteacher", "init", "--data", shown, "--val", f"{step / 20:g}", "--force")
+            return note + (
+                f"{again} holds out {val_count(masked, step / 20)} of the {masked} images with a mask "
+                "(fewer to train on) and draws every list again"
+            )
+    return note + f"with {FEW_VAL + MIN_TRAIN_MASKS} or more images with a mask, a larger --val can steady it"
 
 
 def _masked_lists(

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,7 @@ def _warn_of_subfolders(folder: Path) -> None:
     sub-folders, so they are skipped."""
     nested = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and _holds_images(d))
     if nested:
-        pattern = f"'{folder.as_posix().rstrip('/')}/**/*.jpg'"
+        pattern = shlex.quote(f"{folder.as_posix().rstrip('/')}/**/*.jpg")
         logger.warning(
             f"{folder}: skipped the images in its sub-folder(s) {', '.join(nested)} (a folder is not searched "
             f"recursively); to include them, give a quoted glob such as {pattern} (one per image extension)"
