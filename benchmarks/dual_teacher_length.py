@@ -21,8 +21,10 @@ Example (one part, one seed, then the table from what is finished)::
 training time after the warm-up) and ``length/reading.md`` (final mIoU per seed, the Dual Teacher
 minus Mean Teacher gap at each third of the schedule, and the time each method needs to reach the
 other's final mIoU); with the default ``--out`` it also writes ``shift/reading.md`` (final mIoU
-per shift length and seed, the mean of the last three evaluations, and the difference to the
-recipe's 50-iteration shifts)::
+per shift length and seed, the mean of the last three evaluations, the difference to the
+recipe's 50-iteration shifts, and Dual Teacher minus Mean Teacher where Mean Teacher ran into the
+shift folder from the same warm-ups: ``dualteacher compare`` with this script's ``COMMON``
+options, ``--methods mean_teacher --out benchmarks/results/dual_teacher_length/shift``)::
 
     python benchmarks/dual_teacher_length.py reading
 
@@ -153,7 +155,9 @@ def shift_reading(out: Path) -> str:
     """Write ``out/reading.md`` from the shift part's ``out/summaries``: per shift length, the
     student's final val mIoU on each seed, the seed mean, the mean of the last
     :data:`SHIFT_LAST` evaluations and the difference to the recipe's 50-iteration shifts on the
-    seeds both finished. Return the markdown; FileNotFoundError if nothing finished."""
+    seeds both finished; and, for seeds where Mean Teacher also ran into this folder (same
+    warm-ups, length and thread count), Dual Teacher's 50-iteration shifts minus Mean Teacher.
+    Return the markdown; FileNotFoundError if nothing finished."""
     runs = length_runs(out / "summaries")
     rows = [v for v in SHIFT_ROWS if v in runs]
     if not rows:
@@ -185,6 +189,23 @@ def shift_reading(out: Path) -> str:
             f"| {SHIFT_ROWS[variant]} | {' | '.join(cells)} | {len(finals)} | {statistics.mean(finals):.4f} | "
             f"{statistics.mean(lasts):.4f} | {gap} |"
         )
+    mean_teacher = runs.get("mean_teacher", {})
+    paired = [s for s in sorted(mean_teacher) if s in reference]
+    if paired:
+        gaps = [reference[s]["student_miou"] - mean_teacher[s]["student_miou"] for s in paired]
+        lines += [
+            "",
+            "Mean Teacher from the same warm-ups, at the same length and thread count, against the "
+            "50-iteration shifts (final student mIoU):",
+            "",
+            "| seed | Mean Teacher | Dual Teacher, 50-iteration shifts | Dual Teacher minus Mean Teacher |",
+            "|---|---|---|---|",
+            *(
+                f"| {s} | {mean_teacher[s]['student_miou']:.4f} | {reference[s]['student_miou']:.4f} | {g:+.4f} |"
+                for s, g in zip(paired, gaps, strict=True)
+            ),
+            f"| mean | | | {statistics.mean(gaps):+.4f} |",
+        ]
     text = "\n".join(lines) + "\n"
     (out / "reading.md").write_text(text)
     return text

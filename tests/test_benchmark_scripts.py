@@ -638,6 +638,12 @@ def test_dual_teacher_length_shift_reading_compares_each_shift_with_the_recipes(
     assert rows[2] == "| one labelled pass (11) | – | – | 0.3000 | 1 | 0.3000 | 0.1667 |  |"
     assert rows[3] == "| 50 (the recipe's) | 0.6000 | 0.7000 | – | 2 | 0.6500 | 0.4000 |  |"  # last 3: 0.5 and 0.3
     assert rows[4] == "| 350 | 0.5000 | – | – | 1 | 0.5000 | 0.5000 | -0.1000 (1) |"
+    assert "Mean Teacher from the same warm-ups" not in text  # none trained: no pairing
+    write("mean_teacher", 0, [0.1] * 9 + [0.65])
+    write("mean_teacher", 2, [0.1] * 9 + [0.65])  # no 50-iteration run of seed 2: left out
+    text = study.shift_reading(tmp_path)
+    assert "| 0 | 0.6500 | 0.6000 | -0.0500 |\n| mean | | | -0.0500 |" in text
+    assert "| 2 |" not in text.split("Mean Teacher from the same warm-ups")[1]
     (summaries / "dual_teacher0.json").write_text(
         (summaries / "dual_teacher0.json").read_text().replace('"iterations": 1000', '"iterations": 900')
     )
