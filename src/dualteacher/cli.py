@@ -718,12 +718,12 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "predict": [
         (
             "class maps of every image in a folder",
-            "dualteacher predict runs/my_data_dual_teacher/best.safetensors photos/ --out masks",
+            "dualteacher predict runs/my_data_dual_teacher/best.safetensors photos/ --out predictions",
         ),
         (
             "a glob, with overlays, in overlapping tiles on the GPU",
             (
-                "dualteacher predict runs/my_data_dual_teacher/best.safetensors 'data/**/*.jpg' --out masks --overlay "
+                "dualteacher predict runs/my_data_dual_teacher/best.safetensors 'data/**/*.jpg' --out predictions --overlay "
                 "--mode slide --device cuda"
             ),
         ),

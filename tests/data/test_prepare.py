@@ -381,17 +381,35 @@ def test_check_data_names_misnamed_files_and_its_fixes_work(tmp_path: Path) -> N
     shutil.copy(root / "images" / "img00.png", root / "images" / "img10.png")  # unlisted
     train = root / "splits" / "train.txt"
     (root / "splits" / "extra.txt").write_text("img01\nimg01\n")  # a repeated id does not hide a list
+    shutil.copy(root / "masks" / "img08.jpg", root / "masks" / "img00.jpg")  # a JPEG copy beside the PNG read
+    (root / "images" / "more").mkdir()
+    shutil.copy(root / "images" / "img00.png", root / "images" / "more" / "pic.png")
+    shutil.copy(root / "masks" / "img00.png", root / "masks" / "pic.png")  # its mask, saved one folder up
     report = check_data(open_source("folder", root), splits, full=False)
     found = {(f.kind, Path(f.path_or_id).relative_to(root).as_posix()): f.message for f in report.findings}
     assert set(found) == {  # no mask-orphan for masks/new.png: its image is there, in another case
         ("extension-case", "images/new.PNG"),
         ("mask-not-png", "masks/img08.jpg"),
+        ("mask-not-png", "masks/img00.jpg"),
+        ("mask-orphan", "masks/pic.png"),
         ("image-unlisted", "images/img10.png"),
+        ("image-unlisted", "images/more/pic.png"),
     }, report.format()
     assert found[("extension-case", "images/new.PNG")].endswith("rename it to new.png")
+    assert (
+        "export the mask again from the annotation tool as masks/img08.png"
+        in found[("mask-not-png", "masks/img08.jpg")]
+    )
+    assert found[("mask-not-png", "masks/img00.jpg")].endswith("which is the one read: remove this copy")
+    assert found[("mask-orphan", "masks/pic.png")].endswith(
+        "if it is the mask of images/more/pic.png, move it to masks/more/pic.png"
+    )
     (root / "images" / "new.PNG").rename(root / "images" / "new.png")  # the fixes, as the messages say
     (root / "masks" / "img08.jpg").unlink()
-    train.write_text(train.read_text() + "img10\nnew\n")
+    (root / "masks" / "img00.jpg").unlink()
+    (root / "masks" / "more").mkdir()
+    (root / "masks" / "pic.png").rename(root / "masks" / "more" / "pic.png")
+    train.write_text(train.read_text() + "img10\nnew\nmore/pic\n")
     assert main(["split", "--data", str(root), "--labeled", "masked"]) == 0
     assert not check_data(open_source("folder", root), splits, full=False).findings
     other = tmp_path / "lists"  # lists kept outside the dataset: the command names them

@@ -90,20 +90,33 @@ def unused_files(source: DataSource, splits: dict[str, str], ids: dict[str, list
             f"rename it to {os.path.basename(stem)}{suffix.lower()}"
         )
         findings.append(("warning", "extension-case", path, message))
+    masks_dir = str(source.root / "masks")
     for path in other_masks:
-        if os.path.splitext(path)[1].lower() in (".jpg", ".jpeg"):
+        stem, suffix = os.path.splitext(path)
+        if suffix.lower() not in (".jpg", ".jpeg"):
+            continue
+        sample_id = stem[len(masks_dir) + 1 :].replace(os.sep, "/")
+        if sample_id in masks:
+            message = f"a JPEG copy of masks/{sample_id}.png, which is the one read: remove this copy"
+        else:
             message = (
-                "masks are read as masks/<id>.png, so nothing uses this one: save it as a lossless PNG "
-                "(JPEG compression changes class values at edges)"
+                f"masks are read as masks/<id>.png, so nothing uses this one: export the mask again from the "
+                f"annotation tool as masks/{sample_id}.png (converting this JPEG does not restore class values "
+                "that its compression changed at edges)"
             )
-            findings.append(("warning", "mask-not-png", path, message))
+        findings.append(("warning", "mask-not-png", path, message))
     root = str(source.root)
+    by_name: dict[str, list[str]] = {}
+    for sample_id in images:
+        by_name.setdefault(sample_id.rsplit("/", 1)[-1], []).append(sample_id)
     for sample_id, path in masks.items():
         if sample_id not in images and sample_id not in checked and not _has_image(root, sample_id):
-            message = (
-                f"no image images/{sample_id}.jpg|.jpeg|.png for this mask, so nothing uses it: name it as its "
-                "image (same path under masks/, .png), or remove it"
-            )
+            message = f"no image images/{sample_id}.jpg|.jpeg|.png for this mask, so nothing uses it: "
+            namesakes = [i for i in by_name.get(sample_id.rsplit("/", 1)[-1], []) if i not in masks]
+            if namesakes:
+                message += f"if it is the mask of {os.path.relpath(images[namesakes[0]], root)}, move it to masks/{namesakes[0]}.png"
+            else:
+                message += "name it as its image (same path under masks/, .png), or remove it"
             findings.append(("warning", "mask-orphan", path, message))
     own = source.splits_dir.resolve() == (source.root / "splits").resolve()
     data = quote(root) + ("" if own else f" --splits-dir {quote(str(source.splits_dir))}")
