@@ -90,6 +90,21 @@ def length_runs(summaries: Path) -> dict[str, dict[int, dict[str, Any]]]:
     return runs
 
 
+def _finished(
+    out: Path, variants: tuple[str, ...], part: str
+) -> tuple[dict[str, dict[int, dict[str, Any]]], list[str]]:
+    """The finished runs in ``out/summaries`` (:func:`length_runs`) and which of ``variants`` they
+    hold, in that order; FileNotFoundError naming the ``part`` to run if they hold none."""
+    runs = length_runs(out / "summaries")
+    present = [v for v in variants if v in runs]
+    if not present:
+        raise FileNotFoundError(
+            f"no finished run of {', '.join(variants)} in {out / 'summaries'}: run it first "
+            f"(python benchmarks/dual_teacher_length.py {part})"
+        )
+    return runs, present
+
+
 def _last(run: dict[str, Any], last: int = LAST) -> float:
     """Mean student mIoU of the run's ``last`` evaluations: steadier than the final one, which
     moves by a few points between neighbouring evaluations on this benchmark."""
@@ -112,13 +127,7 @@ def reading(out: Path) -> str:
 
     from dualteacher.experiments.plots import mean_curve
 
-    runs = length_runs(out / "summaries")
-    methods = [m for m in LENGTH_METHODS if m in runs]
-    if not methods:
-        raise FileNotFoundError(
-            f"no finished run of {', '.join(LENGTH_METHODS)} in {out / 'summaries'}: "
-            "run the length part first (python benchmarks/dual_teacher_length.py length)"
-        )
+    runs, methods = _finished(out, LENGTH_METHODS, "length")
     fig, (by_its, by_time) = plt.subplots(1, 2, figsize=(12, 4.5))
     for method in methods:
         seeds = runs[method]
@@ -158,13 +167,7 @@ def shift_reading(out: Path) -> str:
     seeds both finished; and, for seeds where Mean Teacher also ran into this folder (same
     warm-ups, length and thread count), Dual Teacher's 50-iteration shifts minus Mean Teacher.
     Return the markdown; FileNotFoundError if nothing finished."""
-    runs = length_runs(out / "summaries")
-    rows = [v for v in SHIFT_ROWS if v in runs]
-    if not rows:
-        raise FileNotFoundError(
-            f"no finished shift-part run in {out / 'summaries'}: run it first "
-            "(python benchmarks/dual_teacher_length.py shift)"
-        )
+    runs, rows = _finished(out, tuple(SHIFT_ROWS), "shift")
     seeds = sorted({seed for v in rows for seed in runs[v]})
     lines = [
         "| shift, iterations | "
